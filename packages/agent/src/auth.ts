@@ -1,0 +1,45 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { config } from './config.js';
+
+function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** True if no access token is configured or the request carries the right X-Access-Token. */
+export function hasValidToken(req: IncomingMessage): boolean {
+  const token = config.accessToken;
+  if (!token) return true;
+  const got = req.headers['x-access-token'];
+  return typeof got === 'string' && safeEqual(got, token);
+}
+
+/** envd's signature: "v1_" + base64(sha256("<path>:<op>:<user>:<token>[:<exp>]")) without '=' padding. */
+export function computeSignature(path: string, op: 'read' | 'write', user: string, token: string, exp?: string): string {
+  const raw = `${path}:${op}:${user}:${token}${exp ? ':' + exp : ''}`;
+  return 'v1_' + createHash('sha256').update(raw).digest('base64').replace(/=+$/, '');
+}
+
+export type SignatureResult = { ok: true } | { ok: false; message: string };
+
+/** Validates /files access for a request without a valid token. */
+export function checkFilesAccess(req: IncomingMessage, url: URL, op: 'read' | 'write'): SignatureResult {
+  if (hasValidToken(req)) return { ok: true };
+  const token = config.accessToken!;
+  const signature = url.searchParams.get('signature');
+  if (!signature) return { ok: false, message: 'missing access token or signature' };
+  const path = url.searchParams.get('path') ?? '';
+  const user = url.searchParams.get('username') ?? '';
+  const exp = url.searchParams.get('signature_expiration') ?? undefined;
+  if (!safeEqual(signature, computeSignature(path, op, user, token, exp))) {
+    return { ok: false, message: 'invalid signature' };
+  }
+  if (exp !== undefined) {
+    const n = Number(exp);
+    if (!Number.isFinite(n)) return { ok: false, message: 'invalid signature expiration' };
+    if (n < Date.now() / 1000) return { ok: false, message: 'signature is already expired' };
+  }
+  return { ok: true };
+}

@@ -1,0 +1,39 @@
+import { Code, ConnectError } from '@connectrpc/connect';
+import { BadPathError } from './paths.js';
+
+/** Maps a filesystem (or argument) error to a ConnectError with a clear message. */
+export function toConnectError(err: unknown, path?: string): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (err instanceof BadPathError) return new ConnectError(err.message, Code.InvalidArgument);
+  const e = err as NodeJS.ErrnoException;
+  const p = path ?? e?.path ?? '';
+  switch (e?.code) {
+    case 'ENOENT':
+      return new ConnectError(`path '${p}' does not exist`, Code.NotFound);
+    case 'ENOTDIR':
+      return new ConnectError(`a component of path '${p}' is not a directory`, Code.InvalidArgument);
+    case 'EISDIR':
+      return new ConnectError(`path '${p}' is a directory`, Code.InvalidArgument);
+    case 'EEXIST':
+      return new ConnectError(`path '${p}' already exists`, Code.AlreadyExists);
+    case 'ENOTEMPTY':
+      return new ConnectError(`directory '${p}' is not empty`, Code.FailedPrecondition);
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+      return new ConnectError(`permission denied for '${p}'`, Code.PermissionDenied);
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return new ConnectError('not enough disk space', Code.ResourceExhausted);
+    case 'ELOOP':
+      return new ConnectError(`too many levels of symbolic links in '${p}'`, Code.InvalidArgument);
+    case 'ENAMETOOLONG':
+      return new ConnectError(`path '${p}' is too long`, Code.InvalidArgument);
+    case 'EINVAL':
+      return new ConnectError(`invalid argument for '${p}': ${e.message}`, Code.InvalidArgument);
+  }
+  if (typeof e?.code === 'string' && e.code.startsWith('ERR_INVALID_ARG')) {
+    return new ConnectError(e.message, Code.InvalidArgument);
+  }
+  return new ConnectError(e?.message ?? String(err), Code.Internal);
+}

@@ -1,0 +1,352 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import { Code, ConnectError } from '@connectrpc/connect';
+import type { ProcessConfigSchema, ProcessEventSchema, ProcessSelector, StartRequest } from '@sandlot/envd-proto';
+import { Channel } from './channel.js';
+import { config } from './config.js';
+import { toConnectError } from './errors.js';
+import { baseDir } from './identity.js';
+import { logError } from './log.js';
+import { resolvePath } from './paths.js';
+import { endFromExit, type EndInit } from './signals.js';
+import type { UserInfo } from './users.js';
+
+export type ProcEvent = MessageInitShape<typeof ProcessEventSchema>;
+type ConfigInit = MessageInitShape<typeof ProcessConfigSchema>;
+
+/** Pause a process's output while any live stream has more than HIGH bytes queued; resume under LOW. */
+const HIGH_WATER = 8 << 20;
+const LOW_WATER = 1 << 20;
+/** How long an exited process stays connectable (start+end). */
+const KEEP_ENDED_MS = 30_000;
+/** After the main process exits, wait at most this long for its stdout/stderr to drain. */
+const DRAIN_AFTER_EXIT_MS = 100;
+
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+export interface Subscriber {
+  ch: Channel<ProcEvent>;
+  bytes: number;
+}
+
+// Minimal structural type of node-pty's IPty (loaded lazily).
+interface Pty {
+  pid: number;
+  write(data: string | Buffer): void;
+  resize(cols: number, rows: number): void;
+  pause(): void;
+  resume(): void;
+  onData(cb: (d: Buffer | string) => void): unknown;
+  onExit(cb: (e: { exitCode: number; signal?: number }) => void): unknown;
+}
+interface PtyModule {
+  spawn(file: string, args: string[], opts: Record<string, unknown>): Pty;
+}
+
+export class ManagedProcess {
+  readonly subs = new Set<Subscriber>();
+  end: EndInit | undefined;
+  child: ChildProcess | undefined;
+  pty: Pty | undefined;
+  stdinOpen = false;
+  paused = false;
+  private deadline: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly pid: number,
+    readonly tag: string | undefined,
+    readonly config: ConfigInit,
+  ) {}
+
+  get isPty(): boolean {
+    return this.pty !== undefined;
+  }
+
+  subscribe(): Subscriber {
+    const sub: Subscriber = { ch: new Channel<ProcEvent>(), bytes: 0 };
+    sub.ch.push({ event: { case: 'start', value: { pid: this.pid } } });
+    if (this.end) {
+      sub.ch.push({ event: { case: 'end', value: this.end } });
+      sub.ch.close();
+    } else {
+      this.subs.add(sub);
+    }
+    return sub;
+  }
+
+  unsubscribe(sub: Subscriber): void {
+    this.subs.delete(sub);
+    this.maybeResume();
+  }
+
+  /** Called by a stream after it handed `n` output bytes to the transport. */
+  consumed(sub: Subscriber, n: number): void {
+    sub.bytes -= n;
+    if (this.paused && sub.bytes < LOW_WATER) this.maybeResume();
+  }
+
+  emitData(kind: 'stdout' | 'stderr' | 'pty', data: Buffer): void {
+    let over = false;
+    for (const sub of this.subs) {
+      sub.bytes += data.length;
+      sub.ch.push({ event: { case: 'data', value: { output: { case: kind, value: data } } } });
+      if (sub.bytes > HIGH_WATER) over = true;
+    }
+    if (over && !this.paused) {
+      this.paused = true;
+      this.child?.stdout?.pause();
+      this.child?.stderr?.pause();
+      this.pty?.pause();
+    }
+  }
+
+  private maybeResume(): void {
+    if (!this.paused) return;
+    for (const s of this.subs) if (s.bytes >= LOW_WATER) return;
+    this.paused = false;
+    this.child?.stdout?.resume();
+    this.child?.stderr?.resume();
+    this.pty?.resume();
+  }
+
+  finish(end: EndInit): void {
+    if (this.end) return;
+    this.end = end;
+    if (this.deadline) clearTimeout(this.deadline);
+    this.stdinOpen = false;
+    for (const sub of this.subs) {
+      sub.ch.push({ event: { case: 'end', value: end } });
+      sub.ch.close();
+    }
+    this.subs.clear();
+    setTimeout(() => {
+      if (procs.get(this.pid) === this) procs.delete(this.pid);
+    }, KEEP_ENDED_MS).unref();
+  }
+
+  setDeadline(ms: number): void {
+    this.deadline = setTimeout(() => this.signal('SIGKILL'), ms);
+    this.deadline.unref();
+  }
+
+  /** Signals the whole process group (processes are group leaders), falling back to the pid. */
+  signal(sig: NodeJS.Signals): void {
+    if (this.end) return;
+    try {
+      process.kill(-this.pid, sig);
+    } catch {
+      try {
+        process.kill(this.pid, sig);
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+
+  writeInput(data: Uint8Array): void {
+    if (this.end) throw new ConnectError(`process ${this.pid} has already exited`, Code.NotFound);
+    if (this.pty) {
+      this.pty.write(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+      return;
+    }
+    const stdin = this.child?.stdin;
+    if (!this.stdinOpen || !stdin || stdin.destroyed || stdin.writableEnded) {
+      throw new ConnectError(`stdin of process ${this.pid} is not open (start it with stdin enabled)`, Code.FailedPrecondition);
+    }
+    stdin.write(Buffer.from(data));
+  }
+
+  closeStdin(): void {
+    if (this.end) throw new ConnectError(`process ${this.pid} has already exited`, Code.NotFound);
+    if (this.pty) throw new ConnectError('cannot close stdin of a PTY process; send EOT (\\x04) as input instead', Code.InvalidArgument);
+    this.stdinOpen = false;
+    this.child?.stdin?.end();
+  }
+}
+
+const procs = new Map<number, ManagedProcess>();
+
+export function listProcesses(): ManagedProcess[] {
+  return [...procs.values()].filter((p) => !p.end);
+}
+
+export function findProcess(sel: ProcessSelector | undefined, includeEnded = false): ManagedProcess {
+  const s = sel?.selector;
+  let found: ManagedProcess | undefined;
+  if (s?.case === 'pid') {
+    found = procs.get(s.value);
+  } else if (s?.case === 'tag') {
+    for (const p of procs.values()) {
+      if (p.tag === s.value && (!found || (found.end && !p.end))) found = p;
+    }
+  } else {
+    throw new ConnectError('process selector (pid or tag) is required', Code.InvalidArgument);
+  }
+  if (!found || (found.end && !includeEnded)) {
+    const what = s.case === 'pid' ? `pid ${s.value}` : `tag '${s.value}'`;
+    throw new ConnectError(`process with ${what} not found`, Code.NotFound);
+  }
+  return found;
+}
+
+function validEnvName(k: string): boolean {
+  return k.length > 0 && !k.includes('=') && !k.includes('\0');
+}
+
+export function baseEnv(user: UserInfo): Record<string, string> {
+  return {
+    PATH: DEFAULT_PATH,
+    HOME: user.home,
+    USER: user.name,
+    LOGNAME: user.name,
+    SHELL: '/bin/bash',
+    ...config.envVars,
+  };
+}
+
+let ptyModule: Promise<PtyModule> | undefined;
+function loadPty(): Promise<PtyModule> {
+  ptyModule ??= import('node-pty').then((m: unknown) => {
+    const mod = m as { default?: PtyModule } & PtyModule;
+    return typeof mod.spawn === 'function' ? mod : (mod.default as PtyModule);
+  });
+  ptyModule.catch(() => (ptyModule = undefined));
+  return ptyModule;
+}
+
+const SETPRIV = '/usr/bin/setpriv';
+let hasSetpriv: boolean | undefined;
+
+export async function startProcess(req: StartRequest, user: UserInfo, timeoutMs: number | undefined): Promise<ManagedProcess> {
+  const pc = req.process;
+  if (!pc || !pc.cmd) throw new ConnectError('process.cmd is required', Code.InvalidArgument);
+  if (pc.cmd.includes('\0') || pc.args.some((a) => a.includes('\0'))) {
+    throw new ConnectError('cmd and args must not contain NUL bytes', Code.InvalidArgument);
+  }
+  const env = baseEnv(user);
+  for (const [k, v] of Object.entries(pc.envs)) {
+    if (!validEnvName(k) || v.includes('\0')) throw new ConnectError(`invalid environment variable '${k}'`, Code.InvalidArgument);
+    env[k] = v;
+  }
+
+  let cwd: string;
+  if (pc.cwd) {
+    try {
+      cwd = resolvePath(pc.cwd, user, baseDir(user));
+    } catch (err) {
+      throw toConnectError(err);
+    }
+    const st = await stat(cwd).catch(() => undefined);
+    if (!st) throw new ConnectError(`cwd '${cwd}' does not exist`, Code.InvalidArgument);
+    if (!st.isDirectory()) throw new ConnectError(`cwd '${cwd}' is not a directory`, Code.InvalidArgument);
+  } else {
+    cwd = baseDir(user);
+    const st = await stat(cwd).catch(() => undefined);
+    if (!st?.isDirectory()) cwd = '/';
+  }
+
+  const myUid = process.getuid?.() ?? 0;
+  const switchUser = myUid === 0 || myUid !== user.uid;
+  const cfg: ConfigInit = { cmd: pc.cmd, args: [...pc.args], envs: { ...pc.envs }, cwd };
+
+  let proc: ManagedProcess;
+  if (req.pty) {
+    const cols = req.pty.size?.cols || 80;
+    const rows = req.pty.size?.rows || 24;
+    if (cols > 10000 || rows > 10000) throw new ConnectError('pty size is too large', Code.InvalidArgument);
+    env.TERM ??= 'xterm-256color';
+    let pty: PtyModule;
+    try {
+      pty = await loadPty();
+    } catch (err) {
+      logError('cannot load node-pty', err);
+      throw new ConnectError(`PTY support is unavailable: ${(err as Error).message}`, Code.Unavailable);
+    }
+    let file = pc.cmd;
+    let args = [...pc.args];
+    const opts: Record<string, unknown> = { name: env.TERM, cols, rows, cwd, env, encoding: null };
+    if (switchUser && user.uid !== myUid) {
+      hasSetpriv ??= existsSync(SETPRIV);
+      if (hasSetpriv && myUid === 0) {
+        // setpriv also sets the user's supplementary groups (node-pty would keep root's).
+        args = ['--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', '--', file, ...args];
+        file = SETPRIV;
+      } else {
+        opts.uid = user.uid;
+        opts.gid = user.gid;
+      }
+    }
+    let term: Pty;
+    try {
+      term = pty.spawn(file, args, opts);
+    } catch (err) {
+      throw new ConnectError(`failed to start process '${pc.cmd}': ${(err as Error).message}`, Code.Internal);
+    }
+    proc = new ManagedProcess(term.pid, req.tag, cfg);
+    proc.pty = term;
+    proc.stdinOpen = true;
+    term.onData((d) => proc.emitData('pty', typeof d === 'string' ? Buffer.from(d) : d));
+    term.onExit(({ exitCode, signal }) => {
+      const sigName = signal ? Object.entries(osConstants.signals).find(([, n]) => n === signal)?.[0] : undefined;
+      // let the last output chunk reach subscribers first
+      setImmediate(() => proc.finish(signal ? endFromExit(null, sigName ?? `SIG${signal}`) : endFromExit(exitCode, null)));
+    });
+  } else {
+    const stdinEnabled = req.stdin !== false;
+    let child: ChildProcess;
+    try {
+      child = spawn(pc.cmd, pc.args, {
+        cwd,
+        env,
+        uid: switchUser ? user.uid : undefined,
+        gid: switchUser ? user.gid : undefined,
+        detached: true,
+        stdio: [stdinEnabled ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+      });
+    } catch (err) {
+      throw new ConnectError(`failed to start process '${pc.cmd}': ${(err as Error).message}`, Code.Internal);
+    }
+    if (child.pid === undefined) {
+      const err = await new Promise<Error>((resolve) => child.once('error', resolve));
+      throw new ConnectError(`failed to start process '${pc.cmd}': ${err.message}`, Code.Internal);
+    }
+    child.on('error', (err) => logError(`process ${child.pid}`, err));
+    proc = new ManagedProcess(child.pid, req.tag, cfg);
+    proc.child = child;
+    proc.stdinOpen = stdinEnabled;
+    child.stdin?.on('error', () => {
+      proc.stdinOpen = false;
+    });
+    child.stdout!.on('data', (d: Buffer) => proc.emitData('stdout', d));
+    child.stderr!.on('data', (d: Buffer) => proc.emitData('stderr', d));
+    let exitInfo: [number | null, NodeJS.Signals | null] | undefined;
+    const done = () => {
+      if (exitInfo) proc.finish(endFromExit(exitInfo[0], exitInfo[1]));
+    };
+    child.on('exit', (code, sig) => {
+      exitInfo = [code, sig];
+      // A background grandchild may keep the pipes open: stop waiting for them after a short grace.
+      const grace = () => {
+        if (proc.end) return;
+        if (proc.paused) {
+          setTimeout(grace, DRAIN_AFTER_EXIT_MS).unref(); // a slow reader, not a grandchild: keep draining
+          return;
+        }
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+        done();
+      };
+      setTimeout(grace, DRAIN_AFTER_EXIT_MS).unref();
+    });
+    child.on('close', (code, sig) => {
+      exitInfo ??= [code, sig];
+      done();
+    });
+  }
+  procs.set(proc.pid, proc);
+  if (timeoutMs && timeoutMs > 0) proc.setDeadline(timeoutMs);
+  return proc;
+}

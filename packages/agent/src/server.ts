@@ -1,0 +1,129 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { cpus, freemem, totalmem } from 'node:os';
+import { statfs } from 'node:fs/promises';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { Filesystem, Process } from '@sandlot/envd-proto';
+import { hasValidToken } from './auth.js';
+import { applyConfig, config } from './config.js';
+import { handleDownload, handleUpload } from './files-http.js';
+import { filesystemService } from './fs-service.js';
+import { readJsonBody, sendError, sendJson } from './http-util.js';
+import { selectUser } from './identity.js';
+import { logError } from './log.js';
+import { processService } from './process-service.js';
+import { baseEnv } from './processes.js';
+
+const CORS_HEADERS = {
+  'Access-Control-Allow-Origin': '*',
+  'Access-Control-Allow-Methods': '*',
+  'Access-Control-Allow-Headers': '*',
+  'Access-Control-Expose-Headers': '*',
+  'Access-Control-Max-Age': '7200',
+};
+
+async function metrics(res: ServerResponse): Promise<void> {
+  const total = totalmem();
+  const used = total - freemem();
+  let diskUsed = 0;
+  let diskTotal = 0;
+  try {
+    const s = await statfs('/');
+    diskTotal = s.blocks * s.bsize;
+    diskUsed = (s.blocks - s.bfree) * s.bsize;
+  } catch {
+    /* ignore */
+  }
+  sendJson(res, 200, {
+    ts: Math.floor(Date.now() / 1000),
+    cpu_count: cpus().length,
+    cpu_used_pct: 0,
+    mem_total: total,
+    mem_used: used,
+    mem_cache: 0,
+    mem_total_mib: Math.floor(total / 1048576),
+    mem_used_mib: Math.floor(used / 1048576),
+    disk_used: diskUsed,
+    disk_total: diskTotal,
+  });
+}
+
+export function createAgentServer(): Server {
+  const rpc = connectNodeAdapter({
+    routes(router) {
+      router.service(Filesystem, filesystemService);
+      router.service(Process, processService);
+    },
+    jsonOptions: { ignoreUnknownFields: true },
+    readMaxBytes: 16 << 20,
+    fallback(_req, res) {
+      sendError(res as ServerResponse, 404, 'not found');
+    },
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://agent');
+    const path = url.pathname;
+    const method = req.method ?? 'GET';
+    for (const [k, v] of Object.entries(CORS_HEADERS)) res.setHeader(k, v);
+    if (method === 'OPTIONS') {
+      res.writeHead(204).end();
+      return;
+    }
+    if (path === '/health') {
+      if (method !== 'GET' && method !== 'HEAD') return sendError(res, 405, 'method not allowed');
+      res.writeHead(204).end();
+      return;
+    }
+    if (path === '/files') {
+      if (method === 'GET' || method === 'HEAD') return handleDownload(req, res, url);
+      if (method === 'POST') return handleUpload(req, res, url);
+      return sendError(res, 405, 'method not allowed');
+    }
+    if (!hasValidToken(req)) {
+      const message = req.headers['x-access-token'] ? 'invalid access token' : 'missing access token (X-Access-Token header)';
+      if (path.startsWith('/filesystem.') || path.startsWith('/process.')) {
+        const body = JSON.stringify({ code: 'unauthenticated', message });
+        res.writeHead(401, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), Connection: 'close' });
+        res.end(body);
+        return;
+      }
+      return sendError(res, 401, message, true);
+    }
+    if (path === '/envs' && method === 'GET') {
+      let env: Record<string, string>;
+      try {
+        env = baseEnv(selectUser(undefined));
+      } catch {
+        env = { ...config.envVars };
+      }
+      return sendJson(res, 200, env);
+    }
+    if (path === '/metrics' && method === 'GET') return metrics(res);
+    if (path === '/init' && method === 'POST') {
+      try {
+        applyConfig(await readJsonBody(req));
+      } catch (err) {
+        return sendError(res, 400, `invalid init request: ${(err as Error).message}`);
+      }
+      res.writeHead(204).end();
+      return;
+    }
+    rpc(req, res);
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err) => {
+      logError(`request ${req.method} ${req.url} failed`, err);
+      sendError(res, 500, 'internal error');
+    });
+  });
+  server.keepAliveTimeout = 65_000; // the host proxy pools connections
+  server.requestTimeout = 0; // uploads and process streams may take long
+  server.headersTimeout = 60_000;
+  server.on('clientError', (err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+    void err;
+  });
+  return server;
+}

@@ -1,0 +1,114 @@
+// The CLI's sandbox commands: create, ls, exec, shell, kill.
+import { Code, ConnectError } from '@connectrpc/connect'
+import { CliError, clientConfig, request, type SandboxInfo } from './api.js'
+import { processClient } from './envd.js'
+
+export async function create(template: string | undefined, metadata: Record<string, string>): Promise<void> {
+  const c = clientConfig()
+  const s = await request<SandboxInfo>(c, 'POST', '/api/v1/sandboxes', { template, metadata })
+  console.error(`Created sandbox from template "${s.template}"${s.endAt ? `; it will be destroyed at ${s.endAt}` : ''}.`)
+  console.log(s.id)
+}
+
+export async function ls(json: boolean): Promise<void> {
+  const list = await request<SandboxInfo[]>(clientConfig(), 'GET', '/api/v1/sandboxes')
+  if (json) return console.log(JSON.stringify(list, null, 2))
+  const rows = [['ID', 'TEMPLATE', 'STARTED', 'ENDS', 'METADATA']]
+  for (const s of list) {
+    const meta = Object.entries(s.metadata).map(([k, v]) => `${k}=${v}`).join(',')
+    rows.push([s.id, s.template, s.startedAt, s.endAt ?? '-', meta])
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+  for (const r of rows) console.log(r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd())
+}
+
+export async function kill(id: string): Promise<void> {
+  await request(clientConfig(), 'DELETE', `/api/v1/sandboxes/${encodeURIComponent(id)}`)
+  console.error(`Killed sandbox ${id}.`)
+}
+
+function envdError(err: unknown, id: string): never {
+  if (err instanceof ConnectError) {
+    if (err.code === Code.Unavailable || err.code === Code.Unimplemented) throw new CliError(`Sandbox ${id} is not running (or does not exist).`)
+    if (err.code === Code.Unauthenticated) throw new CliError('The server refused the API key: check SANDLOT_API_KEY.')
+    throw new CliError(`${err.rawMessage} (${Code[err.code]})`)
+  }
+  if (err instanceof CliError) throw err
+  throw new CliError(`Cannot reach the Sandlot server: ${(err as Error).message}`)
+}
+
+/** Exit code of a finished process, shell-style: 128 + signal for a signalled one. */
+function exitCodeOf(end: { exitCode: number; status: string }): number {
+  if (end.exitCode >= 0) return end.exitCode
+  return /killed/.test(end.status) ? 137 : /terminated/.test(end.status) ? 143 : 1
+}
+
+export async function exec(id: string, argv: string[], user: string): Promise<number> {
+  if (argv.length === 0) throw new CliError('Usage: sandlot exec <id> -- <command> [args…]')
+  const c = clientConfig()
+  const client = processClient(c, id)
+  const stream = client.start(
+    { process: { cmd: argv[0]!, args: argv.slice(1), envs: {} }, stdin: false },
+    { headers: { authorization: `Basic ${Buffer.from(`${user}:`).toString('base64')}` } },
+  )
+  try {
+    for await (const { event } of stream) {
+      const e = event?.event
+      if (e?.case === 'data') {
+        const d = e.value.output
+        if (d.case === 'stdout') process.stdout.write(d.value)
+        else if (d.case === 'stderr') process.stderr.write(d.value)
+      } else if (e?.case === 'end') {
+        if (e.value.error) process.stderr.write(`${e.value.error}\n`)
+        return exitCodeOf(e.value)
+      }
+    }
+  } catch (err) {
+    envdError(err, id)
+  }
+  throw new CliError('The command stream ended without an exit status.')
+}
+
+export async function shell(id: string, user: string): Promise<number> {
+  const c = clientConfig()
+  const client = processClient(c, id)
+  const size = () => ({ cols: process.stdout.columns || 80, rows: process.stdout.rows || 24 })
+  const stream = client.start(
+    { process: { cmd: '/bin/bash', args: ['-i', '-l'], envs: { TERM: process.env.TERM || 'xterm-256color', LANG: 'C.UTF-8' } }, pty: { size: size() } },
+    { headers: { authorization: `Basic ${Buffer.from(`${user}:`).toString('base64')}` } },
+  )
+  let pid = 0
+  const stdin = process.stdin
+  const onInput = (chunk: Buffer) => {
+    if (pid) client.sendInput({ process: { selector: { case: 'pid', value: pid } }, input: { input: { case: 'pty', value: chunk } } }).catch(() => {})
+  }
+  const onResize = () => {
+    if (pid) client.update({ process: { selector: { case: 'pid', value: pid } }, pty: { size: size() } }).catch(() => {})
+  }
+  try {
+    for await (const { event } of stream) {
+      const e = event?.event
+      if (e?.case === 'start') {
+        pid = e.value.pid
+        if (stdin.isTTY) stdin.setRawMode(true)
+        stdin.on('data', onInput)
+        stdin.resume()
+        process.stdout.on('resize', onResize)
+      } else if (e?.case === 'data' && e.value.output.case === 'pty') {
+        process.stdout.write(e.value.output.value)
+      } else if (e?.case === 'end') {
+        return exitCodeOf(e.value)
+      }
+    }
+  } catch (err) {
+    envdError(err, id)
+  } finally {
+    stdin.off('data', onInput)
+    process.stdout.off('resize', onResize)
+    if (stdin.isTTY) stdin.setRawMode(false)
+    stdin.pause()
+  }
+  throw new CliError('The terminal ended without an exit status.')
+}
+
+

@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+// sandlot: the command-line interface to a Sandlot server.
+import { parseArgs } from 'node:util'
+import { CliError } from './api.js'
+import * as cmd from './commands.js'
+
+const USAGE = `Usage: sandlot <command>
+
+  server                                   run the Sandlot server in the foreground
+  create [--template NAME] [--metadata k=v]…   create a sandbox; prints its id on the last line
+  ls [--json]                              list running sandboxes
+  exec [--user NAME] <id> -- <cmd> [args…]  run a command; exits with its exit code
+  shell [--user NAME] <id>                 open an interactive terminal in a sandbox
+  kill <id>                                destroy a sandbox
+
+Environment: SANDLOT_API_URL (default http://127.0.0.1:3000), SANDLOT_API_KEY (default: read
+$SANDLOT_HOME/api-key, SANDLOT_HOME defaulting to /var/lib/sandlot).`
+
+function parseMetadata(pairs: string[] = []): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const p of pairs) {
+    const i = p.indexOf('=')
+    if (i <= 0) throw new CliError(`--metadata takes KEY=VALUE, got "${p}"`)
+    out[p.slice(0, i)] = p.slice(i + 1)
+  }
+  return out
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  const dashdash = rest.indexOf('--')
+  const own = dashdash >= 0 ? rest.slice(0, dashdash) : rest
+  const after = dashdash >= 0 ? rest.slice(dashdash + 1) : []
+  const { values, positionals } = parseArgs({
+    args: own,
+    allowPositionals: true,
+    options: {
+      template: { type: 'string', short: 't' },
+      metadata: { type: 'string', short: 'm', multiple: true },
+      json: { type: 'boolean' },
+      user: { type: 'string', short: 'u', default: 'user' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  })
+  const id = () => {
+    if (!positionals[0]) throw new CliError(`Usage: sandlot ${command} <sandbox-id>`)
+    return positionals[0]
+  }
+  if (values.help || !command || command === 'help') {
+    console.log(USAGE)
+    return command ? 0 : 2
+  }
+  switch (command) {
+    case 'server': {
+      await import('@sandlot/server/main')
+      return new Promise<number>(() => {})
+    }
+    case 'create':
+      await cmd.create(values.template, parseMetadata(values.metadata))
+      return 0
+    case 'ls':
+    case 'list':
+      await cmd.ls(!!values.json)
+      return 0
+    case 'exec':
+      return cmd.exec(id(), after.length ? after : positionals.slice(1), values.user!)
+    case 'shell':
+      return cmd.shell(id(), values.user!)
+    case 'kill':
+      await cmd.kill(id())
+      return 0
+    default:
+      throw new CliError(`Unknown command "${command}".\n\n${USAGE}`, 2)
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code
+  },
+  (err: Error) => {
+    console.error(`sandlot: ${err instanceof CliError || err.name === 'TypeError' ? err.message : err.stack}`)
+    process.exitCode = err instanceof CliError ? err.exitCode : 1
+  },
+)

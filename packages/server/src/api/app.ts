@@ -1,0 +1,77 @@
+// The HTTP server: one port for the REST control plane (Fastify) and the envd data plane (proxy).
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
+import http from 'node:http'
+import type { Logger } from 'pino'
+import { SandlotError } from '../errors.js'
+import type { SandboxManager } from '../lifecycle/manager.js'
+import { EnvdProxy, envdTargetOf, sendJson } from '../proxy/envd.js'
+import type { Store } from '../store/db.js'
+import { apiKeyOf, isValidApiKey, tokensEqual } from './auth.js'
+import { nativeRoutes } from './native.js'
+
+export interface AppDeps {
+  store: Store
+  manager: SandboxManager
+  proxy: EnvdProxy
+  log: Logger
+}
+
+const UNAUTHORIZED = 'Missing or invalid API key: send it in the X-API-Key header (it is in $SANDLOT_HOME/api-key on the server).'
+
+/** Data-plane requests: authenticated by the API key or the sandbox's own access token, then streamed to its agent. */
+function handleEnvd(req: http.IncomingMessage, res: http.ServerResponse, deps: AppDeps, sandboxId: string): void {
+  const sandbox = deps.manager.find(sandboxId)
+  if (!sandbox) return sendJson(res, 502, { sandboxId, message: 'The sandbox was not found', code: 502 })
+  const token = req.headers['x-access-token']
+  const byToken = typeof token === 'string' && tokensEqual(token, sandbox.accessToken)
+  const url = req.url ?? '/'
+  // /health and signed /files URLs are checked by the agent itself, as envd does.
+  const agentChecks = url === '/health' || url.startsWith('/files?') || url === '/files'
+  const byKey = !byToken && isValidApiKey(deps.store, apiKeyOf(req))
+  if (!byToken && !byKey && !agentChecks) return sendJson(res, 401, { code: 401, message: UNAUTHORIZED })
+  // A client holding the API key may do anything in the sandbox: the agent gets the sandbox's token.
+  deps.proxy.forward(req, res, sandboxId, byKey ? { 'x-access-token': sandbox.accessToken } : {})
+}
+
+export function buildApp(deps: AppDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: 1024 * 1024,
+    serverFactory: (handler) =>
+      http.createServer((req, res) => {
+        const target = envdTargetOf(req)
+        if (target) return handleEnvd(req, res, deps, target.sandboxId)
+        handler(req, res)
+      }),
+  })
+
+  app.setErrorHandler((err: FastifyError | SandlotError, req, reply) => {
+    if (err instanceof SandlotError) {
+      return reply.code(err.status).send({ code: err.status, message: err.message, error_code: err.errorCode })
+    }
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500
+    if (status === 500) req.log.error({ err }, 'request failed')
+    const message = status === 500 ? `Internal error: ${err.message}` : err.validation ? `Invalid request: ${err.message}` : err.message
+    return reply.code(status).send({ code: status, message })
+  })
+
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send({ code: 404, message: `Route ${req.method} ${req.url.split('?')[0]} does not exist on this Sandlot server` }),
+  )
+
+  // Every control-plane request but /health carries a valid API key.
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.url === '/health') return
+    if (!isValidApiKey(deps.store, apiKeyOf(req.raw))) return reply.code(401).send({ code: 401, message: UNAUTHORIZED })
+  })
+
+  app.get('/health', async (_req, reply) => {
+    const { ready, reason } = deps.manager.isReady()
+    if (!ready) return reply.code(503).send({ code: 503, message: `not ready: ${reason}` })
+    return { status: 'ok' }
+  })
+
+  nativeRoutes(app, deps.manager)
+  return app
+}

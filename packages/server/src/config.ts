@@ -1,0 +1,78 @@
+// Server settings: every one comes from the environment and has a working default.
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export type RuntimeName = 'runc' | 'crun' | 'runsc'
+
+export interface Limits {
+  memoryMB: number
+  cpuCount: number
+  pids: number
+}
+
+export interface Config {
+  home: string
+  listenHost: string
+  listenPort: number
+  runtime: RuntimeName
+  /** Where the agent bundle (agent.mjs) lives on the host; mounted read-only into every sandbox. */
+  agentDir: string
+  /** The host's node_modules/node-pty, mounted read-only for terminals. */
+  nodePtyDir: string
+  nodeBinary: string
+  defaultLimits: Limits
+  maxLimits: Limits
+  /** Set no_new_privileges on every sandbox. Off by default: it would disable sudo inside the sandbox. */
+  noNewPrivileges: boolean
+  /** Domain returned to E2B clients. */
+  domain: string
+  logLevel: string
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+/** The repository root when running from packages/server/dist. */
+export const repoRoot = path.resolve(here, '../../..')
+
+function intFrom(name: string, fallback: number): number {
+  const raw = process.env[name]
+  if (raw === undefined || raw === '') return fallback
+  const n = Number(raw)
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got "${raw}"`)
+  return n
+}
+
+export function parseListen(value: string): { host: string; port: number } {
+  const idx = value.lastIndexOf(':')
+  const host = idx > 0 ? value.slice(0, idx).replace(/^\[|\]$/g, '') : '127.0.0.1'
+  const port = Number(idx >= 0 ? value.slice(idx + 1) : value)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`SANDLOT_LISTEN must look like HOST:PORT, got "${value}"`)
+  return { host, port }
+}
+
+export function loadConfig(env = process.env): Config {
+  const listen = parseListen(env.SANDLOT_LISTEN ?? '127.0.0.1:3000')
+  const runtime = (env.SANDLOT_RUNTIME ?? 'runc') as RuntimeName
+  if (!['runc', 'crun', 'runsc'].includes(runtime)) throw new Error(`SANDLOT_RUNTIME must be runc, crun or runsc, got "${runtime}"`)
+  return {
+    home: path.resolve(env.SANDLOT_HOME ?? '/var/lib/sandlot'),
+    listenHost: listen.host,
+    listenPort: listen.port,
+    runtime,
+    agentDir: path.resolve(env.SANDLOT_AGENT_DIR ?? path.join(repoRoot, 'packages/agent/dist')),
+    nodePtyDir: path.resolve(env.SANDLOT_NODE_PTY_DIR ?? path.join(repoRoot, 'node_modules/node-pty')),
+    nodeBinary: process.execPath,
+    defaultLimits: {
+      memoryMB: intFrom('SANDLOT_DEFAULT_MEMORY_MB', 512),
+      cpuCount: intFrom('SANDLOT_DEFAULT_CPU_COUNT', 1),
+      pids: intFrom('SANDLOT_DEFAULT_PIDS', 512),
+    },
+    maxLimits: {
+      memoryMB: intFrom('SANDLOT_MAX_MEMORY_MB', 8192),
+      cpuCount: intFrom('SANDLOT_MAX_CPU_COUNT', 2),
+      pids: intFrom('SANDLOT_MAX_PIDS', 8192),
+    },
+    noNewPrivileges: env.SANDLOT_NO_NEW_PRIVILEGES === '1' || env.SANDLOT_NO_NEW_PRIVILEGES === 'true',
+    domain: env.SANDLOT_DOMAIN ?? `${listen.host}:${listen.port}`,
+    logLevel: env.SANDLOT_LOG_LEVEL ?? 'info',
+  }
+}

@@ -1,0 +1,72 @@
+// sandlotd: wires the store, templates, runtime, lifecycle, proxy and API together.
+import crypto from 'node:crypto'
+import path from 'node:path'
+import { pino, type Logger } from 'pino'
+import { buildApp } from './api/app.js'
+import { ensureApiKey } from './api/auth.js'
+import { loadConfig, type Config } from './config.js'
+import { SandboxManager } from './lifecycle/manager.js'
+import { EnvdProxy } from './proxy/envd.js'
+import { ensureIdRange } from './runtime/idmap.js'
+import { OciDriver } from './runtime/oci.js'
+import { Store } from './store/db.js'
+import { TemplateRegistry } from './templates/registry.js'
+
+export { loadConfig, type Config } from './config.js'
+export { SandlotError } from './errors.js'
+
+export interface RunningServer {
+  url: string
+  config: Config
+  manager: SandboxManager
+  /** Resolves once the server can create sandboxes (template built, runtime checked). */
+  ready: Promise<void>
+  close(): Promise<void>
+}
+
+export async function startServer(config: Config = loadConfig(), log: Logger = pino({ level: config.logLevel })): Promise<RunningServer> {
+  if (process.getuid?.() !== 0) throw new Error('sandlotd runs as root: it creates mounts, cgroups and namespaces for sandboxes')
+  const store = new Store(path.join(config.home, 'sandlot.db'))
+  const keyFile = ensureApiKey(store, config.home)
+  let seed = store.getSetting('token_seed')
+  if (!seed) {
+    seed = crypto.randomBytes(32).toString('hex')
+    store.setSetting('token_seed', seed)
+  }
+  const idRange = ensureIdRange()
+  const driver = new OciDriver(config, idRange)
+  const templates = new TemplateRegistry(store, path.join(config.home, 'templates'), idRange, log)
+  const manager = new SandboxManager(store, driver, templates, config, log, seed)
+  const proxy = new EnvdProxy((id) => driver.agentSocket(id))
+  manager.onDestroyed = (id) => proxy.forget(id)
+
+  const app = buildApp({ store, manager, proxy, log })
+  // Listen first, so /health reports progress while the base template is built.
+  await app.listen({ host: config.listenHost, port: config.listenPort })
+  const address = app.server.address()
+  const port = typeof address === 'object' && address ? address.port : config.listenPort
+  const url = `http://${config.listenHost.includes(':') ? `[${config.listenHost}]` : config.listenHost}:${port}`
+  log.info({ url, keyFile, runtime: driver.name }, `sandlotd listening on ${url}; API key in ${keyFile}`)
+
+  const ready = manager.prepare().then(
+    () => log.info('ready: sandboxes can be created'),
+    (err: Error) => {
+      manager.setNotReady(err.message)
+      log.error({ err }, `cannot create sandboxes: ${err.message}`)
+      throw err
+    },
+  )
+  ready.catch(() => {})
+
+  return {
+    url,
+    config,
+    manager,
+    ready,
+    async close() {
+      manager.shutdown()
+      await app.close()
+      store.close()
+    },
+  }
+}

@@ -1,0 +1,17 @@
+// Sandbox ids and per-sandbox tokens, in E2B's formats (an id is "i" + 20 of [a-z0-9]).
+import crypto from 'node:crypto'
+
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789'
+
+export function newSandboxId(): string {
+  const bytes = crypto.randomBytes(20)
+  let id = 'i'
+  for (const b of bytes) id += ALPHABET[b % 36]
+  return id
+}
+
+export const SANDBOX_ID_PATTERN = /^[a-z0-9]{1,64}$/
+
+export function accessTokenFor(seed: string, sandboxId: string): string {
+  return crypto.createHmac('sha256', seed).update(sandboxId).digest('hex')
+}

@@ -1,0 +1,30 @@
+// The one interface every runtime (runc, crun, runsc, later a VM runtime) implements.
+import type { Limits } from '../config.js'
+
+export interface SandboxSpec {
+  id: string
+  /** Read-only lower layer: the template's rootfs. */
+  templateRootfs: string
+  limits: Limits
+  /** Create-time environment variables given to every process in the sandbox. */
+  envVars: Record<string, string>
+  /** Token the agent demands in X-Access-Token (envd's access token). */
+  accessToken: string
+}
+
+export type RuntimeState = 'running' | 'stopped' | 'missing'
+
+export interface RuntimeDriver {
+  readonly name: string
+  /** Throws an error that tells the user what to do when this runtime cannot run sandboxes here. */
+  check(probeRootfs: string): Promise<void>
+  /** Starts the sandbox and resolves once its agent answers on its socket. */
+  create(spec: SandboxSpec): Promise<void>
+  /** Stops and removes everything the sandbox had on the host: processes, mounts, cgroups, files. */
+  destroy(id: string): Promise<void>
+  state(id: string): Promise<RuntimeState>
+  /** Ids of the sandboxes the runtime knows of (running or not), to find leftovers. */
+  list(): Promise<string[]>
+  /** The unix socket of the sandbox's agent. */
+  agentSocket(id: string): string
+}

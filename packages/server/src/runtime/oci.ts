@@ -1,0 +1,232 @@
+// The OCI driver: one bundle per sandbox under $SANDLOT_HOME/sandboxes/<id>, an overlay rootfs
+// (template below, the sandbox's own layer above), started detached by runc, crun or runsc.
+import { execFile, spawn } from 'node:child_process'
+import fs from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import type { Config, RuntimeName } from '../config.js'
+import { unavailable } from '../errors.js'
+import type { RuntimeDriver, RuntimeState, SandboxSpec } from './driver.js'
+import type { IdRange } from './idmap.js'
+import { hostMaxOpenFiles, ociSpec } from './spec.js'
+
+const exec = promisify(execFile)
+
+const INSTALL_HINT: Record<RuntimeName, string> = {
+  runc: 'apt-get install runc',
+  crun: 'apt-get install crun (crun needs a cgroup v2 host)',
+  runsc: 'apt-get install -t bookworm-backports runsc',
+}
+
+interface Paths {
+  dir: string
+  bundle: string
+  rootfs: string
+  upper: string
+  work: string
+  run: string
+  log: string
+}
+
+export class OciDriver implements RuntimeDriver {
+  readonly name: RuntimeName
+  private readonly stateRoot: string
+  private readonly sandboxesDir: string
+  private readonly maxOpenFiles = hostMaxOpenFiles()
+
+  constructor(
+    private readonly config: Config,
+    private readonly idRange: IdRange,
+  ) {
+    this.name = config.runtime
+    this.stateRoot = path.join(config.home, 'runtime', this.name)
+    this.sandboxesDir = path.join(config.home, 'sandboxes')
+  }
+
+  private paths(id: string): Paths {
+    const dir = path.join(this.sandboxesDir, id)
+    return {
+      dir,
+      bundle: path.join(dir, 'bundle'),
+      rootfs: path.join(dir, 'bundle', 'rootfs'),
+      upper: path.join(dir, 'upper'),
+      work: path.join(dir, 'work'),
+      run: path.join(dir, 'run'),
+      log: path.join(dir, 'sandbox.log'),
+    }
+  }
+
+  agentSocket(id: string): string {
+    return path.join(this.paths(id).run, 'agent.sock')
+  }
+
+  private runtimeArgs(...args: string[]): string[] {
+    return ['--root', this.stateRoot, ...args]
+  }
+
+  async check(probeRootfs: string): Promise<void> {
+    try {
+      await exec(this.name, ['--version'])
+    } catch {
+      throw new Error(`The runtime "${this.name}" (SANDLOT_RUNTIME) is not installed: ${INSTALL_HINT[this.name]}`)
+    }
+    for (const file of [this.config.nodeBinary, path.join(this.config.agentDir, 'agent.mjs'), this.config.nodePtyDir]) {
+      if (!fs.existsSync(file)) throw new Error(`${file} is missing: run "npm run build" first`)
+    }
+    // A real container proves the runtime works on this host (cgroup layout, user namespaces, seccomp).
+    const id = `probe-${process.pid}`
+    await this.destroy(id)
+    try {
+      await this.start({ id, templateRootfs: probeRootfs, limits: this.config.defaultLimits, envVars: {}, accessToken: '' }, ['/bin/true'])
+      await this.waitStopped(id, 10_000)
+    } catch (err) {
+      throw new Error(`The runtime "${this.name}" cannot run sandboxes on this host: ${(err as Error).message}`)
+    } finally {
+      await this.destroy(id)
+    }
+  }
+
+  async create(spec: SandboxSpec): Promise<void> {
+    try {
+      await this.start(spec)
+      await this.waitForAgent(spec.id, 15_000)
+    } catch (err) {
+      await this.destroy(spec.id).catch(() => {})
+      throw err
+    }
+  }
+
+  private async start(spec: SandboxSpec, args?: string[]): Promise<void> {
+    const p = this.paths(spec.id)
+    const owner = this.idRange.hostId
+    fs.mkdirSync(p.rootfs, { recursive: true })
+    for (const d of [p.upper, p.work]) fs.mkdirSync(d, { recursive: true, mode: 0o700 })
+    // The sandbox's own layer belongs to its root; only its top directory and /etc/hosts are made here.
+    fs.chownSync(p.upper, owner, owner)
+    fs.chmodSync(p.upper, 0o755)
+    fs.mkdirSync(path.join(p.upper, 'etc'), { mode: 0o755 })
+    fs.chownSync(path.join(p.upper, 'etc'), owner, owner)
+    const hosts = path.join(p.upper, 'etc/hosts')
+    fs.writeFileSync(hosts, `127.0.0.1\tlocalhost\n127.0.1.1\t${spec.id}\n::1\tlocalhost ip6-localhost ip6-loopback\n`)
+    fs.chownSync(hosts, owner, owner)
+    fs.mkdirSync(p.run, { mode: 0o700 })
+    fs.chownSync(p.run, owner, owner)
+    fs.writeFileSync(
+      path.join(p.run, 'agent.json'),
+      JSON.stringify({ envVars: spec.envVars, defaultUser: 'user', accessToken: spec.accessToken || undefined }),
+      { mode: 0o644 },
+    )
+    await exec('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${spec.templateRootfs},upperdir=${p.upper},workdir=${p.work}`, p.rootfs])
+    fs.writeFileSync(
+      path.join(p.bundle, 'config.json'),
+      JSON.stringify(
+        ociSpec({
+          id: spec.id,
+          rootfs: p.rootfs,
+          idRange: this.idRange,
+          limits: spec.limits,
+          nodeBinary: this.config.nodeBinary,
+          agentDir: this.config.agentDir,
+          nodePtyDir: this.config.nodePtyDir,
+          runDir: p.run,
+          noNewPrivileges: this.config.noNewPrivileges,
+          maxOpenFiles: this.maxOpenFiles,
+          args,
+        }),
+      ),
+    )
+    const log = fs.openSync(p.log, 'a')
+    try {
+      await new Promise<void>((resolve, reject) => {
+        // Detached into its own session: the sandbox outlives the daemon (kill -9, restart, upgrade).
+        const child = spawn(this.name, this.runtimeArgs('run', '--detach', '--bundle', p.bundle, spec.id), {
+          stdio: ['ignore', log, log],
+          detached: true,
+        })
+        child.on('error', reject)
+        child.on('exit', (code) => {
+          if (code === 0) return resolve()
+          reject(new Error(`${this.name} run exited with ${code}: ${tailOf(p.log)}`))
+        })
+      })
+    } finally {
+      fs.closeSync(log)
+    }
+  }
+
+  private async waitForAgent(id: string, timeoutMs: number): Promise<void> {
+    const socket = this.agentSocket(id)
+    const deadline = Date.now() + timeoutMs
+    for (let delay = 1; ; delay = Math.min(delay * 2, 20)) {
+      if (await canConnect(socket)) return
+      if (Date.now() > deadline) throw unavailable(`The agent of sandbox ${id} did not start within ${timeoutMs} ms: ${tailOf(this.paths(id).log)}`)
+      if ((await this.state(id)) !== 'running') throw unavailable(`Sandbox ${id} stopped while starting: ${tailOf(this.paths(id).log)}`)
+      await sleep(delay)
+    }
+  }
+
+  private async waitStopped(id: string, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    while ((await this.state(id)) === 'running') {
+      if (Date.now() > deadline) throw new Error(`probe container ${id} did not exit`)
+      await sleep(10)
+    }
+  }
+
+  async state(id: string): Promise<RuntimeState> {
+    try {
+      const { stdout } = await exec(this.name, this.runtimeArgs('state', id))
+      const status = (JSON.parse(stdout) as { status: string }).status
+      return status === 'running' || status === 'created' || status === 'paused' ? 'running' : 'stopped'
+    } catch {
+      return 'missing'
+    }
+  }
+
+  async list(): Promise<string[]> {
+    const ids = new Set<string>()
+    try {
+      const { stdout } = await exec(this.name, this.runtimeArgs('list', '--format', 'json'))
+      for (const c of (JSON.parse(stdout) as { id: string }[] | null) ?? []) ids.add(c.id)
+    } catch {
+      // no state root yet
+    }
+    if (fs.existsSync(this.sandboxesDir)) for (const d of fs.readdirSync(this.sandboxesDir)) ids.add(d)
+    return [...ids]
+  }
+
+  async destroy(id: string): Promise<void> {
+    const p = this.paths(id)
+    // delete --force kills every process (SIGKILL) and removes the container's cgroups.
+    await exec(this.name, this.runtimeArgs('delete', '--force', id)).catch(() => {})
+    if (fs.existsSync(p.rootfs)) {
+      await exec('umount', [p.rootfs]).catch(async () => {
+        await sleep(50)
+        await exec('umount', ['--lazy', p.rootfs]).catch(() => {})
+      })
+    }
+    fs.rmSync(p.dir, { recursive: true, force: true })
+  }
+}
+
+function canConnect(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(socket)
+    s.once('connect', () => {
+      s.destroy()
+      resolve(true)
+    })
+    s.once('error', () => resolve(false))
+  })
+}
+
+function tailOf(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trim().split('\n').slice(-5).join('\n') || '(no output)'
+  } catch {
+    return '(no log)'
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))

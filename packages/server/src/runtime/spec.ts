@@ -1,0 +1,109 @@
+// Builds the OCI runtime spec (config.json) of a sandbox: namespaces, user mapping, mounts, limits,
+// capabilities, seccomp and the masked /proc and /sys paths.
+import fs from 'node:fs'
+import type { Limits } from '../config.js'
+import type { IdRange } from './idmap.js'
+import { defaultSeccompProfile } from './seccomp.js'
+
+export interface SpecInput {
+  id: string
+  rootfs: string
+  idRange: IdRange
+  limits: Limits
+  /** Host paths bind-mounted read-only: the node binary, the agent bundle, node-pty. */
+  nodeBinary: string
+  agentDir: string
+  nodePtyDir: string
+  /** Host directory mounted at /run/sandlot: holds the agent's socket and config. */
+  runDir: string
+  noNewPrivileges: boolean
+  maxOpenFiles: number
+  /** Command run by the init; defaults to the agent. */
+  args?: string[]
+}
+
+export const AGENT_SOCKET_IN_SANDBOX = '/run/sandlot/agent.sock'
+
+// Docker's default set, less NET_RAW and MKNOD: root in a sandbox may manage files and users,
+// never the kernel, devices or raw network.
+const CAPABILITIES = [
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SETFCAP',
+  'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
+]
+
+const MASKED_PATHS = [
+  '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
+  '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap',
+]
+
+const READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger']
+
+const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+
+export function ociSpec(i: SpecInput): object {
+  const bind = (source: string, destination: string, ro = true) => ({
+    destination,
+    type: 'bind',
+    source,
+    options: ['rbind', 'nosuid', 'nodev', ...(ro ? ['ro'] : [])],
+  })
+  const memory = i.limits.memoryMB * 1024 * 1024
+  return {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      // tini reaps orphans as PID 1 (-s would make it a subreaper; as PID 1 it already is), -g
+      // forwards signals to the whole process group.
+      args: i.args ?? ['/usr/bin/tini', '-g', '--', '/opt/sandlot/bin/node', '/opt/sandlot/agent/agent.mjs'],
+      env: [`PATH=${PATH}`, 'HOME=/root', `SANDLOT_AGENT_SOCKET=${AGENT_SOCKET_IN_SANDBOX}`, 'SANDLOT_AGENT_CONFIG=/run/sandlot/agent.json'],
+      cwd: '/',
+      capabilities: { bounding: CAPABILITIES, effective: CAPABILITIES, permitted: CAPABILITIES },
+      // Never above the daemon's own hard limit: raising it needs privileges the user namespace lacks.
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: i.maxOpenFiles, soft: i.maxOpenFiles }],
+      noNewPrivileges: i.noNewPrivileges,
+    },
+    root: { path: i.rootfs, readonly: false },
+    hostname: i.id,
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
+      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+      { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
+      bind(i.nodeBinary, '/opt/sandlot/bin/node'),
+      bind(i.agentDir, '/opt/sandlot/agent'),
+      bind(i.nodePtyDir, '/opt/sandlot/node_modules/node-pty'),
+      bind(i.runDir, '/run/sandlot', false),
+    ],
+    linux: {
+      uidMappings: [{ containerID: 0, hostID: i.idRange.hostId, size: i.idRange.size }],
+      gidMappings: [{ containerID: 0, hostID: i.idRange.hostId, size: i.idRange.size }],
+      namespaces: ['pid', 'network', 'ipc', 'uts', 'mount', 'user', 'cgroup'].map((type) => ({ type })),
+      cgroupsPath: `/sandlot/${i.id}`,
+      resources: {
+        devices: [{ allow: false, access: 'rwm' }],
+        memory: { limit: memory, swap: memory },
+        cpu: { period: 100000, quota: i.limits.cpuCount * 100000 },
+        pids: { limit: i.limits.pids },
+      },
+      seccomp: defaultSeccompProfile(),
+      maskedPaths: MASKED_PATHS,
+      readonlyPaths: READONLY_PATHS,
+    },
+  }
+}
+
+/** The hard RLIMIT_NOFILE of this process, capped at 1 Mi: the most a sandbox can be given. */
+export function hostMaxOpenFiles(): number {
+  try {
+    const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'))
+    const hard = Number(line?.trim().split(/\s+/)[4])
+    if (Number.isInteger(hard) && hard > 0) return Math.min(hard, 1048576)
+  } catch {
+    // not Linux /proc: fall through
+  }
+  return 1024
+}

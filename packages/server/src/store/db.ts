@@ -1,0 +1,175 @@
+// The persistent registry: sandboxes, templates and API keys in SQLite (WAL), so a restart loses nothing.
+import Database from 'better-sqlite3'
+import fs from 'node:fs'
+import path from 'node:path'
+
+export interface SandboxRow {
+  id: string
+  template: string
+  state: 'starting' | 'running' | 'stopping'
+  metadata: Record<string, string>
+  envVars: Record<string, string>
+  cpuCount: number
+  memoryMB: number
+  pids: number
+  startedAt: number
+  /** Epoch ms at which the sandbox is destroyed; null = held by clients, no deadline. */
+  endAt: number | null
+  /** envd access token for this sandbox (E2B's envdAccessToken). */
+  accessToken: string
+}
+
+export interface TemplateRow {
+  name: string
+  recipeHash: string
+  rootfs: string
+  builtAt: number
+  sizeBytes: number
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS sandboxes (
+  id TEXT PRIMARY KEY,
+  template TEXT NOT NULL,
+  state TEXT NOT NULL,
+  metadata TEXT NOT NULL,
+  env_vars TEXT NOT NULL,
+  cpu_count INTEGER NOT NULL,
+  memory_mb INTEGER NOT NULL,
+  pids INTEGER NOT NULL,
+  started_at INTEGER NOT NULL,
+  end_at INTEGER,
+  access_token TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS templates (
+  name TEXT PRIMARY KEY,
+  recipe_hash TEXT NOT NULL,
+  rootfs TEXT NOT NULL,
+  built_at INTEGER NOT NULL,
+  size_bytes INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+  hash TEXT PRIMARY KEY,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+`
+
+interface RawSandbox {
+  id: string
+  template: string
+  state: SandboxRow['state']
+  metadata: string
+  env_vars: string
+  cpu_count: number
+  memory_mb: number
+  pids: number
+  started_at: number
+  end_at: number | null
+  access_token: string
+}
+
+const toSandbox = (r: RawSandbox): SandboxRow => ({
+  id: r.id,
+  template: r.template,
+  state: r.state,
+  metadata: JSON.parse(r.metadata),
+  envVars: JSON.parse(r.env_vars),
+  cpuCount: r.cpu_count,
+  memoryMB: r.memory_mb,
+  pids: r.pids,
+  startedAt: r.started_at,
+  endAt: r.end_at,
+  accessToken: r.access_token,
+})
+
+export class Store {
+  readonly db: Database.Database
+
+  constructor(file: string) {
+    fs.mkdirSync(path.dirname(file), { recursive: true })
+    this.db = new Database(file)
+    this.db.pragma('journal_mode = WAL')
+    this.db.pragma('synchronous = NORMAL')
+    this.db.pragma('busy_timeout = 5000')
+    this.db.exec(SCHEMA)
+  }
+
+  close(): void {
+    this.db.close()
+  }
+
+  // --- sandboxes ---
+  insertSandbox(s: SandboxRow): void {
+    this.db
+      .prepare(
+        `INSERT INTO sandboxes (id, template, state, metadata, env_vars, cpu_count, memory_mb, pids, started_at, end_at, access_token)
+         VALUES (@id, @template, @state, @metadata, @envVars, @cpuCount, @memoryMB, @pids, @startedAt, @endAt, @accessToken)`,
+      )
+      .run({ ...s, metadata: JSON.stringify(s.metadata), envVars: JSON.stringify(s.envVars) })
+  }
+
+  getSandbox(id: string): SandboxRow | undefined {
+    const r = this.db.prepare('SELECT * FROM sandboxes WHERE id = ?').get(id) as RawSandbox | undefined
+    return r && toSandbox(r)
+  }
+
+  listSandboxes(): SandboxRow[] {
+    return (this.db.prepare('SELECT * FROM sandboxes ORDER BY started_at DESC, id ASC').all() as RawSandbox[]).map(toSandbox)
+  }
+
+  setSandboxState(id: string, state: SandboxRow['state']): void {
+    this.db.prepare('UPDATE sandboxes SET state = ? WHERE id = ?').run(state, id)
+  }
+
+  setSandboxEndAt(id: string, endAt: number | null): void {
+    this.db.prepare('UPDATE sandboxes SET end_at = ? WHERE id = ?').run(endAt, id)
+  }
+
+  deleteSandbox(id: string): void {
+    this.db.prepare('DELETE FROM sandboxes WHERE id = ?').run(id)
+  }
+
+  // --- templates ---
+  getTemplate(name: string): TemplateRow | undefined {
+    const r = this.db.prepare('SELECT * FROM templates WHERE name = ?').get(name) as
+      | { name: string; recipe_hash: string; rootfs: string; built_at: number; size_bytes: number }
+      | undefined
+    return r && { name: r.name, recipeHash: r.recipe_hash, rootfs: r.rootfs, builtAt: r.built_at, sizeBytes: r.size_bytes }
+  }
+
+  putTemplate(t: TemplateRow): void {
+    this.db
+      .prepare(
+        `INSERT INTO templates (name, recipe_hash, rootfs, built_at, size_bytes) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(name) DO UPDATE SET recipe_hash = excluded.recipe_hash, rootfs = excluded.rootfs,
+           built_at = excluded.built_at, size_bytes = excluded.size_bytes`,
+      )
+      .run(t.name, t.recipeHash, t.rootfs, t.builtAt, t.sizeBytes)
+  }
+
+  // --- API keys (only their SHA-256 is stored) ---
+  addApiKeyHash(hash: string): void {
+    this.db.prepare('INSERT OR IGNORE INTO api_keys (hash, created_at) VALUES (?, ?)').run(hash, Date.now())
+  }
+
+  hasApiKeyHash(hash: string): boolean {
+    return this.db.prepare('SELECT 1 FROM api_keys WHERE hash = ?').get(hash) !== undefined
+  }
+
+  countApiKeys(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM api_keys').get() as { n: number }).n
+  }
+
+  // --- settings ---
+  getSetting(key: string): string | undefined {
+    return (this.db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined)?.value
+  }
+
+  setSetting(key: string, value: string): void {
+    this.db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value)
+  }
+}

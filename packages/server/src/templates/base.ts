@@ -1,0 +1,128 @@
+// The base template: a Debian 12 rootfs built from Debian's packages with mmdebstrap, owned by the
+// sandbox id range, cached under $SANDLOT_HOME/templates and rebuilt only when its recipe changes.
+import { spawn } from 'node:child_process'
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import type { Logger } from 'pino'
+import type { IdRange } from '../runtime/idmap.js'
+
+export interface TemplateRecipe {
+  name: string
+  suite: string
+  packages: string[]
+  /** Shell commands run by mmdebstrap against the finished rootfs ("$1" is its path). */
+  customize: string[]
+}
+
+export const BASE_RECIPE: TemplateRecipe = {
+  name: 'base',
+  suite: 'bookworm',
+  packages: [
+    'bash', 'python3', 'python3-pip', 'python-is-python3', 'curl', 'git', 'sudo', 'procps', 'iproute2',
+    'ca-certificates', 'tini', 'less', 'nano', 'xz-utils', 'unzip',
+  ],
+  customize: [
+    'chroot "$1" useradd --create-home --uid 1000 --user-group --shell /bin/bash --groups sudo user',
+    'echo "user ALL=(ALL:ALL) NOPASSWD: ALL" > "$1/etc/sudoers.d/user" && chmod 0440 "$1/etc/sudoers.d/user"',
+    // Mount points for the agent, the host's node binary and the per-sandbox run directory.
+    'mkdir -p "$1/opt/sandlot/bin" "$1/opt/sandlot/agent" "$1/opt/sandlot/node_modules/node-pty" "$1/run/sandlot"',
+    'touch "$1/opt/sandlot/bin/node"',
+    // pip may install for the user without --break-system-packages, as in E2B's images.
+    'printf "[global]\\nbreak-system-packages = true\\n" > "$1/etc/pip.conf"',
+    'rm -rf "$1/var/cache/apt/archives"/*.deb "$1/var/lib/apt/lists"/*',
+  ],
+}
+
+export function recipeHash(recipe: TemplateRecipe, mirror: string): string {
+  return crypto.createHash('sha256').update(JSON.stringify({ recipe, mirror, v: 1 })).digest('hex').slice(0, 16)
+}
+
+export function debianSources(mirror: string, securityMirror: string): string[] {
+  return [
+    `deb ${mirror} bookworm main`,
+    `deb ${mirror} bookworm-updates main`,
+    `deb ${securityMirror} bookworm-security main`,
+  ]
+}
+
+function run(cmd: string, args: string[], log: Logger, step: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    const tail: string[] = []
+    const onLine = (chunk: Buffer) => {
+      for (const line of chunk.toString().split('\n')) {
+        if (!line.trim()) continue
+        tail.push(line)
+        if (tail.length > 20) tail.shift()
+        log.info({ step }, line)
+      }
+    }
+    child.stdout.on('data', onLine)
+    child.stderr.on('data', onLine)
+    child.on('error', (err) =>
+      reject(new Error(`${step}: cannot run ${cmd} (${(err as NodeJS.ErrnoException).code}); is it installed? ${err.message}`)),
+    )
+    child.on('exit', (code, signal) => {
+      if (code === 0) resolve()
+      else reject(new Error(`${step} failed (${signal ?? `exit ${code}`}):\n${tail.join('\n')}`))
+    })
+  })
+}
+
+export interface BuildOptions {
+  recipe: TemplateRecipe
+  /** Final location of the rootfs directory; created only when the build succeeds. */
+  rootfs: string
+  idRange: IdRange
+  mirror: string
+  securityMirror: string
+  log: Logger
+}
+
+/**
+ * Builds the rootfs into a scratch directory beside the target and renames it into place at the end,
+ * so a failed build leaves no half-template behind.
+ */
+export async function buildTemplate(o: BuildOptions): Promise<void> {
+  const scratch = `${o.rootfs}.build-${process.pid}-${Date.now()}`
+  const tarball = `${scratch}.tar`
+  fs.mkdirSync(path.dirname(o.rootfs), { recursive: true })
+  try {
+    o.log.info({ template: o.recipe.name }, `building template "${o.recipe.name}" from Debian packages (about a minute)`)
+    await run(
+      'mmdebstrap',
+      [
+        '--mode=unshare',
+        '--variant=minbase',
+        `--include=${o.recipe.packages.join(',')}`,
+        ...o.recipe.customize.map((c) => `--customize-hook=${c}`),
+        o.recipe.suite,
+        tarball,
+        ...debianSources(o.mirror, o.securityMirror),
+      ],
+      o.log,
+      'mmdebstrap',
+    )
+    // Unpack inside a user namespace mapped onto the sandbox range: the files land owned by it,
+    // setuid bits and capabilities intact. Device nodes are skipped; the runtime provides /dev.
+    fs.mkdirSync(scratch)
+    fs.chownSync(scratch, o.idRange.hostId, o.idRange.hostId)
+    const map = `${o.idRange.hostId},0,${o.idRange.size}`
+    await run(
+      'unshare',
+      [`--map-users=${map}`, `--map-groups=${map}`, '--setuid', '0', '--setgid', '0',
+        'tar', '-xpf', tarball, '-C', scratch, '--same-owner', '--numeric-owner', '--exclude=./dev/*'],
+      o.log,
+      'unpack',
+    )
+    fs.rmSync(o.rootfs, { recursive: true, force: true })
+    fs.renameSync(scratch, o.rootfs)
+    o.log.info({ template: o.recipe.name }, `template "${o.recipe.name}" is ready`)
+  } catch (err) {
+    fs.rmSync(scratch, { recursive: true, force: true })
+    throw err
+  } finally {
+    fs.rmSync(tarball, { force: true })
+  }
+}

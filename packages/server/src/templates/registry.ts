@@ -1,0 +1,53 @@
+// Which templates exist and where their rootfs lives; builds the base template on first start.
+import fs from 'node:fs'
+import path from 'node:path'
+import type { Logger } from 'pino'
+import { badRequest } from '../errors.js'
+import type { IdRange } from '../runtime/idmap.js'
+import type { Store } from '../store/db.js'
+import { BASE_RECIPE, buildTemplate, recipeHash, type TemplateRecipe } from './base.js'
+
+export class TemplateRegistry {
+  private building = new Map<string, Promise<string>>()
+
+  constructor(
+    private readonly store: Store,
+    private readonly dir: string,
+    private readonly idRange: IdRange,
+    private readonly log: Logger,
+    private readonly mirror = process.env.SANDLOT_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian',
+    private readonly securityMirror = process.env.SANDLOT_DEBIAN_SECURITY_MIRROR ?? 'http://deb.debian.org/debian-security',
+  ) {}
+
+  /** The rootfs of a built template, or a 400 naming the template. */
+  rootfsOf(name: string): string {
+    const t = this.store.getTemplate(name)
+    if (!t || !fs.existsSync(t.rootfs)) throw badRequest(`Unknown template "${name}". Available templates: ${this.names().join(', ') || 'none'}`)
+    return t.rootfs
+  }
+
+  names(): string[] {
+    return (this.store.db.prepare('SELECT name FROM templates ORDER BY name').all() as { name: string }[]).map((r) => r.name)
+  }
+
+  /** Builds the template if its recipe changed or its rootfs is missing; returns the rootfs path. */
+  ensure(recipe: TemplateRecipe = BASE_RECIPE): Promise<string> {
+    const pending = this.building.get(recipe.name)
+    if (pending) return pending
+    const p = this.ensureNow(recipe).finally(() => this.building.delete(recipe.name))
+    this.building.set(recipe.name, p)
+    return p
+  }
+
+  private async ensureNow(recipe: TemplateRecipe): Promise<string> {
+    const hash = recipeHash(recipe, this.mirror)
+    const existing = this.store.getTemplate(recipe.name)
+    if (existing && existing.recipeHash === hash && fs.existsSync(path.join(existing.rootfs, 'etc/os-release'))) return existing.rootfs
+    const rootfs = path.join(this.dir, recipe.name, hash, 'rootfs')
+    await buildTemplate({ recipe, rootfs, idRange: this.idRange, mirror: this.mirror, securityMirror: this.securityMirror, log: this.log })
+    this.store.putTemplate({ name: recipe.name, recipeHash: hash, rootfs, builtAt: Date.now(), sizeBytes: 0 })
+    // Older builds of this template stay only while a sandbox may still use them as its lower layer.
+    if (existing && existing.rootfs !== rootfs) this.log.info({ old: existing.rootfs }, 'previous build of the template kept until unused')
+    return rootfs
+  }
+}
