@@ -1,8 +1,35 @@
 // Bundles the agent into one ESM file (dist/agent.mjs); node-pty stays external (mounted at runtime).
+// Node builtins are turned into lazily evaluated `require()` shims so that modules loaded
+// with dynamic import() (everything behind main.ts) do not load their builtins at startup.
 import { build } from 'esbuild';
+import { createRequire, builtinModules } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
+const require = createRequire(import.meta.url);
+const builtins = new Set(builtinModules);
+
+/** @type {import('esbuild').Plugin} */
+const lazyBuiltins = {
+  name: 'lazy-builtins',
+  setup(b) {
+    b.onResolve({ filter: /^[a-z_:/0-9]+$/ }, (args) => {
+      const name = args.path.replace(/^node:/, '');
+      if (!builtins.has(name)) return undefined;
+      return { path: name, namespace: 'builtin' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => {
+      const mod = require(`node:${args.path}`);
+      const names = Object.keys(mod).filter((k) => /^[A-Za-z_$][\w$]*$/.test(k) && k !== 'default');
+      return {
+        contents: `const m = __sandlotRequire(${JSON.stringify('node:' + args.path)});\nexport default m;\n` +
+          (names.length ? `export const { ${names.join(', ')} } = m;\n` : ''),
+        loader: 'js',
+      };
+    });
+  },
+};
+
 await build({
   absWorkingDir: here,
   entryPoints: ['src/main.ts'],
@@ -12,8 +39,9 @@ await build({
   format: 'esm',
   target: 'node20',
   external: ['node-pty'],
-  minify: true,
+  minify: !process.env.NOMINIFY,
   legalComments: 'none',
-  banner: { js: "import{createRequire as __sandlotCR}from'node:module';const require=__sandlotCR(import.meta.url);" },
+  plugins: [lazyBuiltins],
+  banner: { js: "import{createRequire as __sandlotCR}from'node:module';const __sandlotRequire=__sandlotCR(import.meta.url),require=__sandlotRequire;" },
   logLevel: 'warning',
 });

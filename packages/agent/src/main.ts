@@ -1,13 +1,27 @@
+// Entry point. Startup is kept minimal: listen first (node:http only), then load the
+// Connect/protobuf machinery in the background; early requests wait for it.
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
 import { loadConfigFile, socketPath } from './config.js';
 import { logError, logInfo } from './log.js';
-import { createAgentServer } from './server.js';
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
 process.on('uncaughtException', (err) => logError('uncaught exception', err));
 process.on('unhandledRejection', (err) => logError('unhandled rejection', err));
 process.on('SIGTERM', () => process.exit(0));
 process.on('SIGINT', () => process.exit(0));
+
+let handler: Promise<Handler> | undefined;
+function loadHandler(): Promise<Handler> {
+  handler ??= import('./server.js').then((m) => m.createHandler());
+  handler.catch((err) => {
+    logError('cannot load the request handler', err);
+    handler = undefined;
+  });
+  return handler;
+}
 
 loadConfigFile();
 try {
@@ -17,7 +31,26 @@ try {
 }
 rmSync(socketPath, { force: true });
 
-const server = createAgentServer();
+const server = createServer((req, res) => {
+  if (req.url === '/health' && (req.method === 'GET' || req.method === 'HEAD')) {
+    res.writeHead(204).end();
+    return;
+  }
+  loadHandler().then(
+    (h) => h(req, res),
+    () => {
+      res.writeHead(503, { 'Content-Type': 'application/json', Connection: 'close' });
+      res.end('{"code":503,"message":"agent is not ready"}');
+    },
+  );
+});
+server.keepAliveTimeout = 65_000; // the host proxy pools connections
+server.requestTimeout = 0; // uploads and process streams may take long
+server.headersTimeout = 60_000;
+server.on('clientError', (_err, socket) => {
+  if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+  else socket.destroy();
+});
 server.on('error', (err) => {
   logError(`cannot listen on ${socketPath}`, err);
   process.exit(1);
@@ -28,5 +61,6 @@ server.listen(socketPath, () => {
   } catch (err) {
     logError('chmod socket', err);
   }
-  if (process.env.SANDLOT_AGENT_DEBUG) logInfo(`listening on ${socketPath} after ${process.uptime() * 1000} ms`);
+  if (process.env.SANDLOT_AGENT_DEBUG) logInfo(`listening on ${socketPath} after ${(process.uptime() * 1000).toFixed(1)} ms`);
+  setImmediate(loadHandler);
 });

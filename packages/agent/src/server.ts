@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { cpus, freemem, totalmem } from 'node:os';
 import { statfs } from 'node:fs/promises';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
@@ -47,7 +47,8 @@ async function metrics(res: ServerResponse): Promise<void> {
   });
 }
 
-export function createAgentServer(): Server {
+/** The full request handler (envd HTTP + Connect RPC). Loaded lazily by main.ts after the socket listens. */
+export function createHandler(): (req: IncomingMessage, res: ServerResponse) => void {
   const rpc = connectNodeAdapter({
     routes(router) {
       router.service(Filesystem, filesystemService);
@@ -111,19 +112,10 @@ export function createAgentServer(): Server {
     rpc(req, res);
   }
 
-  const server = createServer((req, res) => {
+  return (req, res) => {
     handle(req, res).catch((err) => {
       logError(`request ${req.method} ${req.url} failed`, err);
       sendError(res, 500, 'internal error');
     });
-  });
-  server.keepAliveTimeout = 65_000; // the host proxy pools connections
-  server.requestTimeout = 0; // uploads and process streams may take long
-  server.headersTimeout = 60_000;
-  server.on('clientError', (err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-    else socket.destroy();
-    void err;
-  });
-  return server;
+  };
 }

@@ -12,6 +12,8 @@ export interface Limits {
 
 export interface Config {
   home: string
+  /** Built template rootfs trees; several servers (tests) may share one. */
+  templatesDir: string
   listenHost: string
   listenPort: number
   runtime: RuntimeName
@@ -53,8 +55,10 @@ export function loadConfig(env = process.env): Config {
   const listen = parseListen(env.SANDLOT_LISTEN ?? '127.0.0.1:3000')
   const runtime = (env.SANDLOT_RUNTIME ?? 'runc') as RuntimeName
   if (!['runc', 'crun', 'runsc'].includes(runtime)) throw new Error(`SANDLOT_RUNTIME must be runc, crun or runsc, got "${runtime}"`)
+  const home = path.resolve(env.SANDLOT_HOME ?? '/var/lib/sandlot')
   return {
-    home: path.resolve(env.SANDLOT_HOME ?? '/var/lib/sandlot'),
+    home,
+    templatesDir: path.resolve(env.SANDLOT_TEMPLATES_DIR ?? path.join(home, 'templates')),
     listenHost: listen.host,
     listenPort: listen.port,
     runtime,

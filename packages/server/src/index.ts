@@ -35,7 +35,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = p
   }
   const idRange = ensureIdRange()
   const driver = new OciDriver(config, idRange)
-  const templates = new TemplateRegistry(store, path.join(config.home, 'templates'), idRange, log)
+  const templates = new TemplateRegistry(store, config.templatesDir, idRange, log)
   const manager = new SandboxManager(store, driver, templates, config, log, seed)
   const proxy = new EnvdProxy((id) => driver.agentSocket(id))
   manager.onDestroyed = (id) => proxy.forget(id)

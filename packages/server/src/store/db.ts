@@ -24,7 +24,6 @@ export interface TemplateRow {
   recipeHash: string
   rootfs: string
   builtAt: number
-  sizeBytes: number
 }
 
 const SCHEMA = `
@@ -45,8 +44,7 @@ CREATE TABLE IF NOT EXISTS templates (
   name TEXT PRIMARY KEY,
   recipe_hash TEXT NOT NULL,
   rootfs TEXT NOT NULL,
-  built_at INTEGER NOT NULL,
-  size_bytes INTEGER NOT NULL
+  built_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS api_keys (
   hash TEXT PRIMARY KEY,
@@ -136,19 +134,18 @@ export class Store {
   // --- templates ---
   getTemplate(name: string): TemplateRow | undefined {
     const r = this.db.prepare('SELECT * FROM templates WHERE name = ?').get(name) as
-      | { name: string; recipe_hash: string; rootfs: string; built_at: number; size_bytes: number }
+      | { name: string; recipe_hash: string; rootfs: string; built_at: number }
       | undefined
-    return r && { name: r.name, recipeHash: r.recipe_hash, rootfs: r.rootfs, builtAt: r.built_at, sizeBytes: r.size_bytes }
+    return r && { name: r.name, recipeHash: r.recipe_hash, rootfs: r.rootfs, builtAt: r.built_at }
   }
 
   putTemplate(t: TemplateRow): void {
     this.db
       .prepare(
-        `INSERT INTO templates (name, recipe_hash, rootfs, built_at, size_bytes) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT(name) DO UPDATE SET recipe_hash = excluded.recipe_hash, rootfs = excluded.rootfs,
-           built_at = excluded.built_at, size_bytes = excluded.size_bytes`,
+        `INSERT INTO templates (name, recipe_hash, rootfs, built_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT(name) DO UPDATE SET recipe_hash = excluded.recipe_hash, rootfs = excluded.rootfs, built_at = excluded.built_at`,
       )
-      .run(t.name, t.recipeHash, t.rootfs, t.builtAt, t.sizeBytes)
+      .run(t.name, t.recipeHash, t.rootfs, t.builtAt)
   }
 
   // --- API keys (only their SHA-256 is stored) ---

@@ -41,13 +41,13 @@ export class TemplateRegistry {
 
   private async ensureNow(recipe: TemplateRecipe): Promise<string> {
     const hash = recipeHash(recipe, this.mirror)
-    const existing = this.store.getTemplate(recipe.name)
-    if (existing && existing.recipeHash === hash && fs.existsSync(path.join(existing.rootfs, 'etc/os-release'))) return existing.rootfs
     const rootfs = path.join(this.dir, recipe.name, hash, 'rootfs')
-    await buildTemplate({ recipe, rootfs, idRange: this.idRange, mirror: this.mirror, securityMirror: this.securityMirror, log: this.log })
-    this.store.putTemplate({ name: recipe.name, recipeHash: hash, rootfs, builtAt: Date.now(), sizeBytes: 0 })
-    // Older builds of this template stay only while a sandbox may still use them as its lower layer.
-    if (existing && existing.rootfs !== rootfs) this.log.info({ old: existing.rootfs }, 'previous build of the template kept until unused')
+    // A finished build is renamed into place whole, so an existing rootfs is a complete one.
+    if (!fs.existsSync(path.join(rootfs, 'etc/os-release'))) {
+      await buildTemplate({ recipe, rootfs, idRange: this.idRange, mirror: this.mirror, securityMirror: this.securityMirror, log: this.log })
+    }
+    const existing = this.store.getTemplate(recipe.name)
+    if (existing?.rootfs !== rootfs) this.store.putTemplate({ name: recipe.name, recipeHash: hash, rootfs, builtAt: Date.now() })
     return rootfs
   }
 }

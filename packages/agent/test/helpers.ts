@@ -1,0 +1,145 @@
+// Starts the built agent (dist/agent.mjs) on the host with a private socket and drives it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createClient, type Client } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
+import { Filesystem, Process } from '@sandlot/envd-proto';
+
+export const AGENT = fileURLToPath(new URL('../dist/agent.mjs', import.meta.url));
+
+export interface Agent {
+  dir: string;
+  socket: string;
+  proc: ChildProcess;
+  stderr: () => string;
+  process: Client<typeof Process>;
+  fs: Client<typeof Filesystem>;
+  client(opts?: { headers?: Record<string, string>; binary?: boolean }): { process: Client<typeof Process>; fs: Client<typeof Filesystem> };
+  http(opts: HttpOpts): Promise<HttpResult>;
+  stop(): Promise<void>;
+}
+
+export interface HttpOpts {
+  method?: string;
+  path: string;
+  headers?: Record<string, string>;
+  body?: Buffer | string | AsyncIterable<Buffer>;
+}
+export interface HttpResult {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+export async function startAgent(config: Record<string, unknown> = {}): Promise<Agent> {
+  if (!existsSync(AGENT)) throw new Error(`${AGENT} is missing: run npm run build -w @sandlot/agent first`);
+  const dir = mkdtempSync(join(tmpdir(), 'sandlot-agent-test-'));
+  const socket = join(dir, 'run', 'agent.sock');
+  const cfgPath = join(dir, 'agent.json');
+  writeFileSync(cfgPath, JSON.stringify({ defaultUser: 'root', ...config }));
+  const proc = spawn(process.execPath, [AGENT], {
+    env: { ...process.env, SANDLOT_AGENT_SOCKET: socket, SANDLOT_AGENT_CONFIG: cfgPath },
+    stdio: ['ignore', 'inherit', 'pipe'],
+  });
+  let err = '';
+  proc.stderr!.on('data', (d) => (err += d));
+  const deadline = Date.now() + 5000;
+  while (!existsSync(socket)) {
+    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`agent did not start: ${err}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const client = (opts: { headers?: Record<string, string>; binary?: boolean } = {}) => {
+    const transport = createConnectTransport({
+      baseUrl: 'http://localhost',
+      httpVersion: '1.1',
+      useBinaryFormat: opts.binary ?? false,
+      nodeOptions: { socketPath: socket },
+      interceptors: opts.headers
+        ? [
+            (next) => (req) => {
+              for (const [k, v] of Object.entries(opts.headers!)) req.header.set(k, v);
+              return next(req);
+            },
+          ]
+        : [],
+    });
+    return { process: createClient(Process, transport), fs: createClient(Filesystem, transport) };
+  };
+  const def = client();
+  return {
+    dir,
+    socket,
+    proc,
+    stderr: () => err,
+    process: def.process,
+    fs: def.fs,
+    client,
+    http: (o) => httpRequest(socket, o),
+    async stop() {
+      if (proc.exitCode === null) {
+        proc.kill('SIGTERM');
+        await new Promise((r) => proc.once('exit', r));
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function httpRequest(socketPath: string, o: HttpOpts): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, method: o.method ?? 'GET', path: o.path, headers: o.headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    const b = o.body;
+    if (b === undefined) req.end();
+    else if (typeof b === 'string' || Buffer.isBuffer(b)) req.end(b);
+    else {
+      (async () => {
+        for await (const chunk of b) {
+          if (!req.write(chunk)) await new Promise((r) => req.once('drain', r));
+        }
+        req.end();
+      })().catch(reject);
+    }
+  });
+}
+
+/** Collects a Start/Connect stream into stdout/stderr/pty text + end event. */
+export async function collect(stream: AsyncIterable<{ event?: { event: { case: string | undefined; value?: unknown } } }>) {
+  let pid = 0;
+  let stdout = '';
+  let stderr = '';
+  let pty = '';
+  let end: { exitCode: number; exited: boolean; status: string; error?: string } | undefined;
+  const kinds: string[] = [];
+  for await (const msg of stream) {
+    const ev = msg.event?.event;
+    if (!ev?.case) continue;
+    kinds.push(ev.case);
+    if (ev.case === 'start') pid = (ev.value as { pid: number }).pid;
+    if (ev.case === 'data') {
+      const out = (ev.value as { output: { case: string; value: Uint8Array } }).output;
+      const text = Buffer.from(out.value).toString();
+      if (out.case === 'stdout') stdout += text;
+      if (out.case === 'stderr') stderr += text;
+      if (out.case === 'pty') pty += text;
+    }
+    if (ev.case === 'end') {
+      const e = ev.value as NonNullable<typeof end>;
+      end = { exitCode: e.exitCode, exited: e.exited, status: e.status, error: e.error };
+    }
+  }
+  return { pid, stdout, stderr, pty, end, kinds };
+}
+
+export function basicAuth(user: string): string {
+  return 'Basic ' + Buffer.from(`${user}:`).toString('base64');
+}

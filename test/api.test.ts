@@ -1,0 +1,74 @@
+// Bad input gets a clear JSON error and the server keeps serving.
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { api, apiUrl, createSandbox, killSandbox } from './helpers.js'
+
+describe('the API', () => {
+  test('unknown sandbox id → 404 with a JSON error', async () => {
+    for (const method of ['GET', 'DELETE']) {
+      const r = await api(method, '/api/v1/sandboxes/inosuchsandbox000000')
+      assert.equal(r.status, 404)
+      assert.equal(r.json.code, 404)
+      assert.match(r.json.message, /inosuchsandbox000000/)
+    }
+  })
+
+  test('unknown template → 400 naming it', async () => {
+    const r = await api('POST', '/api/v1/sandboxes', { template: 'no-such-template' })
+    assert.equal(r.status, 400)
+    assert.equal(r.json.code, 400)
+    assert.match(r.json.message, /"no-such-template"/)
+  })
+
+  test('missing or wrong key → 401', async () => {
+    const missing = await fetch(`${apiUrl}/api/v1/sandboxes`)
+    assert.equal(missing.status, 401)
+    assert.equal(((await missing.json()) as { code: number }).code, 401)
+    const wrong = await api('GET', '/api/v1/sandboxes', undefined, { 'x-api-key': `e2b_${'0'.repeat(40)}` })
+    assert.equal(wrong.status, 401)
+    const wrongData = await fetch(`${apiUrl}/process.Process/List`, {
+      method: 'POST',
+      headers: { 'e2b-sandbox-id': 'ianything', 'x-api-key': 'wrong', 'content-type': 'application/json' },
+      body: '{}',
+    })
+    assert.ok([401, 502].includes(wrongData.status))
+  })
+
+  test('malformed JSON and invalid fields → 400', async () => {
+    const bad = await api('POST', '/api/v1/sandboxes', '{"template": ', {})
+    assert.equal(bad.status, 400)
+    assert.equal(bad.json.code, 400)
+    const wrongType = await api('POST', '/api/v1/sandboxes', { metadata: { n: 1 } })
+    assert.equal(wrongType.status, 400)
+    const tooBig = await api('POST', '/api/v1/sandboxes', { memoryMB: 10 ** 9 })
+    assert.equal(tooBig.status, 400)
+    assert.match(tooBig.json.message, /memoryMB/)
+  })
+
+  test('unknown routes → 404 JSON naming the route', async () => {
+    const r = await api('POST', '/v9/whatever')
+    assert.equal(r.status, 404)
+    assert.match(r.json.message, /\/v9\/whatever/)
+  })
+
+  test('data plane for an unknown sandbox → 502 JSON', async () => {
+    const res = await fetch(`${apiUrl}/health`, { headers: { 'e2b-sandbox-id': 'inosuchsandbox000000' } })
+    assert.equal(res.status, 502)
+    assert.deepEqual(await res.json(), { sandboxId: 'inosuchsandbox000000', message: 'The sandbox was not found', code: 502 })
+  })
+
+  test('keeps serving throughout, and lists with metadata', async () => {
+    const s = await createSandbox({ metadata: { suite: 'api', n: '1' } })
+    try {
+      const list = await api('GET', `/api/v1/sandboxes?metadata=${encodeURIComponent('suite=api&n=1')}`)
+      assert.equal(list.status, 200)
+      assert.deepEqual(list.json.map((x: { id: string }) => x.id), [s.id])
+      const one = await api('GET', `/api/v1/sandboxes/${s.id}`)
+      assert.equal(one.json.template, 'base')
+      assert.deepEqual(one.json.metadata, { suite: 'api', n: '1' })
+    } finally {
+      await killSandbox(s.id)
+    }
+    assert.equal((await fetch(`${apiUrl}/health`)).status, 200)
+  })
+})

@@ -1,0 +1,112 @@
+// Shared test plumbing: the test server's URL and key, REST calls, and commands and files in a
+// sandbox through the real data plane (Connect over the server's port).
+import { createClient, type Interceptor } from '@connectrpc/connect'
+import { createConnectTransport } from '@connectrpc/connect-node'
+import { Process } from '@sandlot/envd-proto'
+import fs from 'node:fs'
+import path from 'node:path'
+
+export const apiUrl = process.env.SANDLOT_API_URL ?? 'http://127.0.0.1:3190'
+export const home = process.env.SANDLOT_HOME ?? path.resolve('.sandlot-test/home')
+export const apiKey = () => fs.readFileSync(path.join(home, 'api-key'), 'utf8').trim()
+
+export interface ApiResult<T = any> {
+  status: number
+  json: T
+  headers: Headers
+}
+
+export async function api<T = any>(method: string, route: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResult<T>> {
+  const res = await fetch(`${apiUrl}${route}`, {
+    method,
+    headers: { 'x-api-key': apiKey(), ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  })
+  const text = await res.text()
+  return { status: res.status, json: text ? JSON.parse(text) : undefined, headers: res.headers }
+}
+
+export interface Sandbox {
+  id: string
+  template: string
+  metadata: Record<string, string>
+}
+
+export async function createSandbox(body: Record<string, unknown> = {}): Promise<Sandbox> {
+  const r = await api<Sandbox>('POST', '/api/v1/sandboxes', body)
+  if (r.status !== 201) throw new Error(`create failed: ${r.status} ${JSON.stringify(r.json)}`)
+  return r.json
+}
+
+export async function killSandbox(id: string): Promise<void> {
+  await api('DELETE', `/api/v1/sandboxes/${id}`)
+}
+
+function processClient(id: string, url = apiUrl, key = apiKey()) {
+  const headers: Interceptor = (next) => (req) => {
+    req.header.set('e2b-sandbox-id', id)
+    req.header.set('x-api-key', key)
+    return next(req)
+  }
+  return createClient(Process, createConnectTransport({ baseUrl: url, httpVersion: '1.1', interceptors: [headers] }))
+}
+
+export interface RunResult {
+  stdout: string
+  stderr: string
+  exitCode: number
+  status: string
+}
+
+/** Runs `bash -c cmd` in the sandbox and collects its output. */
+export async function run(id: string, cmd: string, opts: { user?: string; timeoutMs?: number; url?: string; key?: string } = {}): Promise<RunResult> {
+  const client = processClient(id, opts.url, opts.key)
+  const out = { stdout: '', stderr: '', exitCode: NaN, status: '' }
+  const headers: Record<string, string> = { authorization: `Basic ${Buffer.from(`${opts.user ?? 'user'}:`).toString('base64')}` }
+  if (opts.timeoutMs) headers['connect-timeout-ms'] = String(opts.timeoutMs)
+  for await (const { event } of client.start({ process: { cmd: '/bin/bash', args: ['-c', cmd], envs: {} }, stdin: false }, { headers })) {
+    const e = event?.event
+    if (e?.case === 'data') {
+      const d = e.value.output
+      if (d.case === 'stdout') out.stdout += Buffer.from(d.value).toString()
+      if (d.case === 'stderr') out.stderr += Buffer.from(d.value).toString()
+    } else if (e?.case === 'end') {
+      out.exitCode = e.value.exitCode
+      out.status = e.value.status
+    }
+  }
+  return out
+}
+
+/** Starts a command and returns once it is running, leaving it running after the stream is dropped. */
+export async function startBackground(id: string, cmd: string, opts: { url?: string; key?: string } = {}): Promise<number> {
+  const client = processClient(id, opts.url, opts.key)
+  const abort = new AbortController()
+  const stream = client.start({ process: { cmd: '/bin/bash', args: ['-c', cmd], envs: {} }, stdin: false }, { signal: abort.signal })
+  for await (const { event } of stream) {
+    if (event?.event.case === 'start') {
+      const pid = event.event.value.pid
+      abort.abort()
+      return pid
+    }
+  }
+  throw new Error('process did not start')
+}
+
+/** GET /files through the data plane. */
+export async function readFile(id: string, filePath: string, user = 'user'): Promise<{ status: number; body: Buffer }> {
+  const res = await fetch(`${apiUrl}/files?path=${encodeURIComponent(filePath)}&username=${user}`, {
+    headers: { 'e2b-sandbox-id': id, 'x-api-key': apiKey() },
+  })
+  return { status: res.status, body: Buffer.from(await res.arrayBuffer()) }
+}
+
+export async function waitFor<T>(fn: () => Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const v = await fn()
+    if (v) return v
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
