@@ -42,6 +42,6 @@ await build({
   minify: !process.env.NOMINIFY,
   legalComments: 'none',
   plugins: [lazyBuiltins],
-  banner: { js: "import{createRequire as __sandlotCR}from'node:module';const __sandlotRequire=__sandlotCR(import.meta.url),require=__sandlotRequire;" },
+  banner: { js: "globalThis.__sandlotT0=performance.now();import{createRequire as __sandlotCR}from'node:module';const __sandlotRequire=__sandlotCR(import.meta.url),require=__sandlotRequire;" },
   logLevel: 'warning',
 });

@@ -199,6 +199,7 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, ur
   } catch (err) {
     const h = errnoToHttp(err, current);
     if (h.status === 500) logError('upload failed', err);
-    sendError(res, h.status, h.message, !req.readableEnded);
+    // Node drains an unread request body after the response, keeping the connection usable.
+    sendError(res, h.status, h.message);
   }
 }

@@ -15,7 +15,10 @@ process.on('SIGINT', () => process.exit(0));
 
 let handler: Promise<Handler> | undefined;
 function loadHandler(): Promise<Handler> {
-  handler ??= import('./server.js').then((m) => m.createHandler());
+  handler ??= import('./server.js').then((m) => {
+    if (process.env.SANDLOT_AGENT_DEBUG) logInfo(`request handler ready: ${performance.now().toFixed(1)} ms after process start`);
+    return m.createHandler();
+  });
   handler.catch((err) => {
     logError('cannot load the request handler', err);
     handler = undefined;
@@ -61,6 +64,10 @@ server.listen(socketPath, () => {
   } catch (err) {
     logError('chmod socket', err);
   }
-  if (process.env.SANDLOT_AGENT_DEBUG) logInfo(`listening on ${socketPath} after ${(process.uptime() * 1000).toFixed(1)} ms`);
+  if (process.env.SANDLOT_AGENT_DEBUG) {
+    const t0 = (globalThis as { __sandlotT0?: number }).__sandlotT0 ?? 0;
+    const now = performance.now();
+    logInfo(`listening on ${socketPath}: ${now.toFixed(1)} ms after process start (node bootstrap ${t0.toFixed(1)} ms + agent ${(now - t0).toFixed(1)} ms)`);
+  }
   setImmediate(loadHandler);
 });

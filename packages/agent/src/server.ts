@@ -84,11 +84,11 @@ export function createHandler(): (req: IncomingMessage, res: ServerResponse) => 
       const message = req.headers['x-access-token'] ? 'invalid access token' : 'missing access token (X-Access-Token header)';
       if (path.startsWith('/filesystem.') || path.startsWith('/process.')) {
         const body = JSON.stringify({ code: 'unauthenticated', message });
-        res.writeHead(401, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), Connection: 'close' });
+        res.writeHead(401, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
         res.end(body);
         return;
       }
-      return sendError(res, 401, message, true);
+      return sendError(res, 401, message);
     }
     if (path === '/envs' && method === 'GET') {
       let env: Record<string, string>;

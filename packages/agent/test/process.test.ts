@@ -166,6 +166,21 @@ describe('process.Process', () => {
     assert.equal(await code(agent.process.update({ process: sel, pty: { size: { cols: 1, rows: 1 } } })), Code.NotFound);
   });
 
+  it('runs PTY and plain processes as the selected user without root groups', async () => {
+    const { process } = agent.client({ headers: { authorization: basicAuth('nobody') } });
+    const plain = await collect(process.start({ process: { cmd: '/bin/sh', args: ['-c', 'id -un; id -G'], envs: {}, cwd: '/' }, stdin: false }));
+    const [name, groups] = plain.stdout.trim().split('\n');
+    assert.equal(name, 'nobody');
+    assert.ok(!groups.split(' ').includes('0'), `groups: ${groups}`);
+    const pty = await collect(
+      process.start({ process: { cmd: '/bin/sh', args: ['-c', 'echo "u=$(id -un) g=$(id -G)"'], envs: {}, cwd: '/' }, pty: { size: { cols: 80, rows: 24 } } }),
+    );
+    const m = /u=(\S+) g=([\d ]+)/.exec(pty.pty);
+    assert.ok(m, pty.pty);
+    assert.equal(m[1], 'nobody');
+    assert.ok(!m[2].trim().split(' ').includes('0'), `pty groups: ${m[2]}`);
+  });
+
   it('StreamInput feeds stdin in order', async () => {
     const { pid, rest } = await started(agent.process.start({ process: bash('head -c 6') }));
     async function* input() {

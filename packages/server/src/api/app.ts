@@ -38,6 +38,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     loggerInstance: deps.log as FastifyBaseLogger,
     disableRequestLogging: true,
     bodyLimit: 1024 * 1024,
+    // Wrong types are the client's error to hear about, not to be silently converted or dropped.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     serverFactory: (handler) =>
       http.createServer((req, res) => {
         const target = envdTargetOf(req)

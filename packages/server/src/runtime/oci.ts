@@ -117,7 +117,10 @@ export class OciDriver implements RuntimeDriver {
       JSON.stringify({ envVars: spec.envVars, defaultUser: 'user', accessToken: spec.accessToken || undefined }),
       { mode: 0o644 },
     )
-    await exec('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${spec.templateRootfs},upperdir=${p.upper},workdir=${p.work}`, p.rootfs])
+    // Relative layer paths (from the sandbox's directory, via a "lower" link to the template): the
+    // sandbox's /proc/mounts shows the options as given, and must not reveal host paths.
+    fs.symlinkSync(spec.templateRootfs, path.join(p.dir, 'lower'))
+    await exec('mount', ['-t', 'overlay', 'overlay', '-o', 'lowerdir=lower,upperdir=upper,workdir=work', 'bundle/rootfs'], { cwd: p.dir })
     fs.writeFileSync(
       path.join(p.bundle, 'config.json'),
       JSON.stringify(

@@ -1,0 +1,50 @@
+// The sandlot CLI against the test server: create, ls, exec, kill, and its messages when things are wrong.
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { describe, test } from 'node:test'
+import { apiKey } from './helpers.js'
+
+const cli = (args: string[], env: Record<string, string> = {}) => {
+  const r = spawnSync(process.execPath, ['packages/cli/dist/main.js', ...args], { env: { ...process.env, ...env }, encoding: 'utf8' })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+describe('sandlot CLI', () => {
+  test('create, ls, exec and kill', () => {
+    const created = cli(['create', '--template', 'base', '--metadata', 'owner=cli-test', '--metadata', 'team=a=b'])
+    assert.equal(created.code, 0, created.stderr)
+    const id = created.stdout.trim().split('\n').at(-1)!
+    assert.match(id, /^i[a-z0-9]{20}$/)
+    try {
+      const ls = cli(['ls', '--json'])
+      const mine = JSON.parse(ls.stdout).find((s: { id: string }) => s.id === id)
+      assert.deepEqual(mine.metadata, { owner: 'cli-test', team: 'a=b' })
+      assert.match(cli(['ls']).stdout, new RegExp(`${id}\\s+base`))
+
+      const ok = cli(['exec', id, '--', 'sh', '-c', 'echo to-out; echo to-err >&2; exit 5'])
+      assert.equal(ok.stdout, 'to-out\n')
+      assert.equal(ok.stderr, 'to-err\n')
+      assert.equal(ok.code, 5)
+      assert.equal(cli(['exec', id, '--', 'id', '-un']).stdout, 'user\n')
+      assert.equal(cli(['exec', '--user', 'root', id, '--', 'id', '-un']).stdout, 'root\n')
+      const missing = cli(['exec', id, '--', 'no-such-command'])
+      assert.notEqual(missing.code, 0)
+    } finally {
+      assert.equal(cli(['kill', id]).code, 0)
+    }
+    const again = cli(['kill', id])
+    assert.equal(again.code, 1)
+    assert.match(again.stderr, /doesn't exist/)
+    assert.notEqual(cli(['exec', id, '--', 'true']).code, 0)
+  })
+
+  test('says so when the server is not running or the key is wrong', () => {
+    const down = cli(['ls'], { SANDLOT_API_URL: 'http://127.0.0.1:1', SANDLOT_API_KEY: apiKey() })
+    assert.equal(down.code, 1)
+    assert.match(down.stderr, /Cannot reach the Sandlot server at http:\/\/127\.0\.0\.1:1.*Is it running\?/)
+    const badKey = cli(['ls'], { SANDLOT_API_KEY: `e2b_${'1'.repeat(40)}` })
+    assert.equal(badKey.code, 1)
+    assert.match(badKey.stderr, /refused the API key/)
+    assert.equal(cli(['frobnicate']).code, 2)
+  })
+})

@@ -1,0 +1,89 @@
+// The daemon killed with SIGKILL and restarted: running sandboxes are re-adopted with their files and
+// processes; sandboxes whose runtime state vanished are cleaned up; destroying leaves nothing behind.
+import assert from 'node:assert/strict'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { after, describe, test } from 'node:test'
+import { run, startBackground, waitFor } from './helpers.js'
+
+const testHome = path.resolve('.sandlot-test/restart-home')
+const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 1
+const url = `http://127.0.0.1:${port}`
+let server: ChildProcess | undefined
+
+async function startDaemon(): Promise<void> {
+  const log = fs.openSync(path.join(path.dirname(testHome), 'restart-server.log'), 'a')
+  server = spawn(process.execPath, ['packages/server/dist/main.js'], {
+    env: { ...process.env, SANDLOT_HOME: testHome, SANDLOT_LISTEN: `127.0.0.1:${port}` },
+    stdio: ['ignore', log, log],
+  })
+  await waitFor(() => fetch(`${url}/health`).then((r) => r.ok, () => false), 120_000, 'the daemon to be ready')
+}
+
+const key = () => fs.readFileSync(path.join(testHome, 'api-key'), 'utf8').trim()
+const call = async (method: string, route: string, body?: unknown) => {
+  const res = await fetch(`${url}${route}`, {
+    method,
+    headers: { 'x-api-key': key(), ...(body ? { 'content-type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  })
+  return { status: res.status, json: res.status === 204 ? undefined : await res.json() }
+}
+
+function leftovers(id: string): string[] {
+  const found: string[] = []
+  if (fs.readFileSync('/proc/mounts', 'utf8').includes(id)) found.push('mount')
+  for (const c of ['memory', 'pids', 'cpu']) if (fs.existsSync(`/sys/fs/cgroup/${c}/sandlot/${id}`)) found.push(`${c} cgroup`)
+  if (fs.existsSync(path.join(testHome, 'sandboxes', id))) found.push('directory')
+  if (fs.existsSync(path.join(testHome, 'runtime/runc', id))) found.push('runtime state')
+  return found
+}
+
+describe('daemon restart', () => {
+  const killAll = async () => {
+    const list = await call('GET', '/api/v1/sandboxes').catch(() => undefined)
+    for (const s of list?.json ?? []) await call('DELETE', `/api/v1/sandboxes/${s.id}`)
+  }
+  after(async () => {
+    await killAll()
+    server?.kill('SIGKILL')
+  })
+
+  test('after kill -9 and a restart, sandboxes, files and processes are still there', async () => {
+    await startDaemon()
+    await killAll() // what an earlier, interrupted run left
+    const created = await call('POST', '/api/v1/sandboxes', { metadata: { suite: 'restart' } })
+    assert.equal(created.status, 201)
+    const id: string = created.json.id
+    const doomed: string = (await call('POST', '/api/v1/sandboxes', {})).json.id
+    const gone: string = (await call('POST', '/api/v1/sandboxes', {})).json.id
+    const opts = { url, key: key() }
+    await run(id, 'echo kept > /home/user/file.txt', opts)
+    const pid = await startBackground(id, 'while true; do date +%s > /home/user/tick; sleep 0.2; done', opts)
+
+    server!.kill('SIGKILL')
+    await new Promise((r) => server!.once('exit', r))
+    // While the daemon is down, one sandbox's runtime state vanishes.
+    execFileSync('runc', ['--root', path.join(testHome, 'runtime/runc'), 'delete', '--force', doomed])
+
+    await startDaemon()
+    const list = await call('GET', '/api/v1/sandboxes')
+    const ids = list.json.map((s: { id: string }) => s.id).sort()
+    assert.deepEqual(ids, [id, gone].sort())
+    assert.deepEqual(leftovers(doomed), [], 'the half-dead sandbox was cleaned up')
+    assert.equal((await run(id, 'cat /home/user/file.txt', opts)).stdout, 'kept\n')
+    assert.match((await run(id, `ps -o pid= -p ${pid}`, opts)).stdout.trim(), new RegExp(`^${pid}$`))
+    const t1 = Number((await run(id, 'cat /home/user/tick', opts)).stdout)
+    await new Promise((r) => setTimeout(r, 1200))
+    assert.ok(Number((await run(id, 'cat /home/user/tick', opts)).stdout) > t1, 'the loop is still ticking')
+    assert.deepEqual((await call('GET', `/api/v1/sandboxes/${id}`)).json.metadata, { suite: 'restart' })
+
+    // Destroying leaves nothing behind: no mounts, cgroups, processes or directories.
+    for (const s of [id, gone]) {
+      assert.equal((await call('DELETE', `/api/v1/sandboxes/${s}`)).status, 204)
+      assert.deepEqual(leftovers(s), [])
+      assert.equal((await call('GET', `/api/v1/sandboxes/${s}`)).status, 404)
+    }
+  })
+})
