@@ -61,8 +61,25 @@ interface PolledWatcher {
   watcher: DirWatcher;
   events: FsEventInit[];
   error?: ConnectError;
+  lastPoll: number;
 }
 const polled = new Map<string, PolledWatcher>();
+/** Polling watchers nobody polled for this long are removed. */
+const POLLED_WATCHER_IDLE_MS = 10 * 60_000;
+let sweeper: NodeJS.Timeout | undefined;
+function sweepPolled(): void {
+  const now = Date.now();
+  for (const [id, w] of polled) {
+    if (now - w.lastPoll > POLLED_WATCHER_IDLE_MS) {
+      w.watcher.close();
+      polled.delete(id);
+    }
+  }
+  if (polled.size === 0 && sweeper) {
+    clearInterval(sweeper);
+    sweeper = undefined;
+  }
+}
 
 export const filesystemService: ServiceImpl<typeof Filesystem> = {
   async stat(req, ctx) {
@@ -194,7 +211,7 @@ export const filesystemService: ServiceImpl<typeof Filesystem> = {
     const user = requestUser(ctx);
     const path = resolveFor(req.path, user);
     const id = randomUUID();
-    const entry: PolledWatcher = { events: [], watcher: undefined as unknown as DirWatcher };
+    const entry: PolledWatcher = { events: [], watcher: undefined as unknown as DirWatcher, lastPoll: Date.now() };
     entry.watcher = await startWatcher(
       path,
       req.recursive,
@@ -207,6 +224,7 @@ export const filesystemService: ServiceImpl<typeof Filesystem> = {
       },
     );
     polled.set(id, entry);
+    sweeper ??= setInterval(sweepPolled, 60_000).unref();
     return { watcherId: id };
   },
 
@@ -215,6 +233,7 @@ export const filesystemService: ServiceImpl<typeof Filesystem> = {
     if (!w) throw new ConnectError(`watcher '${req.watcherId}' not found`, Code.NotFound);
     const events = w.events;
     w.events = [];
+    w.lastPoll = Date.now();
     if (w.error && events.length === 0) {
       w.watcher.close();
       polled.delete(req.watcherId);

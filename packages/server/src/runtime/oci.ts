@@ -160,12 +160,18 @@ export class OciDriver implements RuntimeDriver {
 
   private async waitForAgent(id: string, timeoutMs: number): Promise<void> {
     const socket = this.agentSocket(id)
-    const deadline = Date.now() + timeoutMs
-    for (let delay = 1; ; delay = Math.min(delay * 2, 20)) {
+    const started = Date.now()
+    let lastStateCheck = started
+    for (;;) {
       if (await canConnect(socket)) return
-      if (Date.now() > deadline) throw unavailable(`The agent of sandbox ${id} did not start within ${timeoutMs} ms: ${tailOf(this.paths(id).log)}`)
-      if ((await this.state(id)) !== 'running') throw unavailable(`Sandbox ${id} stopped while starting: ${tailOf(this.paths(id).log)}`)
-      await sleep(delay)
+      const now = Date.now()
+      if (now - started > timeoutMs) throw unavailable(`The agent of sandbox ${id} did not start within ${timeoutMs} ms: ${tailOf(this.paths(id).log)}`)
+      // Asking the runtime costs a process spawn: only now and then, to fail fast when the sandbox died.
+      if (now - lastStateCheck > 250) {
+        lastStateCheck = now
+        if ((await this.state(id)) !== 'running') throw unavailable(`Sandbox ${id} stopped while starting: ${tailOf(this.paths(id).log)}`)
+      }
+      await sleep(2)
     }
   }
 
