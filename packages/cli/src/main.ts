@@ -74,12 +74,12 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// Exit explicitly: a terminal left in raw mode or a pooled connection must not keep the CLI alive.
+// (stdout and stderr are synchronous on Linux for files, pipes and TTYs, so nothing is lost.)
 main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code
-  },
+  (code) => process.exit(code),
   (err: Error) => {
     console.error(`sandlot: ${err instanceof CliError || err.name === 'TypeError' ? err.message : err.stack}`)
-    process.exitCode = err instanceof CliError ? err.exitCode : 1
+    process.exit(err instanceof CliError ? err.exitCode : 1)
   },
 )
