@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import type { MessageInitShape } from '@bufbuild/protobuf';
@@ -346,7 +346,21 @@ export async function startProcess(req: StartRequest, user: UserInfo, timeoutMs:
       done();
     });
   }
+  resetOomScore(proc.pid);
   procs.set(proc.pid, proc);
   if (timeoutMs && timeoutMs > 0) proc.setDeadline(timeoutMs);
   return proc;
+}
+
+/**
+ * The sandbox's init and agent run with a low oom_score_adj so that a process eating the sandbox's
+ * memory is the one the OOM killer picks, never the agent; processes it starts go back to the
+ * normal 0 (raising the value is always allowed).
+ */
+function resetOomScore(pid: number): void {
+  try {
+    writeFileSync(`/proc/${pid}/oom_score_adj`, '0');
+  } catch {
+    // already exited, or not on Linux
+  }
 }
