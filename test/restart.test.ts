@@ -79,11 +79,16 @@ describe('daemon restart', () => {
     assert.ok(Number((await run(id, 'cat /home/user/tick', opts)).stdout) > t1, 'the loop is still ticking')
     assert.deepEqual((await call('GET', `/api/v1/sandboxes/${id}`)).json.metadata, { suite: 'restart' })
 
+    // A sandbox whose init dies on its own (here: killed from the host) is noticed and cleaned up.
+    const initPid = Number(fs.readFileSync(path.join(testHome, 'sandboxes', gone, 'init.pid'), 'utf8'))
+    process.kill(initPid, 'SIGKILL')
+    await waitFor(async () => (await call('GET', `/api/v1/sandboxes/${gone}`)).status === 404, 10_000, 'the dead sandbox to be reaped')
+    await waitFor(async () => leftovers(gone).length === 0, 5_000, `no leftovers of ${gone}: ${leftovers(gone)}`)
+
     // Destroying leaves nothing behind: no mounts, cgroups, processes or directories.
-    for (const s of [id, gone]) {
-      assert.equal((await call('DELETE', `/api/v1/sandboxes/${s}`)).status, 204)
-      assert.deepEqual(leftovers(s), [])
-      assert.equal((await call('GET', `/api/v1/sandboxes/${s}`)).status, 404)
-    }
+    assert.equal((await call('DELETE', `/api/v1/sandboxes/${id}`)).status, 204)
+    assert.deepEqual(leftovers(id), [])
+    assert.equal((await call('GET', `/api/v1/sandboxes/${id}`)).status, 404)
+    assert.equal((await run(id, 'true', opts).catch((err: Error) => err)) instanceof Error, true)
   })
 })

@@ -7,6 +7,8 @@ import type { SandboxRow, Store } from '../store/db.js'
 import type { TemplateRegistry } from '../templates/registry.js'
 import { accessTokenFor, newSandboxId } from './ids.js'
 
+const WATCHDOG_INTERVAL_MS = 2000
+
 export interface CreateRequest {
   template?: string
   metadata?: Record<string, string>
@@ -20,6 +22,7 @@ export interface CreateRequest {
 
 export class SandboxManager {
   private deadlines = new Map<string, NodeJS.Timeout>()
+  private watchdog: NodeJS.Timeout | undefined
   private killing = new Map<string, Promise<void>>()
   private ready = false
   private notReadyReason = 'the server is starting'
@@ -51,7 +54,18 @@ export class SandboxManager {
     this.notReadyReason = `checking the runtime ${this.driver.name}`
     await this.driver.check(base)
     await this.readopt()
+    this.watchdog = setInterval(() => this.reapDead(), WATCHDOG_INTERVAL_MS)
+    this.watchdog.unref()
     this.ready = true
+  }
+
+  /** A sandbox whose init died (agent crashed, killed from the host) is cleaned up, never left half-alive. */
+  private reapDead(): void {
+    for (const s of this.store.listSandboxes()) {
+      if (s.state !== 'running' || this.killing.has(s.id) || this.driver.alive(s.id)) continue
+      this.log.warn({ sandboxId: s.id }, 'sandbox died on its own; cleaning up')
+      void this.kill(s.id).catch((err) => this.log.error({ err, sandboxId: s.id }, 'cleanup of a dead sandbox failed'))
+    }
   }
 
   private async readopt(): Promise<void> {
@@ -187,6 +201,7 @@ export class SandboxManager {
 
   /** Stops deadline timers; sandboxes keep running (they outlive the daemon). */
   shutdown(): void {
+    clearInterval(this.watchdog)
     for (const t of this.deadlines.values()) clearTimeout(t)
     this.deadlines.clear()
   }

@@ -23,6 +23,8 @@ export interface RuntimeDriver {
   /** Stops and removes everything the sandbox had on the host: processes, mounts, cgroups, files. */
   destroy(id: string): Promise<void>
   state(id: string): Promise<RuntimeState>
+  /** Cheap liveness check of the sandbox's init (no process spawned): false once it has died. */
+  alive(id: string): boolean
   /** Ids of the sandboxes the runtime knows of (running or not), to find leftovers. */
   list(): Promise<string[]>
   /** The unix socket of the sandbox's agent. */

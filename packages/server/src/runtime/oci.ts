@@ -27,6 +27,9 @@ interface Paths {
   work: string
   run: string
   log: string
+  /** The init's host pid (written by the runtime) and its start time, against pid reuse. */
+  pidFile: string
+  startFile: string
 }
 
 export class OciDriver implements RuntimeDriver {
@@ -54,6 +57,8 @@ export class OciDriver implements RuntimeDriver {
       work: path.join(dir, 'work'),
       run: path.join(dir, 'run'),
       log: path.join(dir, 'sandbox.log'),
+      pidFile: path.join(dir, 'init.pid'),
+      startFile: path.join(dir, 'init.start'),
     }
   }
 
@@ -143,7 +148,7 @@ export class OciDriver implements RuntimeDriver {
     try {
       await new Promise<void>((resolve, reject) => {
         // Detached into its own session: the sandbox outlives the daemon (kill -9, restart, upgrade).
-        const child = spawn(this.name, this.runtimeArgs('run', '--detach', '--bundle', p.bundle, spec.id), {
+        const child = spawn(this.name, this.runtimeArgs('run', '--detach', '--pid-file', p.pidFile, '--bundle', p.bundle, spec.id), {
           stdio: ['ignore', log, log],
           detached: true,
         })
@@ -155,6 +160,19 @@ export class OciDriver implements RuntimeDriver {
       })
     } finally {
       fs.closeSync(log)
+    }
+    const pid = fs.readFileSync(p.pidFile, 'utf8').trim()
+    fs.writeFileSync(p.startFile, processStartTime(pid) ?? '')
+  }
+
+  alive(id: string): boolean {
+    const p = this.paths(id)
+    try {
+      const pid = fs.readFileSync(p.pidFile, 'utf8').trim()
+      const start = fs.readFileSync(p.startFile, 'utf8').trim()
+      return start !== '' && processStartTime(pid) === start
+    } catch {
+      return false
     }
   }
 
@@ -216,6 +234,19 @@ export class OciDriver implements RuntimeDriver {
       })
     }
     fs.rmSync(p.dir, { recursive: true, force: true })
+  }
+}
+
+/** Start time (clock ticks since boot) of a live, non-zombie process; undefined when there is none. */
+function processStartTime(pid: string): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    if (fields[0] === 'Z' || fields[0] === 'X') return undefined
+    return fields[19]
+  } catch {
+    return undefined
   }
 }
 
