@@ -32,7 +32,12 @@ export async function startHarnessServer({ name, port }) {
       console.error(fs.readFileSync(logFile, 'utf8').slice(-4000))
       throw new Error(`the ${name} server exited; its log is above`)
     }
-    if (await fetch(`${url}/health`).then((r) => r.ok, () => false)) break
+    const health = await fetch(`${url}/health`).then(async (r) => ({ ok: r.ok, body: await r.json() }), () => undefined)
+    if (health?.ok) break
+    // A 503 that is not about starting up is final: the server says why it cannot create sandboxes.
+    if (health && !/starting|preparing|checking/.test(health.body?.message ?? '')) {
+      throw new Error(`the ${name} server cannot create sandboxes: ${health.body?.message}`)
+    }
     if (Date.now() > deadline) throw new Error('the server did not become ready within 10 minutes')
     await new Promise((r) => setTimeout(r, 500))
   }

@@ -85,6 +85,21 @@ describe('limits', () => {
     }
   })
 
+  test('many small processes past the memory limit lose one of their own, never the agent', async () => {
+    const { id } = await createSandbox({ memoryMB: 128 })
+    try {
+      // Each holds 24 MiB: smaller than the agent, so without a preference the agent would be chosen.
+      const hold = `python3 -c "import time; b = b'x' * (24 << 20); time.sleep(600)"`
+      await run(id, Array(6).fill(`${hold} >/dev/null 2>&1 &`).join(' ') + ' sleep 3')
+      assert.equal((await run(id, 'echo alive')).stdout, 'alive\n')
+      const left = Number((await run(id, 'pgrep -c -f time.sleep || true')).stdout)
+      assert.ok(left < 6, `the OOM killer took at least one holder (${left} left)`)
+      assert.equal((await run(id, 'cat /proc/self/oom_score_adj')).stdout, '500\n')
+    } finally {
+      await killSandbox(id)
+    }
+  })
+
   test('a fork bomb stops at the pids limit while the host stays responsive', async () => {
     const { id } = await createSandbox({ pids: 128 })
     const cgroup = `/sys/fs/cgroup/pids/sandlot/${id}`

@@ -346,20 +346,23 @@ export async function startProcess(req: StartRequest, user: UserInfo, timeoutMs:
       done();
     });
   }
-  resetOomScore(proc.pid);
+  preferForOom(proc.pid);
   procs.set(proc.pid, proc);
   if (timeoutMs && timeoutMs > 0) proc.setDeadline(timeoutMs);
   return proc;
 }
 
 /**
- * The sandbox's init and agent run with a low oom_score_adj so that a process eating the sandbox's
- * memory is the one the OOM killer picks, never the agent; processes it starts go back to the
- * normal 0 (raising the value is always allowed).
+ * What the agent starts is the OOM killer's first choice, never the agent itself: a sandbox that
+ * runs out of memory loses the process that ate it and keeps its agent. Raising oom_score_adj needs
+ * no privilege (lowering the agent's would need CAP_SYS_RESOURCE on the host, which not every host
+ * grants); children inherit the value.
  */
-function resetOomScore(pid: number): void {
+const USER_PROCESS_OOM_SCORE_ADJ = '500';
+
+function preferForOom(pid: number): void {
   try {
-    writeFileSync(`/proc/${pid}/oom_score_adj`, '0');
+    writeFileSync(`/proc/${pid}/oom_score_adj`, USER_PROCESS_OOM_SCORE_ADJ);
   } catch {
     // already exited, or not on Linux
   }

@@ -62,9 +62,6 @@ export function ociSpec(i: SpecInput): object {
       // Never above the daemon's own hard limit: raising it needs privileges the user namespace lacks.
       rlimits: [{ type: 'RLIMIT_NOFILE', hard: i.maxOpenFiles, soft: i.maxOpenFiles }],
       noNewPrivileges: i.noNewPrivileges,
-      // The OOM killer spares init and agent (the agent resets what it starts to 0): a sandbox
-      // that runs out of memory loses the process that ate it, not its agent.
-      oomScoreAdj: -998,
     },
     root: { path: i.rootfs, readonly: false },
     hostname: i.id,
