@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { EventType, FileType } from '@sandlot/envd-proto';
-import { basicAuth, startAgent, type Agent } from './helpers.js';
+import { basicAuth, startAgent, type Agent, code } from './helpers.js';
 
 let agent: Agent;
 let root: string;
@@ -19,14 +19,6 @@ after(async () => {
 
 const show = (evs: { name: string; type: EventType }[]) => evs.map((e) => `${e.name}:${EventType[e.type]}`).join(',');
 
-async function code(p: Promise<unknown>): Promise<Code> {
-  try {
-    await p;
-  } catch (err) {
-    return ConnectError.from(err).code;
-  }
-  assert.fail('expected an error');
-}
 
 describe('filesystem.Filesystem', () => {
   it('stats files, dirs and symlinks with full EntryInfo', async () => {

@@ -5,7 +5,8 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createClient, type Client } from '@connectrpc/connect';
+import assert from 'node:assert/strict';
+import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { Filesystem, Process } from '@sandlot/envd-proto';
 
@@ -142,4 +143,14 @@ export async function collect(stream: AsyncIterable<{ event?: { event: { case: s
 
 export function basicAuth(user: string): string {
   return 'Basic ' + Buffer.from(`${user}:`).toString('base64');
+}
+
+/** The Connect error code a call fails with (the test fails if it succeeds). */
+export async function code(p: Promise<unknown>): Promise<Code> {
+  try {
+    await p;
+  } catch (err) {
+    return ConnectError.from(err).code;
+  }
+  assert.fail('expected an error');
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { Signal } from '@sandlot/envd-proto';
-import { basicAuth, collect, startAgent, type Agent } from './helpers.js';
+import { basicAuth, collect, startAgent, type Agent, code } from './helpers.js';
 
 let agent: Agent;
 before(async () => {
@@ -14,14 +14,6 @@ after(async () => {
 
 const bash = (cmd: string) => ({ cmd: '/bin/bash', args: ['-l', '-c', cmd], envs: {} as Record<string, string> });
 
-async function code(p: Promise<unknown>): Promise<Code> {
-  try {
-    await p;
-  } catch (err) {
-    return ConnectError.from(err).code;
-  }
-  assert.fail('expected an error');
-}
 
 /** Waits for the first `start` event of a stream and returns its pid and the iterator. */
 async function started(stream: AsyncIterable<{ event?: { event: { case: string | undefined; value?: unknown } } }>) {
