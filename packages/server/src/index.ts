@@ -24,7 +24,16 @@ export interface RunningServer {
   close(): Promise<void>
 }
 
-export async function startServer(config: Config = loadConfig(), log: Logger = pino({ level: config.logLevel })): Promise<RunningServer> {
+/** JSON lines for machines; readable lines when a person watches the terminal (unless SANDLOT_LOG_JSON=1). */
+function defaultLogger(config: Config): Logger {
+  const pretty = process.stdout.isTTY && process.env.SANDLOT_LOG_JSON !== '1'
+  return pino({
+    level: config.logLevel,
+    ...(pretty ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname' } } } : {}),
+  })
+}
+
+export async function startServer(config: Config = loadConfig(), log: Logger = defaultLogger(config)): Promise<RunningServer> {
   if (process.getuid?.() !== 0) throw new Error('sandlotd runs as root: it creates mounts, cgroups and namespaces for sandboxes')
   const store = new Store(path.join(config.home, 'sandlot.db'))
   const keyFile = ensureApiKey(store, config.home)

@@ -1,5 +1,5 @@
 // The HTTP server: one port for the REST control plane (Fastify) and the envd data plane (proxy).
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
 import http from 'node:http'
 import type { Logger } from 'pino'
 import { SandlotError } from '../errors.js'
@@ -36,7 +36,7 @@ function handleEnvd(req: http.IncomingMessage, res: http.ServerResponse, deps: A
 export function buildApp(deps: AppDeps): FastifyInstance {
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
     // Wrong types are the client's error to hear about, not to be silently converted or dropped.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
