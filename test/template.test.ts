@@ -1,6 +1,6 @@
 // The base template build: a failed build says why and leaves no half-template behind.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, test } from 'node:test'
@@ -37,6 +37,38 @@ describe('the base template', () => {
       const res = await fetch(`http://127.0.0.1:${port}/api/v1/sandboxes`, { method: 'POST', headers: { 'x-api-key': key, 'content-type': 'application/json' }, body: '{}' })
       assert.equal(res.status, 503)
       assert.match(((await res.json()) as { message: string }).message, /mmdebstrap failed/)
+    } finally {
+      server.kill('SIGTERM')
+      await new Promise((r) => server.once('exit', r))
+    }
+  })
+})
+
+describe('template builds on disk', () => {
+  test('builds no sandbox uses and scratch of interrupted builds are removed at start', async () => {
+    const templatesDir = path.resolve('.sandlot-test/templates')
+    const templates = path.join(templatesDir, 'base')
+    const oldHash = '00000000deadbeef'
+    const current = fs.readdirSync(templates).find((d) => d !== oldHash && fs.existsSync(path.join(templates, d, 'rootfs/etc/os-release')))!
+    // An older recipe's build, and what a build killed half-way left (its process is gone).
+    const old = path.join(templates, oldHash)
+    fs.mkdirSync(path.join(old, 'rootfs/etc'), { recursive: true })
+    fs.writeFileSync(path.join(old, 'rootfs/etc/os-release'), 'old')
+    const deadPid = spawnSync('true').pid
+    const scratch = path.join(templates, current, `rootfs.build-${deadPid}-1`)
+    fs.mkdirSync(path.join(scratch, 'usr'), { recursive: true })
+    fs.writeFileSync(`${scratch}.tar`, 'partial')
+
+    const home = path.resolve('.sandlot-test/template-prune')
+    const server = spawn(process.execPath, ['packages/server/dist/main.js'], {
+      env: { ...process.env, SANDLOT_HOME: home, SANDLOT_TEMPLATES_DIR: templatesDir, SANDLOT_LISTEN: `127.0.0.1:${port}` },
+      stdio: 'ignore',
+    })
+    try {
+      await waitFor(() => fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok, () => false), 60_000, 'the server')
+      assert.ok(!fs.existsSync(old), 'the unused old build is gone')
+      assert.ok(!fs.existsSync(scratch) && !fs.existsSync(`${scratch}.tar`), 'the interrupted build is gone')
+      assert.ok(fs.existsSync(path.join(templates, current, 'rootfs/etc/os-release')), 'the current build stays')
     } finally {
       server.kill('SIGTERM')
       await new Promise((r) => server.once('exit', r))

@@ -54,6 +54,7 @@ export class SandboxManager {
     this.notReadyReason = `checking the runtime ${this.driver.name}`
     await this.driver.check(base)
     await this.readopt()
+    this.templates.prune(new Set(this.store.listSandboxes().map((s) => s.templateRootfs)))
     this.watchdog = setInterval(() => this.reapDead(), WATCHDOG_INTERVAL_MS)
     this.watchdog.unref()
     this.ready = true
@@ -113,6 +114,7 @@ export class SandboxManager {
     const row: SandboxRow = {
       id,
       template,
+      templateRootfs: rootfs,
       state: 'starting',
       metadata: req.metadata ?? {},
       envVars: req.envVars ?? {},

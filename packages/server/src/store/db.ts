@@ -6,6 +6,8 @@ import path from 'node:path'
 export interface SandboxRow {
   id: string
   template: string
+  /** The template build the sandbox's overlay stands on (kept while any sandbox uses it). */
+  templateRootfs: string
   state: 'starting' | 'running' | 'stopping'
   metadata: Record<string, string>
   envVars: Record<string, string>
@@ -26,7 +28,9 @@ export interface TemplateRow {
   builtAt: number
 }
 
-const SCHEMA = `
+// Each entry moves the schema one version up (PRAGMA user_version); never edit a released one.
+const MIGRATIONS = [
+  `
 CREATE TABLE IF NOT EXISTS sandboxes (
   id TEXT PRIMARY KEY,
   template TEXT NOT NULL,
@@ -54,11 +58,14 @@ CREATE TABLE IF NOT EXISTS settings (
   key TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-`
+`,
+  `ALTER TABLE sandboxes ADD COLUMN template_rootfs TEXT NOT NULL DEFAULT ''`,
+]
 
 interface RawSandbox {
   id: string
   template: string
+  template_rootfs: string
   state: SandboxRow['state']
   metadata: string
   env_vars: string
@@ -73,6 +80,7 @@ interface RawSandbox {
 const toSandbox = (r: RawSandbox): SandboxRow => ({
   id: r.id,
   template: r.template,
+  templateRootfs: r.template_rootfs,
   state: r.state,
   metadata: JSON.parse(r.metadata),
   envVars: JSON.parse(r.env_vars),
@@ -93,7 +101,18 @@ export class Store {
     this.db.pragma('journal_mode = WAL')
     this.db.pragma('synchronous = NORMAL')
     this.db.pragma('busy_timeout = 5000')
-    this.db.exec(SCHEMA)
+    this.migrate()
+  }
+
+  private migrate(): void {
+    const version = this.db.pragma('user_version', { simple: true }) as number
+    if (version > MIGRATIONS.length) throw new Error(`The database ${this.db.name} is from a newer Sandlot (schema ${version}); upgrade Sandlot`)
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]!)
+        this.db.pragma(`user_version = ${v + 1}`)
+      })()
+    }
   }
 
   close(): void {
@@ -104,8 +123,8 @@ export class Store {
   insertSandbox(s: SandboxRow): void {
     this.db
       .prepare(
-        `INSERT INTO sandboxes (id, template, state, metadata, env_vars, cpu_count, memory_mb, pids, started_at, end_at, access_token)
-         VALUES (@id, @template, @state, @metadata, @envVars, @cpuCount, @memoryMB, @pids, @startedAt, @endAt, @accessToken)`,
+        `INSERT INTO sandboxes (id, template, template_rootfs, state, metadata, env_vars, cpu_count, memory_mb, pids, started_at, end_at, access_token)
+         VALUES (@id, @template, @templateRootfs, @state, @metadata, @envVars, @cpuCount, @memoryMB, @pids, @startedAt, @endAt, @accessToken)`,
       )
       .run({ ...s, metadata: JSON.stringify(s.metadata), envVars: JSON.stringify(s.envVars) })
   }

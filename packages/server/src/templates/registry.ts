@@ -39,6 +39,29 @@ export class TemplateRegistry {
     return p
   }
 
+  /**
+   * Removes builds no sandbox stands on any more (an older recipe's) and scratch left by a build that
+   * was interrupted (its process gone), so nothing half-built stays behind.
+   */
+  prune(inUse: Set<string>): void {
+    const current = new Set(this.names().map((n) => this.store.getTemplate(n)!.rootfs))
+    for (const buildDir of subdirs(this.dir).flatMap(subdirs)) {
+      for (const entry of fs.readdirSync(buildDir)) {
+        const builder = /^rootfs\.build-(\d+)-/.exec(entry)?.[1]
+        if (builder && !processAlive(Number(builder))) {
+          this.log.warn({ path: path.join(buildDir, entry) }, 'removing what an interrupted template build left')
+          fs.rmSync(path.join(buildDir, entry), { recursive: true, force: true })
+        }
+      }
+      const rootfs = path.join(buildDir, 'rootfs')
+      // '' marks a sandbox recorded before builds were tracked: keep every build while one exists.
+      if (fs.existsSync(rootfs) && !current.has(rootfs) && !inUse.has(rootfs) && !inUse.has('')) {
+        this.log.info({ rootfs }, 'removing a template build no sandbox uses any more')
+        fs.rmSync(buildDir, { recursive: true, force: true })
+      }
+    }
+  }
+
   private async ensureNow(recipe: TemplateRecipe): Promise<string> {
     const hash = recipeHash(recipe, this.mirror)
     const rootfs = path.join(this.dir, recipe.name, hash, 'rootfs')
@@ -50,4 +73,18 @@ export class TemplateRegistry {
     if (existing?.rootfs !== rootfs) this.store.putTemplate({ name: recipe.name, recipeHash: hash, rootfs, builtAt: Date.now() })
     return rootfs
   }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+function subdirs(dir: string): string[] {
+  if (!fs.existsSync(dir)) return []
+  return fs.readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => path.join(dir, d.name))
 }
