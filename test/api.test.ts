@@ -1,7 +1,7 @@
 // Bad input gets a clear JSON error and the server keeps serving.
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { api, apiUrl, createSandbox, killSandbox } from './helpers.js'
+import { api, apiUrl, createSandbox, killSandbox, run } from './helpers.js'
 
 describe('the API', () => {
   test('unknown sandbox id → 404 with a JSON error', async () => {
@@ -55,6 +55,17 @@ describe('the API', () => {
     const res = await fetch(`${apiUrl}/health`, { headers: { 'e2b-sandbox-id': 'inosuchsandbox000000' } })
     assert.equal(res.status, 502)
     assert.deepEqual(await res.json(), { sandboxId: 'inosuchsandbox000000', message: 'The sandbox was not found', code: 502 })
+  })
+
+  test('creates in parallel without stepping on each other', async () => {
+    const made = await Promise.all(Array.from({ length: 6 }, (_, i) => createSandbox({ metadata: { suite: 'parallel', i: String(i) } })))
+    try {
+      assert.equal(new Set(made.map((s) => s.id)).size, 6)
+      const names = await Promise.all(made.map((s) => run(s.id, 'hostname')))
+      assert.deepEqual(names.map((r) => r.stdout.trim()), made.map((s) => s.id))
+    } finally {
+      await Promise.all(made.map((s) => killSandbox(s.id)))
+    }
   })
 
   test('keeps serving throughout, and lists with metadata', async () => {

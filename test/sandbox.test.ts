@@ -58,6 +58,12 @@ describe('a sandbox', () => {
     assert.doesNotMatch((await run(id, 'grep " /mnt " /proc/mounts || true', { user: 'root' })).stdout, /tmpfs/)
   })
 
+  test('masks /proc and /sys paths that reveal the host', async () => {
+    // (/proc/kcore is masked too where the kernel has one; this one has none.)
+    const r = await run(id, 'wc -c < /proc/keys; wc -c < /proc/timer_list; ls /sys/firmware | wc -l; echo x > /proc/sys/kernel/hostname 2>/dev/null || echo ro', { user: 'root' })
+    assert.deepEqual(r.stdout.trim().split('\n'), ['0', '0', '0', 'ro'])
+  })
+
   test('a symlink to /etc/shadow read through the files API returns the sandbox\'s own file', async () => {
     await run(id, 'ln -sf /etc/shadow /home/user/shadow-link', { user: 'root' })
     const inside = (await run(id, 'cat /etc/shadow', { user: 'root' })).stdout
@@ -82,6 +88,18 @@ describe('limits', () => {
       assert.match((await run(id, 'pgrep -x sleep')).stdout, /^\d+\n$/)
     } finally {
       await killSandbox(id)
+    }
+  })
+
+  test('CPU, memory and pids limits follow the request, within the defaults otherwise', async () => {
+    const cgroup = (c: string, id: string, file: string) => fs.readFileSync(`/sys/fs/cgroup/${c}/sandlot/${id}/${file}`, 'utf8').trim()
+    const [small, big] = await Promise.all([createSandbox(), createSandbox({ cpuCount: 2, memoryMB: 1024, pids: 256 })])
+    try {
+      assert.deepEqual([cgroup('cpu', small.id, 'cpu.cfs_quota_us'), cgroup('memory', small.id, 'memory.limit_in_bytes'), cgroup('pids', small.id, 'pids.max')], ['100000', String(512 * 2 ** 20), '512'])
+      assert.deepEqual([cgroup('cpu', big.id, 'cpu.cfs_quota_us'), cgroup('memory', big.id, 'memory.limit_in_bytes'), cgroup('pids', big.id, 'pids.max')], ['200000', String(1024 * 2 ** 20), '256'])
+      assert.equal(cgroup('memory', big.id, 'memory.memsw.limit_in_bytes'), String(1024 * 2 ** 20), 'no swap beyond the limit')
+    } finally {
+      await Promise.all([killSandbox(small.id), killSandbox(big.id)])
     }
   })
 
