@@ -1,7 +1,7 @@
 // Bad input gets a clear JSON error and the server keeps serving.
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { api, apiUrl, createSandbox, killSandbox, run } from './helpers.js'
+import { api, apiKey, apiUrl, createSandbox, killSandbox, run } from './helpers.js'
 
 describe('the API', () => {
   test('unknown sandbox id → 404 with a JSON error', async () => {
@@ -65,6 +65,19 @@ describe('the API', () => {
       assert.deepEqual(names.map((r) => r.stdout.trim()), made.map((s) => s.id))
     } finally {
       await Promise.all(made.map((s) => killSandbox(s.id)))
+    }
+  })
+
+  test('data plane for another port of a sandbox → 502 JSON saying why', async () => {
+    const s = await createSandbox()
+    try {
+      const res = await fetch(`${apiUrl}/`, { headers: { 'e2b-sandbox-id': s.id, 'e2b-sandbox-port': '8080', 'x-api-key': apiKey() } })
+      assert.equal(res.status, 502)
+      const body = (await res.json()) as { code: number; message: string }
+      assert.equal(body.code, 502)
+      assert.match(body.message, /Port 8080/)
+    } finally {
+      await killSandbox(s.id)
     }
   })
 

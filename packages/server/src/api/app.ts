@@ -4,7 +4,7 @@ import http from 'node:http'
 import type { Logger } from 'pino'
 import { SandlotError } from '../errors.js'
 import type { SandboxManager } from '../lifecycle/manager.js'
-import { EnvdProxy, envdTargetOf, sendJson } from '../proxy/envd.js'
+import { ENVD_PORT, EnvdProxy, envdTargetOf, sendJson } from '../proxy/envd.js'
 import type { Store } from '../store/db.js'
 import { apiKeyOf, isValidApiKey, tokensEqual } from './auth.js'
 import { nativeRoutes } from './native.js'
@@ -43,6 +43,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     serverFactory: (handler) =>
       http.createServer((req, res) => {
         const target = envdTargetOf(req)
+        if (target && target.port !== ENVD_PORT) {
+          return sendJson(res, 502, { sandboxId: target.sandboxId, message: `Port ${target.port} is not reachable: Sandlot forwards only the agent's port (${ENVD_PORT}) so far`, code: 502 })
+        }
         if (target) return handleEnvd(req, res, deps, target.sandboxId)
         handler(req, res)
       }),
