@@ -1,7 +1,9 @@
 // Bad input gets a clear JSON error and the server keeps serving.
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { api, apiKey, apiUrl, createSandbox, killSandbox, run } from './helpers.js'
+import fs from 'node:fs'
+import path from 'node:path'
+import { api, apiKey, apiUrl, createSandbox, home, killSandbox, run } from './helpers.js'
 
 describe('the API', () => {
   test('unknown sandbox id → 404 with a JSON error', async () => {
@@ -43,6 +45,12 @@ describe('the API', () => {
     const tooBig = await api('POST', '/api/v1/sandboxes', { memoryMB: 10 ** 9 })
     assert.equal(tooBig.status, 400)
     assert.match(tooBig.json.message, /memoryMB/)
+  })
+
+  test("the server's state is readable by root alone", () => {
+    const mode = (f: string) => (fs.statSync(path.join(home, f)).mode & 0o777).toString(8)
+    assert.deepEqual([mode('.'), mode('api-key'), mode('sandlot.db'), mode('sandboxes')], ['711', '600', '600', '711'])
+    for (const f of ['sandlot.db-wal', 'sandlot.db-shm']) if (fs.existsSync(path.join(home, f))) assert.equal(mode(f), '600')
   })
 
   test('unknown routes → 404 JSON naming the route', async () => {

@@ -356,7 +356,8 @@ export async function startProcess(req: StartRequest, user: UserInfo, timeoutMs:
  * What the agent starts is the OOM killer's first choice, never the agent itself: a sandbox that
  * runs out of memory loses the process that ate it and keeps its agent. Raising oom_score_adj needs
  * no privilege (lowering the agent's would need CAP_SYS_RESOURCE on the host, which not every host
- * grants); children inherit the value.
+ * grants); children inherit the value. It is written right after the spawn returns (the exec has
+ * happened), which leaves the new process microseconds unmarked: too little to matter for memory.
  */
 const USER_PROCESS_OOM_SCORE_ADJ = '500';
 

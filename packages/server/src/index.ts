@@ -1,5 +1,6 @@
 // sandlotd: wires the store, templates, runtime, lifecycle, proxy and API together.
 import crypto from 'node:crypto'
+import fs from 'node:fs'
 import path from 'node:path'
 import { pino, type Logger } from 'pino'
 import { buildApp } from './api/app.js'
@@ -35,6 +36,9 @@ function defaultLogger(config: Config): Logger {
 
 export async function startServer(config: Config = loadConfig(), log: Logger = defaultLogger(config)): Promise<RunningServer> {
   if (process.getuid?.() !== 0) throw new Error('sandlotd runs as root: it creates mounts, cgroups and namespaces for sandboxes')
+  // Traversable (sandbox roots must reach their bundles inside it), not listable, by other users.
+  fs.mkdirSync(config.home, { recursive: true, mode: 0o711 })
+  fs.chmodSync(config.home, 0o711)
   const store = new Store(path.join(config.home, 'sandlot.db'))
   const keyFile = ensureApiKey(store, config.home)
   let seed = store.getSetting('token_seed')

@@ -45,6 +45,9 @@ export class OciDriver implements RuntimeDriver {
     this.name = config.runtime
     this.stateRoot = path.join(config.home, 'runtime', this.name)
     this.sandboxesDir = path.join(config.home, 'sandboxes')
+    // Sandbox roots must reach their bundles through it; other host users must not list it.
+    fs.mkdirSync(this.sandboxesDir, { recursive: true, mode: 0o711 })
+    fs.chmodSync(this.sandboxesDir, 0o711)
   }
 
   private paths(id: string): Paths {
@@ -105,6 +108,7 @@ export class OciDriver implements RuntimeDriver {
   private async start(spec: SandboxSpec, args?: string[]): Promise<void> {
     const p = this.paths(spec.id)
     const owner = this.idRange.hostId
+    fs.mkdirSync(p.dir, { mode: 0o711 })
     fs.mkdirSync(p.rootfs, { recursive: true })
     for (const d of [p.upper, p.work]) fs.mkdirSync(d, { recursive: true, mode: 0o700 })
     // The sandbox's own layer belongs to its root; only its top directory and /etc/hosts are made here.

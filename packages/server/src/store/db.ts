@@ -97,6 +97,10 @@ export class Store {
 
   constructor(file: string) {
     fs.mkdirSync(path.dirname(file), { recursive: true })
+    // The database holds the seed of every sandbox's access token: only root may read it. SQLite
+    // gives its -wal and -shm files the database file's mode.
+    fs.closeSync(fs.openSync(file, 'a', 0o600))
+    fs.chmodSync(file, 0o600)
     this.db = new Database(file)
     this.db.pragma('journal_mode = WAL')
     this.db.pragma('synchronous = NORMAL')
