@@ -31,16 +31,6 @@ export function clientConfig(env = process.env): ClientConfig {
   return { apiUrl, apiKey }
 }
 
-export interface SandboxInfo {
-  id: string
-  template: string
-  state: string
-  metadata: Record<string, string>
-  cpuCount: number
-  memoryMB: number
-  startedAt: string
-  endAt: string | null
-}
 
 export async function request<T>(c: ClientConfig, method: string, route: string, body?: unknown): Promise<T> {
   let res: Response

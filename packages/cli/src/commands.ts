@@ -1,17 +1,18 @@
 // The CLI's sandbox commands: create, ls, exec, shell, kill.
 import { Code, ConnectError } from '@connectrpc/connect'
-import { CliError, clientConfig, request, type SandboxInfo } from './api.js'
+import type { SandboxView } from '@sandlot/server'
+import { CliError, clientConfig, request } from './api.js'
 import { processClient } from './envd.js'
 
 export async function create(template: string | undefined, metadata: Record<string, string>): Promise<void> {
   const c = clientConfig()
-  const s = await request<SandboxInfo>(c, 'POST', '/api/v1/sandboxes', { template, metadata })
+  const s = await request<SandboxView>(c, 'POST', '/api/v1/sandboxes', { template, metadata })
   console.error(`Created sandbox from template "${s.template}"${s.endAt ? `; it will be destroyed at ${s.endAt}` : ''}.`)
   console.log(s.id)
 }
 
 export async function ls(json: boolean): Promise<void> {
-  const list = await request<SandboxInfo[]>(clientConfig(), 'GET', '/api/v1/sandboxes')
+  const list = await request<SandboxView[]>(clientConfig(), 'GET', '/api/v1/sandboxes')
   if (json) return console.log(JSON.stringify(list, null, 2))
   const rows = [['ID', 'TEMPLATE', 'STARTED', 'ENDS', 'METADATA']]
   for (const s of list) {

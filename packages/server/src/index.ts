@@ -15,6 +15,7 @@ import { TemplateRegistry } from './templates/registry.js'
 
 export { loadConfig, type Config } from './config.js'
 export { SandlotError } from './errors.js'
+export type { SandboxView } from './api/serialize.js'
 
 export interface RunningServer {
   url: string
