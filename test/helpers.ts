@@ -3,6 +3,7 @@
 import { createClient, type Interceptor } from '@connectrpc/connect'
 import { createConnectTransport } from '@connectrpc/connect-node'
 import { Process } from '@sandlot/envd-proto'
+import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 
@@ -108,5 +109,30 @@ export async function waitFor<T>(fn: () => Promise<T | undefined | false>, timeo
     if (v) return v
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+export interface Daemon {
+  process: ChildProcess
+  url: string
+  /** Sends the signal and waits until the daemon has exited. */
+  stop(signal?: NodeJS.Signals): Promise<void>
+}
+
+/** Runs a sandlotd of its own on `port` (for tests that need a server with other settings). */
+export function spawnDaemon(port: number, env: Record<string, string>, stdio: 'ignore' | number = 'ignore'): Daemon {
+  const child = spawn(process.execPath, ['packages/server/dist/main.js'], {
+    env: { ...process.env, ...env, SANDLOT_LISTEN: `127.0.0.1:${port}` },
+    stdio: stdio === 'ignore' ? 'ignore' : ['ignore', stdio, stdio],
+  })
+  return {
+    process: child,
+    url: `http://127.0.0.1:${port}`,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      const exited = new Promise((r) => child.once('exit', r))
+      child.kill(signal)
+      await exited
+    },
   }
 }

@@ -1,23 +1,20 @@
 // The daemon killed with SIGKILL and restarted: running sandboxes are re-adopted with their files and
 // processes; sandboxes whose runtime state vanished are cleaned up; destroying leaves nothing behind.
 import assert from 'node:assert/strict'
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { after, describe, test } from 'node:test'
-import { run, startBackground, waitFor } from './helpers.js'
+import { run, spawnDaemon, startBackground, waitFor, type Daemon } from './helpers.js'
 
 const testHome = path.resolve('.sandlot-test/restart-home')
 const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 1
 const url = `http://127.0.0.1:${port}`
-let server: ChildProcess | undefined
+let server: Daemon | undefined
 
 async function startDaemon(): Promise<void> {
   const log = fs.openSync(path.join(path.dirname(testHome), 'restart-server.log'), 'a')
-  server = spawn(process.execPath, ['packages/server/dist/main.js'], {
-    env: { ...process.env, SANDLOT_HOME: testHome, SANDLOT_LISTEN: `127.0.0.1:${port}` },
-    stdio: ['ignore', log, log],
-  })
+  server = spawnDaemon(port, { SANDLOT_HOME: testHome }, log)
   await waitFor(() => fetch(`${url}/health`).then((r) => r.ok, () => false), 120_000, 'the daemon to be ready')
 }
 
@@ -47,7 +44,7 @@ describe('daemon restart', () => {
   }
   after(async () => {
     await killAll()
-    server?.kill('SIGKILL')
+    await server?.stop('SIGKILL')
   })
 
   test('after kill -9 and a restart, sandboxes, files and processes are still there', async () => {
@@ -62,8 +59,7 @@ describe('daemon restart', () => {
     await run(id, 'echo kept > /home/user/file.txt', opts)
     const pid = await startBackground(id, 'while true; do date +%s > /home/user/tick; sleep 0.2; done', opts)
 
-    server!.kill('SIGKILL')
-    await new Promise((r) => server!.once('exit', r))
+    await server!.stop('SIGKILL')
     // While the daemon is down, one sandbox's runtime state vanishes.
     execFileSync('runc', ['--root', path.join(testHome, 'runtime/runc'), 'delete', '--force', doomed])
 

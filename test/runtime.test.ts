@@ -1,10 +1,10 @@
 // The runtime is a setting: a missing or unusable one gives a clear error, never a half-working server.
 import assert from 'node:assert/strict'
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, test } from 'node:test'
-import { waitFor } from './helpers.js'
+import { spawnDaemon, waitFor } from './helpers.js'
 
 const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 2
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
@@ -13,13 +13,10 @@ const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status
 async function healthWith(runtime: string): Promise<{ status: number; message: string }> {
   const home = path.resolve(`.sandlot-test/runtime-${runtime}`)
   fs.rmSync(home, { recursive: true, force: true })
-  const server = spawn(process.execPath, ['packages/server/dist/main.js'], {
-    env: { ...process.env, SANDLOT_HOME: home, SANDLOT_LISTEN: `127.0.0.1:${port}`, SANDLOT_RUNTIME: runtime },
-    stdio: 'ignore',
-  })
+  const server = spawnDaemon(port, { SANDLOT_HOME: home, SANDLOT_RUNTIME: runtime })
   try {
     return await waitFor(async () => {
-      const res = await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined)
+      const res = await fetch(`${server.url}/health`).catch(() => undefined)
       if (!res) return undefined
       const body = (await res.json()) as { message?: string }
       // 503 "checking…"/"preparing…" means not decided yet.
@@ -27,8 +24,7 @@ async function healthWith(runtime: string): Promise<{ status: number; message: s
       return { status: res.status, message: body.message ?? '' }
     }, 60_000, `the ${runtime} server to decide`)
   } finally {
-    server.kill('SIGTERM')
-    await new Promise((r) => server.once('exit', r))
+    await server.stop()
   }
 }
 

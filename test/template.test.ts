@@ -1,10 +1,10 @@
 // The base template build: a failed build says why and leaves no half-template behind.
 import assert from 'node:assert/strict'
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, test } from 'node:test'
-import { waitFor } from './helpers.js'
+import { spawnDaemon, waitFor } from './helpers.js'
 
 const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 3
 
@@ -18,14 +18,11 @@ describe('the base template', () => {
   test('a failed build says why and leaves nothing behind', async () => {
     const home = path.resolve('.sandlot-test/template-fail')
     fs.rmSync(home, { recursive: true, force: true })
-    const server = spawn(process.execPath, ['packages/server/dist/main.js'], {
-      // Nothing listens on port 9: every package download fails.
-      env: { ...process.env, SANDLOT_HOME: home, SANDLOT_LISTEN: `127.0.0.1:${port}`, SANDLOT_DEBIAN_MIRROR: 'http://127.0.0.1:9/debian', SANDLOT_DEBIAN_SECURITY_MIRROR: 'http://127.0.0.1:9/debian-security' },
-      stdio: 'ignore',
-    })
+    // Nothing listens on port 9: every package download fails.
+    const server = spawnDaemon(port, { SANDLOT_HOME: home, SANDLOT_DEBIAN_MIRROR: 'http://127.0.0.1:9/debian', SANDLOT_DEBIAN_SECURITY_MIRROR: 'http://127.0.0.1:9/debian-security' })
     try {
       const message = await waitFor(async () => {
-        const res = await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined)
+        const res = await fetch(`${server.url}/health`).catch(() => undefined)
         const body = res && ((await res.json()) as { message?: string })
         return body?.message && !/preparing|starting/.test(body.message) ? body.message : undefined
       }, 120_000, 'the build to fail')
@@ -34,12 +31,11 @@ describe('the base template', () => {
       assert.deepEqual(tree(path.join(home, 'templates')).filter((f) => /rootfs|build|\.tar/.test(f)), [])
       // The server stays up and says the same to clients that try to create.
       const key = fs.readFileSync(path.join(home, 'api-key'), 'utf8').trim()
-      const res = await fetch(`http://127.0.0.1:${port}/api/v1/sandboxes`, { method: 'POST', headers: { 'x-api-key': key, 'content-type': 'application/json' }, body: '{}' })
+      const res = await fetch(`${server.url}/api/v1/sandboxes`, { method: 'POST', headers: { 'x-api-key': key, 'content-type': 'application/json' }, body: '{}' })
       assert.equal(res.status, 503)
       assert.match(((await res.json()) as { message: string }).message, /mmdebstrap failed/)
     } finally {
-      server.kill('SIGTERM')
-      await new Promise((r) => server.once('exit', r))
+      await server.stop()
     }
   })
 })
@@ -60,18 +56,14 @@ describe('template builds on disk', () => {
     fs.writeFileSync(`${scratch}.tar`, 'partial')
 
     const home = path.resolve('.sandlot-test/template-prune')
-    const server = spawn(process.execPath, ['packages/server/dist/main.js'], {
-      env: { ...process.env, SANDLOT_HOME: home, SANDLOT_TEMPLATES_DIR: templatesDir, SANDLOT_LISTEN: `127.0.0.1:${port}` },
-      stdio: 'ignore',
-    })
+    const server = spawnDaemon(port, { SANDLOT_HOME: home, SANDLOT_TEMPLATES_DIR: templatesDir })
     try {
-      await waitFor(() => fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok, () => false), 60_000, 'the server')
+      await waitFor(() => fetch(`${server.url}/health`).then((r) => r.ok, () => false), 60_000, 'the server')
       assert.ok(!fs.existsSync(old), 'the unused old build is gone')
       assert.ok(!fs.existsSync(scratch) && !fs.existsSync(`${scratch}.tar`), 'the interrupted build is gone')
       assert.ok(fs.existsSync(path.join(templates, current, 'rootfs/etc/os-release')), 'the current build stays')
     } finally {
-      server.kill('SIGTERM')
-      await new Promise((r) => server.once('exit', r))
+      await server.stop()
     }
   })
 })

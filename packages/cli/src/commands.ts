@@ -81,7 +81,7 @@ export async function shell(id: string, user: string): Promise<number> {
   let pid = 0
   const stdin = process.stdin
   const onInput = (chunk: Buffer) => {
-    if (pid) client.sendInput({ process: { selector: { case: 'pid', value: pid } }, input: { input: { case: "pty", value: chunk } } }).catch(() => {})
+    if (pid) client.sendInput({ process: { selector: { case: 'pid', value: pid } }, input: { input: { case: 'pty', value: chunk } } }).catch(() => {})
   }
   const onResize = () => {
     if (pid) client.update({ process: { selector: { case: 'pid', value: pid } }, pty: { size: size() } }).catch(() => {})
