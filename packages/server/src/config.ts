@@ -26,6 +26,12 @@ export interface Config {
   maxLimits: Limits
   /** Set no_new_privileges on every sandbox. Off by default: it would disable sudo inside the sandbox. */
   noNewPrivileges: boolean
+  /** The longest keepAlive a client may ask for (ms). */
+  keepAliveLimitMs: number
+  /** E2B-timeout sandboxes: the longest lifetime from start (ms), as E2B's tier limit. */
+  maxLifetimeMs: number
+  /** E2B sandboxes created without a timeout live this long (E2B's documented 5 minutes). */
+  e2bDefaultTimeoutMs: number
   /** Domain returned to E2B clients. */
   domain: string
   logLevel: string
@@ -75,6 +81,9 @@ export function loadConfig(env = process.env): Config {
       cpuCount: intFrom('SANDLOT_MAX_CPU_COUNT', 2),
       pids: intFrom('SANDLOT_MAX_PIDS', 8192),
     },
+    keepAliveLimitMs: intFrom('SANDLOT_KEEP_ALIVE_LIMIT_MS', 3_600_000),
+    maxLifetimeMs: intFrom('SANDLOT_MAX_LIFETIME_MS', 3_600_000),
+    e2bDefaultTimeoutMs: intFrom('SANDLOT_E2B_DEFAULT_TIMEOUT_MS', 300_000),
     noNewPrivileges: env.SANDLOT_NO_NEW_PRIVILEGES === '1' || env.SANDLOT_NO_NEW_PRIVILEGES === 'true',
     domain: env.SANDLOT_DOMAIN ?? `${listen.host}:${listen.port}`,
     logLevel: env.SANDLOT_LOG_LEVEL ?? 'info',

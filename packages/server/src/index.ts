@@ -54,7 +54,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
   const proxy = new EnvdProxy((id) => driver.agentSocket(id))
   manager.onDestroyed = (id) => proxy.forget(id)
 
-  const app = buildApp({ store, manager, proxy, log })
+  const app = buildApp({ store, manager, proxy, log, config })
   // Listen first, so /health reports progress while the base template is built.
   await app.listen({ host: config.listenHost, port: config.listenPort })
   const address = app.server.address()

@@ -2,11 +2,13 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
 import http from 'node:http'
 import type { Logger } from 'pino'
+import type { Config } from '../config.js'
 import { SandlotError } from '../errors.js'
 import type { SandboxManager } from '../lifecycle/manager.js'
 import { ENVD_PORT, EnvdProxy, envdTargetOf, sendJson } from '../proxy/envd.js'
 import type { Store } from '../store/db.js'
 import { apiKeyOf, isValidApiKey, tokensEqual } from './auth.js'
+import { e2bRoutes } from './e2b.js'
 import { nativeRoutes } from './native.js'
 
 export interface AppDeps {
@@ -14,6 +16,7 @@ export interface AppDeps {
   manager: SandboxManager
   proxy: EnvdProxy
   log: Logger
+  config: Config
 }
 
 const UNAUTHORIZED = 'Missing or invalid API key: send it in the X-API-Key header (it is in $SANDLOT_HOME/api-key on the server).'
@@ -77,6 +80,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     return { status: 'ok' }
   })
 
-  nativeRoutes(app, deps.manager)
+  nativeRoutes(app, deps.manager, deps.config)
+  e2bRoutes(app, deps.manager, deps.config)
   return app
 }

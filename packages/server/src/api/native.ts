@@ -1,10 +1,23 @@
-// Sandlot's own REST control plane (/api/v1), used by the CLI and the Sandlot SDK.
+// Sandlot's own REST control plane (/api/v1, docs/api.md), used by the Sandlot SDK and the CLI.
 import type { FastifyInstance } from 'fastify'
+import type { Config } from '../config.js'
 import { badRequest } from '../errors.js'
-import type { CreateRequest, SandboxManager } from '../lifecycle/manager.js'
-import { sandboxView } from './serialize.js'
+import { keepAliveDeadline } from '../lifecycle/lifetime.js'
+import type { SandboxManager } from '../lifecycle/manager.js'
+import { holdView, sandboxView } from './serialize.js'
 
 const stringMap = { type: 'object', additionalProperties: { type: 'string' }, maxProperties: 256 } as const
+
+interface CreateBody {
+  template?: string
+  metadata?: Record<string, string>
+  envVars?: Record<string, string>
+  cpuCount?: number
+  memoryMB?: number
+  pids?: number
+  hold?: boolean
+  keepAliveMs?: number
+}
 
 const createSchema = {
   body: {
@@ -17,9 +30,14 @@ const createSchema = {
       cpuCount: { type: 'integer', minimum: 1 },
       memoryMB: { type: 'integer', minimum: 64 },
       pids: { type: 'integer', minimum: 32 },
-      timeoutMs: { type: 'integer', minimum: 1 },
+      hold: { type: 'boolean' },
+      keepAliveMs: { type: 'integer', minimum: 0 },
     },
   },
+} as const
+
+const keepAliveSchema = {
+  body: { type: 'object', additionalProperties: false, required: ['ms'], properties: { ms: { type: 'integer', minimum: 0 } } },
 } as const
 
 /** Parses a metadata filter given as one query-string value ("k=v&k2=v2", each part URL-encoded). */
@@ -37,10 +55,17 @@ export function parseMetadataFilter(raw: unknown): Record<string, string> {
 export const matchesMetadata = (metadata: Record<string, string>, filter: Record<string, string>) =>
   Object.entries(filter).every(([k, v]) => metadata[k] === v)
 
-export function nativeRoutes(app: FastifyInstance, manager: SandboxManager): void {
-  app.post<{ Body: CreateRequest }>('/api/v1/sandboxes', { schema: createSchema }, async (req, reply) => {
-    const s = await manager.create(req.body ?? {})
-    return reply.code(201).send(sandboxView(s))
+type IdParams = { Params: { id: string } }
+type HoldParams = { Params: { id: string; holdId: string } }
+
+export function nativeRoutes(app: FastifyInstance, manager: SandboxManager, config: Config): void {
+  app.post<{ Body: CreateBody }>('/api/v1/sandboxes', { schema: createSchema }, async (req, reply) => {
+    const { hold, keepAliveMs, ...rest } = req.body ?? {}
+    // Nobody holds a sandbox created without a hold: it gets the longest keepAlive unless told.
+    const ms = keepAliveMs ?? (hold ? undefined : config.keepAliveLimitMs)
+    const endAt = ms === undefined ? null : keepAliveDeadline(ms, Date.now(), config)
+    const created = await manager.create({ ...rest, endAt, hold })
+    return reply.code(201).send({ ...sandboxView(created.sandbox), ...(created.hold && { hold: holdView(created.hold) }) })
   })
 
   app.get<{ Querystring: { metadata?: string; template?: string } }>('/api/v1/sandboxes', async (req) => {
@@ -51,10 +76,24 @@ export function nativeRoutes(app: FastifyInstance, manager: SandboxManager): voi
       .map(sandboxView)
   })
 
-  app.get<{ Params: { id: string } }>('/api/v1/sandboxes/:id', async (req) => sandboxView(manager.get(req.params.id)))
+  app.get<IdParams>('/api/v1/sandboxes/:id', async (req) => sandboxView(manager.get(req.params.id)))
 
-  app.delete<{ Params: { id: string } }>('/api/v1/sandboxes/:id', async (req, reply) => {
+  app.delete<IdParams>('/api/v1/sandboxes/:id', async (req, reply) => {
     await manager.kill(req.params.id)
+    return reply.code(204).send()
+  })
+
+  app.post<IdParams & { Body: { ms: number } }>('/api/v1/sandboxes/:id/keep-alive', { schema: keepAliveSchema }, async (req) => {
+    const endAt = keepAliveDeadline(req.body.ms, Date.now(), config)
+    return sandboxView(manager.setDeadline(req.params.id, () => endAt))
+  })
+
+  app.post<IdParams>('/api/v1/sandboxes/:id/holds', async (req, reply) => reply.code(201).send(holdView(manager.openHold(req.params.id))))
+
+  app.put<HoldParams>('/api/v1/sandboxes/:id/holds/:holdId', async (req) => holdView(manager.renewHold(req.params.id, req.params.holdId)))
+
+  app.delete<HoldParams>('/api/v1/sandboxes/:id/holds/:holdId', async (req, reply) => {
+    manager.releaseHold(req.params.id, req.params.holdId)
     return reply.code(204).send()
   })
 }

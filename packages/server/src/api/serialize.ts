@@ -1,5 +1,18 @@
-// The native API's view of a sandbox.
-import type { SandboxRow } from '../store/db.js'
+// The native API's view of a sandbox (docs/api.md).
+import type { SandboxState } from '../lifecycle/manager.js'
+import type { HoldRow } from '../store/db.js'
+import { HOLD_RENEW_EVERY_MS, HOLD_TTL_MS } from '../lifecycle/lifetime.js'
+
+/** The envd protocol version the agent implements (packages/agent/src/config.ts; a test keeps them equal). */
+export const ENVD_VERSION = '0.6.13'
+
+export interface HoldView {
+  id: string
+  sandboxId: string
+  expiresAt: string
+  ttlMs: number
+  renewEveryMs: number
+}
 
 export interface SandboxView {
   id: string
@@ -10,11 +23,27 @@ export interface SandboxView {
   memoryMB: number
   pids: number
   startedAt: string
+  /** The deadline: the sandbox is destroyed then unless a client holds it; null = none. */
   endAt: string | null
+  /** Open client holds. */
+  holds: number
   envdAccessToken: string
+  envdVersion: string
+  /** Only in the answer to a create that asked for a hold. */
+  hold?: HoldView
 }
 
-export function sandboxView(s: SandboxRow): SandboxView {
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
+
+export const holdView = (h: HoldRow): HoldView => ({
+  id: h.id,
+  sandboxId: h.sandboxId,
+  expiresAt: new Date(h.expiresAt).toISOString(),
+  ttlMs: HOLD_TTL_MS,
+  renewEveryMs: HOLD_RENEW_EVERY_MS,
+})
+
+export function sandboxView(s: SandboxState): SandboxView {
   return {
     id: s.id,
     template: s.template,
@@ -24,7 +53,9 @@ export function sandboxView(s: SandboxRow): SandboxView {
     memoryMB: s.memoryMB,
     pids: s.pids,
     startedAt: new Date(s.startedAt).toISOString(),
-    endAt: s.endAt === null ? null : new Date(s.endAt).toISOString(),
+    endAt: iso(s.endAt),
+    holds: s.holds,
     envdAccessToken: s.accessToken,
+    envdVersion: ENVD_VERSION,
   }
 }

@@ -10,6 +10,9 @@ export function newSandboxId(): string {
   return id
 }
 
+/** A hold's id: unguessable, so one client cannot renew or close another's hold by counting. */
+export const newHoldId = (): string => 'h' + crypto.randomBytes(16).toString('hex')
+
 export const SANDBOX_ID_PATTERN = /^[a-z0-9]{1,64}$/
 
 export function accessTokenFor(seed: string, sandboxId: string): string {

@@ -1,11 +1,13 @@
-// The one owner of sandbox state: create, deadlines, kill, and re-adoption after a daemon restart.
+// The one owner of sandbox state: create, holds and deadlines, kill, and re-adoption after a
+// daemon restart. A sandbox lives while a client holds it or its deadline is ahead (lifetime.ts).
 import type { Logger } from 'pino'
 import type { Config, Limits } from '../config.js'
-import { badRequest, sandboxNotFound, unavailable } from '../errors.js'
+import { SandlotError, badRequest, sandboxNotFound, unavailable } from '../errors.js'
 import type { RuntimeDriver } from '../runtime/driver.js'
-import type { SandboxRow, Store } from '../store/db.js'
+import type { HoldRow, SandboxRow, Store } from '../store/db.js'
 import type { TemplateRegistry } from '../templates/registry.js'
-import { accessTokenFor, newSandboxId } from './ids.js'
+import { accessTokenFor, newHoldId, newSandboxId } from './ids.js'
+import { HOLD_TTL_MS, isAlive } from './lifetime.js'
 
 const WATCHDOG_INTERVAL_MS = 2000
 
@@ -16,9 +18,21 @@ export interface CreateRequest {
   cpuCount?: number
   memoryMB?: number
   pids?: number
-  /** Destroy the sandbox this long after creation; absent = lives until killed. */
-  timeoutMs?: number
+  /** The deadline (epoch ms), computed by the API's lifetime rules; null = none. */
+  endAt: number | null
+  /** Open a hold for the caller in the same step, so the sandbox is never unheld in between. */
+  hold?: boolean
 }
+
+/** A sandbox with what the store does not keep in its row: its open holds. */
+export interface SandboxState extends SandboxRow {
+  holds: number
+  /** The latest expiry among its holds (epoch ms), or null. */
+  holdsUntil: number | null
+}
+
+const holdLapsed = (sandboxId: string) =>
+  new SandlotError(404, 'hold_not_found', `This hold on sandbox "${sandboxId}" lapsed (it was not renewed for ${HOLD_TTL_MS / 1000} s); open a new one`)
 
 export class SandboxManager {
   private deadlines = new Map<string, NodeJS.Timeout>()
@@ -55,7 +69,10 @@ export class SandboxManager {
     await this.driver.check(base)
     await this.readopt()
     this.templates.prune(new Set(this.store.listSandboxes().map((s) => s.templateRootfs)))
-    this.watchdog = setInterval(() => this.reapDead(), WATCHDOG_INTERVAL_MS)
+    this.watchdog = setInterval(() => {
+      this.expireHolds()
+      this.reapDead()
+    }, WATCHDOG_INTERVAL_MS)
     this.watchdog.unref()
     this.ready = true
   }
@@ -70,11 +87,17 @@ export class SandboxManager {
   }
 
   private async readopt(): Promise<void> {
+    // Clients could not renew while the daemon was down: every hold gets a fresh lease, and those
+    // of clients that are gone lapse after it.
+    this.store.extendAllHolds(Date.now() + HOLD_TTL_MS)
     const known = new Set<string>()
     for (const s of this.store.listSandboxes()) {
       known.add(s.id)
       const state = s.state === 'running' ? await this.driver.state(s.id) : 'missing'
-      if (state === 'running') {
+      if (state === 'running' && !isAlive(s.endAt, this.store.holdSummary().get(s.id)?.count ?? 0, Date.now())) {
+        this.log.info({ sandboxId: s.id }, 'sandbox reached its deadline while the server was down; destroying it')
+        await this.destroyNow(s.id)
+      } else if (state === 'running') {
         this.log.info({ sandboxId: s.id }, 're-adopted running sandbox')
         this.armDeadline(s)
       } else {
@@ -102,13 +125,12 @@ export class SandboxManager {
     return limits
   }
 
-  async create(req: CreateRequest): Promise<SandboxRow> {
+  async create(req: CreateRequest): Promise<{ sandbox: SandboxState; hold?: HoldRow }> {
     const { ready, reason } = this.isReady()
     if (!ready) throw unavailable(`The server cannot create sandboxes yet: ${reason}. Try again shortly.`)
     const template = req.template ?? 'base'
     const rootfs = this.templates.rootfsOf(template)
     const limits = this.limitsFrom(req)
-    if (req.timeoutMs !== undefined && (!Number.isFinite(req.timeoutMs) || req.timeoutMs <= 0)) throw badRequest('timeout must be a positive number')
     const id = newSandboxId()
     const now = Date.now()
     const row: SandboxRow = {
@@ -120,11 +142,12 @@ export class SandboxManager {
       envVars: req.envVars ?? {},
       ...limits,
       startedAt: now,
-      endAt: req.timeoutMs === undefined ? null : now + req.timeoutMs,
+      endAt: req.endAt,
       accessToken: accessTokenFor(this.tokenSeed, id),
     }
     // Recorded before the runtime starts it, so a crash mid-create is cleaned up on restart.
     this.store.insertSandbox(row)
+    const hold = req.hold ? this.insertHold(id) : undefined
     try {
       await this.driver.create({ id, templateRootfs: rootfs, limits, envVars: row.envVars, accessToken: row.accessToken })
     } catch (err) {
@@ -136,14 +159,21 @@ export class SandboxManager {
     row.state = 'running'
     this.armDeadline(row)
     this.log.info({ sandboxId: id, template, ms: Date.now() - now }, 'sandbox created')
-    return row
+    // The hold's lease starts once the sandbox is up, not when the request came in.
+    if (hold) this.store.renewHold(hold.id, (hold.expiresAt = Date.now() + HOLD_TTL_MS))
+    return { sandbox: this.withHolds(row), hold }
+  }
+
+  private withHolds(s: SandboxRow, summary = this.store.holdSummary()): SandboxState {
+    const h = summary.get(s.id)
+    return { ...s, holds: h?.count ?? 0, holdsUntil: h?.latestExpiry ?? null }
   }
 
   /** A running sandbox, or SandboxNotFound. */
-  get(id: string): SandboxRow {
+  get(id: string): SandboxState {
     const s = this.store.getSandbox(id)
     if (!s || s.state !== 'running' || this.killing.has(id)) throw sandboxNotFound(id)
-    return s
+    return this.withHolds(s)
   }
 
   /** The sandbox if it is running, without throwing (for the data plane's hot path). */
@@ -152,17 +182,74 @@ export class SandboxManager {
     return s && s.state === 'running' && !this.killing.has(id) ? s : undefined
   }
 
-  list(): SandboxRow[] {
-    return this.store.listSandboxes().filter((s) => s.state === 'running' && !this.killing.has(s.id))
+  /** Running sandboxes, newest first. */
+  list(): SandboxState[] {
+    const summary = this.store.holdSummary()
+    return this.store
+      .listSandboxes()
+      .filter((s) => s.state === 'running' && !this.killing.has(s.id))
+      .map((s) => this.withHolds(s, summary))
   }
 
-  /** Sets when the sandbox is destroyed (null: never by itself). */
-  setDeadline(id: string, endAt: number | null): SandboxRow {
+  /**
+   * Sets the deadline, computed from the sandbox as it is now (the API's lifetime rules). A
+   * deadline already past destroys a sandbox nobody holds.
+   */
+  setDeadline(id: string, deadlineOf: (s: SandboxState) => number | null): SandboxState {
     const s = this.get(id)
-    this.store.setSandboxEndAt(id, endAt)
-    s.endAt = endAt
+    s.endAt = deadlineOf(s)
+    this.store.setSandboxEndAt(id, s.endAt)
     this.armDeadline(s)
+    this.destroyIfUnwanted(id)
     return s
+  }
+
+  // --- holds: client leases (docs/api.md) ---
+
+  private insertHold(sandboxId: string): HoldRow {
+    const now = Date.now()
+    const hold = { id: newHoldId(), sandboxId, createdAt: now, expiresAt: now + HOLD_TTL_MS }
+    this.store.insertHold(hold)
+    return hold
+  }
+
+  /** A new hold on a running sandbox (a reconnect). */
+  openHold(sandboxId: string): HoldRow {
+    this.get(sandboxId)
+    return this.insertHold(sandboxId)
+  }
+
+  renewHold(sandboxId: string, holdId: string): HoldRow {
+    this.get(sandboxId)
+    const hold = this.store.getHold(holdId)
+    const expiresAt = Date.now() + HOLD_TTL_MS
+    if (!hold || hold.sandboxId !== sandboxId || !this.store.renewHold(holdId, expiresAt)) throw holdLapsed(sandboxId)
+    return { ...hold, expiresAt }
+  }
+
+  /** Closes a hold; the sandbox goes now if that was its last one and no deadline is ahead. */
+  releaseHold(sandboxId: string, holdId: string): void {
+    this.get(sandboxId)
+    const hold = this.store.getHold(holdId)
+    if (!hold || hold.sandboxId !== sandboxId) return
+    this.store.deleteHold(holdId)
+    this.destroyIfUnwanted(sandboxId)
+  }
+
+  /** Lapsed holds are dropped, and the sandboxes they alone kept alive destroyed. */
+  private expireHolds(): void {
+    for (const sandboxId of new Set(this.store.takeExpiredHolds(Date.now()).map((h) => h.sandboxId))) {
+      this.log.info({ sandboxId }, 'a client hold lapsed')
+      this.destroyIfUnwanted(sandboxId)
+    }
+  }
+
+  private destroyIfUnwanted(id: string, reason = 'no client holds it and its deadline has passed'): void {
+    const s = this.store.getSandbox(id)
+    if (!s || s.state !== 'running' || this.killing.has(id)) return
+    if (isAlive(s.endAt, this.store.holdSummary().get(id)?.count ?? 0, Date.now())) return
+    this.log.info({ sandboxId: id }, `destroying sandbox: ${reason}`)
+    void this.kill(id).catch((err) => this.log.error({ err, sandboxId: id }, 'destroying a released sandbox failed'))
   }
 
   private armDeadline(s: SandboxRow): void {
@@ -175,8 +262,7 @@ export class SandboxManager {
       const current = this.store.getSandbox(s.id)
       if (!current || current.endAt === null) return
       if (current.endAt > Date.now()) return this.armDeadline(current)
-      this.log.info({ sandboxId: s.id }, 'sandbox reached its deadline')
-      void this.kill(s.id).catch((err) => this.log.error({ err, sandboxId: s.id }, 'kill at deadline failed'))
+      this.destroyIfUnwanted(s.id, 'it reached its deadline and no client holds it')
     }, delay)
     timer.unref()
     this.deadlines.set(s.id, timer)

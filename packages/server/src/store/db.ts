@@ -15,10 +15,17 @@ export interface SandboxRow {
   memoryMB: number
   pids: number
   startedAt: number
-  /** Epoch ms at which the sandbox is destroyed; null = held by clients, no deadline. */
+  /** The deadline (epoch ms): past it, the sandbox is destroyed unless a client holds it; null = none. */
   endAt: number | null
   /** envd access token for this sandbox (E2B's envdAccessToken). */
   accessToken: string
+}
+
+export interface HoldRow {
+  id: string
+  sandboxId: string
+  createdAt: number
+  expiresAt: number
 }
 
 export interface TemplateRow {
@@ -60,6 +67,18 @@ CREATE TABLE IF NOT EXISTS settings (
 );
 `,
   `ALTER TABLE sandboxes ADD COLUMN template_rootfs TEXT NOT NULL DEFAULT ''`,
+  // Holds: open client handles, each a lease renewed by its client. A sandbox without a deadline
+  // used to live until killed; it now needs a hold or a deadline, so old ones get an hour.
+  `
+CREATE TABLE IF NOT EXISTS holds (
+  id TEXT PRIMARY KEY,
+  sandbox_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS holds_by_sandbox ON holds (sandbox_id);
+UPDATE sandboxes SET end_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000 + 3600000 WHERE end_at IS NULL;
+`,
 ]
 
 interface RawSandbox {
@@ -91,6 +110,15 @@ const toSandbox = (r: RawSandbox): SandboxRow => ({
   endAt: r.end_at,
   accessToken: r.access_token,
 })
+
+interface RawHold {
+  id: string
+  sandbox_id: string
+  created_at: number
+  expires_at: number
+}
+
+const toHold = (r: RawHold): HoldRow => ({ id: r.id, sandboxId: r.sandbox_id, createdAt: r.created_at, expiresAt: r.expires_at })
 
 export class Store {
   readonly db: Database.Database
@@ -151,7 +179,53 @@ export class Store {
   }
 
   deleteSandbox(id: string): void {
-    this.db.prepare('DELETE FROM sandboxes WHERE id = ?').run(id)
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM holds WHERE sandbox_id = ?').run(id)
+      this.db.prepare('DELETE FROM sandboxes WHERE id = ?').run(id)
+    })()
+  }
+
+  // --- holds (client leases on sandboxes) ---
+  insertHold(h: HoldRow): void {
+    this.db.prepare('INSERT INTO holds (id, sandbox_id, created_at, expires_at) VALUES (@id, @sandboxId, @createdAt, @expiresAt)').run(h)
+  }
+
+  getHold(id: string): HoldRow | undefined {
+    const r = this.db.prepare('SELECT * FROM holds WHERE id = ?').get(id) as RawHold | undefined
+    return r && toHold(r)
+  }
+
+  /** Moves a hold's expiry; false if it no longer exists. */
+  renewHold(id: string, expiresAt: number): boolean {
+    return this.db.prepare('UPDATE holds SET expires_at = ? WHERE id = ?').run(expiresAt, id).changes === 1
+  }
+
+  deleteHold(id: string): void {
+    this.db.prepare('DELETE FROM holds WHERE id = ?').run(id)
+  }
+
+  /** Removes the holds that expired by `now` and returns them. */
+  takeExpiredHolds(now: number): HoldRow[] {
+    return this.db.transaction(() => {
+      const rows = (this.db.prepare('SELECT * FROM holds WHERE expires_at <= ?').all(now) as RawHold[]).map(toHold)
+      this.db.prepare('DELETE FROM holds WHERE expires_at <= ?').run(now)
+      return rows
+    })()
+  }
+
+  /** Gives every hold at least until `expiresAt` (after a restart, so live clients can renew). */
+  extendAllHolds(expiresAt: number): void {
+    this.db.prepare('UPDATE holds SET expires_at = MAX(expires_at, ?)').run(expiresAt)
+  }
+
+  /** Open holds per sandbox, and the latest expiry among them. */
+  holdSummary(): Map<string, { count: number; latestExpiry: number }> {
+    const rows = this.db.prepare('SELECT sandbox_id, COUNT(*) AS n, MAX(expires_at) AS latest FROM holds GROUP BY sandbox_id').all() as {
+      sandbox_id: string
+      n: number
+      latest: number
+    }[]
+    return new Map(rows.map((r) => [r.sandbox_id, { count: r.n, latestExpiry: r.latest }]))
   }
 
   // --- templates ---

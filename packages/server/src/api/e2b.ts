@@ -1,0 +1,274 @@
+// E2B's control plane (../shared/reference/e2b-protocol.md §1), on the same sandboxes as /api/v1:
+// sandboxes created here live by timeout, as E2B defines it.
+import type { FastifyInstance } from 'fastify'
+import fs from 'node:fs'
+import type { Config } from '../config.js'
+import { SandlotError, badRequest, notImplemented } from '../errors.js'
+import { e2bConnectDeadline, e2bRefreshDeadline, e2bTimeoutDeadline } from '../lifecycle/lifetime.js'
+import type { SandboxManager, SandboxState } from '../lifecycle/manager.js'
+import { matchesMetadata, parseMetadataFilter } from './native.js'
+import { ENVD_VERSION } from './serialize.js'
+
+/** Deprecated in E2B but required by its SDK's types; E2B's own infra always answers this. */
+const CLIENT_ID = '6532622b'
+
+const stringMap = { type: 'object', additionalProperties: { type: 'string' }, maxProperties: 256 } as const
+
+interface NewSandbox {
+  templateID: string
+  timeout?: number
+  autoPause?: boolean
+  autoPauseMemory?: boolean
+  autoResume?: { enabled: boolean }
+  secure?: boolean
+  allow_internet_access?: boolean
+  network?: Record<string, unknown>
+  metadata?: Record<string, string>
+  envVars?: Record<string, string>
+  mcp?: Record<string, unknown> | null
+  iam?: Record<string, unknown>
+  volumeMounts?: { name: string; path: string }[]
+}
+
+const newSandboxSchema = {
+  body: {
+    type: 'object',
+    required: ['templateID'],
+    properties: {
+      templateID: { type: 'string', minLength: 1, maxLength: 256 },
+      timeout: { type: 'integer' },
+      autoPause: { type: 'boolean' },
+      autoPauseMemory: { type: 'boolean' },
+      autoResume: { type: 'object', properties: { enabled: { type: 'boolean' } } },
+      secure: { type: 'boolean' },
+      allow_internet_access: { type: 'boolean' },
+      network: { type: 'object' },
+      metadata: stringMap,
+      envVars: stringMap,
+      mcp: { type: ['object', 'null'] },
+      iam: { type: 'object' },
+      volumeMounts: { type: 'array' },
+    },
+  },
+} as const
+
+const timeoutBody = (required: boolean) =>
+  ({ body: { type: 'object', ...(required && { required: ['timeout'] }), properties: { timeout: { type: 'integer' } } } }) as const
+
+const refreshBody = { body: { type: ['object', 'null'], properties: { duration: { type: 'integer', minimum: 0, maximum: 3600 } } } } as const
+
+/** Paths accept E2B's legacy "<sandboxID>-<clientID>". */
+function sandboxIdOf(raw: string): string {
+  const parts = raw.split('-')
+  if (parts.length > 2) throw badRequest(`Invalid sandbox ID "${raw}"`)
+  return parts[0]!
+}
+
+/** The template a sandbox is created from: E2B names may carry a tag or a team ("team/name:tag"). */
+function templateNameOf(templateID: string): string {
+  const name = templateID.split('/').pop()!
+  const [base, tag] = name.split(':')
+  if (tag !== undefined && tag !== 'latest' && tag !== 'default') throw badRequest(`Template tag "${tag}" does not exist: Sandlot templates have only "latest"`)
+  return base!
+}
+
+/** Fails with a clear error when a request asks for a feature E2B has and Sandlot does not yet. */
+function refuseUnsupported(body: NewSandbox): void {
+  if (body.autoPause) throw notImplemented('autoPause (lifecycle.onTimeout "pause") is not supported by Sandlot yet: sandboxes are killed at their timeout')
+  if (body.autoResume?.enabled) throw notImplemented('autoResume is not supported by Sandlot yet')
+  if (body.mcp) throw notImplemented('MCP gateways are not supported by Sandlot yet')
+  if (body.volumeMounts?.length) throw notImplemented('volume mounts are not supported by Sandlot yet')
+  if (body.iam && Object.keys(body.iam).length) throw notImplemented('IAM tokens are not supported by Sandlot yet')
+}
+
+export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config: Config): void {
+  const diskSizeMB = (() => {
+    try {
+      const st = fs.statfsSync(config.home)
+      return Math.floor((st.blocks * st.bsize) / 2 ** 20)
+    } catch {
+      return 0
+    }
+  })()
+
+  /** When E2B's clients should expect the sandbox to end: its deadline, else its holds' lease. */
+  const endAtOf = (s: SandboxState) => new Date(s.endAt ?? s.holdsUntil ?? Date.now()).toISOString()
+
+  const sandboxOf = (s: SandboxState) => ({
+    templateID: s.template,
+    sandboxID: s.id,
+    alias: s.template,
+    clientID: CLIENT_ID,
+    envdVersion: ENVD_VERSION,
+    // Every Sandlot sandbox is secure: the token is always issued, and the SDK always sends it.
+    envdAccessToken: s.accessToken,
+    trafficAccessToken: null,
+    domain: config.domain,
+  })
+
+  const listedOf = (s: SandboxState) => ({
+    templateID: s.template,
+    alias: s.template,
+    sandboxID: s.id,
+    clientID: CLIENT_ID,
+    startedAt: new Date(s.startedAt).toISOString(),
+    endAt: endAtOf(s),
+    cpuCount: s.cpuCount,
+    memoryMB: s.memoryMB,
+    diskSizeMB,
+    metadata: s.metadata,
+    state: 'running' as const,
+    envdVersion: ENVD_VERSION,
+    volumeMounts: [],
+  })
+
+  const detailOf = (s: SandboxState) => ({
+    ...listedOf(s),
+    envdAccessToken: s.accessToken,
+    domain: config.domain,
+    allowInternetAccess: false,
+    lifecycle: { onTimeout: 'kill', autoResume: false },
+  })
+
+  const create = async (body: NewSandbox) => {
+    refuseUnsupported(body)
+    const timeoutMs = body.timeout === undefined ? config.e2bDefaultTimeoutMs : body.timeout * 1000
+    const now = Date.now()
+    e2bTimeoutDeadline(timeoutMs, now, now, config) // validates before anything starts
+    const { sandbox } = await manager.create({
+      template: templateNameOf(body.templateID),
+      metadata: body.metadata,
+      envVars: body.envVars,
+      endAt: null,
+    })
+    // The timeout counts from when the sandbox is up, not from when it was asked for.
+    return manager.setDeadline(sandbox.id, (s) => e2bTimeoutDeadline(timeoutMs, s.startedAt, Date.now(), config))
+  }
+
+  for (const route of ['/sandboxes', '/v2/sandboxes']) {
+    app.post<{ Body: NewSandbox }>(route, { schema: newSandboxSchema }, async (req, reply) => reply.code(201).send(sandboxOf(await create(req.body))))
+  }
+
+  // v1 list: running sandboxes, optionally filtered by metadata (SDK ≤ 1.x, CLI).
+  app.get<{ Querystring: { metadata?: string } }>('/sandboxes', async (req) => {
+    const filter = parseMetadataFilter(req.query.metadata)
+    return manager
+      .list()
+      .filter((s) => matchesMetadata(s.metadata, filter))
+      .map(listedOf)
+  })
+
+  app.get<{ Querystring: ListQuery }>('/v2/sandboxes', async (req, reply) => {
+    const all = manager.list()
+    const page = listPage(all, req.query)
+    reply.header('x-total-running', String(all.length))
+    if (page.nextToken) reply.header('x-next-token', page.nextToken)
+    return page.items.map(listedOf)
+  })
+
+  type IdParams = { Params: { id: string } }
+  const find = (raw: string) => manager.get(sandboxIdOf(raw))
+
+  app.get<IdParams>('/sandboxes/:id', async (req) => detailOf(find(req.params.id)))
+
+  app.delete<IdParams>('/sandboxes/:id', async (req, reply) => {
+    await manager.kill(find(req.params.id).id)
+    return reply.code(204).send()
+  })
+
+  app.post<IdParams & { Body: { timeout: number } }>('/sandboxes/:id/timeout', { schema: timeoutBody(true) }, async (req, reply) => {
+    manager.setDeadline(find(req.params.id).id, (s) => e2bTimeoutDeadline(req.body.timeout * 1000, s.startedAt, Date.now(), config))
+    return reply.code(204).send()
+  })
+
+  // connect never shortens the deadline; v2's timeout is optional (absent: the deadline stays).
+  const connect = (raw: string, timeout: number | undefined) => {
+    const s = find(raw)
+    if (timeout === undefined) return s
+    return manager.setDeadline(s.id, (cur) => e2bConnectDeadline(timeout * 1000, cur.endAt, cur.startedAt, Date.now(), config))
+  }
+  app.post<IdParams & { Body: { timeout: number } }>('/sandboxes/:id/connect', { schema: timeoutBody(true) }, async (req) => sandboxOf(connect(req.params.id, req.body.timeout)))
+  app.post<IdParams & { Body?: { timeout?: number; memory?: boolean } }>('/v2/sandboxes/:id/connect', async (req) => {
+    const timeout = req.body?.timeout
+    if (timeout !== undefined && !Number.isInteger(timeout)) throw badRequest('timeout must be a whole number of seconds')
+    return sandboxOf(connect(req.params.id, timeout))
+  })
+
+  // The v0.x SDK's keepAlive and its 5 s pings: extend-only, at least 15 s.
+  app.post<IdParams & { Body: { duration?: number } | null }>('/sandboxes/:id/refreshes', { schema: refreshBody }, async (req, reply) => {
+    const durationMs = (req.body?.duration ?? 0) * 1000
+    manager.setDeadline(find(req.params.id).id, (s) => e2bRefreshDeadline(durationMs, s.endAt, s.startedAt, Date.now(), config))
+    return reply.code(204).send()
+  })
+
+  // Features E2B has and Sandlot does not yet: a clear error, never a fake success.
+  const notYet = (what: string) => async (req: { params: unknown }) => {
+    const id = (req.params as { id?: string }).id
+    if (id !== undefined) find(id)
+    throw notImplemented(`${what} is not supported by this Sandlot server yet (see docs/e2b-compatibility.md)`)
+  }
+  app.post('/sandboxes/:id/pause', notYet('Pausing a sandbox'))
+  app.post<IdParams>('/sandboxes/:id/resume', async (req) => {
+    find(req.params.id)
+    throw new SandlotError(409, 'conflict', `Sandbox "${sandboxIdOf(req.params.id)}" is already running`)
+  })
+  app.post('/sandboxes/:id/snapshots', notYet('Snapshots'))
+  app.post('/sandboxes/:id/fork', notYet('Forking a sandbox'))
+  app.get('/sandboxes/:id/metrics', notYet('Sandbox metrics'))
+  app.get('/sandboxes/metrics', notYet('Sandbox metrics'))
+  app.put('/sandboxes/:id/network', notYet('Changing the network configuration'))
+  app.get('/v2/sandboxes/:id/logs', notYet('Sandbox logs'))
+  app.get('/snapshots', notYet('Snapshots'))
+  for (const route of ['/templates', '/templates/*', '/v2/templates', '/v2/templates/*', '/v3/templates', '/v3/templates/*']) {
+    app.all(route, notYet('Building and managing templates through the E2B API'))
+  }
+}
+
+interface ListQuery {
+  metadata?: string
+  state?: string
+  order?: string
+  startedAfter?: string
+  template?: string
+  limit?: string | number
+  nextToken?: string
+}
+
+/** Cursor paging over (startedAt, id): the token names the last sandbox of the previous page. */
+export function listPage(all: SandboxState[], q: ListQuery): { items: SandboxState[]; nextToken?: string } {
+  const filter = parseMetadataFilter(q.metadata)
+  const states = q.state ? String(q.state).split(',') : ['running', 'paused']
+  for (const s of states) if (s !== 'running' && s !== 'paused') throw badRequest(`Invalid state "${s}": use running or paused`)
+  const order = q.order ?? 'desc'
+  if (order !== 'asc' && order !== 'desc') throw badRequest(`Invalid order "${order}": use asc or desc`)
+  const limit = q.limit === undefined ? 100 : Number(q.limit)
+  if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw badRequest('limit must be a whole number from 1 to 100')
+  const after = q.startedAfter === undefined ? undefined : Date.parse(q.startedAfter)
+  if (after !== undefined && Number.isNaN(after)) throw badRequest(`Invalid startedAfter "${q.startedAfter}": use an RFC 3339 time`)
+
+  const sign = order === 'asc' ? 1 : -1
+  const cmp = (a: { startedAt: number; id: string }, b: { startedAt: number; id: string }) =>
+    a.startedAt !== b.startedAt ? sign * (a.startedAt - b.startedAt) : a.id < b.id ? -1 : a.id > b.id ? 1 : 0
+  const cursor = q.nextToken ? decodeToken(q.nextToken, order) : undefined
+  const matching = all
+    // Sandlot has no paused sandboxes yet: every one is running.
+    .filter((s) => states.includes('running'))
+    .filter((s) => matchesMetadata(s.metadata, filter))
+    .filter((s) => !q.template || s.template === templateNameOf(q.template))
+    .filter((s) => after === undefined || s.startedAt > after)
+    .sort(cmp)
+    .filter((s) => !cursor || cmp(s, cursor) > 0)
+  const items = matching.slice(0, limit)
+  const last = items[items.length - 1]
+  // The last page carries no token, so the SDK's hasNext turns false.
+  return { items, nextToken: matching.length > limit && last ? encodeToken(last, order) : undefined }
+}
+
+const encodeToken = (s: { startedAt: number; id: string }, order: string) => Buffer.from(`${s.startedAt}__${s.id}__${order}`).toString('base64url')
+
+function decodeToken(token: string, order: string): { startedAt: number; id: string } {
+  const [started, id, tokenOrder] = Buffer.from(token, 'base64url').toString().split('__')
+  const startedAt = Number(started)
+  if (!id || !Number.isInteger(startedAt) || tokenOrder !== order) throw badRequest('Invalid nextToken: pass the X-Next-Token of the previous page, with the same order')
+  return { startedAt, id }
+}
