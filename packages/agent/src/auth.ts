@@ -1,4 +1,5 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { filesSignature } from '@sandlot/envd-proto/signature';
+import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { config } from './config.js';
 
@@ -16,12 +17,6 @@ export function hasValidToken(req: IncomingMessage): boolean {
   return typeof got === 'string' && safeEqual(got, token);
 }
 
-/** envd's signature: "v1_" + base64(sha256("<path>:<op>:<user>:<token>[:<exp>]")) without '=' padding. */
-export function computeSignature(path: string, op: 'read' | 'write', user: string, token: string, exp?: string): string {
-  const raw = `${path}:${op}:${user}:${token}${exp ? ':' + exp : ''}`;
-  return 'v1_' + createHash('sha256').update(raw).digest('base64').replace(/=+$/, '');
-}
-
 export type SignatureResult = { ok: true } | { ok: false; message: string };
 
 /** Validates /files access for a request without a valid token. */
@@ -33,7 +28,7 @@ export function checkFilesAccess(req: IncomingMessage, url: URL, op: 'read' | 'w
   const path = url.searchParams.get('path') ?? '';
   const user = url.searchParams.get('username') ?? '';
   const exp = url.searchParams.get('signature_expiration') ?? undefined;
-  if (!safeEqual(signature, computeSignature(path, op, user, token, exp))) {
+  if (!safeEqual(signature, filesSignature(path, op, user, token, exp))) {
     return { ok: false, message: 'invalid signature' };
   }
   if (exp !== undefined) {

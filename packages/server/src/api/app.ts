@@ -5,7 +5,7 @@ import type { Logger } from 'pino'
 import type { Config } from '../config.js'
 import { SandlotError } from '../errors.js'
 import type { SandboxManager } from '../lifecycle/manager.js'
-import { ENVD_PORT, EnvdProxy, envdTargetOf, sendJson } from '../proxy/envd.js'
+import { ENVD_PORT, EnvdProxy, envdTargetOf, sendJson, signedFilesTarget } from '../proxy/envd.js'
 import type { Store } from '../store/db.js'
 import { apiKeyOf, isValidApiKey, tokensEqual } from './auth.js'
 import { e2bRoutes } from './e2b.js'
@@ -50,6 +50,11 @@ export function buildApp(deps: AppDeps): FastifyInstance {
           return sendJson(res, 502, { sandboxId: target.sandboxId, message: `Port ${target.port} is not reachable: Sandlot forwards only the agent's port (${ENVD_PORT}) so far`, code: 502 })
         }
         if (target) return handleEnvd(req, res, deps, target.sandboxId)
+        if (req.url?.startsWith('/files?') && req.url.includes('signature=')) {
+          const signedFor = signedFilesTarget(req, deps.manager.list())
+          if (signedFor) return deps.proxy.forward(req, res, signedFor, {})
+          return sendJson(res, 401, { code: 401, message: 'invalid signature: it was not made for this path, user and operation by a running sandbox' })
+        }
         handler(req, res)
       }),
   })
