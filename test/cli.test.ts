@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { describe, test } from 'node:test'
-import { apiKey } from './helpers.js'
+import { api, apiKey } from './helpers.js'
 
 const cli = (args: string[], env: Record<string, string> = {}) => {
   const r = spawnSync(process.execPath, ['packages/cli/dist/main.js', ...args], { env: { ...process.env, ...env }, encoding: 'utf8' })
@@ -36,6 +36,39 @@ describe('sandlot CLI', () => {
     assert.equal(again.code, 1)
     assert.match(again.stderr, /doesn't exist/)
     assert.notEqual(cli(['exec', id, '--', 'true']).code, 0)
+  })
+
+  test('create keeps the sandbox alive for the limit by default, or --keep-alive; keep-alive extends it', async () => {
+    const byDefault = cli(['create'])
+    assert.equal(byDefault.code, 0, byDefault.stderr)
+    const id = byDefault.stdout.trim().split('\n').at(-1)!
+    const short = cli(['create', '--keep-alive', '90s'])
+    const shortId = short.stdout.trim().split('\n').at(-1)!
+    try {
+      assert.match(byDefault.stderr, new RegExp(`for 1h: it is kept alive until .*sandlot keep-alive ${id} DURATION`))
+      const endsIn = async (sid: string) => {
+        const s = (await api('GET', `/api/v1/sandboxes/${sid}`)).json
+        assert.equal(s.holds, 0)
+        return Date.parse(s.endAt) - Date.now()
+      }
+      const limit = await endsIn(id)
+      assert.ok(limit > 3_590_000 && limit <= 3_600_000, `default keepAlive ${limit}`)
+      assert.match(short.stderr, /for 90s/)
+      const ninety = await endsIn(shortId)
+      assert.ok(ninety > 80_000 && ninety <= 90_000, `--keep-alive 90s gave ${ninety}`)
+
+      const extended = cli(['keep-alive', shortId, '10m'])
+      assert.equal(extended.code, 0, extended.stderr)
+      const ten = await endsIn(shortId)
+      assert.ok(ten > 590_000 && ten <= 600_000, `keep-alive 10m gave ${ten}`)
+      const tooLong = cli(['keep-alive', shortId, '2h'])
+      assert.equal(tooLong.code, 1)
+      assert.match(tooLong.stderr, /limit of 3600000 ms \(1 hour\)/)
+      assert.equal(cli(['keep-alive', shortId, 'soon']).code, 2)
+    } finally {
+      cli(['kill', id])
+      cli(['kill', shortId])
+    }
   })
 
   test('says so when the server is not running or the key is wrong', () => {

@@ -1,23 +1,39 @@
-// The CLI's sandbox commands: create, ls, exec, shell, kill.
+// The CLI's sandbox commands: create, ls, keep-alive, exec, shell, kill.
 import { Code, ConnectError } from '@connectrpc/connect'
 import type { SandboxView } from '@sandlot/server'
 import { CliError, clientConfig, request } from './api.js'
+import { formatDuration } from './duration.js'
 import { processClient } from './envd.js'
 
-export async function create(template: string | undefined, metadata: Record<string, string>): Promise<void> {
+const whenEnds = (s: SandboxView) =>
+  s.endAt ? `it is kept alive until ${s.endAt}; extend it with "sandlot keep-alive ${s.id} DURATION"` : 'it has no deadline'
+
+/**
+ * The CLI exits right after creating, so nothing holds the sandbox: it lives for its keepAlive
+ * (the server's limit unless --keep-alive says otherwise).
+ */
+export async function create(template: string | undefined, metadata: Record<string, string>, keepAliveMs: number | undefined): Promise<void> {
   const c = clientConfig()
-  const s = await request<SandboxView>(c, 'POST', '/api/v1/sandboxes', { template, metadata })
-  console.error(`Created sandbox from template "${s.template}"${s.endAt ? `; it will be destroyed at ${s.endAt}` : ''}.`)
+  const s = await request<SandboxView>(c, 'POST', '/api/v1/sandboxes', { template, metadata, keepAliveMs })
+  const kept = s.endAt ? Math.round((Date.parse(s.endAt) - Date.parse(s.startedAt)) / 1000) * 1000 : 0
+  const span = kept > 0 ? ` for ${formatDuration(kept)}` : ''
+  console.error(`Created sandbox from template "${s.template}"${span}: ${whenEnds(s)}.`)
   console.log(s.id)
+}
+
+export async function keepAlive(id: string, ms: number): Promise<void> {
+  const s = await request<SandboxView>(clientConfig(), 'POST', `/api/v1/sandboxes/${encodeURIComponent(id)}/keep-alive`, { ms })
+  console.error(`Sandbox ${id}: ${whenEnds(s)}.`)
 }
 
 export async function ls(json: boolean): Promise<void> {
   const list = await request<SandboxView[]>(clientConfig(), 'GET', '/api/v1/sandboxes')
   if (json) return console.log(JSON.stringify(list, null, 2))
-  const rows = [['ID', 'TEMPLATE', 'STARTED', 'ENDS', 'METADATA']]
+  // ENDS: when the sandbox is destroyed if no client holds it then.
+  const rows = [['ID', 'TEMPLATE', 'STARTED', 'HOLDS', 'ENDS', 'METADATA']]
   for (const s of list) {
     const meta = Object.entries(s.metadata).map(([k, v]) => `${k}=${v}`).join(',')
-    rows.push([s.id, s.template, s.startedAt, s.endAt ?? '-', meta])
+    rows.push([s.id, s.template, s.startedAt, String(s.holds), s.endAt ?? (s.holds ? 'when released' : '-'), meta])
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
   for (const r of rows) console.log(r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd())

@@ -3,12 +3,17 @@
 import { parseArgs } from 'node:util'
 import { CliError } from './api.js'
 import * as cmd from './commands.js'
+import { parseDuration } from './duration.js'
 
 const USAGE = `Usage: sandlot <command>
 
   server                                   run the Sandlot server in the foreground
-  create [--template NAME] [--metadata k=v]…   create a sandbox; prints its id on the last line
+  create [--template NAME] [--metadata k=v]… [--keep-alive DURATION]
+                                           create a sandbox; prints its id on the last line. The CLI
+                                           holds no connection, so the sandbox lives DURATION
+                                           (default: the server's limit, 1h unless configured)
   ls [--json]                              list running sandboxes
+  keep-alive <id> DURATION                 keep a sandbox alive DURATION from now (e.g. 90s, 15m, 1h)
   exec [--user NAME] <id> -- <cmd> [args…]  run a command; exits with its exit code
   shell [--user NAME] <id>                 open an interactive terminal in a sandbox
   kill <id>                                destroy a sandbox
@@ -38,6 +43,7 @@ async function main(argv: string[]): Promise<number> {
       template: { type: 'string', short: 't' },
       metadata: { type: 'string', short: 'm', multiple: true },
       json: { type: 'boolean' },
+      'keep-alive': { type: 'string' },
       user: { type: 'string', short: 'u', default: 'user' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -56,8 +62,13 @@ async function main(argv: string[]): Promise<number> {
       return new Promise<number>(() => {})
     }
     case 'create':
-      await cmd.create(values.template, parseMetadata(values.metadata))
+      await cmd.create(values.template, parseMetadata(values.metadata), values['keep-alive'] === undefined ? undefined : parseDuration(values['keep-alive']))
       return 0
+    case 'keep-alive': {
+      if (!positionals[1]) throw new CliError('Usage: sandlot keep-alive <sandbox-id> DURATION (e.g. 90s, 15m, 1h)', 2)
+      await cmd.keepAlive(id(), parseDuration(positionals[1]))
+      return 0
+    }
     case 'ls':
     case 'list':
       await cmd.ls(!!values.json)
