@@ -1,5 +1,6 @@
 // The daemon killed with SIGKILL and restarted: running sandboxes are re-adopted with their files and
-// processes; sandboxes whose runtime state vanished are cleaned up; destroying leaves nothing behind.
+// processes; sandboxes whose runtime state vanished are cleaned up; destroying leaves nothing behind;
+// deadlines and client holds survive the restart.
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -86,5 +87,38 @@ describe('daemon restart', () => {
     assert.deepEqual(leftovers(id), [])
     assert.equal((await call('GET', `/api/v1/sandboxes/${id}`)).status, 404)
     assert.equal((await run(id, 'true', opts).catch((err: Error) => err)) instanceof Error, true)
+  })
+
+  test('deadlines that passed while the daemon was down are carried out; holds get a fresh lease', async () => {
+    if (!server || server.process.exitCode !== null) await startDaemon()
+    await killAll()
+    const create = async (body: object) => (await call('POST', '/api/v1/sandboxes', body)).json
+    const expired = (await create({ keepAliveMs: 2000 })).id as string
+    const kept = (await create({ keepAliveMs: 600_000 })).id as string
+    const live = await create({ hold: true }) // its client goes on renewing after the restart
+    const orphan = await create({ hold: true }) // its client died with the daemon down
+    const renew = (s: { id: string; hold: { id: string } }) => call('PUT', `/api/v1/sandboxes/${s.id}/holds/${s.hold.id}`)
+
+    await server!.stop('SIGKILL')
+    await new Promise((r) => setTimeout(r, 3000))
+    await startDaemon()
+    const restartedAt = Date.now()
+    assert.equal((await call('GET', `/api/v1/sandboxes/${expired}`)).status, 404, 'the passed deadline was carried out at start')
+    assert.deepEqual(leftovers(expired), [])
+    for (const id of [kept, live.id, orphan.id]) assert.equal((await call('GET', `/api/v1/sandboxes/${id}`)).status, 200)
+    assert.equal((await renew(live)).status, 200, 'a live client renews its hold after the restart')
+
+    const renewing = setInterval(() => void renew(live), 4000)
+    try {
+      await waitFor(async () => (await call('GET', `/api/v1/sandboxes/${orphan.id}`)).status === 404, 25_000, 'the orphaned hold to lapse')
+      const lapsedAfter = Date.now() - restartedAt
+      assert.ok(lapsedAfter >= 14_000 && lapsedAfter <= 20_000, `the orphan went ${lapsedAfter} ms after the restart, not 15–20 s`)
+      assert.equal((await renew(orphan)).json.error_code, 'sandbox_not_found')
+      const held = (await call('GET', `/api/v1/sandboxes/${live.id}`)).json
+      assert.equal(held.holds, 1)
+      assert.equal((await call('GET', `/api/v1/sandboxes/${kept}`)).status, 200)
+    } finally {
+      clearInterval(renewing)
+    }
   })
 })
