@@ -3,17 +3,11 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import { api, createSandbox, killSandbox, run } from '../test/helpers.js'
+import { fmt, stats } from './stats.js'
 
 const N_CREATE = Number(process.env.BENCH_CREATE ?? 30)
 const N_EXEC = Number(process.env.BENCH_EXEC ?? 300)
 const N_IDLE = Number(process.env.BENCH_IDLE ?? 20)
-
-function stats(ms: number[]) {
-  const s = [...ms].sort((a, b) => a - b)
-  const q = (p: number) => s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!
-  return { n: s.length, p50: q(50), p95: q(95), p99: q(99), min: s[0]!, max: s.at(-1)! }
-}
-const fmt = (x: number) => x.toFixed(1)
 
 function memAvailableKiB(): number {
   const line = fs.readFileSync('/proc/meminfo', 'utf8').split('\n').find((l) => l.startsWith('MemAvailable:'))!
