@@ -94,7 +94,7 @@ export class SandboxManager {
     for (const s of this.store.listSandboxes()) {
       known.add(s.id)
       const state = s.state === 'running' ? await this.driver.state(s.id) : 'missing'
-      if (state === 'running' && !isAlive(s.endAt, this.store.holdSummary().get(s.id)?.count ?? 0, Date.now())) {
+      if (state === 'running' && !isAlive(s.endAt, this.store.holdsOf(s.id).count, Date.now())) {
         this.log.info({ sandboxId: s.id }, 'sandbox reached its deadline while the server was down; destroying it')
         await this.destroyNow(s.id)
       } else if (state === 'running') {
@@ -164,8 +164,8 @@ export class SandboxManager {
     return { sandbox: this.withHolds(row), hold }
   }
 
-  private withHolds(s: SandboxRow, summary = this.store.holdSummary()): SandboxState {
-    const h = summary.get(s.id)
+  private withHolds(s: SandboxRow, summary?: Map<string, { count: number; latestExpiry: number }>): SandboxState {
+    const h = summary ? summary.get(s.id) : this.store.holdsOf(s.id)
     return { ...s, holds: h?.count ?? 0, holdsUntil: h?.latestExpiry ?? null }
   }
 
@@ -247,7 +247,7 @@ export class SandboxManager {
   private destroyIfUnwanted(id: string, reason = 'no client holds it and its deadline has passed'): void {
     const s = this.store.getSandbox(id)
     if (!s || s.state !== 'running' || this.killing.has(id)) return
-    if (isAlive(s.endAt, this.store.holdSummary().get(id)?.count ?? 0, Date.now())) return
+    if (isAlive(s.endAt, this.store.holdsOf(id).count, Date.now())) return
     this.log.info({ sandboxId: id }, `destroying sandbox: ${reason}`)
     void this.kill(id).catch((err) => this.log.error({ err, sandboxId: id }, 'destroying a released sandbox failed'))
   }

@@ -218,6 +218,12 @@ export class Store {
     this.db.prepare('UPDATE holds SET expires_at = MAX(expires_at, ?)').run(expiresAt)
   }
 
+  /** One sandbox's open holds, and the latest expiry among them. */
+  holdsOf(sandboxId: string): { count: number; latestExpiry: number | null } {
+    const r = this.db.prepare('SELECT COUNT(*) AS n, MAX(expires_at) AS latest FROM holds WHERE sandbox_id = ?').get(sandboxId) as { n: number; latest: number | null }
+    return { count: r.n, latestExpiry: r.latest }
+  }
+
   /** Open holds per sandbox, and the latest expiry among them. */
   holdSummary(): Map<string, { count: number; latestExpiry: number }> {
     const rows = this.db.prepare('SELECT sandbox_id, COUNT(*) AS n, MAX(expires_at) AS latest FROM holds GROUP BY sandbox_id').all() as {
