@@ -163,6 +163,12 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, ur
     if (!access.ok) throw new HttpError(401, access.message);
     const user = fileUser(req, url);
     const queryPath = url.searchParams.get('path') || undefined;
+    // envd stores X-Metadata-* as user.e2b.* xattrs; this agent cannot yet (Node has no xattr
+    // API), and a write that silently dropped them would be a fake success.
+    const metadataKeys = Object.keys(req.headers).filter((h) => h.startsWith('x-metadata-'));
+    if (metadataKeys.length > 0) {
+      throw new HttpError(501, `file metadata (${metadataKeys.join(', ')}) is not supported by this sandbox's agent yet: write the file without the metadata option`);
+    }
 
     const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase().trim();
     let body: NodeJS.ReadableStream & AsyncIterable<Buffer> = req;

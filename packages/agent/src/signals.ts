@@ -31,7 +31,12 @@ export interface EndInit {
   error?: string;
 }
 
+/**
+ * envd's end event: `error` is Go's cmd.Wait() error, which is the status string for anything
+ * but a clean exit 0 (the e2b SDK's CommandExitError takes its message from it).
+ */
 export function endFromExit(code: number | null, signal: string | null): EndInit {
-  if (code !== null) return { exitCode: code, exited: true, status: `exit status ${code}` };
-  return { exitCode: -1, exited: false, status: `signal: ${goSignalName(signal ?? 'SIGKILL')}` };
+  if (code === 0) return { exitCode: 0, exited: true, status: 'exit status 0' };
+  const status = code !== null ? `exit status ${code}` : `signal: ${goSignalName(signal ?? 'SIGKILL')}`;
+  return { exitCode: code ?? -1, exited: code !== null, status, error: status };
 }

@@ -11,14 +11,34 @@ const MAX_WATCHED_DIRS = 8192;
 
 export class WatchLimitError extends Error {}
 
+/** Inodes of entries seen before they changed: how a rename is told from a remove. */
+const MAX_KNOWN_AT_START = 10_000;
+
+interface Known {
+  ino: bigint;
+  mode: bigint;
+}
+
+interface RawEvent {
+  dir: string;
+  type: string;
+  name: string;
+}
+
 /**
  * Watches a directory (optionally recursively) with one inotify watch per directory
- * (node's fs.watch), translating events to envd's CREATE/WRITE/REMOVE/CHMOD with names
+ * (node's fs.watch), translating events to envd's CREATE/WRITE/REMOVE/RENAME/CHMOD with names
  * relative to the watched root.
+ *
+ * fs.watch reports only "rename" (created, deleted, moved, or a directory's attributes changed)
+ * and "change". Events read together from inotify are handled as one batch: a path that vanished
+ * and a path that appeared with the inode it had make a RENAME (old name) and a CREATE (new name),
+ * as envd's fsnotify reports a move; a vanished path with no such partner is a REMOVE.
  */
 export class DirWatcher {
   private watchers = new Map<string, FSWatcher>();
-  private modes = new Map<string, bigint>();
+  private known = new Map<string, Known>();
+  private batch: RawEvent[] = [];
   private tail: Promise<void> = Promise.resolve();
   private closed = false;
 
@@ -38,7 +58,8 @@ export class DirWatcher {
     this.closed = true;
     for (const w of this.watchers.values()) w.close();
     this.watchers.clear();
-    this.modes.clear();
+    this.known.clear();
+    this.batch = [];
   }
 
   private async addDir(dir: string, isRoot = false): Promise<void> {
@@ -54,7 +75,9 @@ export class DirWatcher {
       w = watch(dir, { persistent: false }, (type, filename) => {
         if (!filename) return;
         const name = typeof filename === 'string' ? filename : String(filename);
-        this.tail = this.tail.then(() => this.handle(dir, type, name)).catch(() => {});
+        // Every event of one inotify read arrives in this same tick: handle them together.
+        if (this.batch.length === 0) setImmediate(() => this.flush());
+        this.batch.push({ dir, type, name });
       });
     } catch (err) {
       if (isRoot) throw err;
@@ -66,7 +89,6 @@ export class DirWatcher {
       if (dir === this.root) this.onFatal(err);
     });
     this.watchers.set(dir, w);
-    if (!this.recursive) return;
     let children;
     try {
       children = await readdir(dir, { withFileTypes: true });
@@ -75,7 +97,12 @@ export class DirWatcher {
       return;
     }
     for (const c of children) {
-      if (c.isDirectory()) await this.addDir(join(dir, c.name));
+      const full = join(dir, c.name);
+      if (this.known.size < MAX_KNOWN_AT_START && !this.known.has(full)) {
+        const st = await lstat(full, { bigint: true }).catch(() => undefined);
+        if (st && !this.known.has(full)) this.known.set(full, { ino: st.ino, mode: st.mode });
+      }
+      if (this.recursive && c.isDirectory()) await this.addDir(full);
     }
   }
 
@@ -89,47 +116,60 @@ export class DirWatcher {
     }
   }
 
-  private async handle(dir: string, type: string, name: string): Promise<void> {
+  private flush(): void {
+    const batch = this.batch;
+    this.batch = [];
+    this.tail = this.tail.then(() => this.handleBatch(batch)).catch(() => {});
+  }
+
+  private async handleBatch(batch: RawEvent[]): Promise<void> {
     if (this.closed) return;
-    const full = join(dir, name);
-    const rel = relative(this.root, full);
-    let st;
-    try {
-      st = await lstat(full, { bigint: true });
-    } catch {
-      st = undefined;
+    const items = await Promise.all(
+      batch.map(async (raw) => {
+        const full = join(raw.dir, raw.name);
+        const st = await lstat(full, { bigint: true }).catch(() => undefined);
+        return { ...raw, full, st };
+      }),
+    );
+    if (this.closed) return;
+    // Paths that appeared in this batch, by inode: the destinations of moves.
+    const appeared = new Map<bigint, string>();
+    for (const it of items) {
+      if (it.type === 'rename' && it.st && this.known.get(it.full)?.ino !== it.st.ino) appeared.set(it.st.ino, it.full);
     }
-    if (this.closed) return;
-    let ev: EventType;
-    if (type === 'rename') {
-      if (st) {
-        ev = EventType.CREATE;
-        this.modes.set(full, st.mode);
-        if (this.recursive && st.isDirectory() && full !== this.root) await this.addDir(full);
-      } else {
-        ev = EventType.REMOVE;
-        this.modes.delete(full);
-        if (this.watchers.has(full)) this.removeDirTree(full);
-        if (full === this.root || !(await lstat(this.root).then(() => true, () => false))) {
-          this.onFatal(Object.assign(new Error(`watched directory '${this.root}' was removed`), { code: 'ENOENT' }));
-          return;
+    for (const it of items) {
+      if (this.closed) return;
+      const { full, st } = it;
+      const prev = this.known.get(full);
+      let ev: EventType;
+      if (it.type === 'rename') {
+        if (st) {
+          // The same entry still there: a directory's attributes changed (IN_ATTRIB on a dir).
+          if (prev?.ino === st.ino) ev = EventType.CHMOD;
+          else {
+            ev = EventType.CREATE;
+            if (this.recursive && st.isDirectory() && full !== this.root) await this.addDir(full);
+          }
+          this.known.set(full, { ino: st.ino, mode: st.mode });
+        } else {
+          const to = prev ? appeared.get(prev.ino) : undefined;
+          ev = to !== undefined && to !== full ? EventType.RENAME : EventType.REMOVE;
+          this.known.delete(full);
+          if (this.watchers.has(full)) this.removeDirTree(full);
+          if (full === this.root || !(await lstat(this.root).then(() => true, () => false))) {
+            this.onFatal(Object.assign(new Error(`watched directory '${this.root}' was removed`), { code: 'ENOENT' }));
+            return;
+          }
         }
+      } else {
+        if (!st) continue; // changed then deleted: the delete event follows
+        ev = prev !== undefined && prev.mode !== st.mode ? EventType.CHMOD : EventType.WRITE;
+        this.known.set(full, { ino: st.ino, mode: st.mode });
       }
-    } else {
-      if (!st) return; // changed then deleted: the delete event follows
-      const prev = this.modes.get(full);
-      ev = prev !== undefined && prev !== st.mode ? EventType.CHMOD : EventType.WRITE;
-      this.modes.set(full, st.mode);
+      if (this.known.size > 100_000) this.known.clear();
+      const out: FsEventInit = { name: relative(this.root, full), type: ev };
+      if (this.includeEntry && st && ev !== EventType.REMOVE && ev !== EventType.RENAME) out.entry = await entryInfo(full, st).catch(() => undefined);
+      if (!this.closed) this.onEvent(out);
     }
-    if (this.modes.size > 100_000) this.modes.clear();
-    const out: FsEventInit = { name: rel, type: ev };
-    if (this.includeEntry && st) {
-      try {
-        out.entry = await entryInfo(full, st);
-      } catch {
-        /* vanished meanwhile */
-      }
-    }
-    if (!this.closed) this.onEvent(out);
   }
 }

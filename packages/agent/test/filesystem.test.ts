@@ -143,6 +143,53 @@ describe('filesystem.Filesystem', () => {
     assert.ok(events.find((e) => e.name === 'new.txt' && e.type === EventType.CREATE)?.entry, 'includeEntry');
   });
 
+  it('watchDir reports a move as RENAME (old name) + CREATE (new name), and a directory chown as CHMOD', async () => {
+    const d = join(root, 'watched-moves');
+    mkdirSync(d);
+    writeFileSync(join(d, 'before.txt'), 'existed before the watch');
+    const ac = new AbortController();
+    const events: { name: string; type: EventType }[] = [];
+    let resolveStart!: () => void;
+    const startedP = new Promise<void>((r) => (resolveStart = r));
+    const done = (async () => {
+      try {
+        for await (const msg of agent.fs.watchDir({ path: d, recursive: true }, { signal: ac.signal })) {
+          if (msg.event.case === 'start') resolveStart();
+          if (msg.event.case === 'filesystem') events.push(msg.event.value);
+        }
+      } catch (err) {
+        if (ConnectError.from(err).code !== Code.Canceled) throw err;
+      }
+    })();
+    await startedP;
+    const until = async (name: string, type: EventType) => {
+      const deadline = Date.now() + 3000;
+      while (Date.now() < deadline && !events.some((e) => e.name === name && e.type === type)) await new Promise((r) => setTimeout(r, 20));
+    };
+    await agent.fs.makeDir({ path: join(d, 'sub') }); // mkdir, then chown to the user
+    await until('sub', EventType.CREATE);
+    writeFileSync(join(d, 'sub', 'a.txt'), 'a');
+    await until(join('sub', 'a.txt'), EventType.CREATE);
+    await agent.fs.move({ source: join(d, 'sub', 'a.txt'), destination: join(d, 'sub', 'b.txt') });
+    await agent.fs.move({ source: join(d, 'before.txt'), destination: join(d, 'sub', 'after.txt') });
+    await agent.fs.remove({ path: join(d, 'sub', 'b.txt') });
+    await until(join('sub', 'b.txt'), EventType.REMOVE);
+    ac.abort();
+    await done;
+    const got = show(events);
+    assert.equal(events.filter((e) => e.name === 'sub' && e.type === EventType.CREATE).length, 1, got);
+    for (const [name, type] of [
+      [join('sub', 'a.txt'), EventType.RENAME],
+      [join('sub', 'b.txt'), EventType.CREATE],
+      ['before.txt', EventType.RENAME],
+      [join('sub', 'after.txt'), EventType.CREATE],
+      [join('sub', 'b.txt'), EventType.REMOVE],
+    ] as const) {
+      assert.ok(events.some((e) => e.name === name && e.type === type), `${name}:${EventType[type]} in ${got}`);
+    }
+    assert.ok(!events.some((e) => e.name === join('sub', 'a.txt') && e.type === EventType.REMOVE), got);
+  });
+
   it('watchDir on a missing or non-directory path fails', async () => {
     const first = async (path: string) => {
       for await (const _ of agent.fs.watchDir({ path })) break;

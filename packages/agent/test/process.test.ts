@@ -32,7 +32,7 @@ describe('process.Process', () => {
     assert.equal(r.kinds.at(-1), 'end');
     assert.equal(r.stdout, 'hello\n');
     assert.equal(r.stderr, 'oops\n');
-    assert.deepEqual(r.end, { exitCode: 3, exited: true, status: 'exit status 3', error: undefined });
+    assert.deepEqual(r.end, { exitCode: 3, exited: true, status: 'exit status 3', error: 'exit status 3' });
   });
 
   it('sets env (base + config envVars + request envs) and cwd', async () => {
@@ -93,7 +93,7 @@ describe('process.Process', () => {
 
     await agent.process.sendSignal({ process: { selector: { case: 'pid', value: pid } }, signal: Signal.SIGKILL });
     const [r1, r2] = await Promise.all([collect(rest), collect(c.rest)]);
-    assert.deepEqual(r1.end, { exitCode: -1, exited: false, status: 'signal: killed', error: undefined });
+    assert.deepEqual(r1.end, { exitCode: -1, exited: false, status: 'signal: killed', error: 'signal: killed' });
     assert.equal(r2.end?.status, 'signal: killed');
     assert.ok(!(await agent.process.list({})).processes.some((p) => p.pid === pid));
 

@@ -76,7 +76,8 @@ export async function exec(id: string, argv: string[], user: string): Promise<nu
         if (d.case === 'stdout') process.stdout.write(d.value)
         else if (d.case === 'stderr') process.stderr.write(d.value)
       } else if (e?.case === 'end') {
-        if (e.value.error) process.stderr.write(`${e.value.error}\n`)
+        // envd's error repeats the status for a plain non-zero exit; only other errors are news.
+        if (e.value.error && e.value.error !== e.value.status) process.stderr.write(`${e.value.error}\n`)
         return exitCodeOf(e.value)
       }
     }

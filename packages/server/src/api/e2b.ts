@@ -79,6 +79,12 @@ function refuseUnsupported(body: NewSandbox): void {
   if (body.mcp) throw notImplemented('MCP gateways are not supported by Sandlot yet')
   if (body.volumeMounts?.length) throw notImplemented('volume mounts are not supported by Sandlot yet')
   if (body.iam && Object.keys(body.iam).length) throw notImplemented('IAM tokens are not supported by Sandlot yet')
+  // Sandboxes have no network yet: rules that would let traffic out cannot be honoured (denyOut and
+  // allowPublicTraffic: false are trivially met).
+  const net = (body.network ?? {}) as { allowOut?: unknown[]; egressProxy?: unknown; rules?: Record<string, unknown> }
+  if (net.allowOut?.length || net.egressProxy || (net.rules && Object.keys(net.rules).length)) {
+    throw notImplemented('network egress rules (allowOut, rules, egressProxy) are not supported by Sandlot yet: sandboxes have no network access')
+  }
 }
 
 export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config: Config): void {
@@ -212,16 +218,34 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
     find(req.params.id)
     throw new SandlotError(409, 'conflict', `Sandbox "${sandboxIdOf(req.params.id)}" is already running`)
   })
-  app.post('/sandboxes/:id/snapshots', notYet('Snapshots'))
+  app.post('/sandboxes/:id/snapshots', notYet('Taking snapshots'))
   app.post('/sandboxes/:id/fork', notYet('Forking a sandbox'))
-  app.get('/sandboxes/:id/metrics', notYet('Sandbox metrics'))
-  app.get('/sandboxes/metrics', notYet('Sandbox metrics'))
+  app.get('/sandboxes/:id/metrics', notYet('Reading sandbox metrics'))
+  app.get('/sandboxes/metrics', notYet('Reading sandbox metrics'))
   app.put('/sandboxes/:id/network', notYet('Changing the network configuration'))
-  app.get('/v2/sandboxes/:id/logs', notYet('Sandbox logs'))
-  app.get('/snapshots', notYet('Snapshots'))
+  app.get('/v2/sandboxes/:id/logs', notYet('Reading sandbox logs'))
+  app.get('/snapshots', notYet('Listing snapshots'))
   for (const route of ['/templates', '/templates/*', '/v2/templates', '/v2/templates/*', '/v3/templates', '/v3/templates/*']) {
     app.all(route, notYet('Building and managing templates through the E2B API'))
   }
+  // Without these a 404 would read as "volume/secret not found" in the SDK (VolumeNotFoundError, exists() → false).
+  for (const route of ['/volumes', '/volumes/*', '/volumecontent/*']) app.all(route, notYet('Using volumes'))
+  for (const route of ['/secrets', '/secrets/*']) app.all(route, notYet('Managing secrets'))
+}
+
+/**
+ * The v2 list's metadata filter: the e2b SDK URL-encodes each key and value, joins them as a query
+ * string and sends that as one parameter, so after parsing it every key and value is decoded again.
+ */
+export function parseV2MetadataFilter(raw: unknown): Record<string, string> {
+  const decode = (s: string) => {
+    try {
+      return decodeURIComponent(s)
+    } catch {
+      throw badRequest(`Invalid metadata filter "${String(raw)}": keys and values must be URL-encoded`)
+    }
+  }
+  return Object.fromEntries(Object.entries(parseMetadataFilter(raw)).map(([k, v]) => [decode(k), decode(v)]))
 }
 
 interface ListQuery {
@@ -236,7 +260,7 @@ interface ListQuery {
 
 /** Cursor paging over (startedAt, id): the token names the last sandbox of the previous page. */
 export function listPage(all: SandboxState[], q: ListQuery): { items: SandboxState[]; nextToken?: string } {
-  const filter = parseMetadataFilter(q.metadata)
+  const filter = parseV2MetadataFilter(q.metadata)
   const states = q.state ? String(q.state).split(',') : ['running', 'paused']
   for (const s of states) if (s !== 'running' && s !== 'paused') throw badRequest(`Invalid state "${s}": use running or paused`)
   const order = q.order ?? 'desc'
