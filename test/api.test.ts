@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import fs from 'node:fs'
+import http from 'node:http'
 import path from 'node:path'
 import { api, apiKey, apiUrl, createSandbox, home, killSandbox, run } from './helpers.js'
 
@@ -84,6 +85,29 @@ describe('the API', () => {
       const body = (await res.json()) as { code: number; message: string }
       assert.equal(body.code, 502)
       assert.match(body.message, /Port 8080/)
+    } finally {
+      await killSandbox(s.id)
+    }
+  })
+
+  test('data plane by Host <port>-<id>.<domain>, with the sandbox token', async () => {
+    const s = (await api('POST', '/api/v1/sandboxes', {})).json
+    const get = (host: string, token: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.get(`${apiUrl}/files?path=/etc/hostname`, { headers: { host, 'x-access-token': token } }, (res) => {
+          let body = ''
+          res.on('data', (c) => (body += c))
+          res.on('end', () => resolve({ status: res.statusCode!, body }))
+        })
+        req.on('error', reject)
+      })
+    try {
+      const ok = await get(`49983-${s.id}.sandlot.test`, s.envdAccessToken)
+      assert.equal(ok.status, 200)
+      assert.equal(ok.body.trim(), s.id)
+      assert.equal((await get(`49983-${s.id}-6532622b.sandlot.test`, s.envdAccessToken)).status, 200, 'with the legacy client id')
+      assert.equal((await get(`49983-${s.id}.sandlot.test`, 'wrong')).status, 401)
+      assert.equal((await get(`49983-inosuchsandbox000000.sandlot.test`, s.envdAccessToken)).status, 502)
     } finally {
       await killSandbox(s.id)
     }

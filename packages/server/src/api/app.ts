@@ -41,6 +41,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     loggerInstance: deps.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
+    // On shutdown, long-lived streams (process output, watches) must not keep the daemon up: the
+    // sandboxes keep running and clients reconnect to the next daemon.
+    forceCloseConnections: true,
     // Wrong types are the client's error to hear about, not to be silently converted or dropped.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     serverFactory: (handler) =>

@@ -111,14 +111,21 @@ export class OciDriver implements RuntimeDriver {
     fs.mkdirSync(p.dir, { mode: 0o711 })
     fs.mkdirSync(p.rootfs, { recursive: true })
     for (const d of [p.upper, p.work]) fs.mkdirSync(d, { recursive: true, mode: 0o700 })
-    // The sandbox's own layer belongs to its root; only its top directory and /etc/hosts are made here.
+    // The sandbox's own layer belongs to its root; only its top directory, /etc/hosts and
+    // /etc/hostname (the sandbox's id, never the template builder's) are made here.
     fs.chownSync(p.upper, owner, owner)
     fs.chmodSync(p.upper, 0o755)
     fs.mkdirSync(path.join(p.upper, 'etc'), { mode: 0o755 })
     fs.chownSync(path.join(p.upper, 'etc'), owner, owner)
-    const hosts = path.join(p.upper, 'etc/hosts')
-    fs.writeFileSync(hosts, `127.0.0.1\tlocalhost\n127.0.1.1\t${spec.id}\n::1\tlocalhost ip6-localhost ip6-loopback\n`)
-    fs.chownSync(hosts, owner, owner)
+    const etcFiles = {
+      hosts: `127.0.0.1\tlocalhost\n127.0.1.1\t${spec.id}\n::1\tlocalhost ip6-localhost ip6-loopback\n`,
+      hostname: `${spec.id}\n`,
+    }
+    for (const [name, content] of Object.entries(etcFiles)) {
+      const file = path.join(p.upper, 'etc', name)
+      fs.writeFileSync(file, content)
+      fs.chownSync(file, owner, owner)
+    }
     fs.mkdirSync(p.run, { mode: 0o700 })
     fs.chownSync(p.run, owner, owner)
     fs.writeFileSync(
