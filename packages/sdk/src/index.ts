@@ -1,0 +1,30 @@
+/**
+ * The TypeScript SDK of Sandlot: create sandboxes, hold them open, keep them alive, and use their
+ * files, processes and terminals. Start at {@link Sandbox}; the package's README
+ * (packages/sdk/README.md) explains lifetimes, configuration and big files.
+ *
+ * @packageDocumentation
+ */
+export { Sandbox } from './sandbox.js'
+export type { ListOptions, OpenOptions, SandboxInfo, SandboxOptions } from './sandbox.js'
+export type { ConnectionOptions } from './config.js'
+export type { SandboxUser } from './envd.js'
+export { Filesystem } from './filesystem.js'
+export type { FileInfo } from './filesystem.js'
+export { DirWatcher } from './watcher.js'
+export type { FilesystemEvent, FilesystemOperation, WatchOptions } from './watcher.js'
+export { Process, ProcessManager } from './process.js'
+export type { ProcessMessage, ProcessOptions, ProcessOutput, ProcessOutputSoFar } from './process.js'
+export { Terminal, TerminalManager } from './terminal.js'
+export type { TerminalOptions, TerminalOutput, TerminalSize } from './terminal.js'
+export type { DownloadTarget, TransferOptions, UploadSource } from './files-transfer.js'
+export {
+  AuthenticationError,
+  ConnectionError,
+  FileNotFoundError,
+  InvalidArgumentError,
+  NotFoundError,
+  SandboxNotFoundError,
+  SandlotError,
+  TimeoutError,
+} from './errors.js'

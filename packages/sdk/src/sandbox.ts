@@ -1,0 +1,321 @@
+// The Sandbox handle: create, reconnect, list and kill sandboxes; a handle holds its sandbox open
+// (a renewed lease) until close(), and gives access to its files, processes and terminals.
+import { posix } from 'node:path'
+import type { Readable } from 'node:stream'
+import { resolveConfig, type ConnectionOptions } from './config.js'
+import { EnvdConnection, expandHome, HOME, SandboxContext } from './envd.js'
+import { InvalidArgumentError, SandboxNotFoundError, SandlotError, TimeoutError } from './errors.js'
+import { downloadTo, openReadStream, uploadFrom, type DownloadTarget, type TransferOptions, type UploadSource } from './files-transfer.js'
+import { Filesystem } from './filesystem.js'
+import { HoldKeeper } from './hold.js'
+import { abortError, ApiClient, sandboxRoute, type HoldJSON, type SandboxJSON } from './http.js'
+import { ProcessManager } from './process.js'
+import { TerminalManager } from './terminal.js'
+
+/** How long creating or reconnecting may take by default (ms). */
+const DEFAULT_OPEN_TIMEOUT_MS = 60_000
+
+/** Options of {@link Sandbox.reconnect}: how this handle behaves (the sandbox's own settings were fixed at create). */
+export interface OpenOptions extends ConnectionOptions {
+  /**
+   * Default working directory for processes and terminals, and the base of relative paths. `~` and
+   * relative paths are under `/home/user`. Created (as `user`) when the handle opens. Default:
+   * `/home/user` (`/root` for processes run as root).
+   */
+  cwd?: string
+  /** Environment variables for every process this handle starts (under each process's own). */
+  envVars?: Record<string, string>
+  /** Milliseconds that creating or reconnecting may take before it throws a {@link TimeoutError}. Default 60 000. */
+  timeout?: number
+}
+
+/** Options of {@link Sandbox.create}. */
+export interface SandboxOptions extends OpenOptions {
+  /** The template to start from. Default `base`. */
+  template?: string
+  /** Your key-value labels, returned by {@link Sandbox.list} and usable as its filter. */
+  metadata?: Record<string, string>
+  /** Environment variables of the sandbox itself: every process in it gets them, whichever client starts it. */
+  envVars?: Record<string, string>
+  /** CPUs (default: the server's setting). */
+  cpuCount?: number
+  /** Memory limit in MiB (default: the server's setting). */
+  memoryMB?: number
+}
+
+/** Options of {@link Sandbox.list}. */
+export interface ListOptions extends ConnectionOptions {
+  /** Only sandboxes whose metadata has all these key-value pairs (matched by the server). */
+  metadata?: Record<string, string>
+}
+
+/** A running sandbox, as {@link Sandbox.list} and {@link Sandbox.getInfo} describe it. */
+export interface SandboxInfo {
+  /** Its id. */
+  id: string
+  /** The same id, under E2B v0's name. */
+  sandboxID: string
+  /** The template it started from. */
+  template: string
+  /** The metadata it was created with. */
+  metadata: Record<string, string>
+  /** When it started. */
+  startedAt: Date
+  /** When it will be destroyed if no client holds it then (its keepAlive deadline); `null`: as soon as its last hold closes. */
+  endAt: Date | null
+  /** How many client handles hold it open. */
+  holds: number
+  /** CPUs. */
+  cpuCount: number
+  /** Memory limit in MiB. */
+  memoryMB: number
+}
+
+const infoOf = (s: SandboxJSON): SandboxInfo => ({
+  id: s.id,
+  sandboxID: s.id,
+  template: s.template,
+  metadata: s.metadata,
+  startedAt: new Date(s.startedAt),
+  endAt: s.endAt ? new Date(s.endAt) : null,
+  holds: s.holds,
+  cpuCount: s.cpuCount,
+  memoryMB: s.memoryMB,
+})
+
+/** Runs `fn` with a signal that aborts after `ms`, turning that abort into a {@link TimeoutError} that says what timed out. */
+async function withTimeout<T>(ms: number | undefined, what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const limit = ms ?? DEFAULT_OPEN_TIMEOUT_MS
+  if (typeof limit !== 'number' || !(limit > 0)) throw new InvalidArgumentError('timeout is a number of milliseconds greater than 0')
+  const controller = new AbortController()
+  const timer = setTimeout(() => controller.abort(new TimeoutError(`${what} took longer than its timeout of ${limit} ms; pass a longer { timeout }`)), limit)
+  try {
+    return await fn(controller.signal)
+  } catch (err) {
+    if (controller.signal.aborted) throw abortError(controller.signal, what)
+    throw err
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+function checkStringMap(name: string, map: unknown): void {
+  if (map === undefined) return
+  if (typeof map !== 'object' || map === null || Object.values(map).some((v) => typeof v !== 'string')) {
+    throw new InvalidArgumentError(`${name} is an object of string values`)
+  }
+}
+
+/**
+ * A handle on a sandbox. While it is open it holds the sandbox (renewing a lease in the
+ * background), so the sandbox lives at least as long as the handle. {@link close} releases it:
+ * the sandbox is destroyed when its last handle closes, unless {@link keepAlive} asked for it to
+ * stay. A process that exits without closing releases it too, within 20 s.
+ *
+ * ```ts
+ * import { Sandbox } from 'sandlot'
+ *
+ * const sandbox = await Sandbox.create({ template: 'base' })
+ * await sandbox.filesystem.write('hello.txt', 'Hello World!')
+ * await sandbox.keepAlive(2 * 60 * 1000) // lives 2 min after the last handle closes
+ * await sandbox.close()
+ *
+ * const again = await Sandbox.reconnect(sandbox.id) // from any process
+ * console.log(await again.filesystem.read('hello.txt'))
+ * await again.close()
+ * ```
+ */
+export class Sandbox {
+  /** The sandbox's id. */
+  readonly id: string
+  /** Files and directories in the sandbox. */
+  readonly filesystem: Filesystem
+  /** Commands in the sandbox. */
+  readonly process: ProcessManager
+  /** Interactive terminals in the sandbox. */
+  readonly terminal: TerminalManager
+  private readonly ctx: SandboxContext
+  private readonly keeper: HoldKeeper
+  private readonly metadata: Record<string, string>
+  private closing: Promise<void> | undefined
+
+  private constructor(
+    private readonly api: ApiClient,
+    info: SandboxJSON,
+    hold: HoldJSON,
+    opts: OpenOptions,
+  ) {
+    this.id = info.id
+    this.metadata = { ...info.metadata }
+    const cwd = opts.cwd === undefined ? undefined : posix.resolve(HOME, expandHome(opts.cwd))
+    this.ctx = new SandboxContext(new EnvdConnection(api.config.apiUrl, info.id, info.envdAccessToken), cwd, { ...opts.envVars })
+    this.filesystem = new Filesystem(this.ctx)
+    this.process = new ProcessManager(this.ctx)
+    this.terminal = new TerminalManager(this.ctx)
+    this.keeper = new HoldKeeper(api, info.id, hold, (err) => this.ctx.shutDown(err))
+  }
+
+  /** The sandbox's id, under E2B v0's name. */
+  get sandboxID(): string {
+    return this.id
+  }
+
+  /** Whether this handle is open: not closed, and its sandbox not found gone. */
+  get isOpen(): boolean {
+    try {
+      this.ctx.assertUsable()
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  /** Makes the handle's working directory, or releases the hold if that fails. */
+  private async ready(signal: AbortSignal): Promise<this> {
+    const cwd = this.ctx.cwd
+    if (cwd) {
+      try {
+        signal.throwIfAborted()
+        await this.filesystem.makeDir(cwd)
+        signal.throwIfAborted()
+      } catch (err) {
+        await this.close().catch(() => {})
+        throw err
+      }
+    }
+    return this
+  }
+
+  /**
+   * Creates a sandbox and opens a handle on it (a hold, taken in the same request, so the sandbox
+   * is never unheld in between).
+   */
+  static async create(opts: SandboxOptions = {}): Promise<Sandbox> {
+    checkStringMap('metadata', opts.metadata)
+    checkStringMap('envVars', opts.envVars)
+    const api = new ApiClient(resolveConfig(opts))
+    return withTimeout(opts.timeout, 'Creating a sandbox', async (signal) => {
+      const body = { template: opts.template, metadata: opts.metadata, envVars: opts.envVars, cpuCount: opts.cpuCount, memoryMB: opts.memoryMB, hold: true }
+      const info = await api.request<SandboxJSON>('POST', '/api/v1/sandboxes', { body, signal })
+      if (!info.hold) throw new SandlotError('The server did not open a hold on the new sandbox: it does not speak this SDK\'s API version', 'unsupported_server')
+      // The envVars went to the sandbox itself; the handle need not add them to each process.
+      return new Sandbox(api, info, info.hold, { ...opts, envVars: undefined }).ready(signal)
+    })
+  }
+
+  /**
+   * Opens a handle on a running sandbox, from any process or machine that reaches the server. The
+   * new handle holds the sandbox like the one that created it. Throws
+   * {@link SandboxNotFoundError} if the sandbox is gone.
+   */
+  static async reconnect(sandboxId: string, opts: OpenOptions = {}): Promise<Sandbox> {
+    if (typeof sandboxId !== 'string' || !sandboxId) throw new InvalidArgumentError('reconnect needs the id of a sandbox (sandbox.id)')
+    checkStringMap('envVars', opts.envVars)
+    const api = new ApiClient(resolveConfig(opts))
+    return withTimeout(opts.timeout, `Reconnecting to sandbox ${sandboxId}`, async (signal) => {
+      // Hold first, so the sandbox cannot go away between the two calls.
+      const hold = await HoldKeeper.open(api, sandboxId, signal)
+      let info: SandboxJSON
+      try {
+        info = await api.request<SandboxJSON>('GET', sandboxRoute(sandboxId), { sandboxId, signal })
+      } catch (err) {
+        await api.request('DELETE', `${sandboxRoute(sandboxId)}/holds/${encodeURIComponent(hold.id)}`, { sandboxId }).catch(() => {})
+        throw err
+      }
+      return new Sandbox(api, info, hold, opts).ready(signal)
+    })
+  }
+
+  /** Lists the running sandboxes (all, or those whose metadata matches). */
+  static async list(opts: ListOptions = {}): Promise<SandboxInfo[]> {
+    checkStringMap('metadata', opts.metadata)
+    const api = new ApiClient(resolveConfig(opts))
+    const filter = opts.metadata && Object.keys(opts.metadata).length ? `?metadata=${encodeURIComponent(new URLSearchParams(opts.metadata).toString())}` : ''
+    const list = await api.request<SandboxJSON[]>('GET', `/api/v1/sandboxes${filter}`)
+    return list.map(infoOf)
+  }
+
+  /** Destroys a sandbox now, whoever holds it. Throws {@link SandboxNotFoundError} if it does not exist. */
+  static async kill(sandboxId: string, opts: ConnectionOptions = {}): Promise<void> {
+    if (typeof sandboxId !== 'string' || !sandboxId) throw new InvalidArgumentError('kill needs the id of a sandbox')
+    const api = new ApiClient(resolveConfig(opts))
+    await api.request('DELETE', sandboxRoute(sandboxId), { sandboxId })
+  }
+
+  /** The metadata the sandbox was created with. */
+  getMetadata(): Record<string, string> {
+    return { ...this.metadata }
+  }
+
+  /** The sandbox as the server sees it now (its deadline, how many handles hold it, …). */
+  async getInfo(): Promise<SandboxInfo> {
+    this.ctx.assertUsable()
+    return infoOf(await this.api.request<SandboxJSON>('GET', sandboxRoute(this.id), { sandboxId: this.id }))
+  }
+
+  /**
+   * Keeps the sandbox alive `ms` milliseconds from now even when no handle holds it (after
+   * {@link close}, or if this process dies), so that it can be reconnected to later. A new call
+   * replaces the deadline; `0` clears it. The server limits `ms` (1 hour by default) and
+   * refuses more with an {@link InvalidArgumentError} that names its limit.
+   */
+  async keepAlive(ms: number): Promise<void> {
+    if (typeof ms !== 'number' || !Number.isInteger(ms) || ms < 0) {
+      throw new InvalidArgumentError(`keepAlive takes a whole number of milliseconds, 0 or more; got ${String(ms)}`)
+    }
+    this.ctx.assertUsable()
+    await this.api.request('POST', `${sandboxRoute(this.id)}/keep-alive`, { body: { ms }, sandboxId: this.id })
+  }
+
+  /**
+   * Closes the handle: stops holding the sandbox and ends this handle's open streams (process
+   * output, watchers, terminals; the processes themselves go on). The sandbox is destroyed now if
+   * this was its last handle and no {@link keepAlive} deadline is ahead. Calling it again does
+   * nothing.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.ctx.shutDown(new SandlotError(`This handle on sandbox ${this.id} is closed; open a new one with Sandbox.reconnect("${this.id}")`, 'handle_closed'))
+      await this.keeper.release()
+    })()
+    return this.closing
+  }
+
+  /** Destroys the sandbox now, whoever else holds it; this handle is closed. */
+  async kill(): Promise<void> {
+    this.keeper.abandon()
+    this.ctx.shutDown(new SandboxNotFoundError(this.id, `Sandbox ${this.id} was killed by this handle.`))
+    this.closing ??= Promise.resolve()
+    try {
+      await Sandbox.kill(this.id, this.api.config)
+    } catch (err) {
+      if (!(err instanceof SandboxNotFoundError)) throw err
+    }
+  }
+
+  /**
+   * Streams a file into the sandbox without holding it in memory (created or replaced, parent
+   * directories created); resolves with its absolute path there.
+   *
+   * @param path - where in the sandbox (relative: under `cwd`, else `/home/user`)
+   * @param source - a local file's path, bytes, or a stream (Node `Readable`, web `ReadableStream`, async iterable of bytes)
+   */
+  uploadFile(path: string, source: UploadSource, opts?: TransferOptions): Promise<string> {
+    return uploadFrom(this.ctx, this.ctx.resolve(path), source, opts)
+  }
+
+  /**
+   * Streams a file out of the sandbox without holding it in memory; resolves with its size in bytes.
+   *
+   * @param path - the file in the sandbox
+   * @param dest - a local file's path (created or replaced; removed again if the download fails) or a Node `Writable`
+   */
+  downloadFile(path: string, dest: DownloadTarget, opts?: TransferOptions): Promise<number> {
+    return downloadTo(this.ctx, this.ctx.resolve(path), dest, opts)
+  }
+
+  /** A readable stream of a file in the sandbox. Throws {@link FileNotFoundError} if it does not exist. */
+  downloadStream(path: string, opts?: TransferOptions): Promise<Readable> {
+    return openReadStream(this.ctx, this.ctx.resolve(path), opts)
+  }
+}
