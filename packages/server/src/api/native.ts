@@ -3,21 +3,12 @@ import type { FastifyInstance } from 'fastify'
 import type { Config } from '../config.js'
 import { badRequest } from '../errors.js'
 import { keepAliveDeadline } from '../lifecycle/lifetime.js'
-import type { SandboxManager } from '../lifecycle/manager.js'
+import type { CreateRequest, SandboxManager } from '../lifecycle/manager.js'
 import { holdView, sandboxView } from './serialize.js'
 
 const stringMap = { type: 'object', additionalProperties: { type: 'string' }, maxProperties: 256 } as const
 
-interface CreateBody {
-  template?: string
-  metadata?: Record<string, string>
-  envVars?: Record<string, string>
-  cpuCount?: number
-  memoryMB?: number
-  pids?: number
-  hold?: boolean
-  keepAliveMs?: number
-}
+type CreateBody = Omit<CreateRequest, 'endAt'> & { keepAliveMs?: number }
 
 const createSchema = {
   body: {
