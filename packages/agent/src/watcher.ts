@@ -1,6 +1,6 @@
-import { watch, type FSWatcher } from 'node:fs';
+import { watch, type BigIntStats, type FSWatcher } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { basename, join, relative, sep } from 'node:path';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { EventType, type FilesystemEventSchema } from '@sandlot/envd-proto';
 import { entryInfo } from './entry.js';
@@ -62,7 +62,12 @@ export class DirWatcher {
     this.batch = [];
   }
 
-  private async addDir(dir: string, isRoot = false): Promise<void> {
+  /**
+   * Watches `dir` (and, when recursive, its subdirectories). `announce`: the directory appeared
+   * while watching, so what is already in it was created before its own watch existed and is
+   * reported as created (mkdir -p a/b && touch a/b/f would otherwise show only "a").
+   */
+  private async addDir(dir: string, isRoot = false, announce = false): Promise<void> {
     if (this.closed || this.watchers.has(dir)) return;
     if (this.watchers.size >= MAX_WATCHED_DIRS) {
       const err = new WatchLimitError(`too many directories to watch (limit ${MAX_WATCHED_DIRS})`);
@@ -98,11 +103,18 @@ export class DirWatcher {
     }
     for (const c of children) {
       const full = join(dir, c.name);
-      if (this.known.size < MAX_KNOWN_AT_START && !this.known.has(full)) {
+      if (announce && !this.known.has(full)) {
+        const st = await lstat(full, { bigint: true }).catch(() => undefined);
+        if (!st || this.closed || this.known.has(full)) continue;
+        this.known.set(full, { ino: st.ino, mode: st.mode });
+        const out: FsEventInit = { name: relative(this.root, full), type: EventType.CREATE };
+        if (this.includeEntry) out.entry = await entryInfo(full, st).catch(() => undefined);
+        if (!this.closed) this.onEvent(out);
+      } else if (this.known.size < MAX_KNOWN_AT_START && !this.known.has(full)) {
         const st = await lstat(full, { bigint: true }).catch(() => undefined);
         if (st && !this.known.has(full)) this.known.set(full, { ino: st.ino, mode: st.mode });
       }
-      if (this.recursive && c.isDirectory()) await this.addDir(full);
+      if (this.recursive && c.isDirectory()) await this.addDir(full, false, announce);
     }
   }
 
@@ -148,10 +160,19 @@ export class DirWatcher {
           if (prev?.ino === st.ino) ev = EventType.CHMOD;
           else {
             ev = EventType.CREATE;
-            if (this.recursive && st.isDirectory() && full !== this.root) await this.addDir(full);
+            if (this.recursive && st.isDirectory() && full !== this.root) {
+              // Reported before what it already holds.
+              this.known.set(full, { ino: st.ino, mode: st.mode });
+              await this.emit(full, st, ev);
+              await this.addDir(full, false, true);
+              continue;
+            }
           }
           this.known.set(full, { ino: st.ino, mode: st.mode });
         } else {
+          // A watched directory that goes away makes its own watch report its own name: the
+          // parent's watch reports the removal itself.
+          if (it.name === basename(it.dir) && it.dir !== this.root && !(await lstat(it.dir).then(() => true, () => false))) continue;
           const to = prev ? appeared.get(prev.ino) : undefined;
           ev = to !== undefined && to !== full ? EventType.RENAME : EventType.REMOVE;
           this.known.delete(full);
@@ -167,9 +188,13 @@ export class DirWatcher {
         this.known.set(full, { ino: st.ino, mode: st.mode });
       }
       if (this.known.size > 100_000) this.known.clear();
-      const out: FsEventInit = { name: relative(this.root, full), type: ev };
-      if (this.includeEntry && st && ev !== EventType.REMOVE && ev !== EventType.RENAME) out.entry = await entryInfo(full, st).catch(() => undefined);
-      if (!this.closed) this.onEvent(out);
+      await this.emit(full, st, ev);
     }
+  }
+
+  private async emit(full: string, st: BigIntStats | undefined, ev: EventType): Promise<void> {
+    const out: FsEventInit = { name: relative(this.root, full), type: ev };
+    if (this.includeEntry && st && ev !== EventType.REMOVE && ev !== EventType.RENAME) out.entry = await entryInfo(full, st).catch(() => undefined);
+    if (!this.closed) this.onEvent(out);
   }
 }

@@ -190,6 +190,45 @@ describe('filesystem.Filesystem', () => {
     assert.ok(!events.some((e) => e.name === join('sub', 'a.txt') && e.type === EventType.REMOVE), got);
   });
 
+  it('watchDir reports what a new directory already holds, and a removed tree without ghost names', async () => {
+    const d = join(root, 'watched-trees');
+    mkdirSync(d);
+    const ac = new AbortController();
+    const events: { name: string; type: EventType }[] = [];
+    let resolveStart!: () => void;
+    const startedP = new Promise<void>((r) => (resolveStart = r));
+    const done = (async () => {
+      try {
+        for await (const msg of agent.fs.watchDir({ path: d, recursive: true }, { signal: ac.signal })) {
+          if (msg.event.case === 'start') resolveStart();
+          if (msg.event.case === 'filesystem') events.push(msg.event.value);
+        }
+      } catch (err) {
+        if (ConnectError.from(err).code !== Code.Canceled) throw err;
+      }
+    })();
+    await startedP;
+    const until = async (name: string, type: EventType) => {
+      const deadline = Date.now() + 3000;
+      while (Date.now() < deadline && !events.some((e) => e.name === name && e.type === type)) await new Promise((r) => setTimeout(r, 20));
+    };
+    // Created faster than a watch can be set on the new directories.
+    mkdirSync(join(d, 'a', 'b'), { recursive: true });
+    writeFileSync(join(d, 'a', 'b', 'f'), 'x');
+    await until(join('a', 'b', 'f'), EventType.CREATE);
+    await agent.fs.remove({ path: join(d, 'a') });
+    await until('a', EventType.REMOVE);
+    await new Promise((r) => setTimeout(r, 200));
+    ac.abort();
+    await done;
+    const got = show(events);
+    for (const name of ['a', join('a', 'b'), join('a', 'b', 'f')]) {
+      assert.equal(events.filter((e) => e.name === name && e.type === EventType.CREATE).length, 1, `${name} created once in ${got}`);
+    }
+    const removed = events.filter((e) => e.type === EventType.REMOVE).map((e) => e.name).sort();
+    assert.deepEqual(removed, ['a', join('a', 'b'), join('a', 'b', 'f')].sort(), got);
+  });
+
   it('watchDir on a missing or non-directory path fails', async () => {
     const first = async (path: string) => {
       for await (const _ of agent.fs.watchDir({ path })) break;
