@@ -236,12 +236,13 @@ describe('e2b SDK: files', { concurrency: true }, () => {
 
   test('a download URL with useSignatureExpiration works until it expires, then 401', async () => {
     await s.files.write('/home/user/signed/expiring.txt', 'soon gone')
-    const url = await s.downloadUrl('/home/user/signed/expiring.txt', { useSignatureExpiration: 1 })
+    // The SDK counts whole seconds from now, so 1 s could lapse before the first fetch.
+    const url = await s.downloadUrl('/home/user/signed/expiring.txt', { useSignatureExpiration: 3 })
     assert.ok(new URL(url).searchParams.get('signature_expiration'))
     const now = await fetch(url)
     assert.equal(now.status, 200)
     assert.equal(await now.text(), 'soon gone')
-    await sleep(2200)
+    await sleep(4200)
     const later = await fetch(url)
     assert.equal(later.status, 401)
     assert.deepEqual(await later.json(), { code: 401, message: 'signature is already expired' })
