@@ -248,16 +248,20 @@ describe('e2b SDK: files', { concurrency: true }, () => {
     assert.deepEqual(await later.json(), { code: 401, message: 'signature is already expired' })
   })
 
-  test(
-    'file metadata: write with { metadata } stores it; getInfo and list return it',
-    { todo: "Sandlot's agent has no extended attributes yet (Node has no xattr API): it refuses X-Metadata-* with a 501 rather than dropping them" },
-    async () => {
-      const w = await s.files.write('/home/user/meta/m.txt', 'm', { metadata: { Owner: 'alice', stage: 'draft' } })
-      assert.deepEqual(w.metadata, { owner: 'alice', stage: 'draft' })
-      assert.deepEqual((await s.files.getInfo('/home/user/meta/m.txt')).metadata, { owner: 'alice', stage: 'draft' })
-      assert.deepEqual((await s.files.list('/home/user/meta'))[0]?.metadata, { owner: 'alice', stage: 'draft' })
-    },
-  )
+  test('file metadata: write with { metadata } stores it; getInfo and list return it; a new write replaces it', async () => {
+    const w = await s.files.write('/home/user/meta/m.txt', 'm', { metadata: { Owner: 'alice', stage: 'draft' } })
+    assert.deepEqual(w.metadata, { owner: 'alice', stage: 'draft' })
+    assert.deepEqual((await s.files.getInfo('/home/user/meta/m.txt')).metadata, { owner: 'alice', stage: 'draft' })
+    assert.deepEqual((await s.files.list('/home/user/meta'))[0]?.metadata, { owner: 'alice', stage: 'draft' })
+    await s.files.write('/home/user/meta/m.txt', 'm2', { metadata: { stage: 'final' } })
+    assert.deepEqual((await s.files.getInfo('/home/user/meta/m.txt')).metadata, { stage: 'final' })
+    // Stored as extended attributes, where tools in the sandbox see them.
+    const xattrs = await s.commands.run(`python3 -c "import os; print(sorted(os.listxattr('/home/user/meta/m.txt')))"`)
+    assert.equal(xattrs.stdout.trim(), "['user.e2b.stage']")
+    await s.files.write('/home/user/meta/plain.txt', 'no metadata')
+    assert.deepEqual((await s.files.getInfo('/home/user/meta/plain.txt')).metadata ?? {}, {})
+    await assert.rejects(s.files.write('/home/user/meta/big.txt', 'x', { metadata: { big: 'v'.repeat(5000) } }), /at most 4096/)
+  })
 })
 
 async function sha256(data: Uint8Array): Promise<string> {

@@ -1,4 +1,5 @@
-// Bundles the agent into one ESM file (dist/agent.mjs); node-pty stays external (mounted at runtime).
+// Bundles the agent into one ESM file (dist/agent.mjs); the native modules node-pty and fs-xattr stay
+// external (mounted at runtime).
 // Node builtins are turned into lazily evaluated `require()` shims so that modules loaded
 // with dynamic import() (everything behind main.ts) do not load their builtins at startup.
 import { build } from 'esbuild';
@@ -38,7 +39,7 @@ await build({
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  external: ['node-pty'],
+  external: ['node-pty', 'fs-xattr'],
   minify: !process.env.NOMINIFY,
   legalComments: 'none',
   plugins: [lazyBuiltins],

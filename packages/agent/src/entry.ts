@@ -3,6 +3,7 @@ import type { BigIntStats } from 'node:fs';
 import { basename } from 'node:path';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { FileType, type EntryInfoSchema } from '@sandlot/envd-proto';
+import { readMetadata } from './metadata.js';
 import { ownerNames } from './users.js';
 
 export type EntryInit = MessageInitShape<typeof EntryInfoSchema>;
@@ -72,5 +73,7 @@ export async function entryInfo(path: string, st?: BigIntStats, names = ownerNam
     group: names.group(Number(st.gid)),
     modifiedTime: { seconds: st.mtimeNs / 1_000_000_000n, nanos: Number(st.mtimeNs % 1_000_000_000n) },
     symlinkTarget,
+    // Metadata belongs to regular files (uploads); a symlink's would be its target's.
+    metadata: fileType(st.mode) === FileType.FILE ? await readMetadata(path) : {},
   };
 }

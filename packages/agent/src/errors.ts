@@ -1,6 +1,16 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import { BadPathError } from './paths.js';
 
+/** An error of the agent's plain HTTP endpoints (/files): its status and message go to the client. */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** Maps a filesystem (or argument) error to a ConnectError with a clear message. */
 export function toConnectError(err: unknown, path?: string): ConnectError {
   if (err instanceof ConnectError) return err;

@@ -4,22 +4,15 @@ import { basename, dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { checkFilesAccess } from './auth.js';
+import { HttpError } from './errors.js';
 import { ensureDir } from './fsutil.js';
 import { sendError, sendJson } from './http-util.js';
 import { baseDir, selectUser } from './identity.js';
 import { logError } from './log.js';
+import { metadataFromHeaders, writeMetadata } from './metadata.js';
 import { multipartBoundary, MultipartError, parseMultipart } from './multipart.js';
 import { BadPathError, resolvePath } from './paths.js';
 import { userFromAuthorization, type UserInfo } from './users.js';
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 function fileUser(req: IncomingMessage, url: URL): UserInfo {
   try {
@@ -163,12 +156,8 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, ur
     if (!access.ok) throw new HttpError(401, access.message);
     const user = fileUser(req, url);
     const queryPath = url.searchParams.get('path') || undefined;
-    // envd stores X-Metadata-* as user.e2b.* xattrs; this agent cannot yet (Node has no xattr
-    // API), and a write that silently dropped them would be a fake success.
-    const metadataKeys = Object.keys(req.headers).filter((h) => h.startsWith('x-metadata-'));
-    if (metadataKeys.length > 0) {
-      throw new HttpError(501, `file metadata (${metadataKeys.join(', ')}) is not supported by this sandbox's agent yet: write the file without the metadata option`);
-    }
+    // X-Metadata-* headers: checked before anything is written, stored on every file written.
+    const metadata = metadataFromHeaders(req.headers);
 
     const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase().trim();
     let body: NodeJS.ReadableStream & AsyncIterable<Buffer> = req;
@@ -181,12 +170,16 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, ur
     }
 
     const boundary = multipartBoundary(req.headers['content-type']);
-    const written: { path: string; name: string; type: 'file' }[] = [];
+    const written: { path: string; name: string; type: 'file'; metadata?: Record<string, string> }[] = [];
+    const store = async (path: string) => {
+      if (metadata) await writeMetadata(path, metadata);
+      written.push({ path, name: basename(path), type: 'file', ...(metadata && { metadata }) });
+    };
     if (boundary === undefined) {
       if (!queryPath) throw new HttpError(400, 'the path query parameter is required for a non-multipart upload');
       current = target(queryPath, user);
       await writeFile(current, body, user);
-      written.push({ path: current, name: basename(current), type: 'file' });
+      await store(current);
     } else {
       const seen = new Set<string>();
       for await (const part of parseMultipart(body, boundary)) {
@@ -197,7 +190,7 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, ur
         if (seen.has(current)) throw new HttpError(400, `path '${current}' appears more than once in the upload`);
         seen.add(current);
         await writeFile(current, part.body, user);
-        written.push({ path: current, name: basename(current), type: 'file' });
+        await store(current);
       }
       if (written.length === 0) throw new HttpError(400, 'no part named "file" in the multipart upload');
     }

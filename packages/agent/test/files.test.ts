@@ -58,6 +58,26 @@ function vmHWMkB(pid: number): number {
 }
 
 describe('envd HTTP', () => {
+  it('stores X-Metadata-* headers as user.e2b.* xattrs, returns them, and replaces them on the next write', async () => {
+    const path = join(root, 'meta.txt');
+    const up = (headers: Record<string, string>) =>
+      agent.http({ method: 'POST', path: `/files?${q({ path })}`, headers: { 'content-type': 'application/octet-stream', ...headers }, body: 'x' });
+    const r = await up({ 'X-Metadata-Owner': 'alice', 'x-metadata-stage': 'draft' });
+    assert.equal(r.status, 200, r.body.toString());
+    assert.deepEqual(JSON.parse(r.body.toString())[0].metadata, { owner: 'alice', stage: 'draft' });
+    assert.deepEqual((await agent.fs.stat({ path })).entry?.metadata, { owner: 'alice', stage: 'draft' });
+    assert.equal((await up({ 'x-metadata-stage': 'final' })).status, 200);
+    assert.deepEqual((await agent.fs.stat({ path })).entry?.metadata, { stage: 'final' });
+    const listed = (await agent.fs.listDir({ path: root })).entries.find((e) => e.name === 'meta.txt');
+    assert.deepEqual(listed?.metadata, { stage: 'final' });
+
+    const tooBig = await up({ 'x-metadata-big': 'v'.repeat(4097) });
+    assert.equal(tooBig.status, 400);
+    assert.match(tooBig.body.toString(), /at most 4096/);
+    assert.equal((await up({ 'x-metadata-ctl': 'a\tb' })).status, 400);
+    assert.deepEqual((await agent.fs.stat({ path })).entry?.metadata, { stage: 'final' }, 'a refused write changes nothing');
+  });
+
   it('GET /health → 204, /envs → map, unknown → 404 JSON', async () => {
     assert.equal((await agent.http({ path: '/health' })).status, 204);
     const envs = await agent.http({ path: '/envs' });

@@ -19,8 +19,11 @@ export interface Config {
   runtime: RuntimeName
   /** Where the agent bundle (agent.mjs) lives on the host; mounted read-only into every sandbox. */
   agentDir: string
-  /** The host's node_modules/node-pty, mounted read-only for terminals. */
-  nodePtyDir: string
+  /**
+   * The agent's native modules on the host, by name, each mounted read-only at
+   * /opt/sandlot/node_modules/<name>: node-pty (terminals), fs-xattr (file metadata).
+   */
+  nativeModules: Record<string, string>
   nodeBinary: string
   defaultLimits: Limits
   maxLimits: Limits
@@ -69,7 +72,10 @@ export function loadConfig(env = process.env): Config {
     listenPort: listen.port,
     runtime,
     agentDir: path.resolve(env.SANDLOT_AGENT_DIR ?? path.join(repoRoot, 'packages/agent/dist')),
-    nodePtyDir: path.resolve(env.SANDLOT_NODE_PTY_DIR ?? path.join(repoRoot, 'node_modules/node-pty')),
+    nativeModules: {
+      'node-pty': path.resolve(env.SANDLOT_NODE_PTY_DIR ?? path.join(repoRoot, 'node_modules/node-pty')),
+      'fs-xattr': path.resolve(env.SANDLOT_FS_XATTR_DIR ?? path.join(repoRoot, 'node_modules/fs-xattr')),
+    },
     nodeBinary: process.execPath,
     defaultLimits: {
       memoryMB: intFrom('SANDLOT_DEFAULT_MEMORY_MB', 512),

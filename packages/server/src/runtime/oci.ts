@@ -79,7 +79,7 @@ export class OciDriver implements RuntimeDriver {
     } catch {
       throw new Error(`The runtime "${this.name}" (SANDLOT_RUNTIME) is not installed: ${INSTALL_HINT[this.name]}`)
     }
-    for (const file of [this.config.nodeBinary, path.join(this.config.agentDir, 'agent.mjs'), this.config.nodePtyDir]) {
+    for (const file of [this.config.nodeBinary, path.join(this.config.agentDir, 'agent.mjs'), ...Object.values(this.config.nativeModules)]) {
       if (!fs.existsSync(file)) throw new Error(`${file} is missing: run "npm run build" first`)
     }
     // A real container proves the runtime works on this host (cgroup layout, user namespaces, seccomp).
@@ -147,7 +147,7 @@ export class OciDriver implements RuntimeDriver {
           limits: spec.limits,
           nodeBinary: this.config.nodeBinary,
           agentDir: this.config.agentDir,
-          nodePtyDir: this.config.nodePtyDir,
+          nativeModules: this.config.nativeModules,
           runDir: p.run,
           noNewPrivileges: this.config.noNewPrivileges,
           maxOpenFiles: this.maxOpenFiles,

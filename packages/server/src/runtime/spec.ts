@@ -13,7 +13,8 @@ export interface SpecInput {
   /** Host paths bind-mounted read-only: the node binary, the agent bundle, node-pty. */
   nodeBinary: string
   agentDir: string
-  nodePtyDir: string
+  /** Native modules by name (config.nativeModules). */
+  nativeModules: Record<string, string>
   /** Host directory mounted at /run/sandlot: holds the agent's socket and config. */
   runDir: string
   noNewPrivileges: boolean
@@ -75,7 +76,7 @@ export function ociSpec(i: SpecInput): object {
       { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
       bind(i.nodeBinary, '/opt/sandlot/bin/node'),
       bind(i.agentDir, '/opt/sandlot/agent'),
-      bind(i.nodePtyDir, '/opt/sandlot/node_modules/node-pty'),
+      ...Object.entries(i.nativeModules).map(([name, dir]) => bind(dir, `/opt/sandlot/node_modules/${name}`)),
       bind(i.runDir, '/run/sandlot', false),
     ],
     linux: {
