@@ -37,6 +37,26 @@ describe('the API', () => {
     assert.ok([401, 502].includes(wrongData.status))
   })
 
+  test("a sandbox's access token opens that sandbox only", async () => {
+    const [a, b] = await Promise.all([api('POST', '/api/v1/sandboxes', {}), api('POST', '/api/v1/sandboxes', {})]).then((r) => r.map((x) => x.json))
+    try {
+      const hostname = (id: string, token: string) =>
+        fetch(`${apiUrl}/files?path=/etc/hostname`, { headers: { 'e2b-sandbox-id': id, 'x-access-token': token } })
+      const own = await hostname(a.id, a.envdAccessToken)
+      assert.equal(own.status, 200)
+      assert.equal((await own.text()).trim(), a.id)
+      assert.equal((await hostname(b.id, a.envdAccessToken)).status, 401, "A's token does not open B")
+      const rpc = await fetch(`${apiUrl}/process.Process/List`, {
+        method: 'POST',
+        headers: { 'e2b-sandbox-id': b.id, 'x-access-token': a.envdAccessToken, 'content-type': 'application/json' },
+        body: '{}',
+      })
+      assert.equal(rpc.status, 401)
+    } finally {
+      await Promise.all([killSandbox(a.id), killSandbox(b.id)])
+    }
+  })
+
   test('malformed JSON and invalid fields → 400', async () => {
     const bad = await api('POST', '/api/v1/sandboxes', '{"template": ', {})
     assert.equal(bad.status, 400)
