@@ -248,7 +248,7 @@ describe('e2b SDK: files', { concurrency: true }, () => {
     assert.deepEqual(await later.json(), { code: 401, message: 'signature is already expired' })
   })
 
-  test('file metadata: write with { metadata } stores it; getInfo and list return it; a new write replaces it', async () => {
+  test('file metadata: write with { metadata } stores it; getInfo and list return it; a new write replaces or clears it', async () => {
     const w = await s.files.write('/home/user/meta/m.txt', 'm', { metadata: { Owner: 'alice', stage: 'draft' } })
     assert.deepEqual(w.metadata, { owner: 'alice', stage: 'draft' })
     assert.deepEqual((await s.files.getInfo('/home/user/meta/m.txt')).metadata, { owner: 'alice', stage: 'draft' })
@@ -258,8 +258,17 @@ describe('e2b SDK: files', { concurrency: true }, () => {
     // Stored as extended attributes, where tools in the sandbox see them.
     const xattrs = await s.commands.run(`python3 -c "import os; print(sorted(os.listxattr('/home/user/meta/m.txt')))"`)
     assert.equal(xattrs.stdout.trim(), "['user.e2b.stage']")
-    await s.files.write('/home/user/meta/plain.txt', 'no metadata')
-    assert.deepEqual((await s.files.getInfo('/home/user/meta/plain.txt')).metadata ?? {}, {})
+    // envd: an upload without metadata clears it (the SDK reports none as undefined).
+    const plain = await s.files.write('/home/user/meta/m.txt', 'no metadata now')
+    assert.equal(plain.metadata, undefined)
+    assert.equal((await s.files.getInfo('/home/user/meta/m.txt')).metadata, undefined)
+    // Multi-file writes give every file the same metadata; a directory's out-of-band user.e2b.* shows too.
+    const many = await s.files.write([{ path: '/home/user/meta/a.txt', data: 'a' }, { path: '/home/user/meta/b.txt', data: 'b' }], { metadata: { batch: '7' } })
+    assert.deepEqual(many.map((f) => f.metadata), [{ batch: '7' }, { batch: '7' }])
+    await s.commands.run(`python3 -c "import os; os.setxattr('/home/user/meta', 'user.e2b.kind', b'folder')"`)
+    assert.deepEqual((await s.files.getInfo('/home/user/meta')).metadata, { kind: 'folder' })
+    const listed = Object.fromEntries((await s.files.list('/home/user/meta')).map((e) => [e.name, e.metadata]))
+    assert.deepEqual(listed, { 'a.txt': { batch: '7' }, 'b.txt': { batch: '7' }, 'm.txt': undefined })
     await assert.rejects(s.files.write('/home/user/meta/big.txt', 'x', { metadata: { big: 'v'.repeat(5000) } }), /at most 4096/)
   })
 })

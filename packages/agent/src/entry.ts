@@ -73,7 +73,8 @@ export async function entryInfo(path: string, st?: BigIntStats, names = ownerNam
     group: names.group(Number(st.gid)),
     modifiedTime: { seconds: st.mtimeNs / 1_000_000_000n, nanos: Number(st.mtimeNs % 1_000_000_000n) },
     symlinkTarget,
-    // Metadata belongs to regular files (uploads); a symlink's would be its target's.
-    metadata: fileType(st.mode) === FileType.FILE ? await readMetadata(path) : {},
+    // user.e2b.* xattrs: set by uploads on files, or out of band on files and directories.
+    // Like the type and mode, a symlink's are its target's (Linux has no user.* xattrs on links).
+    metadata: type === FileType.UNSPECIFIED ? {} : await readMetadata(path),
   };
 }

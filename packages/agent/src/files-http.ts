@@ -9,7 +9,7 @@ import { ensureDir } from './fsutil.js';
 import { sendError, sendJson } from './http-util.js';
 import { baseDir, selectUser } from './identity.js';
 import { logError } from './log.js';
-import { metadataFromHeaders, writeMetadata } from './metadata.js';
+import { applyMetadata, metadataFromRequest, type Metadata } from './metadata.js';
 import { multipartBoundary, MultipartError, parseMultipart } from './multipart.js';
 import { BadPathError, resolvePath } from './paths.js';
 import { userFromAuthorization, type UserInfo } from './users.js';
@@ -133,8 +133,11 @@ export async function handleDownload(req: IncomingMessage, res: ServerResponse, 
   }
 }
 
-/** Streams `source` into `path` (created/truncated, owned by the user, parents created). */
-async function writeFile(path: string, source: AsyncIterable<Buffer> | NodeJS.ReadableStream, user: UserInfo): Promise<void> {
+/**
+ * Streams `source` into `path` (created/truncated, owned by the user, parents created); true if
+ * the file was already there (it keeps its inode, and so its extended attributes).
+ */
+async function writeFile(path: string, source: AsyncIterable<Buffer> | NodeJS.ReadableStream, user: UserInfo): Promise<boolean> {
   const existing = await stat(path).catch(() => undefined);
   if (existing?.isDirectory()) throw new HttpError(400, `path '${path}' is a directory`);
   await ensureDir(dirname(path), user.uid, user.gid);
@@ -146,6 +149,7 @@ async function writeFile(path: string, source: AsyncIterable<Buffer> | NodeJS.Re
   }
   // The write stream owns and closes fh.
   await pipeline(source, fh.createWriteStream({ highWaterMark: 256 * 1024 }));
+  return existing !== undefined;
 }
 
 /** POST /files — multipart/form-data (parts named "file") or a raw octet-stream body with ?path=. */
@@ -156,8 +160,9 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, ur
     if (!access.ok) throw new HttpError(401, access.message);
     const user = fileUser(req, url);
     const queryPath = url.searchParams.get('path') || undefined;
-    // X-Metadata-* headers: checked before anything is written, stored on every file written.
-    const metadata = metadataFromHeaders(req.headers);
+    // X-Metadata-* headers: checked before anything is written; they replace the metadata of every
+    // file written, and an upload without them clears it (envd).
+    const metadata = metadataFromRequest(req);
 
     const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase().trim();
     let body: NodeJS.ReadableStream & AsyncIterable<Buffer> = req;
@@ -170,16 +175,15 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, ur
     }
 
     const boundary = multipartBoundary(req.headers['content-type']);
-    const written: { path: string; name: string; type: 'file'; metadata?: Record<string, string> }[] = [];
-    const store = async (path: string) => {
-      if (metadata) await writeMetadata(path, metadata);
+    const written: { path: string; name: string; type: 'file'; metadata?: Metadata }[] = [];
+    const store = async (path: string, existed: boolean) => {
+      await applyMetadata(path, metadata, existed);
       written.push({ path, name: basename(path), type: 'file', ...(metadata && { metadata }) });
     };
     if (boundary === undefined) {
       if (!queryPath) throw new HttpError(400, 'the path query parameter is required for a non-multipart upload');
       current = target(queryPath, user);
-      await writeFile(current, body, user);
-      await store(current);
+      await store(current, await writeFile(current, body, user));
     } else {
       const seen = new Set<string>();
       for await (const part of parseMultipart(body, boundary)) {
@@ -189,8 +193,7 @@ export async function handleUpload(req: IncomingMessage, res: ServerResponse, ur
         current = target(p, user);
         if (seen.has(current)) throw new HttpError(400, `path '${current}' appears more than once in the upload`);
         seen.add(current);
-        await writeFile(current, part.body, user);
-        await store(current);
+        await store(current, await writeFile(current, part.body, user));
       }
       if (written.length === 0) throw new HttpError(400, 'no part named "file" in the multipart upload');
     }

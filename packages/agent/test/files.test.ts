@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
+import { Code, ConnectError } from '@connectrpc/connect';
+import * as xattr from 'fs-xattr';
 import { startAgent, type Agent } from './helpers.js';
 
 let agent: Agent;
@@ -52,6 +55,18 @@ function bigBody(size: number, prefix: Buffer, suffix: Buffer) {
   return { gen, digest: () => hash.digest('hex') };
 }
 
+/** Sends a hand-written HTTP/1.1 request (head + body) over the agent's socket; returns the whole response. */
+function rawUpload(head: string, body: Buffer): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(agent.socket);
+    const chunks: Buffer[] = [];
+    sock.on('data', (c) => chunks.push(c));
+    sock.on('end', () => resolve(Buffer.concat(chunks).toString()));
+    sock.on('error', reject);
+    sock.write(Buffer.concat([Buffer.from(head), body]));
+  });
+}
+
 function vmHWMkB(pid: number): number {
   const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m![1]);
@@ -60,22 +75,104 @@ function vmHWMkB(pid: number): number {
 describe('envd HTTP', () => {
   it('stores X-Metadata-* headers as user.e2b.* xattrs, returns them, and replaces them on the next write', async () => {
     const path = join(root, 'meta.txt');
-    const up = (headers: Record<string, string>) =>
-      agent.http({ method: 'POST', path: `/files?${q({ path })}`, headers: { 'content-type': 'application/octet-stream', ...headers }, body: 'x' });
+    const up = (headers: Record<string, string>, body = 'x') =>
+      agent.http({ method: 'POST', path: `/files?${q({ path })}`, headers: { 'content-type': 'application/octet-stream', ...headers }, body });
     const r = await up({ 'X-Metadata-Owner': 'alice', 'x-metadata-stage': 'draft' });
     assert.equal(r.status, 200, r.body.toString());
-    assert.deepEqual(JSON.parse(r.body.toString())[0].metadata, { owner: 'alice', stage: 'draft' });
+    assert.deepEqual(JSON.parse(r.body.toString()), [{ path, name: 'meta.txt', type: 'file', metadata: { owner: 'alice', stage: 'draft' } }]);
     assert.deepEqual((await agent.fs.stat({ path })).entry?.metadata, { owner: 'alice', stage: 'draft' });
-    assert.equal((await up({ 'x-metadata-stage': 'final' })).status, 200);
+    // Real extended attributes, where other tools see them.
+    assert.deepEqual(xattr.listAttributesSync(path).sort(), ['user.e2b.owner', 'user.e2b.stage']);
+    assert.equal(xattr.getAttributeSync(path, 'user.e2b.owner').toString(), 'alice');
+
+    // The next write's metadata replaces it: keys it does not send are gone.
+    assert.equal((await up({ 'x-metadata-stage': 'final' }, 'y')).status, 200);
     assert.deepEqual((await agent.fs.stat({ path })).entry?.metadata, { stage: 'final' });
+    assert.equal(readFileSync(path, 'utf8'), 'y');
     const listed = (await agent.fs.listDir({ path: root })).entries.find((e) => e.name === 'meta.txt');
     assert.deepEqual(listed?.metadata, { stage: 'final' });
 
-    const tooBig = await up({ 'x-metadata-big': 'v'.repeat(4097) });
+    // Refused before anything is written: too big (the user.e2b. prefix counts), non-ASCII, too long a key.
+    const tooBig = await up({ 'x-metadata-big': 'v'.repeat(4096 - 'user.e2b.big'.length + 1) }, 'z');
     assert.equal(tooBig.status, 400);
-    assert.match(tooBig.body.toString(), /at most 4096/);
-    assert.equal((await up({ 'x-metadata-ctl': 'a\tb' })).status, 400);
-    assert.deepEqual((await agent.fs.stat({ path })).entry?.metadata, { stage: 'final' }, 'a refused write changes nothing');
+    assert.match(JSON.parse(tooBig.body.toString()).message, /at most 4096/);
+    // Within envd's limit, but the filesystem's own xattr space can be smaller (ext4: one block per inode).
+    assert.equal((await up({ 'x-metadata-big': 'v'.repeat(3000) }, 'y')).status, 200);
+    assert.equal((await up({ 'x-metadata-ctl': 'a\tb' }, 'z')).status, 400);
+    const longKey = await up({ [`x-metadata-${'k'.repeat(247)}`]: 'v' }, 'z');
+    assert.equal(longKey.status, 400);
+    assert.match(JSON.parse(longKey.body.toString()).message, /at most 246/);
+    assert.equal((await up({ [`x-metadata-${'k'.repeat(246)}`]: 'v' }, 'y')).status, 200, 'a 246-byte key');
+    assert.equal(readFileSync(path, 'utf8'), 'y', 'a refused upload writes nothing');
+    assert.deepEqual(Object.keys((await agent.fs.stat({ path })).entry!.metadata), ['k'.repeat(246)]);
+
+    // An upload without metadata clears it; the response then has none.
+    const plain = await up({}, 'w');
+    assert.deepEqual(JSON.parse(plain.body.toString()), [{ path, name: 'meta.txt', type: 'file' }]);
+    assert.deepEqual((await agent.fs.stat({ path })).entry?.metadata, {});
+    assert.deepEqual(xattr.listAttributesSync(path).filter((n) => n.startsWith('user.e2b.')), []);
+  });
+
+  it('metadata: a repeated header keeps its first value; multipart uploads give every file the same; other xattrs stay', async () => {
+    const dir = join(root, 'meta-multi');
+    mkdirSync(dir);
+    const a = join(dir, 'a.txt');
+    writeFileSync(a, 'old');
+    xattr.setAttributeSync(a, 'user.other', 'kept');
+    xattr.setAttributeSync(a, 'user.e2b.stale', 'gone');
+    const boundary = 'meta-boundary';
+    const body = multipart(boundary, [
+      { name: 'file', filename: a, data: 'A' },
+      { name: 'file', filename: join(dir, 'b.txt'), data: 'B' },
+    ]);
+    // node:http joins a repeated header into one value; raw header lines keep it repeated.
+    const raw = await rawUpload(`POST /files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nX-Metadata-Tag: first\r\nX-Metadata-Tag: second\r\nX-Metadata-Empty:\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`, body);
+    assert.match(raw, /^HTTP\/1.1 200/, raw);
+    const files = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4));
+    assert.deepEqual(files.map((f: { metadata?: unknown }) => f.metadata), [{ tag: 'first', empty: '' }, { tag: 'first', empty: '' }]);
+    for (const f of [a, join(dir, 'b.txt')]) assert.deepEqual((await agent.fs.stat({ path: f })).entry?.metadata, { tag: 'first', empty: '' }, f);
+    assert.equal(xattr.getAttributeSync(a, 'user.other').toString(), 'kept', 'only user.e2b.* attributes are replaced');
+  });
+
+  it('metadata set out of band shows on files, directories and symlinks to them; watch entries carry it', async () => {
+    const dir = join(root, 'meta-oob');
+    mkdirSync(dir);
+    xattr.setAttributeSync(dir, 'user.e2b.kind', 'folder');
+    xattr.setAttributeSync(dir, 'user.unrelated', 'x');
+    const f = join(dir, 'f.txt');
+    writeFileSync(f, 'f');
+    xattr.setAttributeSync(f, 'user.e2b.note', 'café');
+    symlinkSync(f, join(dir, 'link'));
+    assert.deepEqual((await agent.fs.stat({ path: dir })).entry?.metadata, { kind: 'folder' });
+    assert.deepEqual((await agent.fs.stat({ path: join(dir, 'link') })).entry?.metadata, { note: 'café' });
+    const entries = (await agent.fs.listDir({ path: dir })).entries;
+    assert.deepEqual(Object.fromEntries(entries.map((e) => [e.name, e.metadata])), { 'f.txt': { note: 'café' }, link: { note: 'café' } });
+    symlinkSync(join(dir, 'missing'), join(dir, 'dangling'));
+    assert.deepEqual((await agent.fs.stat({ path: join(dir, 'dangling') })).entry?.metadata, {});
+
+    const ac = new AbortController();
+    const seen: { name: string; metadata?: Record<string, string> }[] = [];
+    let started!: () => void;
+    const startedP = new Promise<void>((r) => (started = r));
+    const done = (async () => {
+      try {
+        for await (const msg of agent.fs.watchDir({ path: dir, includeEntry: true }, { signal: ac.signal })) {
+          if (msg.event.case === 'start') started();
+          if (msg.event.case === 'filesystem') seen.push({ name: msg.event.value.name, metadata: msg.event.value.entry?.metadata });
+        }
+      } catch (err) {
+        if (ConnectError.from(err).code !== Code.Canceled) throw err;
+      }
+    })();
+    await startedP;
+    const w = join(dir, 'watched.txt');
+    const r = await agent.http({ method: 'POST', path: `/files?${q({ path: w })}`, headers: { 'content-type': 'application/octet-stream', 'x-metadata-k': 'v' }, body: 'w' });
+    assert.equal(r.status, 200);
+    const deadline = Date.now() + 3000;
+    while (Date.now() < deadline && !seen.some((e) => e.name === 'watched.txt' && e.metadata?.k === 'v')) await new Promise((res) => setTimeout(res, 20));
+    ac.abort();
+    await done;
+    assert.ok(seen.some((e) => e.name === 'watched.txt' && e.metadata?.k === 'v'), JSON.stringify(seen));
   });
 
   it('GET /health → 204, /envs → map, unknown → 404 JSON', async () => {
