@@ -19,6 +19,37 @@ after(async () => {
 
 const show = (evs: { name: string; type: EventType }[]) => evs.map((e) => `${e.name}:${EventType[e.type]}`).join(',');
 
+/** Watches `path` recursively: the events so far, a wait for one of them, and stop (which returns them). */
+async function watching(path: string, includeEntry = false) {
+  const ac = new AbortController();
+  const events: { name: string; type: EventType; entry?: unknown }[] = [];
+  let resolveStart!: () => void;
+  const started = new Promise<void>((r) => (resolveStart = r));
+  const done = (async () => {
+    try {
+      for await (const msg of agent.fs.watchDir({ path, recursive: true, includeEntry }, { signal: ac.signal })) {
+        if (msg.event.case === 'start') resolveStart();
+        if (msg.event.case === 'filesystem') events.push(msg.event.value);
+      }
+    } catch (err) {
+      if (ConnectError.from(err).code !== Code.Canceled) throw err;
+    }
+  })();
+  await started;
+  return {
+    events,
+    async until(name: string, type: EventType) {
+      const deadline = Date.now() + 3000;
+      while (Date.now() < deadline && !events.some((e) => e.name === name && e.type === type)) await new Promise((r) => setTimeout(r, 20));
+    },
+    async stop() {
+      ac.abort();
+      await done;
+      return events;
+    },
+  };
+}
+
 
 describe('filesystem.Filesystem', () => {
   it('stats files, dirs and symlinks with full EntryInfo', async () => {
@@ -112,29 +143,14 @@ describe('filesystem.Filesystem', () => {
   it('watchDir streams start, then create/write/remove events with relative names', async () => {
     const d = join(root, 'watched');
     mkdirSync(join(d, 'inner'), { recursive: true });
-    const ac = new AbortController();
-    const events: { name: string; type: EventType; entry?: unknown }[] = [];
-    let resolveStart!: () => void;
-    const startedP = new Promise<void>((r) => (resolveStart = r));
-    const done = (async () => {
-      try {
-        for await (const msg of agent.fs.watchDir({ path: d, recursive: true, includeEntry: true }, { signal: ac.signal })) {
-          if (msg.event.case === 'start') resolveStart();
-          if (msg.event.case === 'filesystem') events.push(msg.event.value);
-        }
-      } catch (err) {
-        if (ConnectError.from(err).code !== Code.Canceled) throw err;
-      }
-    })();
-    await startedP;
+    const w = await watching(d, true);
+    const { events, until } = w;
     writeFileSync(join(d, 'new.txt'), 'x');
     writeFileSync(join(d, 'inner', 'deep.txt'), 'y');
     await new Promise((r) => setTimeout(r, 100));
     await agent.fs.remove({ path: join(d, 'new.txt') });
-    const deadline = Date.now() + 3000;
-    while (Date.now() < deadline && !events.some((e) => e.type === EventType.REMOVE)) await new Promise((r) => setTimeout(r, 20));
-    ac.abort();
-    await done;
+    await until('new.txt', EventType.REMOVE);
+    await w.stop();
     const has = (name: string, type: EventType) => events.some((e) => e.name === name && e.type === type);
     assert.ok(has('new.txt', EventType.CREATE), show(events));
     assert.ok(has('new.txt', EventType.WRITE), show(events));
@@ -147,25 +163,8 @@ describe('filesystem.Filesystem', () => {
     const d = join(root, 'watched-moves');
     mkdirSync(d);
     writeFileSync(join(d, 'before.txt'), 'existed before the watch');
-    const ac = new AbortController();
-    const events: { name: string; type: EventType }[] = [];
-    let resolveStart!: () => void;
-    const startedP = new Promise<void>((r) => (resolveStart = r));
-    const done = (async () => {
-      try {
-        for await (const msg of agent.fs.watchDir({ path: d, recursive: true }, { signal: ac.signal })) {
-          if (msg.event.case === 'start') resolveStart();
-          if (msg.event.case === 'filesystem') events.push(msg.event.value);
-        }
-      } catch (err) {
-        if (ConnectError.from(err).code !== Code.Canceled) throw err;
-      }
-    })();
-    await startedP;
-    const until = async (name: string, type: EventType) => {
-      const deadline = Date.now() + 3000;
-      while (Date.now() < deadline && !events.some((e) => e.name === name && e.type === type)) await new Promise((r) => setTimeout(r, 20));
-    };
+    const w = await watching(d);
+    const { events, until } = w;
     await agent.fs.makeDir({ path: join(d, 'sub') }); // mkdir, then chown to the user
     await until('sub', EventType.CREATE);
     writeFileSync(join(d, 'sub', 'a.txt'), 'a');
@@ -174,8 +173,7 @@ describe('filesystem.Filesystem', () => {
     await agent.fs.move({ source: join(d, 'before.txt'), destination: join(d, 'sub', 'after.txt') });
     await agent.fs.remove({ path: join(d, 'sub', 'b.txt') });
     await until(join('sub', 'b.txt'), EventType.REMOVE);
-    ac.abort();
-    await done;
+    await w.stop();
     const got = show(events);
     assert.equal(events.filter((e) => e.name === 'sub' && e.type === EventType.CREATE).length, 1, got);
     for (const [name, type] of [
@@ -193,25 +191,8 @@ describe('filesystem.Filesystem', () => {
   it('watchDir reports what a new directory already holds, and a removed tree without ghost names', async () => {
     const d = join(root, 'watched-trees');
     mkdirSync(d);
-    const ac = new AbortController();
-    const events: { name: string; type: EventType }[] = [];
-    let resolveStart!: () => void;
-    const startedP = new Promise<void>((r) => (resolveStart = r));
-    const done = (async () => {
-      try {
-        for await (const msg of agent.fs.watchDir({ path: d, recursive: true }, { signal: ac.signal })) {
-          if (msg.event.case === 'start') resolveStart();
-          if (msg.event.case === 'filesystem') events.push(msg.event.value);
-        }
-      } catch (err) {
-        if (ConnectError.from(err).code !== Code.Canceled) throw err;
-      }
-    })();
-    await startedP;
-    const until = async (name: string, type: EventType) => {
-      const deadline = Date.now() + 3000;
-      while (Date.now() < deadline && !events.some((e) => e.name === name && e.type === type)) await new Promise((r) => setTimeout(r, 20));
-    };
+    const w = await watching(d);
+    const { events, until } = w;
     // Created faster than a watch can be set on the new directories.
     mkdirSync(join(d, 'a', 'b'), { recursive: true });
     writeFileSync(join(d, 'a', 'b', 'f'), 'x');
@@ -219,8 +200,7 @@ describe('filesystem.Filesystem', () => {
     await agent.fs.remove({ path: join(d, 'a') });
     await until('a', EventType.REMOVE);
     await new Promise((r) => setTimeout(r, 200));
-    ac.abort();
-    await done;
+    await w.stop();
     const got = show(events);
     for (const name of ['a', join('a', 'b'), join('a', 'b', 'f')]) {
       assert.equal(events.filter((e) => e.name === name && e.type === EventType.CREATE).length, 1, `${name} created once in ${got}`);
