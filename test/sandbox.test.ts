@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import { after, before, describe, test } from 'node:test'
-import { api, apiUrl, createSandbox, home, killSandbox, readFile, run } from './helpers.js'
+import { api, apiKey, apiUrl, createSandbox, home, killSandbox, readFile, run } from './helpers.js'
 
 describe('a sandbox', () => {
   let id = ''
@@ -100,6 +100,33 @@ describe('limits', () => {
       assert.equal(cgroup('memory', big.id, 'memory.memsw.limit_in_bytes'), String(1024 * 2 ** 20), 'no swap beyond the limit')
     } finally {
       await Promise.all([killSandbox(small.id), killSandbox(big.id)])
+    }
+  })
+
+  test("envd's /metrics reports the sandbox's own CPUs, memory and CPU use, not the host's", async () => {
+    const s = await createSandbox({ cpuCount: 1, memoryMB: 256 })
+    const metrics = async () => {
+      const res = await fetch(`${apiUrl}/metrics`, { headers: { 'e2b-sandbox-id': s.id, 'x-api-key': apiKey() } })
+      assert.equal(res.status, 200)
+      return (await res.json()) as Record<string, number>
+    }
+    try {
+      const idle = await metrics()
+      assert.equal(idle.cpu_count, 1)
+      assert.equal(idle.mem_total, 256 * 2 ** 20)
+      assert.equal(idle.mem_total_mib, 256)
+      assert.ok(idle.mem_used > 0 && idle.mem_used < 100 * 2 ** 20, `idle mem_used ${idle.mem_used}`)
+      assert.ok(idle.cpu_used_pct < 50, `idle cpu ${idle.cpu_used_pct}`)
+      // 120 MiB held by one process, and one CPU kept busy.
+      await run(s.id, `nohup python3 -c "import time; b = bytearray(120 << 20); time.sleep(30)" >/dev/null 2>&1 & nohup timeout 5 sh -c 'while :; do :; done' >/dev/null 2>&1 &`)
+      await new Promise((r) => setTimeout(r, 1000))
+      await metrics()
+      await new Promise((r) => setTimeout(r, 1000))
+      const busy = await metrics()
+      assert.ok(busy.cpu_used_pct > 60, `busy cpu ${busy.cpu_used_pct}`)
+      assert.ok(busy.mem_used > 120 * 2 ** 20, `busy mem_used ${busy.mem_used}`)
+    } finally {
+      await killSandbox(s.id)
     }
   })
 

@@ -1,6 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { cpus, freemem, totalmem } from 'node:os';
-import { statfs } from 'node:fs/promises';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { Filesystem, Process } from '@sandlot/envd-proto';
 import { hasValidToken } from './auth.js';
@@ -10,6 +8,7 @@ import { filesystemService } from './fs-service.js';
 import { readJsonBody, sendError, sendJson } from './http-util.js';
 import { selectUser } from './identity.js';
 import { logError } from './log.js';
+import { sandboxMetrics } from './metrics.js';
 import { processService } from './process-service.js';
 import { baseEnv } from './processes.js';
 
@@ -20,32 +19,6 @@ const CORS_HEADERS = {
   'Access-Control-Expose-Headers': '*',
   'Access-Control-Max-Age': '7200',
 };
-
-async function metrics(res: ServerResponse): Promise<void> {
-  const total = totalmem();
-  const used = total - freemem();
-  let diskUsed = 0;
-  let diskTotal = 0;
-  try {
-    const s = await statfs('/');
-    diskTotal = s.blocks * s.bsize;
-    diskUsed = (s.blocks - s.bfree) * s.bsize;
-  } catch {
-    /* ignore */
-  }
-  sendJson(res, 200, {
-    ts: Math.floor(Date.now() / 1000),
-    cpu_count: cpus().length,
-    cpu_used_pct: 0,
-    mem_total: total,
-    mem_used: used,
-    mem_cache: 0,
-    mem_total_mib: Math.floor(total / 1048576),
-    mem_used_mib: Math.floor(used / 1048576),
-    disk_used: diskUsed,
-    disk_total: diskTotal,
-  });
-}
 
 /** The full request handler (envd HTTP + Connect RPC). Loaded lazily by main.ts after the socket listens. */
 export function createHandler(): (req: IncomingMessage, res: ServerResponse) => void {
@@ -99,7 +72,7 @@ export function createHandler(): (req: IncomingMessage, res: ServerResponse) => 
       }
       return sendJson(res, 200, env);
     }
-    if (path === '/metrics' && method === 'GET') return metrics(res);
+    if (path === '/metrics' && method === 'GET') return sendJson(res, 200, await sandboxMetrics());
     if (path === '/init' && method === 'POST') {
       try {
         applyConfig(await readJsonBody(req));
