@@ -119,6 +119,10 @@ describe('e2b SDK: sandbox lifecycle', { concurrency: true }, () => {
     assert.deepEqual(await listIds({ query: { metadata: { list: tag, 'odd key': 'a=b' } } }), [])
     assert.deepEqual(await listIds({ query: { ...mine, state: ['running'] } }), [b.sandboxId, a.sandboxId])
     assert.deepEqual(await listIds({ query: { ...mine, state: ['paused'] } }), [])
+    assert.deepEqual(await listIds({ query: { ...mine, template: 'base' } }), [b.sandboxId, a.sandboxId])
+    assert.deepEqual(await listIds({ query: { ...mine, template: 'other' } }), [])
+    const aStarted = (await a.getInfo()).startedAt
+    assert.deepEqual(await listIds({ query: { ...mine, startedAfter: aStarted } }), [b.sandboxId], 'startedAfter is exclusive')
 
     const pager = Sandbox.list({ query: mine, limit: 1 })
     assert.equal(pager.hasNext, true)
