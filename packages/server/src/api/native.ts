@@ -54,6 +54,7 @@ export function nativeRoutes(app: FastifyInstance, manager: SandboxManager, conf
     const { hold, keepAliveMs, ...rest } = req.body ?? {}
     // Nobody holds a sandbox created without a hold: it gets the longest keepAlive unless told.
     const ms = keepAliveMs ?? (hold ? undefined : config.keepAliveLimitMs)
+    if (ms === 0 && !hold) throw badRequest('keepAliveMs 0 without a hold would destroy the sandbox as soon as it is made: give a keepAlive, or hold it')
     const endAt = ms === undefined ? null : keepAliveDeadline(ms, Date.now(), config)
     const created = await manager.create({ ...rest, endAt, hold })
     return reply.code(201).send({ ...sandboxView(created.sandbox), ...(created.hold && { hold: holdView(created.hold) }) })

@@ -147,7 +147,6 @@ export class SandboxManager {
     }
     // Recorded before the runtime starts it, so a crash mid-create is cleaned up on restart.
     this.store.insertSandbox(row)
-    const hold = req.hold ? this.insertHold(id) : undefined
     try {
       await this.driver.create({ id, templateRootfs: rootfs, limits, envVars: row.envVars, accessToken: row.accessToken })
     } catch (err) {
@@ -159,8 +158,9 @@ export class SandboxManager {
     row.state = 'running'
     this.armDeadline(row)
     this.log.info({ sandboxId: id, template, ms: Date.now() - now }, 'sandbox created')
-    // The hold's lease starts once the sandbox is up, not when the request came in.
-    if (hold) this.store.renewHold(hold.id, (hold.expiresAt = Date.now() + HOLD_TTL_MS))
+    // Taken in the same tick as the sandbox turns running, so it is never running unheld; the
+    // lease starts once the sandbox is up, not when the request came in.
+    const hold = req.hold ? this.insertHold(id) : undefined
     return { sandbox: this.withHolds(row), hold }
   }
 
