@@ -5,9 +5,9 @@ import type { Logger } from 'pino'
 import type { Config } from '../config.js'
 import { SandlotError } from '../errors.js'
 import type { SandboxManager } from '../lifecycle/manager.js'
-import { ENVD_PORT, EnvdProxy, envdTargetOf, sendJson, signedFilesTarget } from '../proxy/envd.js'
+import { ENVD_PORT, EnvdProxy, envdTargetOf, sendJson } from '../proxy/envd.js'
 import type { Store } from '../store/db.js'
-import { apiKeyOf, isValidApiKey, tokensEqual } from './auth.js'
+import { apiKeyOf, isValidApiKey, signedFilesTarget, tokensEqual } from './auth.js'
 import { e2bRoutes } from './e2b.js'
 import { nativeRoutes } from './native.js'
 
@@ -54,7 +54,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         }
         if (target) return handleEnvd(req, res, deps, target.sandboxId)
         if (req.url?.startsWith('/files?') && req.url.includes('signature=')) {
-          const signedFor = signedFilesTarget(req, deps.manager.list())
+          const signedFor = signedFilesTarget(req, deps.manager.running())
           if (signedFor) return deps.proxy.forward(req, res, signedFor, {})
           return sendJson(res, 401, { code: 401, message: 'invalid signature: it was not made for this path, user and operation by a running sandbox' })
         }

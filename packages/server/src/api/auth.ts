@@ -1,5 +1,7 @@
 // API keys: "e2b_" + 40 hex digits (so the official e2b SDK's key check passes), generated at first
-// start into $SANDLOT_HOME/api-key (mode 0600); only their SHA-256 is stored.
+// start into $SANDLOT_HOME/api-key (mode 0600); only their SHA-256 is stored. Also the constant-time
+// token comparison, and which sandbox a signed /files URL belongs to.
+import { filesSignature } from '@sandlot/envd-proto/signature'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -48,4 +50,21 @@ export function tokensEqual(a: string, b: string): boolean {
   const x = Buffer.from(a)
   const y = Buffer.from(b)
   return x.length === y.length && crypto.timingSafeEqual(x, y)
+}
+
+/**
+ * A signed /files URL that arrived without routing headers (the e2b SDK's uploadUrl/downloadUrl
+ * point at E2B_SANDBOX_URL itself): the sandbox whose token made the signature. The agent checks
+ * the signature (and its expiry) again before it serves the file.
+ */
+export function signedFilesTarget(req: http.IncomingMessage, sandboxes: readonly { id: string; accessToken: string }[]): string | undefined {
+  const url = new URL(req.url ?? '/', 'http://x')
+  const signature = url.searchParams.get('signature')
+  if (url.pathname !== '/files' || !signature) return undefined
+  const op = req.method === 'POST' ? 'write' : req.method === 'GET' || req.method === 'HEAD' ? 'read' : undefined
+  if (!op) return undefined
+  const filePath = url.searchParams.get('path') ?? ''
+  const user = url.searchParams.get('username') ?? ''
+  const exp = url.searchParams.get('signature_expiration') ?? undefined
+  return sandboxes.find((s) => tokensEqual(filesSignature(filePath, op, user, s.accessToken, exp), signature))?.id
 }

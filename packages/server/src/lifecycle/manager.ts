@@ -79,8 +79,8 @@ export class SandboxManager {
 
   /** A sandbox whose init died (agent crashed, killed from the host) is cleaned up, never left half-alive. */
   private reapDead(): void {
-    for (const s of this.store.listSandboxes()) {
-      if (s.state !== 'running' || this.killing.has(s.id) || this.driver.alive(s.id)) continue
+    for (const s of this.running()) {
+      if (this.driver.alive(s.id)) continue
       this.log.warn({ sandboxId: s.id }, 'sandbox died on its own; cleaning up')
       void this.kill(s.id).catch((err) => this.log.error({ err, sandboxId: s.id }, 'cleanup of a dead sandbox failed'))
     }
@@ -94,7 +94,7 @@ export class SandboxManager {
     for (const s of this.store.listSandboxes()) {
       known.add(s.id)
       const state = s.state === 'running' ? await this.driver.state(s.id) : 'missing'
-      if (state === 'running' && !isAlive(s.endAt, this.store.holdsOf(s.id).count, Date.now())) {
+      if (state === 'running' && !this.wanted(s)) {
         this.log.info({ sandboxId: s.id }, 'sandbox reached its deadline while the server was down; destroying it')
         await this.destroyNow(s.id)
       } else if (state === 'running') {
@@ -169,26 +169,38 @@ export class SandboxManager {
     return { ...s, holds: h?.count ?? 0, holdsUntil: h?.latestExpiry ?? null }
   }
 
+  /** Running, and not being destroyed. */
+  private isLive(s: SandboxRow): boolean {
+    return s.state === 'running' && !this.killing.has(s.id)
+  }
+
+  /** Whether a client holds it or its deadline is ahead (lifetime.ts). */
+  private wanted(s: SandboxRow): boolean {
+    return isAlive(s.endAt, this.store.holdsOf(s.id).count, Date.now())
+  }
+
   /** A running sandbox, or SandboxNotFound. */
   get(id: string): SandboxState {
-    const s = this.store.getSandbox(id)
-    if (!s || s.state !== 'running' || this.killing.has(id)) throw sandboxNotFound(id)
+    const s = this.find(id)
+    if (!s) throw sandboxNotFound(id)
     return this.withHolds(s)
   }
 
   /** The sandbox if it is running, without throwing (for the data plane's hot path). */
   find(id: string): SandboxRow | undefined {
     const s = this.store.getSandbox(id)
-    return s && s.state === 'running' && !this.killing.has(id) ? s : undefined
+    return s && this.isLive(s) ? s : undefined
   }
 
-  /** Running sandboxes, newest first. */
+  /** Running sandboxes as stored, newest first: for lookups that need no hold figures. */
+  running(): SandboxRow[] {
+    return this.store.listSandboxes().filter((s) => this.isLive(s))
+  }
+
+  /** Running sandboxes with their holds, newest first. */
   list(): SandboxState[] {
     const summary = this.store.holdSummary()
-    return this.store
-      .listSandboxes()
-      .filter((s) => s.state === 'running' && !this.killing.has(s.id))
-      .map((s) => this.withHolds(s, summary))
+    return this.running().map((s) => this.withHolds(s, summary))
   }
 
   /**
@@ -245,9 +257,8 @@ export class SandboxManager {
   }
 
   private destroyIfUnwanted(id: string, reason = 'no client holds it and its deadline has passed'): void {
-    const s = this.store.getSandbox(id)
-    if (!s || s.state !== 'running' || this.killing.has(id)) return
-    if (isAlive(s.endAt, this.store.holdsOf(id).count, Date.now())) return
+    const s = this.find(id)
+    if (!s || this.wanted(s)) return
     this.log.info({ sandboxId: id }, `destroying sandbox: ${reason}`)
     void this.kill(id).catch((err) => this.log.error({ err, sandboxId: id }, 'destroying a released sandbox failed'))
   }

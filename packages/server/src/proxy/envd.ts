@@ -1,7 +1,5 @@
 // The data plane: streams envd requests (Connect RPCs, /files, /health) to the sandbox's agent over
 // its unix socket, both directions, with backpressure (stream.pipeline).
-import { filesSignature } from '@sandlot/envd-proto/signature'
-import { timingSafeEqual } from 'node:crypto'
 import http from 'node:http'
 import { pipeline } from 'node:stream'
 
@@ -22,28 +20,6 @@ export function envdTargetOf(req: http.IncomingMessage): EnvdTarget | undefined 
   const host = req.headers.host ?? ''
   const m = /^(\d+)-([a-z0-9]+)(?:-[a-z0-9]+)?\./.exec(host)
   if (m) return { sandboxId: m[2]!, port: Number(m[1]) }
-  return undefined
-}
-
-/**
- * A signed /files URL that arrived without routing headers (the e2b SDK's uploadUrl/downloadUrl
- * point at E2B_SANDBOX_URL itself): the sandbox whose token made the signature. The agent checks
- * the signature (and its expiry) again before it serves the file.
- */
-export function signedFilesTarget(req: http.IncomingMessage, sandboxes: Iterable<{ id: string; accessToken: string }>): string | undefined {
-  const url = new URL(req.url ?? '/', 'http://x')
-  const signature = url.searchParams.get('signature')
-  if (url.pathname !== '/files' || !signature) return undefined
-  const op = req.method === 'POST' ? 'write' : req.method === 'GET' || req.method === 'HEAD' ? 'read' : undefined
-  if (!op) return undefined
-  const path = url.searchParams.get('path') ?? ''
-  const user = url.searchParams.get('username') ?? ''
-  const exp = url.searchParams.get('signature_expiration') ?? undefined
-  const given = Buffer.from(signature)
-  for (const s of sandboxes) {
-    const expected = Buffer.from(filesSignature(path, op, user, s.accessToken, exp))
-    if (expected.length === given.length && timingSafeEqual(expected, given)) return s.id
-  }
   return undefined
 }
 
