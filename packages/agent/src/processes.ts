@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
+import { resolve } from 'node:path';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { ProcessConfigSchema, ProcessEventSchema, ProcessSelector, StartRequest } from '@sandlot/envd-proto';
@@ -279,6 +280,7 @@ export async function startProcess(req: StartRequest, user: UserInfo, timeoutMs:
         opts.gid = user.gid;
       }
     }
+    [file, args] = markedForOom(file, args, env.PATH, cwd);
     let term: Pty;
     try {
       term = pty.spawn(file, args, opts);
@@ -296,9 +298,10 @@ export async function startProcess(req: StartRequest, user: UserInfo, timeoutMs:
     });
   } else {
     const stdinEnabled = req.stdin !== false;
+    const [file, args] = markedForOom(pc.cmd, pc.args, env.PATH, cwd);
     let child: ChildProcess;
     try {
-      child = spawn(pc.cmd, pc.args, {
+      child = spawn(file, args, {
         cwd,
         env,
         uid: switchUser ? user.uid : undefined,
@@ -346,7 +349,7 @@ export async function startProcess(req: StartRequest, user: UserInfo, timeoutMs:
       done();
     });
   }
-  preferForOom(proc.pid);
+  if (!hasChoom) preferForOom(proc.pid);
   procs.set(proc.pid, proc);
   if (timeoutMs && timeoutMs > 0) proc.setDeadline(timeoutMs);
   return proc;
@@ -356,10 +359,38 @@ export async function startProcess(req: StartRequest, user: UserInfo, timeoutMs:
  * What the agent starts is the OOM killer's first choice, never the agent itself: a sandbox that
  * runs out of memory loses the process that ate it and keeps its agent. Raising oom_score_adj needs
  * no privilege (lowering the agent's would need CAP_SYS_RESOURCE on the host, which not every host
- * grants); children inherit the value. It is written right after the spawn returns (the exec has
- * happened), which leaves the new process microseconds unmarked: too little to matter for memory.
+ * grants); children inherit the value.
+ *
+ * The mark is set by util-linux's choom in the new process before it execs the command, so nothing
+ * the command forks can escape it. Writing it from the agent after the spawn left a window: on a
+ * loaded host a shell forked its children before the write, and those unmarked children outranked
+ * the agent only by size, so the agent was killed in their place. A template without choom falls
+ * back to that write.
  */
 const USER_PROCESS_OOM_SCORE_ADJ = '500';
+const CHOOM = '/usr/bin/choom';
+let hasChoom: boolean | undefined;
+
+function markedForOom(cmd: string, args: string[], path: string | undefined, cwd: string): [string, string[]] {
+  hasChoom ??= existsSync(CHOOM);
+  if (!hasChoom) return [cmd, args];
+  // Unwrapped, a missing command fails the spawn; wrapped, choom would start and exit 127. Look first.
+  if (!findCommand(cmd, path, cwd)) throw new ConnectError(`failed to start process '${cmd}': not found`, Code.InvalidArgument);
+  return [CHOOM, ['-n', USER_PROCESS_OOM_SCORE_ADJ, '--', cmd, ...args]];
+}
+
+/** Whether execvp would find `cmd` from `cwd`: a path as given, a bare name in one of PATH's directories. */
+function findCommand(cmd: string, path = DEFAULT_PATH, cwd: string): boolean {
+  const isFile = (p: string) => {
+    try {
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (cmd.includes('/')) return isFile(resolve(cwd, cmd));
+  return path.split(':').some((dir) => isFile(resolve(cwd, dir || '.', cmd)));
+}
 
 function preferForOom(pid: number): void {
   try {
