@@ -29,6 +29,7 @@ describe('sandlot CLI', () => {
       assert.equal(cli(['exec', '--user', 'root', id, '--', 'id', '-un']).stdout, 'root\n')
       const missing = cli(['exec', id, '--', 'no-such-command'])
       assert.notEqual(missing.code, 0)
+      assert.match(missing.stderr, /failed to start process 'no-such-command': not found/)
     } finally {
       assert.equal(cli(['kill', id]).code, 0)
     }
@@ -69,6 +70,12 @@ describe('sandlot CLI', () => {
       cli(['kill', id])
       cli(['kill', shortId])
     }
+  })
+
+  test("the README's `npx sandlot` runs this CLI (its bin is linked by `npm ci`, before any build)", () => {
+    const r = spawnSync('npx', ['--no-install', 'sandlot', '--help'], { encoding: 'utf8' })
+    assert.equal(r.status, 0, r.stderr)
+    assert.match(r.stdout, /^Usage: sandlot <command>/m)
   })
 
   test('says so when the server is not running or the key is wrong', () => {

@@ -52,7 +52,7 @@ async function main(argv: string[]): Promise<number> {
     if (!positionals[0]) throw new CliError(`Usage: sandlot ${command} <sandbox-id>`)
     return positionals[0]
   }
-  if (values.help || !command || command === 'help') {
+  if (values.help || !command || command === 'help' || command === '--help' || command === '-h') {
     console.log(USAGE)
     return command ? 0 : 2
   }
