@@ -74,6 +74,26 @@ describe('the API', () => {
     for (const f of ['sandlot.db-wal', 'sandlot.db-shm']) if (fs.existsSync(path.join(home, f))) assert.equal(mode(f), '600')
   })
 
+  test('an idle pooled connection outlives the clients\' own idle timeout (5 s), so they close first', async () => {
+    // A server that closed at 5 s raced Node's pooled clients and reset requests sent on the way.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+    const get = () =>
+      new Promise<{ status?: number; reused: boolean }>((resolve, reject) => {
+        const req = http.get(`${apiUrl}/health`, { agent }, (res) => {
+          res.resume()
+          res.on('end', () => resolve({ status: res.statusCode, reused: req.reusedSocket }))
+        })
+        req.on('error', reject)
+      })
+    try {
+      assert.deepEqual(await get(), { status: 200, reused: false })
+      await new Promise((r) => setTimeout(r, 6_000))
+      assert.deepEqual(await get(), { status: 200, reused: true })
+    } finally {
+      agent.destroy()
+    }
+  })
+
   test('unknown routes → 404 JSON naming the route', async () => {
     const r = await api('POST', '/v9/whatever')
     assert.equal(r.status, 404)

@@ -46,8 +46,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     forceCloseConnections: true,
     // Wrong types are the client's error to hear about, not to be silently converted or dropped.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
-    serverFactory: (handler) =>
-      http.createServer((req, res) => {
+    serverFactory: (handler) => {
+      const server = http.createServer((req, res) => {
         const target = envdTargetOf(req)
         if (target && target.port !== ENVD_PORT) {
           return sendJson(res, 502, { sandboxId: target.sandboxId, message: `Port ${target.port} is not reachable: Sandlot forwards only the agent's port (${ENVD_PORT}) so far`, code: 502 })
@@ -59,7 +59,13 @@ export function buildApp(deps: AppDeps): FastifyInstance {
           return sendJson(res, 401, { code: 401, message: 'invalid signature: it was not made for this path, user and operation by a running sandbox' })
         }
         handler(req, res)
-      }),
+      })
+      // Fastify's own default, which a serverFactory forgoes (Node's is 5 s). Clients pool connections
+      // and close idle ones themselves after about 5 s; a server that closes first races them, and a
+      // client whose thread was busy then sends its next request into a closed socket (ECONNRESET).
+      server.keepAliveTimeout = 72_000
+      return server
+    },
   })
 
   app.setErrorHandler((err: FastifyError | SandlotError, req, reply) => {
