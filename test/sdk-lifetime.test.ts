@@ -95,6 +95,27 @@ describe('SDK lifetime', { concurrency: true }, () => {
     assert.ok(ms <= 20_000 + SLACK_MS, `gone after ${ms} ms`)
   })
 
+  test('a client whose main thread is blocked past the lease (execSync) keeps its sandbox', { timeout: 60_000 }, async () => {
+    const child = spawnScript(
+      `import { execSync } from 'node:child_process'
+       import { Sandbox } from 'sandlot'
+       const sandbox = await Sandbox.create({ metadata: { test: 'blocked-loop' } })
+       await sandbox.filesystem.write('before.txt', 'written before')
+       console.log('id=' + sandbox.id)
+       execSync('sleep 24') // no timer, no promise runs in this thread meanwhile
+       console.log('read=' + await sandbox.filesystem.read('before.txt'))
+       await sandbox.close()`,
+    )
+    const id = cleanup.add((await waitForLine(child, /id=(i[a-z0-9]{20})/))[1]!)
+    // Past a lease (15 s) and the watchdog's tick: only the lifeline worker can have renewed it.
+    await sleep(20_000)
+    assert.equal((await sandboxState(id))?.holds, 1, 'still held while the client is blocked')
+    assert.equal((await waitForLine(child, /read=(.*)/, 20_000))[1], 'written before')
+    const code = await new Promise((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.on('exit', resolve)))
+    assert.equal(code, 0)
+    assert.ok((await msUntilGone(id, 5_000)) <= 5_000, 'released by close()')
+  })
+
   test('a script that forgets close() still exits by itself, and its sandbox goes within 20 s', { timeout: 60_000 }, async () => {
     const started = Date.now()
     const r = await runScript(

@@ -1,14 +1,17 @@
 // A client's hold on a sandbox: a lease the server drops 15 s after its last renewal. The keeper
 // renews it on an unref'd timer, so a script that forgets close() still exits (and the server
-// then releases the sandbox within 20 s); it never depends on a goodbye.
+// then releases the sandbox within 20 s); it never depends on a goodbye. A lifeline worker renews
+// it when the main thread is blocked.
 import { ConnectionError, SandboxNotFoundError, SandlotError } from './errors.js'
 import { sandboxRoute, type ApiClient, type HoldJSON } from './http.js'
+import { Lifeline } from './lifeline.js'
 
 export class HoldKeeper {
   private hold: HoldJSON
   private timer: NodeJS.Timeout | undefined
   private inFlight: Promise<void> | undefined
   private stopped = false
+  private readonly lifeline = new Lifeline()
 
   constructor(
     private readonly api: ApiClient,
@@ -18,6 +21,7 @@ export class HoldKeeper {
     private readonly onGone: (err: SandboxNotFoundError) => void,
   ) {
     this.hold = hold
+    this.watch()
     this.schedule()
   }
 
@@ -28,6 +32,16 @@ export class HoldKeeper {
 
   get holdId(): string {
     return this.hold.id
+  }
+
+  private get route(): string {
+    return `${sandboxRoute(this.sandboxId)}/holds/${encodeURIComponent(this.hold.id)}`
+  }
+
+  /** Tells the lifeline the hold was just renewed (or replaced). */
+  private watch(): void {
+    const { apiUrl, apiKey } = this.api.config
+    this.lifeline.watch(`${apiUrl}${this.route}`, apiKey, this.hold.renewEveryMs, this.hold.ttlMs)
   }
 
   private schedule(): void {
@@ -42,11 +56,11 @@ export class HoldKeeper {
   }
 
   private async renew(): Promise<void> {
-    const route = `${sandboxRoute(this.sandboxId)}/holds/${encodeURIComponent(this.hold.id)}`
     // A renewal that hangs longer than the lease is worthless; give up on it and try again.
     const signal = AbortSignal.timeout(this.hold.ttlMs)
     try {
-      this.hold = await this.api.request<HoldJSON>('PUT', route, { sandboxId: this.sandboxId, signal })
+      this.hold = await this.api.request<HoldJSON>('PUT', this.route, { sandboxId: this.sandboxId, signal })
+      if (!this.stopped) this.watch()
     } catch (err) {
       if (this.stopped) return
       if (err instanceof SandboxNotFoundError) return this.gone(err)
@@ -54,6 +68,7 @@ export class HoldKeeper {
       if (err instanceof SandlotError && err.code === 'hold_not_found') {
         try {
           this.hold = await HoldKeeper.open(this.api, this.sandboxId, signal)
+          if (!this.stopped) this.watch()
         } catch (e) {
           if (e instanceof SandboxNotFoundError && !this.stopped) this.gone(e)
         }
@@ -71,6 +86,7 @@ export class HoldKeeper {
   private stop(): void {
     this.stopped = true
     if (this.timer) clearTimeout(this.timer)
+    this.lifeline.end()
   }
 
   /**
@@ -81,7 +97,7 @@ export class HoldKeeper {
     this.stop()
     await this.inFlight?.catch(() => {})
     try {
-      await this.api.request('DELETE', `${sandboxRoute(this.sandboxId)}/holds/${encodeURIComponent(this.hold.id)}`, { sandboxId: this.sandboxId })
+      await this.api.request('DELETE', this.route, { sandboxId: this.sandboxId })
     } catch (err) {
       if (err instanceof SandboxNotFoundError) return
       if (err instanceof ConnectionError) {

@@ -1,0 +1,98 @@
+// A worker thread that renews holds while the main thread cannot. Renewals run on the client's event
+// loop; a client busy in execSync or a long synchronous computation would stop renewing and lose
+// its sandbox 15 s later, though its process lives and its handle is open. The worker has its own
+// loop: it watches when each hold was last renewed and renews the ones the main thread left late.
+// It is only a backup: the main thread still renews, and handles lapsed holds and vanished
+// sandboxes when it runs again. One worker serves every handle of the process; it is unref'd (it
+// never keeps a script alive) and ends with the last hold.
+import { Worker } from 'node:worker_threads'
+
+/** How much later than its period a renewal must be for the worker to step in. */
+const LATE_MS = 3_000
+
+/** What the worker knows of a hold. `lastRenewed` (ms since the epoch) is shared with the main thread. */
+interface Watched {
+  key: number
+  url: string
+  apiKey: string
+  renewEveryMs: number
+  ttlMs: number
+  lastRenewed: BigInt64Array
+}
+
+// Evaluated by the worker: the SDK ships as one bundle per module system, with no separate worker
+// file to find. getBuiltinModule works whether the eval is read as CommonJS or as a module.
+// node:http rather than fetch, whose undici would cost the worker ~20 MB more.
+const WORKER_SOURCE = `
+const { parentPort } = process.getBuiltinModule('node:worker_threads')
+const http = process.getBuiltinModule('node:http')
+const https = process.getBuiltinModule('node:https')
+const holds = new Map()
+const inFlight = new Set()
+parentPort.on('message', (m) => (m.url ? holds.set(m.key, m) : holds.delete(m.key)))
+setInterval(() => {
+  for (const h of holds.values()) {
+    // The main thread renews every renewEveryMs; a renewal later than that by ${LATE_MS} ms means it is stuck.
+    if (inFlight.has(h.key) || Date.now() - Number(Atomics.load(h.lastRenewed, 0)) < h.renewEveryMs + ${LATE_MS}) continue
+    inFlight.add(h.key)
+    const url = new URL(h.url)
+    const req = (url.protocol === 'https:' ? https : http).request(url, { method: 'PUT', headers: { 'x-api-key': h.apiKey }, timeout: h.ttlMs }, (res) => {
+      if (res.statusCode === 200) Atomics.store(h.lastRenewed, 0, BigInt(Date.now()))
+      res.resume()
+    })
+    req.on('timeout', () => req.destroy())
+    req.on('error', () => {})
+    req.on('close', () => inFlight.delete(h.key))
+    req.end()
+  }
+}, 1000)
+`
+
+let worker: Worker | undefined
+/** The worker failed: the main thread's renewals go on alone. */
+let workerFailed = false
+let nextKey = 0
+/** The holds the worker watches, by key. */
+const live = new Set<number>()
+
+/** One hold, as the main thread tells the worker about it. */
+export class Lifeline {
+  private readonly key = ++nextKey
+  private readonly lastRenewed = new BigInt64Array(new SharedArrayBuffer(8))
+  private url = ''
+
+  /** Watches (or goes on watching) the hold renewed at `url`: counts as renewed now. */
+  watch(url: string, apiKey: string, renewEveryMs: number, ttlMs: number): void {
+    this.renewed()
+    if (url === this.url || workerFailed) return
+    this.url = url
+    if (!worker) {
+      // No execArgv: the client's own flags (--import hooks, --input-type, --inspect) are not the worker's.
+      worker = new Worker(WORKER_SOURCE, { eval: true, name: 'sandlot-lifeline', execArgv: [] })
+      worker.on('error', () => {
+        workerFailed = true
+        worker = undefined
+        live.clear()
+      })
+      worker.unref()
+    }
+    const watched: Watched = { key: this.key, url, apiKey, renewEveryMs, ttlMs, lastRenewed: this.lastRenewed }
+    worker.postMessage(watched)
+    live.add(this.key)
+  }
+
+  /** The main thread renewed the hold. */
+  renewed(): void {
+    Atomics.store(this.lastRenewed, 0, BigInt(Date.now()))
+  }
+
+  /** Stops watching; the worker ends with the last hold. */
+  end(): void {
+    if (!live.delete(this.key) || !worker) return
+    worker.postMessage({ key: this.key })
+    if (live.size === 0) {
+      void worker.terminate()
+      worker = undefined
+    }
+  }
+}
