@@ -68,13 +68,15 @@ export class Lifeline {
     this.url = url
     if (!worker) {
       // No execArgv: the client's own flags (--import hooks, --input-type, --inspect) are not the worker's.
-      worker = new Worker(WORKER_SOURCE, { eval: true, name: 'sandlot-lifeline', execArgv: [] })
-      worker.on('error', () => {
+      const started = new Worker(WORKER_SOURCE, { eval: true, name: 'sandlot-lifeline', execArgv: [] })
+      started.on('error', () => {
+        if (worker !== started) return
         workerFailed = true
         worker = undefined
         live.clear()
       })
-      worker.unref()
+      started.unref()
+      worker = started
     }
     const watched: Watched = { key: this.key, url, apiKey, renewEveryMs, ttlMs, lastRenewed: this.lastRenewed }
     worker.postMessage(watched)
@@ -82,7 +84,7 @@ export class Lifeline {
   }
 
   /** The main thread renewed the hold. */
-  renewed(): void {
+  private renewed(): void {
     Atomics.store(this.lastRenewed, 0, BigInt(Date.now()))
   }
 
