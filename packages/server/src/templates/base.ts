@@ -21,6 +21,9 @@ export const BASE_RECIPE: TemplateRecipe = {
   packages: [
     'bash', 'python3', 'python3-pip', 'python-is-python3', 'curl', 'git', 'sudo', 'procps', 'iproute2',
     'ca-certificates', 'tini', 'less', 'nano', 'xz-utils', 'unzip',
+    // Essential in bookworm, named because the agent needs it: setpriv drops a terminal's privileges,
+    // choom marks every process for the OOM killer before it execs.
+    'util-linux',
   ],
   customize: [
     'chroot "$1" useradd --create-home --uid 1000 --user-group --shell /bin/bash --groups sudo user',
