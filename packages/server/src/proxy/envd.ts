@@ -45,7 +45,10 @@ export class EnvdProxy {
   private agentFor(sandboxId: string): http.Agent {
     let agent = this.agents.get(sandboxId)
     if (!agent) {
-      agent = new http.Agent({ keepAlive: true, maxFreeSockets: 8 })
+      // Idle sockets are closed here after 30 s, before the agent's own 65 s, so this side always
+      // closes first and a request never goes into a socket the agent is closing. (The timeout only
+      // closes free sockets; on a busy one Node merely emits 'timeout', which nothing here acts on.)
+      agent = new http.Agent({ keepAlive: true, maxFreeSockets: 8, timeout: 30_000 })
       this.agents.set(sandboxId, agent)
     }
     return agent
