@@ -46,7 +46,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     forceCloseConnections: true,
     // Wrong types are the client's error to hear about, not to be silently converted or dropped.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
-    serverFactory: (handler) => {
+    serverFactory: (handler, opts) => {
       const server = http.createServer((req, res) => {
         const target = envdTargetOf(req)
         if (target && target.port !== ENVD_PORT) {
@@ -60,10 +60,11 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         }
         handler(req, res)
       })
-      // Fastify's own default, which a serverFactory forgoes (Node's is 5 s). Clients pool connections
-      // and close idle ones themselves after about 5 s; a server that closes first races them, and a
-      // client whose thread was busy then sends its next request into a closed socket (ECONNRESET).
-      server.keepAliveTimeout = 72_000
+      // Fastify's setting (72 s by default), which it applies only to servers it makes itself; Node's
+      // own is 5 s. Clients pool connections and close idle ones themselves after about 5 s; a server
+      // that closes first races them, and a client whose thread was busy then sends its next request
+      // into a closed socket (ECONNRESET).
+      server.keepAliveTimeout = opts.keepAliveTimeout as number
       return server
     },
   })
