@@ -6,7 +6,8 @@ import { startHarnessServer } from './harness.mjs'
 import { root, setup } from './setup.mjs'
 
 setup()
-const server = await startHarnessServer({ name: 'home', port: Number(process.env.SANDLOT_TEST_PORT ?? 3190) })
+// SANDLOT_TEST_NAME and SANDLOT_TEST_PORT let several suites run side by side (own home and port).
+const server = await startHarnessServer({ name: process.env.SANDLOT_TEST_NAME ?? 'home', port: Number(process.env.SANDLOT_TEST_PORT ?? 3190) })
 
 const inDir = (dir) => fs.readdirSync(`${root}/${dir}`).filter((f) => f.endsWith('.test.ts')).map((f) => `${dir}/${f}`)
 const files = process.argv.slice(2)
