@@ -15,6 +15,8 @@ const SYSTEM_PACKAGES = {
   unshare: 'util-linux',
   tar: 'tar',
   mount: 'mount',
+  // the read-only image of the agent's files (runtime/agent-files.ts)
+  mke2fs: 'e2fsprogs',
 }
 
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0

@@ -12,6 +12,12 @@ export interface AgentConfig {
 }
 
 export const socketPath = process.env.SANDLOT_AGENT_SOCKET || '/run/sandlot/agent.sock';
+/**
+ * The listening socket the daemon made and handed in (its fd), if any: the daemon reaches the agent
+ * only through it, never through a path inside the sandbox. Without it (tests, a bare agent), the
+ * agent listens on socketPath itself.
+ */
+export const listenFd = process.env.SANDLOT_AGENT_LISTEN_FD ? Number(process.env.SANDLOT_AGENT_LISTEN_FD) : undefined;
 const configPath = process.env.SANDLOT_AGENT_CONFIG || '/run/sandlot/agent.json';
 
 /** The live configuration; mutated by POST /init. */

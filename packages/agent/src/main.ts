@@ -3,7 +3,7 @@
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
-import { loadConfigFile, socketPath } from './config.js';
+import { listenFd, loadConfigFile, socketPath } from './config.js';
 import { logError, logInfo } from './log.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -27,12 +27,14 @@ function loadHandler(): Promise<Handler> {
 }
 
 loadConfigFile();
-try {
-  mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
-} catch (err) {
-  logError(`cannot create ${dirname(socketPath)}`, err);
+if (listenFd === undefined) {
+  try {
+    mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
+  } catch (err) {
+    logError(`cannot create ${dirname(socketPath)}`, err);
+  }
+  rmSync(socketPath, { force: true });
 }
-rmSync(socketPath, { force: true });
 
 const server = createServer((req, res) => {
   if (req.url === '/health' && (req.method === 'GET' || req.method === 'HEAD')) {
@@ -54,20 +56,23 @@ server.on('clientError', (_err, socket) => {
   if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
   else socket.destroy();
 });
+const where = listenFd === undefined ? socketPath : `fd ${listenFd}`;
 server.on('error', (err) => {
-  logError(`cannot listen on ${socketPath}`, err);
+  logError(`cannot listen on ${where}`, err);
   process.exit(1);
 });
-server.listen(socketPath, () => {
-  try {
-    chmodSync(socketPath, 0o600);
-  } catch (err) {
-    logError('chmod socket', err);
+server.listen(listenFd === undefined ? socketPath : { fd: listenFd }, () => {
+  if (listenFd === undefined) {
+    try {
+      chmodSync(socketPath, 0o600);
+    } catch (err) {
+      logError('chmod socket', err);
+    }
   }
   if (process.env.SANDLOT_AGENT_DEBUG) {
     const t0 = (globalThis as { __sandlotT0?: number }).__sandlotT0 ?? 0;
     const now = performance.now();
-    logInfo(`listening on ${socketPath}: ${now.toFixed(1)} ms after process start (node bootstrap ${t0.toFixed(1)} ms + agent ${(now - t0).toFixed(1)} ms)`);
+    logInfo(`listening on ${where}: ${now.toFixed(1)} ms after process start (node bootstrap ${t0.toFixed(1)} ms + agent ${(now - t0).toFixed(1)} ms)`);
   }
   setImmediate(loadHandler);
 });

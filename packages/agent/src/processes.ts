@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, openSync, statSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { resolve } from 'node:path';
@@ -7,7 +7,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { ProcessConfigSchema, ProcessEventSchema, ProcessSelector, StartRequest } from '@sandlot/envd-proto';
 import { Channel } from './channel.js';
-import { config } from './config.js';
+import { config, listenFd } from './config.js';
 import { toConnectError } from './errors.js';
 import { baseDir } from './identity.js';
 import { logError } from './log.js';
@@ -281,6 +281,7 @@ export async function startProcess(req: StartRequest, user: UserInfo, timeoutMs:
       }
     }
     [file, args] = markedForOom(file, args, env.PATH, cwd);
+    [file, args] = withoutListenFd(file, args);
     let term: Pty;
     try {
       term = pty.spawn(file, args, opts);
@@ -307,7 +308,7 @@ export async function startProcess(req: StartRequest, user: UserInfo, timeoutMs:
         uid: switchUser ? user.uid : undefined,
         gid: switchUser ? user.gid : undefined,
         detached: true,
-        stdio: [stdinEnabled ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+        stdio: [stdinEnabled ? 'pipe' : 'ignore', 'pipe', 'pipe', ...listenFdCover()],
       });
     } catch (err) {
       throw new ConnectError(`failed to start process '${pc.cmd}': ${(err as Error).message}`, Code.Internal);
@@ -370,6 +371,22 @@ export async function startProcess(req: StartRequest, user: UserInfo, timeoutMs:
 const USER_PROCESS_OOM_SCORE_ADJ = '500';
 const CHOOM = '/usr/bin/choom';
 let hasChoom: boolean | undefined;
+
+// The agent's listening socket (config.listenFd) is inherited without close-on-exec, which Node cannot
+// set; a process that kept it could accept the daemon's connections in the agent's place. Children
+// started by child_process get /dev/null over that fd; node-pty's forkpty cannot be told, so a
+// terminal's command is exec'd by sh with the fd closed.
+let devNull: number | undefined;
+function listenFdCover(): number[] {
+  if (listenFd === undefined) return [];
+  devNull ??= openSync('/dev/null', 'r');
+  return [...Array<number>(listenFd - 3).fill(devNull), devNull];
+}
+
+function withoutListenFd(file: string, args: string[]): [string, string[]] {
+  if (listenFd === undefined || !existsSync('/bin/sh')) return [file, args];
+  return ['/bin/sh', ['-c', `exec "$@" ${listenFd}>&-`, 'sh', file, ...args]];
+}
 
 function markedForOom(cmd: string, args: string[], path: string | undefined, cwd: string): [string, string[]] {
   hasChoom ??= existsSync(CHOOM);

@@ -1,4 +1,5 @@
 // Server settings: every one comes from the environment and has a working default.
+import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -35,6 +36,10 @@ export interface Config {
   maxLifetimeMs: number
   /** E2B sandboxes created without a timeout live this long (E2B's documented 5 minutes). */
   e2bDefaultTimeoutMs: number
+  /** How long an agent may take to begin its answer to a proxied request (ms); then 504. */
+  agentReplyTimeoutMs: number
+  /** Open client connections the server accepts at once (SANDLOT_MAX_CONNECTIONS); more are refused. */
+  maxConnections: number
   /** Domain returned to E2B clients. */
   domain: string
   logLevel: string
@@ -91,7 +96,29 @@ export function loadConfig(env = process.env): Config {
     maxLifetimeMs: intFrom('SANDLOT_MAX_LIFETIME_MS', 3_600_000),
     e2bDefaultTimeoutMs: intFrom('SANDLOT_E2B_DEFAULT_TIMEOUT_MS', 300_000),
     noNewPrivileges: env.SANDLOT_NO_NEW_PRIVILEGES === '1' || env.SANDLOT_NO_NEW_PRIVILEGES === 'true',
+    agentReplyTimeoutMs: intFrom('SANDLOT_AGENT_REPLY_TIMEOUT_MS', 120_000),
+    maxConnections: intFrom('SANDLOT_MAX_CONNECTIONS', defaultMaxConnections()),
     domain: env.SANDLOT_DOMAIN ?? `${listen.host}:${listen.port}`,
     logLevel: env.SANDLOT_LOG_LEVEL ?? 'info',
   }
+}
+
+/** The hard RLIMIT_NOFILE of this process, capped at 1 Mi: the most a sandbox can be given. */
+export function hostMaxOpenFiles(): number {
+  try {
+    const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'))
+    const hard = Number(line?.trim().split(/\s+/)[4])
+    if (Number.isInteger(hard) && hard > 0) return Math.min(hard, 1048576)
+  } catch {
+    // not Linux /proc: fall through
+  }
+  return 1024
+}
+
+/**
+ * A quarter of the daemon's descriptors (a proxied request holds two, and sandboxes, logs and SQLite
+ * need theirs), at most 16,384.
+ */
+function defaultMaxConnections(): number {
+  return Math.max(64, Math.min(16_384, Math.floor(hostMaxOpenFiles() / 4)))
 }

@@ -2,14 +2,16 @@
 // (template below, the sandbox's own layer above), started detached by runc, crun or runsc.
 import { execFile, spawn } from 'node:child_process'
 import fs from 'node:fs'
+import http from 'node:http'
 import net from 'node:net'
 import path from 'node:path'
 import { promisify } from 'node:util'
-import type { Config, RuntimeName } from '../config.js'
+import { hostMaxOpenFiles, type Config, type RuntimeName } from '../config.js'
 import { unavailable } from '../errors.js'
 import type { RuntimeDriver, RuntimeState, SandboxSpec } from './driver.js'
 import type { IdRange } from './idmap.js'
-import { hostMaxOpenFiles, ociSpec } from './spec.js'
+import { mountAgentFiles } from './agent-files.js'
+import { ociSpec } from './spec.js'
 
 const exec = promisify(execFile)
 
@@ -25,8 +27,9 @@ interface Paths {
   rootfs: string
   upper: string
   work: string
-  run: string
   log: string
+  /** The agent's listening socket on the host: made by the daemon, handed to the agent as an fd. */
+  socket: string
   /** The init's host pid (written by the runtime) and its start time, against pid reuse. */
   pidFile: string
   startFile: string
@@ -37,6 +40,8 @@ export class OciDriver implements RuntimeDriver {
   private readonly stateRoot: string
   private readonly sandboxesDir: string
   private readonly maxOpenFiles = hostMaxOpenFiles()
+  /** Where mountAgentFiles put the files bound at /opt/sandlot. */
+  private agentFilesDir: string | undefined
 
   constructor(
     private readonly config: Config,
@@ -58,15 +63,20 @@ export class OciDriver implements RuntimeDriver {
       rootfs: path.join(dir, 'bundle', 'rootfs'),
       upper: path.join(dir, 'upper'),
       work: path.join(dir, 'work'),
-      run: path.join(dir, 'run'),
       log: path.join(dir, 'sandbox.log'),
+      socket: path.join(dir, 'agent.sock'),
       pidFile: path.join(dir, 'init.pid'),
       startFile: path.join(dir, 'init.start'),
     }
   }
 
+  private agentFiles(): string {
+    if (!this.agentFilesDir) throw new Error('the agent files are not mounted yet (check() first)')
+    return this.agentFilesDir
+  }
+
   agentSocket(id: string): string {
-    return path.join(this.paths(id).run, 'agent.sock')
+    return this.paths(id).socket
   }
 
   private runtimeArgs(...args: string[]): string[] {
@@ -82,6 +92,7 @@ export class OciDriver implements RuntimeDriver {
     for (const file of [this.config.nodeBinary, path.join(this.config.agentDir, 'agent.mjs'), ...Object.values(this.config.nativeModules)]) {
       if (!fs.existsSync(file)) throw new Error(`${file} is missing: run "npm run build" first`)
     }
+    this.agentFilesDir = await mountAgentFiles(this.config.home, this.config)
     // A real container proves the runtime works on this host (cgroup layout, user namespaces, seccomp).
     const id = `probe-${process.pid}`
     await this.destroy(id)
@@ -112,27 +123,28 @@ export class OciDriver implements RuntimeDriver {
     fs.mkdirSync(p.rootfs, { recursive: true })
     for (const d of [p.upper, p.work]) fs.mkdirSync(d, { recursive: true, mode: 0o700 })
     // The sandbox's own layer belongs to its root; only its top directory, /etc/hosts and
-    // /etc/hostname (the sandbox's id, never the template builder's) are made here.
+    // /etc/hostname (the sandbox's id, never the template builder's) and the agent's config in
+    // /run/sandlot (root's alone) are made here, before anything runs in it. The config lives in the
+    // layer rather than a bind of a host directory, so no host path shows in the sandbox's mountinfo.
     fs.chownSync(p.upper, owner, owner)
     fs.chmodSync(p.upper, 0o755)
-    fs.mkdirSync(path.join(p.upper, 'etc'), { mode: 0o755 })
-    fs.chownSync(path.join(p.upper, 'etc'), owner, owner)
-    const etcFiles = {
-      hosts: `127.0.0.1\tlocalhost\n127.0.1.1\t${spec.id}\n::1\tlocalhost ip6-localhost ip6-loopback\n`,
-      hostname: `${spec.id}\n`,
-    }
-    for (const [name, content] of Object.entries(etcFiles)) {
-      const file = path.join(p.upper, 'etc', name)
-      fs.writeFileSync(file, content)
+    const files: [string, string, number][] = [
+      ['etc/hosts', `127.0.0.1\tlocalhost\n127.0.1.1\t${spec.id}\n::1\tlocalhost ip6-localhost ip6-loopback\n`, 0o644],
+      ['etc/hostname', `${spec.id}\n`, 0o644],
+      ['run/sandlot/agent.json', JSON.stringify({ envVars: spec.envVars, defaultUser: 'user', accessToken: spec.accessToken || undefined }), 0o600],
+    ]
+    for (const [name, content, mode] of files) {
+      const parts = name.split('/')
+      for (let i = 1; i < parts.length; i++) {
+        const dir = path.join(p.upper, ...parts.slice(0, i))
+        if (fs.existsSync(dir)) continue
+        fs.mkdirSync(dir, { mode: dir.endsWith('/run/sandlot') ? 0o700 : 0o755 })
+        fs.chownSync(dir, owner, owner)
+      }
+      const file = path.join(p.upper, name)
+      fs.writeFileSync(file, content, { mode })
       fs.chownSync(file, owner, owner)
     }
-    fs.mkdirSync(p.run, { mode: 0o700 })
-    fs.chownSync(p.run, owner, owner)
-    fs.writeFileSync(
-      path.join(p.run, 'agent.json'),
-      JSON.stringify({ envVars: spec.envVars, defaultUser: 'user', accessToken: spec.accessToken || undefined }),
-      { mode: 0o644 },
-    )
     // Relative layer paths (from the sandbox's directory, via a "lower" link to the template): the
     // sandbox's /proc/mounts shows the options as given, and must not reveal host paths.
     fs.symlinkSync(spec.templateRootfs, path.join(p.dir, 'lower'))
@@ -145,10 +157,7 @@ export class OciDriver implements RuntimeDriver {
           rootfs: p.rootfs,
           idRange: this.idRange,
           limits: spec.limits,
-          nodeBinary: this.config.nodeBinary,
-          agentDir: this.config.agentDir,
-          nativeModules: this.config.nativeModules,
-          runDir: p.run,
+          agentFiles: this.agentFiles(),
           noNewPrivileges: this.config.noNewPrivileges,
           maxOpenFiles: this.maxOpenFiles,
           args,
@@ -156,11 +165,14 @@ export class OciDriver implements RuntimeDriver {
       ),
     )
     const log = fs.openSync(p.log, 'a')
+    const listener = await listenUnix(p.socket)
     try {
       await new Promise<void>((resolve, reject) => {
         // Detached into its own session: the sandbox outlives the daemon (kill -9, restart, upgrade).
-        const child = spawn(this.name, this.runtimeArgs('run', '--detach', '--pid-file', p.pidFile, '--bundle', p.bundle, spec.id), {
-          stdio: ['ignore', log, log],
+        // The agent's listening socket goes in as fd 3 (--preserve-fds 1): the daemon reaches the
+        // agent through a path only it can see, never through a directory the sandbox can write.
+        const child = spawn(this.name, this.runtimeArgs('run', '--detach', '--preserve-fds', '1', '--pid-file', p.pidFile, '--bundle', p.bundle, spec.id), {
+          stdio: ['ignore', log, log, listener.fd],
           detached: true,
         })
         child.on('error', reject)
@@ -171,6 +183,7 @@ export class OciDriver implements RuntimeDriver {
       })
     } finally {
       fs.closeSync(log)
+      await listener.close()
     }
     const pid = fs.readFileSync(p.pidFile, 'utf8').trim()
     fs.writeFileSync(p.startFile, processStartTime(pid) ?? '')
@@ -192,7 +205,8 @@ export class OciDriver implements RuntimeDriver {
     const started = Date.now()
     let lastStateCheck = started
     for (;;) {
-      if (await canConnect(socket)) return
+      // The socket listens from the start (the daemon made it): only an answer shows the agent is up.
+      if (await answersHealth(socket)) return
       const now = Date.now()
       if (now - started > timeoutMs) throw unavailable(`The agent of sandbox ${id} did not start within ${timeoutMs} ms: ${tailOf(this.paths(id).log)}`)
       // Asking the runtime costs a process spawn: only now and then, to fail fast when the sandbox died.
@@ -261,15 +275,37 @@ function processStartTime(pid: string): string | undefined {
   }
 }
 
-function canConnect(socket: string): Promise<boolean> {
+/** Whether the agent answers GET /health on its socket within a second. */
+function answersHealth(socket: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = net.connect(socket)
-    s.once('connect', () => {
-      s.destroy()
-      resolve(true)
+    const req = http.get({ socketPath: socket, path: '/health', agent: false, timeout: 1000 }, (res) => {
+      res.resume()
+      resolve(res.statusCode === 204 || res.statusCode === 200)
     })
-    s.once('error', () => resolve(false))
+    req.on('timeout', () => req.destroy())
+    req.on('error', () => resolve(false))
   })
+}
+
+/**
+ * A listening unix socket at `file` (mode 0600: the daemon alone connects), whose fd is handed to
+ * the agent. Node's server also unlinks its path on close, so it binds a temporary name and links
+ * the socket to `file`; close() then leaves `file` and the listening socket (held by the agent).
+ */
+async function listenUnix(file: string): Promise<{ fd: number; close: () => Promise<void> }> {
+  const tmp = `${file}.${process.pid}.tmp`
+  fs.rmSync(tmp, { force: true })
+  fs.rmSync(file, { force: true })
+  // Nothing is accepted here: the daemon connects to it only once the agent runs.
+  const server = net.createServer((c) => c.destroy())
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen({ path: tmp, backlog: 512 }, resolve)
+  })
+  fs.chmodSync(tmp, 0o600)
+  fs.linkSync(tmp, file)
+  const fd = (server as unknown as { _handle: { fd: number } })._handle.fd
+  return { fd, close: () => new Promise((resolve) => server.close(() => resolve())) }
 }
 
 function tailOf(file: string): string {

@@ -1,6 +1,5 @@
 // Builds the OCI runtime spec (config.json) of a sandbox: namespaces, user mapping, mounts, limits,
 // capabilities, seccomp and the masked /proc and /sys paths.
-import fs from 'node:fs'
 import type { Limits } from '../config.js'
 import type { IdRange } from './idmap.js'
 import { defaultSeccompProfile } from './seccomp.js'
@@ -10,20 +9,16 @@ export interface SpecInput {
   rootfs: string
   idRange: IdRange
   limits: Limits
-  /** Host paths bind-mounted read-only: the node binary, the agent bundle, node-pty. */
-  nodeBinary: string
-  agentDir: string
-  /** Native modules by name (config.nativeModules). */
-  nativeModules: Record<string, string>
-  /** Host directory mounted at /run/sandlot: holds the agent's socket and config. */
-  runDir: string
+  /** The mounted agent files (agent-files.ts), bound read-only at /opt/sandlot. */
+  agentFiles: string
   noNewPrivileges: boolean
   maxOpenFiles: number
   /** Command run by the init; defaults to the agent. */
   args?: string[]
 }
 
-export const AGENT_SOCKET_IN_SANDBOX = '/run/sandlot/agent.sock'
+/** The fd of the agent's listening socket (made by the daemon, passed by the runtime's --preserve-fds). */
+export const AGENT_LISTEN_FD = 3
 
 // Docker's default set, less NET_RAW and MKNOD: root in a sandbox may manage files and users,
 // never the kernel, devices or raw network.
@@ -38,6 +33,10 @@ const MASKED_PATHS = [
 ]
 
 const READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger']
+
+// Terminals one sandbox may hold at once (its own devpts instance's max): all sandboxes draw on the
+// host's kernel.pty.max (4096, less 1024 kept for the host), so one must not take them all.
+export const PTY_LIMIT = 128
 
 const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
@@ -57,7 +56,7 @@ export function ociSpec(i: SpecInput): object {
       // tini reaps orphans as PID 1 (-s would make it a subreaper; as PID 1 it already is), -g
       // forwards signals to the whole process group.
       args: i.args ?? ['/usr/bin/tini', '-g', '--', '/opt/sandlot/bin/node', '/opt/sandlot/agent/agent.mjs'],
-      env: [`PATH=${PATH}`, 'HOME=/root', `SANDLOT_AGENT_SOCKET=${AGENT_SOCKET_IN_SANDBOX}`, 'SANDLOT_AGENT_CONFIG=/run/sandlot/agent.json'],
+      env: [`PATH=${PATH}`, 'HOME=/root', `SANDLOT_AGENT_LISTEN_FD=${AGENT_LISTEN_FD}`, 'SANDLOT_AGENT_CONFIG=/run/sandlot/agent.json'],
       cwd: '/',
       capabilities: { bounding: CAPABILITIES, effective: CAPABILITIES, permitted: CAPABILITIES },
       // Never above the daemon's own hard limit: raising it needs privileges the user namespace lacks.
@@ -69,15 +68,12 @@ export function ociSpec(i: SpecInput): object {
     mounts: [
       { destination: '/proc', type: 'proc', source: 'proc' },
       { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
+      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5', `max=${PTY_LIMIT}`] },
       { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
       { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
       { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
-      bind(i.nodeBinary, '/opt/sandlot/bin/node'),
-      bind(i.agentDir, '/opt/sandlot/agent'),
-      ...Object.entries(i.nativeModules).map(([name, dir]) => bind(dir, `/opt/sandlot/node_modules/${name}`)),
-      bind(i.runDir, '/run/sandlot', false),
+      bind(i.agentFiles, '/opt/sandlot'),
     ],
     linux: {
       uidMappings: [{ containerID: 0, hostID: i.idRange.hostId, size: i.idRange.size }],
@@ -95,16 +91,4 @@ export function ociSpec(i: SpecInput): object {
       readonlyPaths: READONLY_PATHS,
     },
   }
-}
-
-/** The hard RLIMIT_NOFILE of this process, capped at 1 Mi: the most a sandbox can be given. */
-export function hostMaxOpenFiles(): number {
-  try {
-    const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'))
-    const hard = Number(line?.trim().split(/\s+/)[4])
-    if (Number.isInteger(hard) && hard > 0) return Math.min(hard, 1048576)
-  } catch {
-    // not Linux /proc: fall through
-  }
-  return 1024
 }
