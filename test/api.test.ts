@@ -100,10 +100,12 @@ describe('the API', () => {
     assert.match(r.json.message, /\/v9\/whatever/)
   })
 
-  test('data plane for an unknown sandbox → 502 JSON', async () => {
-    const res = await fetch(`${apiUrl}/health`, { headers: { 'e2b-sandbox-id': 'inosuchsandbox000000' } })
+  test('data plane for an unknown sandbox → 502 JSON (to a client with credentials; 401 without)', async () => {
+    const res = await fetch(`${apiUrl}/health`, { headers: { 'e2b-sandbox-id': 'inosuchsandbox000000', 'x-api-key': apiKey() } })
     assert.equal(res.status, 502)
     assert.deepEqual(await res.json(), { sandboxId: 'inosuchsandbox000000', message: 'The sandbox was not found', code: 502 })
+    const anonymous = await fetch(`${apiUrl}/health`, { headers: { 'e2b-sandbox-id': 'inosuchsandbox000000' } })
+    assert.equal(anonymous.status, 401)
   })
 
   test('creates in parallel without stepping on each other', async () => {
@@ -147,7 +149,8 @@ describe('the API', () => {
       assert.equal(ok.body.trim(), s.id)
       assert.equal((await get(`49983-${s.id}-6532622b.sandlot.test`, s.envdAccessToken)).status, 200, 'with the legacy client id')
       assert.equal((await get(`49983-${s.id}.sandlot.test`, 'wrong')).status, 401)
-      assert.equal((await get(`49983-inosuchsandbox000000.sandlot.test`, s.envdAccessToken)).status, 502)
+      // Another sandbox's token proves nothing about this id.
+      assert.equal((await get(`49983-inosuchsandbox000000.sandlot.test`, s.envdAccessToken)).status, 401)
     } finally {
       await killSandbox(s.id)
     }

@@ -51,7 +51,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
   const driver = new OciDriver(config, idRange)
   const templates = new TemplateRegistry(store, config.templatesDir, idRange, log)
   const manager = new SandboxManager(store, driver, templates, config, log, seed)
-  const proxy = new EnvdProxy((id) => driver.agentSocket(id))
+  const proxy = new EnvdProxy((id) => driver.agentSocket(id), config.agentReplyTimeoutMs)
   manager.onDestroyed = (id) => proxy.forget(id)
 
   const app = buildApp({ store, manager, proxy, log, config })

@@ -1,6 +1,7 @@
 // The HTTP server: one port for the REST control plane (Fastify) and the envd data plane (proxy).
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
 import http from 'node:http'
+import type net from 'node:net'
 import type { Logger } from 'pino'
 import type { Config } from '../config.js'
 import { SandlotError } from '../errors.js'
@@ -19,21 +20,32 @@ export interface AppDeps {
   config: Config
 }
 
-const UNAUTHORIZED = 'Missing or invalid API key: send it in the X-API-Key header (it is in $SANDLOT_HOME/api-key on the server).'
+const HEADERS_TIMEOUT_MS = 10_000
 
-/** Data-plane requests: authenticated by the API key or the sandbox's own access token, then streamed to its agent. */
+const UNAUTHORIZED = 'Missing or invalid API key: send it in the X-API-Key header (it is in $SANDLOT_HOME/api-key on the server).'
+const UNAUTHORIZED_ENVD = "Missing or invalid credentials: send the sandbox's access token in X-Access-Token (or the API key in X-API-Key)"
+
+/**
+ * Data-plane requests: authenticated here by the API key, the sandbox's own access token or a
+ * signature made with it, then streamed to its agent. A client with none of these learns nothing,
+ * not even whether the sandbox exists: 401 for a running sandbox and an unknown id alike.
+ */
 function handleEnvd(req: http.IncomingMessage, res: http.ServerResponse, deps: AppDeps, sandboxId: string): void {
-  const sandbox = deps.manager.find(sandboxId)
-  if (!sandbox) return sendJson(res, 502, { sandboxId, message: 'The sandbox was not found', code: 502 })
   const token = req.headers['x-access-token']
-  const byToken = typeof token === 'string' && tokensEqual(token, sandbox.accessToken)
-  const url = req.url ?? '/'
-  // /health and signed /files URLs are checked by the agent itself, as envd does.
-  const agentChecks = url === '/health' || url.startsWith('/files?') || url === '/files'
-  const byKey = !byToken && isValidApiKey(deps.store, apiKeyOf(req))
-  if (!byToken && !byKey && !agentChecks) return sendJson(res, 401, { code: 401, message: UNAUTHORIZED })
-  // A client holding the API key may do anything in the sandbox: the agent gets the sandbox's token.
-  deps.proxy.forward(req, res, sandboxId, byKey ? { 'x-access-token': sandbox.accessToken } : {})
+  const byKey = isValidApiKey(deps.store, apiKeyOf(req))
+  const sandbox = deps.manager.find(sandboxId)
+  if (!sandbox) {
+    // Tokens are derived from the id, so a client that knew this sandbox's token still hears it is gone.
+    const knewIt = byKey || (typeof token === 'string' && tokensEqual(token, deps.manager.accessTokenOf(sandboxId)))
+    if (!knewIt) return sendJson(res, 401, { code: 401, message: UNAUTHORIZED_ENVD })
+    return sendJson(res, 502, { sandboxId, message: 'The sandbox was not found', code: 502 })
+  }
+  if (byKey || (typeof token === 'string' && tokensEqual(token, sandbox.accessToken))) {
+    return deps.proxy.forward(req, res, sandboxId, sandbox.accessToken)
+  }
+  // A signed /files URL: the agent checks the signature and its expiry again, without a token.
+  if (signedFilesTarget(req, [sandbox]) === sandboxId) return deps.proxy.forward(req, res, sandboxId, undefined)
+  return sendJson(res, 401, { code: 401, message: UNAUTHORIZED_ENVD })
 }
 
 export function buildApp(deps: AppDeps): FastifyInstance {
@@ -47,7 +59,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // Wrong types are the client's error to hear about, not to be silently converted or dropped.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     serverFactory: (handler, opts) => {
-      const server = http.createServer((req, res) => {
+      const route = (req: http.IncomingMessage, res: http.ServerResponse) => {
         const target = envdTargetOf(req)
         if (target && target.port !== ENVD_PORT) {
           return sendJson(res, 502, { sandboxId: target.sandboxId, message: `Port ${target.port} is not reachable: Sandlot forwards only the agent's port (${ENVD_PORT}) so far`, code: 502 })
@@ -55,11 +67,38 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         if (target) return handleEnvd(req, res, deps, target.sandboxId)
         if (req.url?.startsWith('/files?') && req.url.includes('signature=')) {
           const signedFor = signedFilesTarget(req, deps.manager.running())
-          if (signedFor) return deps.proxy.forward(req, res, signedFor, {})
+          if (signedFor) return deps.proxy.forward(req, res, signedFor, undefined)
           return sendJson(res, 401, { code: 401, message: 'invalid signature: it was not made for this path, user and operation by a running sandbox' })
         }
         handler(req, res)
-      })
+      }
+      const server = http.createServer(
+        {
+          // A client must send its request head within 10 s (checked every second): half-sent
+          // requests must not pin descriptors. Bodies may take as long as they take (big uploads).
+          headersTimeout: HEADERS_TIMEOUT_MS,
+          requestTimeout: 0,
+          connectionsCheckingInterval: 1000,
+        },
+        (req, res) => {
+          // No single request may take the daemon down: whatever slips past the handlers is that
+          // request's 500, logged.
+          // The head is in: from here the request may take as long as it needs (see 'connection').
+          req.socket.setTimeout(0)
+          try {
+            route(req, res)
+          } catch (err) {
+            deps.log.error({ err, url: req.url }, 'request failed')
+            sendJson(res, 500, { code: 500, message: `Internal error: ${(err as Error).message}` })
+          }
+        },
+      )
+      // headersTimeout covers a head that has begun; a connection that sends nothing at all gets
+      // the same time to start, then is closed (Node's handler for a socket timeout destroys it).
+      server.on('connection', (socket: net.Socket) => socket.setTimeout(HEADERS_TIMEOUT_MS))
+      // Past this many open connections new ones are refused at once, so a flood cannot take the
+      // descriptors that running sandboxes and their clients need.
+      server.maxConnections = deps.config.maxConnections
       // Fastify's setting (72 s by default), which it applies only to servers it makes itself; Node's
       // own is 5 s. Clients pool connections and close idle ones themselves after about 5 s; a server
       // that closes first races them, and a client whose thread was busy then sends its next request

@@ -10,6 +10,8 @@ import { accessTokenFor, newHoldId, newSandboxId } from './ids.js'
 import { HOLD_TTL_MS, isAlive } from './lifetime.js'
 
 const WATCHDOG_INTERVAL_MS = 2000
+/** A watchdog tick this much later than due means the daemon was stalled, not that clients were. */
+const STALL_GRACE_MS = 1000
 
 export interface CreateRequest {
   template?: string
@@ -33,6 +35,21 @@ export interface SandboxState extends SandboxRow {
 
 const holdLapsed = (sandboxId: string) =>
   new SandlotError(404, 'hold_not_found', `This hold on sandbox "${sandboxId}" lapsed (it was not renewed for ${HOLD_TTL_MS / 1000} s); open a new one`)
+
+/**
+ * Environment variables as execve can carry them: a name is not empty and has no "=" or NUL, a value
+ * has no NUL. Checked here, for both APIs, so a sandbox is never made with a config its agent would
+ * refuse (the agent fails closed on a config it cannot use).
+ */
+function checkedEnvVars(envVars: Record<string, string>): Record<string, string> {
+  for (const [name, value] of Object.entries(envVars)) {
+    if (!name || name.includes('=') || name.includes('\0')) {
+      throw badRequest(`envVars: ${JSON.stringify(name)} is not a valid environment variable name (it must be non-empty, without "=" or NUL)`)
+    }
+    if (typeof value !== 'string' || value.includes('\0')) throw badRequest(`envVars.${name}: the value must be a string without NUL characters`)
+  }
+  return envVars
+}
 
 export class SandboxManager {
   private deadlines = new Map<string, NodeJS.Timeout>()
@@ -69,7 +86,18 @@ export class SandboxManager {
     await this.driver.check(base)
     await this.readopt()
     this.templates.prune(new Set(this.store.listSandboxes().map((s) => s.templateRootfs)))
+    let lastTick = Date.now()
     this.watchdog = setInterval(() => {
+      const now = Date.now()
+      const late = now - lastTick - WATCHDOG_INTERVAL_MS
+      lastTick = now
+      // The daemon itself was stalled (a blocked event loop, SIGSTOP, a suspended host): clients'
+      // renewals are still queued unread, and its own stall must not count against their leases.
+      // Every hold gets a fresh lease, as after a restart; those of clients that are gone lapse after it.
+      if (late > STALL_GRACE_MS) {
+        this.log.warn({ stalledMs: late }, 'the server was stalled; renewing every hold instead of letting them lapse')
+        this.store.extendAllHolds(now + HOLD_TTL_MS)
+      }
       this.expireHolds()
       this.reapDead()
     }, WATCHDOG_INTERVAL_MS)
@@ -128,6 +156,7 @@ export class SandboxManager {
   async create(req: CreateRequest): Promise<{ sandbox: SandboxState; hold?: HoldRow }> {
     const { ready, reason } = this.isReady()
     if (!ready) throw unavailable(`The server cannot create sandboxes yet: ${reason}. Try again shortly.`)
+    const envVars = checkedEnvVars(req.envVars ?? {})
     const template = req.template ?? 'base'
     const rootfs = this.templates.rootfsOf(template)
     const limits = this.limitsFrom(req)
@@ -139,11 +168,11 @@ export class SandboxManager {
       templateRootfs: rootfs,
       state: 'starting',
       metadata: req.metadata ?? {},
-      envVars: req.envVars ?? {},
+      envVars,
       ...limits,
       startedAt: now,
       endAt: req.endAt,
-      accessToken: accessTokenFor(this.tokenSeed, id),
+      accessToken: this.accessTokenOf(id),
     }
     // Recorded before the runtime starts it, so a crash mid-create is cleaned up on restart.
     this.store.insertSandbox(row)
@@ -177,6 +206,11 @@ export class SandboxManager {
   /** Whether a client holds it or its deadline is ahead (lifetime.ts). */
   private wanted(s: SandboxRow): boolean {
     return isAlive(s.endAt, this.store.holdsOf(s.id).count, Date.now())
+  }
+
+  /** The access token of sandbox `id` (derived from the id, so it is known for any id, live or gone). */
+  accessTokenOf(id: string): string {
+    return accessTokenFor(this.tokenSeed, id)
   }
 
   /** A running sandbox, or SandboxNotFound. */
