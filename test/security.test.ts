@@ -264,6 +264,13 @@ describe('the data plane without credentials', () => {
       assert.equal((await envd(sb.id, { 'x-access-token': 'f'.repeat(64) }, apiUrl, route)).status, 401)
     }
     assert.equal((await envd(sb.id, { 'x-access-token': token })).status, 204)
+    // A browser's CORS preflight has no credentials: the same answer for both, as envd gives it.
+    const preflight = (id: string) => fetch(`${apiUrl}/files`, { method: 'OPTIONS', headers: { 'e2b-sandbox-id': id, origin: 'http://example.test', 'access-control-request-method': 'POST' } })
+    for (const id of [sb.id, unknownId]) {
+      const r = await preflight(id)
+      assert.equal(r.status, 204)
+      assert.equal(r.headers.get('access-control-allow-origin'), '*')
+    }
     await killSandbox(sb.id)
     // The e2b SDK tells a killed sandbox by its 502: it still hears it, with the token or the key.
     assert.equal((await envd(sb.id, { 'x-access-token': token })).status, 502)

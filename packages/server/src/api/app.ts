@@ -22,6 +22,15 @@ export interface AppDeps {
 
 const HEADERS_TIMEOUT_MS = 10_000
 
+/** envd's CORS answer (packages/agent/src/server.ts): open to any origin, method and header. */
+const ENVD_CORS_HEADERS = {
+  'access-control-allow-origin': '*',
+  'access-control-allow-methods': '*',
+  'access-control-allow-headers': '*',
+  'access-control-expose-headers': '*',
+  'access-control-max-age': '7200',
+}
+
 const UNAUTHORIZED = 'Missing or invalid API key: send it in the X-API-Key header (it is in $SANDLOT_HOME/api-key on the server).'
 const UNAUTHORIZED_ENVD = "Missing or invalid credentials: send the sandbox's access token in X-Access-Token (or the API key in X-API-Key)"
 
@@ -31,6 +40,12 @@ const UNAUTHORIZED_ENVD = "Missing or invalid credentials: send the sandbox's ac
  * not even whether the sandbox exists: 401 for a running sandbox and an unknown id alike.
  */
 function handleEnvd(req: http.IncomingMessage, res: http.ServerResponse, deps: AppDeps, sandboxId: string): void {
+  // A browser's CORS preflight carries no credentials: answered here, as envd answers it, the
+  // same for every id, so it neither reaches an agent nor tells which sandboxes exist.
+  if (req.method === 'OPTIONS') {
+    res.writeHead(204, ENVD_CORS_HEADERS)
+    return void res.end()
+  }
   const token = req.headers['x-access-token']
   const byKey = isValidApiKey(deps.store, apiKeyOf(req))
   const sandbox = deps.manager.find(sandboxId)
