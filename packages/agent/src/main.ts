@@ -5,6 +5,11 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { dirname } from 'node:path';
 import { loadConfigFile, socketPath } from './config.js';
 import { logError, logInfo } from './log.js';
+import { makeUndumpable } from './undumpable.js';
+
+// Before anything secret is in memory: nothing the agent runs may read or trace it.
+const dumpable = makeUndumpable();
+if (dumpable) logError(`the agent stays dumpable, so root in the sandbox can read its memory: ${dumpable}`);
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
