@@ -3,7 +3,7 @@
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
-import { loadConfigFile, socketPath } from './config.js';
+import { configProblem, loadConfigFile, socketPath } from './config.js';
 import { logError, logInfo } from './log.js';
 import { makeUndumpable } from './undumpable.js';
 
@@ -32,6 +32,9 @@ function loadHandler(): Promise<Handler> {
 }
 
 loadConfigFile();
+const refusal = configProblem()
+  ? JSON.stringify({ code: 503, message: `the sandbox's agent refuses every request: ${configProblem()}` })
+  : undefined;
 try {
   mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
 } catch (err) {
@@ -42,6 +45,11 @@ rmSync(socketPath, { force: true });
 const server = createServer((req, res) => {
   if (req.url === '/health' && (req.method === 'GET' || req.method === 'HEAD')) {
     res.writeHead(204).end();
+    return;
+  }
+  if (refusal) {
+    res.writeHead(503, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(refusal) });
+    res.end(refusal);
     return;
   }
   loadHandler().then(
@@ -74,5 +82,5 @@ server.listen(socketPath, () => {
     const now = performance.now();
     logInfo(`listening on ${socketPath}: ${now.toFixed(1)} ms after process start (node bootstrap ${t0.toFixed(1)} ms + agent ${(now - t0).toFixed(1)} ms)`);
   }
-  setImmediate(loadHandler);
+  if (!refusal) setImmediate(loadHandler);
 });

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { Filesystem, Process } from '@sandlot/envd-proto';
 import { hasValidToken } from './auth.js';
-import { applyConfig, config } from './config.js';
+import { applyConfig, config, parseConfig } from './config.js';
 import { handleDownload, handleUpload } from './files-http.js';
 import { filesystemService } from './fs-service.js';
 import { readJsonBody, sendError, sendJson } from './http-util.js';
@@ -75,7 +75,7 @@ export function createHandler(): (req: IncomingMessage, res: ServerResponse) => 
     if (path === '/metrics' && method === 'GET') return sendJson(res, 200, await sandboxMetrics());
     if (path === '/init' && method === 'POST') {
       try {
-        applyConfig(await readJsonBody(req));
+        applyConfig(parseConfig(await readJsonBody(req)));
       } catch (err) {
         return sendError(res, 400, `invalid init request: ${(err as Error).message}`);
       }
