@@ -2,7 +2,7 @@
 // nothing planted in the sandbox's files can wedge its file operations.
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import { createSandbox, killSandbox, run } from './helpers.js'
+import { apiKey, apiUrl, createSandbox, killSandbox, run } from './helpers.js'
 
 // Finds the agent (node running agent.mjs; tini's command line names it too) and tries every
 // ptrace-mode access to it; prints what each gave as JSON.
@@ -107,5 +107,41 @@ describe('the agent, seen from the code it runs', () => {
     // (`; true`: bash must not exec python in its own place)
     const asRoot = await run(id, `python3 -c 'import sys; open("/proc/%s/mem" % sys.argv[1], "rb").close(); print("opened")' $$; true`, { user: 'root' })
     assert.equal(asRoot.stdout, 'opened\n', asRoot.stderr)
+  })
+
+  test('a FIFO, a socket or a device in its files cannot wedge /files: 400 at once, and file operations go on', async () => {
+    const made = await run(id, `mkfifo ~/fifo && python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind("/home/user/sock")' && ls -l ~/fifo ~/sock | cut -c1`)
+    assert.equal(made.stdout, 'p\ns\n', made.stderr)
+    const files = async (method: 'GET' | 'POST', path: string, body?: string) => {
+      const res = await fetch(`${apiUrl}/files?path=${encodeURIComponent(path)}&username=user`, {
+        method,
+        headers: { 'e2b-sandbox-id': id, 'x-api-key': apiKey(), ...(body !== undefined && { 'content-type': 'application/octet-stream' }) },
+        body,
+        signal: AbortSignal.timeout(5000), // a wedged agent never answers
+      })
+      return { status: res.status, text: await res.text() }
+    }
+    // More times than libuv has threadpool threads (4): each would have held one for ever.
+    for (let i = 0; i < 6; i++) {
+      for (const [path, kind] of [
+        ['/home/user/fifo', 'a FIFO'],
+        ['/home/user/sock', 'a socket'],
+        ['/dev/zero', 'a character device'],
+        ['/dev/urandom', 'a character device'],
+      ]) {
+        const r = await files('GET', path!)
+        assert.equal(r.status, 400, `GET ${path}: ${r.text}`)
+        assert.match(JSON.parse(r.text).message, new RegExp(`is ${kind}, not a regular file`))
+      }
+      for (const path of ['/home/user/fifo', '/home/user/sock', '/dev/null']) {
+        const r = await files('POST', path, 'x')
+        assert.equal(r.status, 400, `POST ${path}: ${r.text}`)
+      }
+    }
+    for (let i = 0; i < 6; i++) {
+      assert.equal((await files('POST', `/home/user/ok-${i}`, `ok ${i}`)).status, 200)
+      assert.equal((await files('GET', `/home/user/ok-${i}`)).text, `ok ${i}`)
+    }
+    assert.equal((await run(id, 'cat ~/ok-5; ls -l /dev/null | cut -c1')).stdout, 'ok 5c\n')
   })
 })

@@ -1,4 +1,4 @@
-import { cp, lstat, readdir, rename, rm, stat } from 'node:fs/promises';
+import { lstat, readdir, rename, rm, stat } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -8,7 +8,7 @@ import { Filesystem, type WatchDirResponseSchema } from '@sandlot/envd-proto';
 import { Channel, keepaliveMs } from './channel.js';
 import { entryInfo, type EntryInit } from './entry.js';
 import { toConnectError } from './errors.js';
-import { ensureDir } from './fsutil.js';
+import { copyTree, ensureDir } from './fsutil.js';
 import { baseDir, requestUser } from './identity.js';
 import { resolvePath } from './paths.js';
 import { ownerNames, type UserInfo } from './users.js';
@@ -128,7 +128,7 @@ export const filesystemService: ServiceImpl<typeof Filesystem> = {
         await rename(source, destination);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-        await cp(source, destination, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true, force: true });
+        await copyTree(source, destination);
         await rm(source, { recursive: true, force: true });
       }
       return { entry: await entryInfo(destination) };

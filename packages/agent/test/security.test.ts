@@ -1,9 +1,13 @@
 // What the agent refuses: running without its configuration, changing its token, file operations
 // that would wedge it, and watches without bound.
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, constants, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startAgent, type Agent } from './helpers.js';
+import { Code } from '@connectrpc/connect';
+import { code, startAgent, type Agent } from './helpers.js';
 
 const json = (body: Buffer) => JSON.parse(body.toString());
 
@@ -86,5 +90,128 @@ describe('POST /init cannot change the access token', () => {
     assert.match(json(bad.body).message, /invalid env var name/);
     assert.equal((await init({ accessToken: 5 })).status, 400);
     assert.equal((await envs())['A=B'], undefined);
+  });
+});
+
+/** Fails instead of waiting for ever: what a wedged agent would make the test do. */
+function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+describe('FIFOs, sockets and devices cannot wedge file operations', () => {
+  let agent: Agent;
+  let dir: string;
+  let fifo: string;
+  let sock: string;
+  let listener: Server;
+  before(async () => {
+    agent = await startAgent();
+    dir = join(agent.dir, 'special');
+    mkdirSync(dir);
+    fifo = join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    sock = join(dir, 'sock');
+    listener = createServer();
+    await new Promise<void>((r) => listener.listen(sock, r));
+  });
+  after(async () => {
+    listener?.close();
+    await agent?.stop();
+  });
+
+  const q = (params: Record<string, string>) => new URLSearchParams(params).toString();
+  const download = (path: string) => within(3000, `GET /files ${path}`, agent.http({ path: '/files?' + q({ path }) }));
+  const upload = (path: string, body = 'x') =>
+    within(3000, `POST /files ${path}`, agent.http({ method: 'POST', path: '/files?' + q({ path }), headers: { 'content-type': 'application/octet-stream' }, body }));
+  const uploadMultipart = (path: string) => {
+    const b = 'bnd';
+    const body = `--${b}\r\nContent-Disposition: form-data; name="file"; filename="${path}"\r\n\r\nx\r\n--${b}--\r\n`;
+    return within(3000, `POST /files multipart ${path}`, agent.http({ method: 'POST', path: '/files', headers: { 'content-type': `multipart/form-data; boundary=${b}` }, body }));
+  };
+  /** A normal round trip through /files and the Connect filesystem: works, quickly. */
+  async function stillWorks(i: number) {
+    const f = join(dir, `ok-${i}.txt`);
+    assert.equal((await upload(f, `ok ${i}`)).status, 200);
+    assert.equal((await download(f)).body.toString(), `ok ${i}`);
+    assert.equal((await within(3000, 'Stat', agent.fs.stat({ path: f }))).entry?.size, BigInt(`ok ${i}`.length));
+  }
+
+  it('GET /files of a FIFO, a socket or a device: 400 at once, and file operations go on (more times than libuv has threads)', async () => {
+    const kinds: [string, RegExp][] = [
+      [fifo, /is a FIFO, not a regular file/],
+      [sock, /is a socket, not a regular file/],
+      ['/dev/zero', /is a character device, not a regular file/],
+      ['/dev/urandom', /is a character device, not a regular file/],
+    ];
+    for (let i = 0; i < 6; i++) {
+      for (const [path, message] of kinds) {
+        const r = await download(path);
+        assert.equal(r.status, 400, `${path}: ${r.body}`);
+        assert.match(json(r.body).message, message);
+      }
+    }
+    // A symlink to a FIFO is the FIFO.
+    symlinkSync(fifo, join(dir, 'link-to-fifo'));
+    assert.equal((await download(join(dir, 'link-to-fifo'))).status, 400);
+    for (let i = 0; i < 6; i++) await stillWorks(i);
+  });
+
+  it('POST /files onto a FIFO (read or not), a socket or a device: 400, nothing written, and file operations go on', async () => {
+    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK); // a FIFO someone reads
+    try {
+      for (let i = 0; i < 6; i++) {
+        for (const [path, message] of [
+          [fifo, /is a FIFO, not a regular file/],
+          [sock, /is a socket, not a regular file/],
+          ['/dev/null', /is a character device, not a regular file/],
+        ] as const) {
+          for (const r of [await upload(path), await uploadMultipart(path)]) {
+            assert.equal(r.status, 400, `${path}: ${r.body}`);
+            assert.match(json(r.body).message, message);
+          }
+        }
+      }
+    } finally {
+      closeSync(reader);
+    }
+    for (let i = 0; i < 6; i++) {
+      const r = await upload(fifo);
+      assert.equal(r.status, 400, 'a FIFO nobody reads: refused too');
+    }
+    assert.ok(statSync(fifo).isFIFO() && statSync('/dev/null').isCharacterDevice());
+    for (let i = 0; i < 6; i++) await stillWorks(i);
+  });
+
+  it('Move across filesystems copies like mv (owner, mode, times, symlinks), never opening a FIFO, and refuses a tree holding one', async () => {
+    if (!existsSync('/dev/shm') || statSync('/dev/shm').dev === statSync(agent.dir).dev) return;
+    const src = mkdtempSync('/dev/shm/sandlot-agent-move-');
+    try {
+      mkdirSync(join(src, 'tree/sub'), { recursive: true });
+      writeFileSync(join(src, 'tree/sub/file'), 'contents');
+      chmodSync(join(src, 'tree/sub/file'), 0o640);
+      chownSync(join(src, 'tree/sub/file'), 1234, 1235);
+      utimesSync(join(src, 'tree/sub/file'), 1_000_000, 1_000_000);
+      symlinkSync('sub/file', join(src, 'tree/link'));
+      const dest = join(dir, 'moved');
+      const { entry } = await within(3000, 'Move', agent.fs.move({ source: join(src, 'tree'), destination: dest }));
+      assert.equal(entry?.path, dest);
+      assert.equal(readFileSync(join(dest, 'sub/file'), 'utf8'), 'contents');
+      const st = statSync(join(dest, 'sub/file'));
+      assert.deepEqual([st.mode & 0o7777, st.uid, st.gid, st.mtimeMs], [0o640, 1234, 1235, 1_000_000_000]);
+      assert.equal(readlinkSync(join(dest, 'link')), 'sub/file');
+      assert.ok(!existsSync(join(src, 'tree')), 'the source is gone');
+
+      mkdirSync(join(src, 'with-fifo'));
+      writeFileSync(join(src, 'with-fifo/a'), 'a');
+      execFileSync('mkfifo', [join(src, 'with-fifo/z-fifo')]);
+      const err = await within(3000, 'Move', code(agent.fs.move({ source: join(src, 'with-fifo'), destination: join(dir, 'moved-fifo') })));
+      assert.equal(err, Code.InvalidArgument);
+      assert.ok(lstatSync(join(src, 'with-fifo/z-fifo')).isFIFO(), 'the source stays');
+      for (let i = 0; i < 6; i++) await stillWorks(i);
+    } finally {
+      rmSync(src, { recursive: true, force: true });
+    }
   });
 });
