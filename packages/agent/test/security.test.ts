@@ -1,7 +1,7 @@
 // What the agent refuses: running without its configuration, changing its token, file operations
 // that would wedge it, and watches without bound.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, chownSync, constants, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -213,5 +213,142 @@ describe('FIFOs, sockets and devices cannot wedge file operations', () => {
     } finally {
       rmSync(src, { recursive: true, force: true });
     }
+  });
+});
+
+describe('watches are bounded', () => {
+  let agent: Agent;
+  let dir: string;
+  before(async () => {
+    agent = await startAgent();
+    dir = join(agent.dir, 'watched');
+    mkdirSync(dir);
+  });
+  after(async () => {
+    await agent?.stop();
+  });
+
+  const MAX_WATCHES = 512; // watch-limits.ts
+
+  /** Opens a WatchDir stream and waits for its start message; abort() ends it. */
+  async function openWatch(path = dir) {
+    const ac = new AbortController();
+    const it = agent.fs.watchDir({ path }, { signal: ac.signal })[Symbol.asyncIterator]();
+    const first = await it.next();
+    assert.equal(first.value?.event.case, 'start');
+    return {
+      abort() {
+        ac.abort();
+        it.next().catch(() => {});
+      },
+    };
+  }
+
+  it(`at most ${MAX_WATCHES} at once, WatchDir and CreateWatcher together; the next is resource_exhausted; closing one frees its slot`, async () => {
+    const streams = await Promise.all(Array.from({ length: MAX_WATCHES - 12 }, () => openWatch()));
+    const ids: string[] = [];
+    for (let i = 0; i < 12; i++) ids.push((await agent.fs.createWatcher({ path: dir })).watcherId);
+    try {
+      const refused = await code(openWatch());
+      assert.equal(refused, Code.ResourceExhausted);
+      assert.equal(await code(agent.fs.createWatcher({ path: dir })), Code.ResourceExhausted);
+      try {
+        await openWatch();
+      } catch (err) {
+        assert.match((err as Error).message, new RegExp(`at most ${MAX_WATCHES} at once`));
+      }
+
+      // A closed stream frees its slot (once the agent has seen it close).
+      streams.pop()!.abort();
+      const deadline = Date.now() + 5000;
+      let again;
+      while (!again) {
+        again = await openWatch().catch((err) => {
+          if (Date.now() > deadline) throw err;
+          return new Promise<undefined>((r) => setTimeout(r, 50));
+        });
+      }
+      streams.push(again);
+      assert.equal(await code(agent.fs.createWatcher({ path: dir })), Code.ResourceExhausted);
+      // So does a removed watcher, and a failed watch takes none.
+      await agent.fs.removeWatcher({ watcherId: ids.pop()! });
+      assert.equal(await code(openWatch(join(dir, 'missing'))), Code.NotFound);
+      ids.push((await agent.fs.createWatcher({ path: dir })).watcherId);
+      assert.equal(await code(openWatch()), Code.ResourceExhausted);
+    } finally {
+      for (const s of streams) s.abort();
+      for (const watcherId of ids) await agent.fs.removeWatcher({ watcherId }).catch(() => {});
+    }
+    // All freed: a full set opens again.
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      try {
+        (await openWatch()).abort();
+        break;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  });
+
+  /** Makes `files` files with long names in `dir` (from another process: this one must go on reading); resolves when a reading watch of `dir` has seen them all. */
+  async function flood(path: string, files: number) {
+    const ac = new AbortController();
+    let seen = 0;
+    const reading = (async () => {
+      for await (const m of agent.fs.watchDir({ path }, { signal: ac.signal })) {
+        if (m.event.case === 'filesystem' && ++seen === files) return;
+      }
+    })();
+    const script = `const fs = require('fs'); for (let i = 0; i < ${files}; i++) fs.writeFileSync(${JSON.stringify(path)} + '/' + 'x'.repeat(200) + '-' + i, '')`;
+    await new Promise((resolve, reject) => spawn(process.execPath, ['-e', script], { stdio: 'inherit' }).on('exit', resolve).on('error', reject));
+    await within(60_000, 'the reading watch', reading);
+    ac.abort();
+    await new Promise((r) => setTimeout(r, 500)); // the slow watch's last batch
+  }
+  // Events with their entries (the slow watches) cost ~1.9 KB here, so ~4400 fill a watch's 8 MiB;
+  // the reading watch's, without, ~0.6 KB: 10 000 of them fit even if it lags behind them all.
+  const FILES = 10_000;
+  const rssKb = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${agent.proc.pid}/status`, 'utf8'))![1]);
+
+  it('a WatchDir stream whose client does not read ends with resource_exhausted instead of queueing without bound', async () => {
+    const before = rssKb();
+    const busy = join(agent.dir, 'busy');
+    mkdirSync(busy);
+    const slow = agent.fs.watchDir({ path: busy, includeEntry: true })[Symbol.asyncIterator]();
+    assert.equal((await slow.next()).value?.event.case, 'start');
+    await flood(busy, FILES);
+    const rss = rssKb();
+    let got = 0;
+    const ended = await within(60_000, 'the slow watch', (async () => {
+      try {
+        for (;;) {
+          const r = await slow.next();
+          if (r.done) return 'ended without an error';
+          if (r.value.event.case === 'filesystem' && ++got === FILES) return `all ${FILES} events queued`;
+        }
+      } catch (err) {
+        return err as Error;
+      }
+    })());
+    console.log(`# slow watch: ${got} events delivered of ${FILES}; agent RSS ${before} kB before, ${rss} kB with them queued`);
+    assert.ok(ended instanceof Error, String(ended));
+    assert.equal(await code(Promise.reject(ended)), Code.ResourceExhausted);
+    assert.match(ended.message, /queued more events than its client read/);
+    // The agent goes on watching.
+    (await openWatch(busy)).abort();
+  });
+
+  it('a CreateWatcher watcher nobody polls stops at its bound: its events, then resource_exhausted, then it is gone', async () => {
+    const busy = join(agent.dir, 'busy-polled');
+    mkdirSync(busy);
+    const { watcherId } = await agent.fs.createWatcher({ path: busy, includeEntry: true });
+    await flood(busy, FILES);
+    const { events } = await agent.fs.getWatcherEvents({ watcherId });
+    console.log(`# unpolled watcher: ${events.length} events kept of ${FILES}`);
+    assert.ok(events.length > 1000 && events.length < FILES, `${events.length} events`);
+    assert.equal(await code(agent.fs.getWatcherEvents({ watcherId })), Code.ResourceExhausted);
+    assert.equal(await code(agent.fs.getWatcherEvents({ watcherId })), Code.NotFound);
   });
 });
