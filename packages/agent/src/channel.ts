@@ -23,6 +23,11 @@ export class Channel<T> {
     return this.closed;
   }
 
+  /** Items pushed and not yet taken. */
+  get size(): number {
+    return this.items.length - this.head;
+  }
+
   private notify(): void {
     const w = this.wake;
     this.wake = undefined;

@@ -1,4 +1,5 @@
 import { Code, ConnectError } from '@connectrpc/connect';
+import { NotRegularFileError } from './fsutil.js';
 import { BadPathError } from './paths.js';
 
 /** An error of the agent's plain HTTP endpoints (/files): its status and message go to the client. */
@@ -14,7 +15,7 @@ export class HttpError extends Error {
 /** Maps a filesystem (or argument) error to a ConnectError with a clear message. */
 export function toConnectError(err: unknown, path?: string): ConnectError {
   if (err instanceof ConnectError) return err;
-  if (err instanceof BadPathError) return new ConnectError(err.message, Code.InvalidArgument);
+  if (err instanceof BadPathError || err instanceof NotRegularFileError) return new ConnectError(err.message, Code.InvalidArgument);
   const e = err as NodeJS.ErrnoException;
   const p = path ?? e?.path ?? '';
   switch (e?.code) {

@@ -1,11 +1,12 @@
-import { open, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { basename, dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { checkFilesAccess } from './auth.js';
 import { HttpError } from './errors.js';
-import { ensureDir } from './fsutil.js';
+import { ensureDir, NotRegularFileError, openRegular } from './fsutil.js';
 import { sendError, sendJson } from './http-util.js';
 import { baseDir, selectUser } from './identity.js';
 import { logError } from './log.js';
@@ -33,7 +34,7 @@ function target(p: string, user: UserInfo): string {
 
 function errnoToHttp(err: unknown, path: string): HttpError {
   if (err instanceof HttpError) return err;
-  if (err instanceof MultipartError || err instanceof BadPathError) return new HttpError(400, err.message);
+  if (err instanceof MultipartError || err instanceof BadPathError || err instanceof NotRegularFileError) return new HttpError(400, err.message);
   const e = err as NodeJS.ErrnoException;
   switch (e?.code) {
     case 'ENOENT':
@@ -74,14 +75,11 @@ export async function handleDownload(req: IncomingMessage, res: ServerResponse, 
     const raw = url.searchParams.get('path');
     if (!raw) throw new HttpError(400, 'the path query parameter is required');
     path = target(raw, user);
-    const fh = await open(path, 'r').catch((err) => {
+    const { fh, st } = await openRegular(path, constants.O_RDONLY).catch((err) => {
       throw errnoToHttp(err, path);
     });
     let closeFh = true;
     try {
-      const st = await fh.stat();
-      if (st.isDirectory()) throw new HttpError(400, `path '${path}' is a directory`);
-      if (!st.isFile()) throw new HttpError(400, `path '${path}' is not a regular file`);
       const size = st.size;
       let start = 0;
       let end = size - 1;
@@ -141,12 +139,9 @@ async function writeFile(path: string, source: AsyncIterable<Buffer> | NodeJS.Re
   const existing = await stat(path).catch(() => undefined);
   if (existing?.isDirectory()) throw new HttpError(400, `path '${path}' is a directory`);
   await ensureDir(dirname(path), user.uid, user.gid);
-  const fh = await open(path, 'w', 0o644);
-  try {
-    await fh.chown(user.uid, user.gid).catch(() => {});
-  } catch {
-    /* ignore */
-  }
+  // Never onto a FIFO, socket or device: refused before anything is written (O_TRUNC does nothing to them).
+  const { fh } = await openRegular(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o644);
+  await fh.chown(user.uid, user.gid).catch(() => {});
   // The write stream owns and closes fh.
   await pipeline(source, fh.createWriteStream({ highWaterMark: 256 * 1024 }));
   return existing !== undefined;

@@ -1,4 +1,4 @@
-import { cp, lstat, readdir, rename, rm, stat } from 'node:fs/promises';
+import { lstat, readdir, rename, rm, stat } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -8,16 +8,16 @@ import { Filesystem, type WatchDirResponseSchema } from '@sandlot/envd-proto';
 import { Channel, keepaliveMs } from './channel.js';
 import { entryInfo, type EntryInit } from './entry.js';
 import { toConnectError } from './errors.js';
-import { ensureDir } from './fsutil.js';
+import { copyTree, ensureDir } from './fsutil.js';
 import { baseDir, requestUser } from './identity.js';
 import { resolvePath } from './paths.js';
 import { ownerNames, type UserInfo } from './users.js';
+import { eventCost, overflowError, QueueBudget, takeWatchSlot } from './watch-limits.js';
 import { DirWatcher, WatchLimitError, type FsEventInit } from './watcher.js';
 
 type WatchMsg = MessageInitShape<typeof WatchDirResponseSchema>;
 
 const MAX_LIST_ENTRIES = 100_000;
-const MAX_BUFFERED_WATCH_EVENTS = 10_000;
 
 function resolveFor(path: string, user: UserInfo): string {
   if (typeof path !== 'string' || path === '') throw new ConnectError('path is required', Code.InvalidArgument);
@@ -60,6 +60,8 @@ async function startWatcher(
 interface PolledWatcher {
   watcher: DirWatcher;
   events: FsEventInit[];
+  budget: QueueBudget;
+  free: () => void;
   error?: ConnectError;
   lastPoll: number;
 }
@@ -67,13 +69,16 @@ const polled = new Map<string, PolledWatcher>();
 /** Polling watchers nobody polled for this long are removed. */
 const POLLED_WATCHER_IDLE_MS = 10 * 60_000;
 let sweeper: NodeJS.Timeout | undefined;
+function removePolled(id: string, w: PolledWatcher): void {
+  w.watcher.close();
+  w.budget.release();
+  w.free();
+  polled.delete(id);
+}
 function sweepPolled(): void {
   const now = Date.now();
   for (const [id, w] of polled) {
-    if (now - w.lastPoll > POLLED_WATCHER_IDLE_MS) {
-      w.watcher.close();
-      polled.delete(id);
-    }
+    if (now - w.lastPoll > POLLED_WATCHER_IDLE_MS) removePolled(id, w);
   }
   if (polled.size === 0 && sweeper) {
     clearInterval(sweeper);
@@ -128,7 +133,7 @@ export const filesystemService: ServiceImpl<typeof Filesystem> = {
         await rename(source, destination);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-        await cp(source, destination, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true, force: true });
+        await copyTree(source, destination);
         await rm(source, { recursive: true, force: true });
       }
       return { entry: await entryInfo(destination) };
@@ -188,22 +193,39 @@ export const filesystemService: ServiceImpl<typeof Filesystem> = {
   async *watchDir(req, ctx) {
     const user = requestUser(ctx);
     const path = resolveFor(req.path, user);
-    const ch = new Channel<WatchMsg>();
-    const watcher = await startWatcher(
-      path,
-      req.recursive,
-      req.includeEntry,
-      (e) => ch.push({ event: { case: 'filesystem', value: e } }),
-      (err) => ch.close(toConnectError(err, path)),
-    );
-    const ka = keepaliveMs(ctx.requestHeader);
-    const timer = ka ? setInterval(() => ch.push({ event: { case: 'keepalive', value: {} } }), ka) : undefined;
+    const free = takeWatchSlot();
+    const budget = new QueueBudget();
+    const ch = new Channel<{ msg: WatchMsg; cost: number }>();
+    let watcher: DirWatcher | undefined;
+    let timer: NodeJS.Timeout | undefined;
     try {
+      watcher = await startWatcher(
+        path,
+        req.recursive,
+        req.includeEntry,
+        (e) => {
+          const cost = eventCost(e);
+          if (budget.take(cost)) ch.push({ msg: { event: { case: 'filesystem', value: e } }, cost });
+          else {
+            ch.close(overflowError(path)); // after what is queued
+            watcher?.close();
+          }
+        },
+        (err) => ch.close(toConnectError(err, path)),
+      );
+      const ka = keepaliveMs(ctx.requestHeader);
+      // Only on a stream with nothing queued: that is when a keepalive is due, and they never pile up.
+      if (ka) timer = setInterval(() => ch.size === 0 && ch.push({ msg: { event: { case: 'keepalive', value: {} } }, cost: 0 }), ka);
       yield { event: { case: 'start', value: {} } };
-      yield* ch.iterate(ctx.signal);
+      for await (const { msg, cost } of ch.iterate(ctx.signal)) {
+        budget.give(cost);
+        yield msg;
+      }
     } finally {
       if (timer) clearInterval(timer);
-      watcher.close();
+      watcher?.close();
+      budget.release();
+      free();
     }
   },
 
@@ -211,18 +233,31 @@ export const filesystemService: ServiceImpl<typeof Filesystem> = {
     const user = requestUser(ctx);
     const path = resolveFor(req.path, user);
     const id = randomUUID();
-    const entry: PolledWatcher = { events: [], watcher: undefined as unknown as DirWatcher, lastPoll: Date.now() };
-    entry.watcher = await startWatcher(
-      path,
-      req.recursive,
-      req.includeEntry,
-      (e) => {
-        if (entry.events.length < MAX_BUFFERED_WATCH_EVENTS) entry.events.push(e);
-      },
-      (err) => {
-        entry.error = toConnectError(err, path);
-      },
-    );
+    const free = takeWatchSlot();
+    const entry: PolledWatcher = { events: [], budget: new QueueBudget(), free, watcher: undefined as unknown as DirWatcher, lastPoll: Date.now() };
+    try {
+      entry.watcher = await startWatcher(
+        path,
+        req.recursive,
+        req.includeEntry,
+        (e) => {
+          if (entry.error) return;
+          if (entry.budget.take(eventCost(e))) entry.events.push(e);
+          else {
+            // Reported after the events already queued; the watcher stops here.
+            entry.error = overflowError(path);
+            entry.watcher?.close();
+          }
+        },
+        (err) => {
+          entry.error ??= toConnectError(err, path);
+        },
+      );
+    } catch (err) {
+      entry.budget.release();
+      free();
+      throw err;
+    }
     polled.set(id, entry);
     sweeper ??= setInterval(sweepPolled, 60_000).unref();
     return { watcherId: id };
@@ -233,10 +268,10 @@ export const filesystemService: ServiceImpl<typeof Filesystem> = {
     if (!w) throw new ConnectError(`watcher '${req.watcherId}' not found`, Code.NotFound);
     const events = w.events;
     w.events = [];
+    w.budget.release();
     w.lastPoll = Date.now();
     if (w.error && events.length === 0) {
-      w.watcher.close();
-      polled.delete(req.watcherId);
+      removePolled(req.watcherId, w);
       throw w.error;
     }
     return { events };
@@ -245,8 +280,7 @@ export const filesystemService: ServiceImpl<typeof Filesystem> = {
   async removeWatcher(req) {
     const w = polled.get(req.watcherId);
     if (!w) throw new ConnectError(`watcher '${req.watcherId}' not found`, Code.NotFound);
-    w.watcher.close();
-    polled.delete(req.watcherId);
+    removePolled(req.watcherId, w);
     return {};
   },
 };

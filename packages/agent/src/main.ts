@@ -3,8 +3,13 @@
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
-import { listenFd, loadConfigFile, socketPath } from './config.js';
+import { configProblem, listenFd, loadConfigFile, socketPath } from './config.js';
 import { logError, logInfo } from './log.js';
+import { makeUndumpable } from './undumpable.js';
+
+// Before anything secret is in memory: nothing the agent runs may read or trace it.
+const dumpable = makeUndumpable();
+if (dumpable) logError(`the agent stays dumpable, so root in the sandbox can read its memory: ${dumpable}`);
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -27,6 +32,9 @@ function loadHandler(): Promise<Handler> {
 }
 
 loadConfigFile();
+const refusal = configProblem()
+  ? JSON.stringify({ code: 503, message: `the sandbox's agent refuses every request: ${configProblem()}` })
+  : undefined;
 if (listenFd === undefined) {
   try {
     mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
@@ -39,6 +47,11 @@ if (listenFd === undefined) {
 const server = createServer((req, res) => {
   if (req.url === '/health' && (req.method === 'GET' || req.method === 'HEAD')) {
     res.writeHead(204).end();
+    return;
+  }
+  if (refusal) {
+    res.writeHead(503, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(refusal) });
+    res.end(refusal);
     return;
   }
   loadHandler().then(
@@ -74,5 +87,5 @@ server.listen(listenFd === undefined ? socketPath : { fd: listenFd }, () => {
     const now = performance.now();
     logInfo(`listening on ${where}: ${now.toFixed(1)} ms after process start (node bootstrap ${t0.toFixed(1)} ms + agent ${(now - t0).toFixed(1)} ms)`);
   }
-  setImmediate(loadHandler);
+  if (!refusal) setImmediate(loadHandler);
 });

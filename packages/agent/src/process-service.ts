@@ -10,7 +10,8 @@ type StreamMsg = { event: ProcEvent };
 /** Streams a subscriber's events (with keepalives) until the process ends or the client goes away. */
 async function* pump(proc: ManagedProcess, sub: Subscriber, ctx: HandlerContext): AsyncGenerator<StreamMsg> {
   const ka = keepaliveMs(ctx.requestHeader);
-  const timer = ka ? setInterval(() => sub.ch.push({ event: { case: 'keepalive', value: {} } }), ka) : undefined;
+  // Only on a stream with nothing queued: that is when a keepalive is due, and they never pile up.
+  const timer = ka ? setInterval(() => sub.ch.size === 0 && sub.ch.push({ event: { case: 'keepalive', value: {} } }), ka) : undefined;
   try {
     for await (const ev of sub.ch.iterate(ctx.signal)) {
       yield { event: ev };

@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { Filesystem, Process } from '@sandlot/envd-proto';
-import { hasValidToken } from './auth.js';
-import { applyConfig, config } from './config.js';
+import { hasValidToken, safeEqual } from './auth.js';
+import { applyConfig, config, parseConfig, type ConfigInput } from './config.js';
 import { handleDownload, handleUpload } from './files-http.js';
 import { filesystemService } from './fs-service.js';
 import { readJsonBody, sendError, sendJson } from './http-util.js';
@@ -74,11 +74,19 @@ export function createHandler(): (req: IncomingMessage, res: ServerResponse) => 
     }
     if (path === '/metrics' && method === 'GET') return sendJson(res, 200, await sandboxMetrics());
     if (path === '/init' && method === 'POST') {
+      let init: ConfigInput;
       try {
-        applyConfig(await readJsonBody(req));
+        init = parseConfig(await readJsonBody(req));
       } catch (err) {
         return sendError(res, 400, `invalid init request: ${(err as Error).message}`);
       }
+      // E2B's orchestrator sends the token it gave the sandbox: the same one is a no-op. Nothing
+      // a token holder sends can blank or replace it (the sandbox's token is set once, at start).
+      if (init.accessToken !== undefined && !safeEqual(init.accessToken, config.accessToken ?? '')) {
+        return sendError(res, 403, "invalid init request: accessToken cannot be changed (it may only repeat the sandbox's current token)");
+      }
+      delete init.accessToken;
+      applyConfig(init);
       res.writeHead(204).end();
       return;
     }

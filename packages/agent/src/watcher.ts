@@ -7,7 +7,11 @@ import { entryInfo } from './entry.js';
 
 export type FsEventInit = MessageInitShape<typeof FilesystemEventSchema>;
 
+/** Directories one watch may cover (one fs.watch handle and inotify watch each, ~1.2 KB of the agent's memory). */
 const MAX_WATCHED_DIRS = 8192;
+/** Directories all of the agent's watches together may cover: the per-watch limit times the watch cap would be gigabytes. */
+const MAX_WATCHED_DIRS_TOTAL = 16384;
+let watchedDirsTotal = 0;
 
 export class WatchLimitError extends Error {}
 
@@ -57,6 +61,7 @@ export class DirWatcher {
   close(): void {
     this.closed = true;
     for (const w of this.watchers.values()) w.close();
+    watchedDirsTotal -= this.watchers.size;
     this.watchers.clear();
     this.known.clear();
     this.batch = [];
@@ -69,8 +74,12 @@ export class DirWatcher {
    */
   private async addDir(dir: string, isRoot = false, announce = false): Promise<void> {
     if (this.closed || this.watchers.has(dir)) return;
-    if (this.watchers.size >= MAX_WATCHED_DIRS) {
-      const err = new WatchLimitError(`too many directories to watch (limit ${MAX_WATCHED_DIRS})`);
+    if (this.watchers.size >= MAX_WATCHED_DIRS || watchedDirsTotal >= MAX_WATCHED_DIRS_TOTAL) {
+      const err = new WatchLimitError(
+        this.watchers.size >= MAX_WATCHED_DIRS
+          ? `too many directories to watch (limit ${MAX_WATCHED_DIRS})`
+          : `too many directories watched by all watches together (limit ${MAX_WATCHED_DIRS_TOTAL})`,
+      );
       if (isRoot) throw err;
       this.onFatal(err);
       return;
@@ -90,10 +99,11 @@ export class DirWatcher {
     }
     w.on('error', (err) => {
       w.close();
-      this.watchers.delete(dir);
+      if (this.watchers.get(dir) === w && this.watchers.delete(dir)) watchedDirsTotal--;
       if (dir === this.root) this.onFatal(err);
     });
     this.watchers.set(dir, w);
+    watchedDirsTotal++;
     let children;
     try {
       children = await readdir(dir, { withFileTypes: true });
@@ -124,6 +134,7 @@ export class DirWatcher {
       if (d === dir || d.startsWith(prefix)) {
         w.close();
         this.watchers.delete(d);
+        watchedDirsTotal--;
       }
     }
   }

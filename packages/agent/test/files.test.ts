@@ -126,7 +126,7 @@ describe('envd HTTP', () => {
       { name: 'file', filename: join(dir, 'b.txt'), data: 'B' },
     ]);
     // node:http joins a repeated header into one value; raw header lines keep it repeated.
-    const raw = await rawUpload(`POST /files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nX-Metadata-Tag: first\r\nX-Metadata-Tag: second\r\nX-Metadata-Empty:\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`, body);
+    const raw = await rawUpload(`POST /files HTTP/1.1\r\nHost: x\r\nX-Access-Token: ${agent.token}\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nX-Metadata-Tag: first\r\nX-Metadata-Tag: second\r\nX-Metadata-Empty:\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`, body);
     assert.match(raw, /^HTTP\/1.1 200/, raw);
     const files = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4));
     assert.deepEqual(files.map((f: { metadata?: unknown }) => f.metadata), [{ tag: 'first', empty: '' }, { tag: 'first', empty: '' }]);
@@ -325,10 +325,10 @@ describe('access token', () => {
     'v1_' + createHash('sha256').update(`${path}:${op}:${user}:${token}${exp ? ':' + exp : ''}`).digest('base64').replace(/=+$/, '');
 
   it('requires X-Access-Token for RPC and HTTP, except /health', async () => {
-    assert.equal((await secured.http({ path: '/health' })).status, 204);
-    assert.equal((await secured.http({ path: '/envs' })).status, 401);
-    assert.equal((await secured.http({ path: '/envs', headers: { 'x-access-token': token } })).status, 200);
-    await assert.rejects(secured.fs.stat({ path: '/' }), (e: Error) => /unauthenticated/i.test(e.message) || (e as { code?: number }).code === 16);
+    assert.equal((await secured.http({ token: false, path: '/health' })).status, 204);
+    assert.equal((await secured.http({ token: false, path: '/envs' })).status, 401);
+    assert.equal((await secured.http({ token: false, path: '/envs', headers: { 'x-access-token': token } })).status, 200);
+    await assert.rejects(secured.client({ token: false }).fs.stat({ path: '/' }), (e: Error) => /unauthenticated/i.test(e.message) || (e as { code?: number }).code === 16);
     const ok = secured.client({ headers: { 'x-access-token': token } });
     assert.equal((await ok.fs.stat({ path: '/' })).entry?.path, '/');
     const bad = secured.client({ headers: { 'x-access-token': 'wrong' } });
@@ -338,20 +338,21 @@ describe('access token', () => {
   it('accepts valid signatures on /files, rejects bad or expired ones', async () => {
     const p = join(secured.dir, 'signed.txt');
     writeFileSync(p, 'signed');
-    assert.equal((await secured.http({ path: '/files?' + q({ path: p }) })).status, 401);
-    assert.equal((await secured.http({ path: '/files?' + q({ path: p }), headers: { 'x-access-token': token } })).status, 200);
-    const good = await secured.http({ path: '/files?' + q({ path: p, signature: sign(p, 'read', '') }) });
+    assert.equal((await secured.http({ token: false, path: '/files?' + q({ path: p }) })).status, 401);
+    assert.equal((await secured.http({ token: false, path: '/files?' + q({ path: p }), headers: { 'x-access-token': token } })).status, 200);
+    const good = await secured.http({ token: false, path: '/files?' + q({ path: p, signature: sign(p, 'read', '') }) });
     assert.equal(good.status, 200);
     assert.equal(good.body.toString(), 'signed');
     const exp = Math.floor(Date.now() / 1000) + 60;
-    const withUser = await secured.http({ path: '/files?' + q({ path: p, username: 'root', signature: sign(p, 'read', 'root', exp), signature_expiration: String(exp) }) });
+    const withUser = await secured.http({ token: false, path: '/files?' + q({ path: p, username: 'root', signature: sign(p, 'read', 'root', exp), signature_expiration: String(exp) }) });
     assert.equal(withUser.status, 200);
-    assert.equal((await secured.http({ path: '/files?' + q({ path: p, signature: sign(p, 'write', '') }) })).status, 401);
+    assert.equal((await secured.http({ token: false, path: '/files?' + q({ path: p, signature: sign(p, 'write', '') }) })).status, 401);
     const past = Math.floor(Date.now() / 1000) - 10;
-    const expired = await secured.http({ path: '/files?' + q({ path: p, signature: sign(p, 'read', '', past), signature_expiration: String(past) }) });
+    const expired = await secured.http({ token: false, path: '/files?' + q({ path: p, signature: sign(p, 'read', '', past), signature_expiration: String(past) }) });
     assert.equal(expired.status, 401);
     assert.equal(expired.body.toString(), '{"code":401,"message":"signature is already expired"}');
     const up = await secured.http({
+      token: false,
       method: 'POST',
       path: '/files?' + q({ path: p, signature: sign(p, 'write', '') }),
       headers: { 'content-type': 'application/octet-stream' },

@@ -1,5 +1,6 @@
 // Starts the built agent (dist/agent.mjs) on the host with a private socket and drives it.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -15,16 +16,27 @@ export const AGENT = fileURLToPath(new URL('../dist/agent.mjs', import.meta.url)
 export interface Agent {
   dir: string;
   socket: string;
+  /** The access token the agent was given (sent by `fs`, `process`, `client()` and `http()` unless `token: false`). */
+  token: string;
   proc: ChildProcess;
   stderr: () => string;
   process: Client<typeof Process>;
   fs: Client<typeof Filesystem>;
-  client(opts?: { headers?: Record<string, string>; binary?: boolean }): { process: Client<typeof Process>; fs: Client<typeof Filesystem> };
+  client(opts?: ClientOpts): { process: Client<typeof Process>; fs: Client<typeof Filesystem> };
   http(opts: HttpOpts): Promise<HttpResult>;
   stop(): Promise<void>;
 }
 
+export interface ClientOpts {
+  headers?: Record<string, string>;
+  binary?: boolean;
+  /** false: send no X-Access-Token (an explicit x-access-token header also replaces the agent's). */
+  token?: false;
+}
+
 export interface HttpOpts {
+  /** false: send no X-Access-Token (an explicit x-access-token header also replaces the agent's). */
+  token?: false;
   method?: string;
   path: string;
   headers?: Record<string, string>;
@@ -36,12 +48,19 @@ export interface HttpResult {
   body: Buffer;
 }
 
-export async function startAgent(config: Record<string, unknown> = {}): Promise<Agent> {
+/**
+ * Starts the agent with `config` (defaultUser root and a random accessToken unless given), or with
+ * `configText` as its config file's content (null: no config file at all; a function makes it).
+ */
+export async function startAgent(config: Record<string, unknown> = {}, configText?: string | null | ((path: string) => void)): Promise<Agent> {
   if (!existsSync(AGENT)) throw new Error(`${AGENT} is missing: run npm run build -w @sandlot/agent first`);
   const dir = mkdtempSync(join(tmpdir(), 'sandlot-agent-test-'));
   const socket = join(dir, 'run', 'agent.sock');
   const cfgPath = join(dir, 'agent.json');
-  writeFileSync(cfgPath, JSON.stringify({ defaultUser: 'root', ...config }));
+  const token = typeof config.accessToken === 'string' ? config.accessToken : 'test-' + randomBytes(16).toString('hex');
+  if (configText === undefined) writeFileSync(cfgPath, JSON.stringify({ defaultUser: 'root', accessToken: token, ...config }));
+  else if (typeof configText === 'function') configText(cfgPath);
+  else if (configText !== null) writeFileSync(cfgPath, configText);
   const proc = spawn(process.execPath, [AGENT], {
     env: { ...process.env, SANDLOT_AGENT_SOCKET: socket, SANDLOT_AGENT_CONFIG: cfgPath },
     stdio: ['ignore', 'inherit', 'pipe'],
@@ -53,20 +72,21 @@ export async function startAgent(config: Record<string, unknown> = {}): Promise<
     if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`agent did not start: ${err}`);
     await new Promise((r) => setTimeout(r, 5));
   }
-  const client = (opts: { headers?: Record<string, string>; binary?: boolean } = {}) => {
+  const withToken = (headers: Record<string, string> = {}, send: boolean) =>
+    send && !Object.keys(headers).some((k) => k.toLowerCase() === 'x-access-token') ? { 'x-access-token': token, ...headers } : headers;
+  const client = (opts: ClientOpts = {}) => {
+    const headers = withToken(opts.headers, opts.token !== false);
     const transport = createConnectTransport({
       baseUrl: 'http://localhost',
       httpVersion: '1.1',
       useBinaryFormat: opts.binary ?? false,
       nodeOptions: { socketPath: socket },
-      interceptors: opts.headers
-        ? [
-            (next) => (req) => {
-              for (const [k, v] of Object.entries(opts.headers!)) req.header.set(k, v);
-              return next(req);
-            },
-          ]
-        : [],
+      interceptors: [
+        (next) => (req) => {
+          for (const [k, v] of Object.entries(headers)) req.header.set(k, v);
+          return next(req);
+        },
+      ],
     });
     return { process: createClient(Process, transport), fs: createClient(Filesystem, transport) };
   };
@@ -74,12 +94,13 @@ export async function startAgent(config: Record<string, unknown> = {}): Promise<
   return {
     dir,
     socket,
+    token,
     proc,
     stderr: () => err,
     process: def.process,
     fs: def.fs,
     client,
-    http: (o) => httpRequest(socket, o),
+    http: (o) => httpRequest(socket, { ...o, headers: withToken(o.headers, o.token !== false) }),
     async stop() {
       if (proc.exitCode === null) {
         proc.kill('SIGTERM');
