@@ -102,8 +102,10 @@ describe('the agent, seen from the code it runs', () => {
 
   test('what it starts is an ordinary process: readable by its own user, holding nothing of the agent', async () => {
     // bash is the agent's own child (through choom's exec); cat, bash's child, reads bash.
-    const env = await run(id, `tr '\\0' '\\n' < /proc/$$/environ | grep -c '^USER=user$'; ls /proc/$$/fd | sort -n | tr '\\n' ' '`)
-    assert.equal(env.stdout, '1\n0 1 2 ', env.stderr)
+    // fd 3 is /dev/null: the agent's listening socket had that number, and a child_process child
+    // gets /dev/null over it (processes.ts), so nothing of the agent is left there.
+    const env = await run(id, `tr '\\0' '\\n' < /proc/$$/environ | grep -c '^USER=user$'; ls /proc/$$/fd | sort -n | tr '\\n' ' '; readlink /proc/$$/fd/3`)
+    assert.equal(env.stdout, '1\n0 1 2 3 /dev/null\n', env.stderr)
     // (`; true`: bash must not exec python in its own place)
     const asRoot = await run(id, `python3 -c 'import sys; open("/proc/%s/mem" % sys.argv[1], "rb").close(); print("opened")' $$; true`, { user: 'root' })
     assert.equal(asRoot.stdout, 'opened\n', asRoot.stderr)
