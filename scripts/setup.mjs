@@ -15,6 +15,8 @@ const SYSTEM_PACKAGES = {
   unshare: 'util-linux',
   tar: 'tar',
   mount: 'mount',
+  // builds sandlot-idmap (packages/server/native); gcc brings libc6-dev, its headers, as recommended
+  cc: 'gcc',
 }
 
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0

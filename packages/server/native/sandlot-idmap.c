@@ -1,0 +1,174 @@
+// sandlot-idmap: the two kernel operations sandlotd needs that neither Debian 12's util-linux (2.38,
+// no X-mount.idmap) nor runc 1.1.5 can do, and that Node cannot call without a native module:
+//
+//   sandlot-idmap userns OWNER MAP
+//     Creates a user namespace owned by host uid/gid OWNER (the kernel charges a namespace's
+//     per-user counts, such as inotify instances, to the uid that created it) with MAP as both its
+//     uid and gid map ("inner outer count", written by this root process). Prints the pid of a
+//     process that stays in the namespace, so runc can join /proc/PID/ns/user, until stdin closes.
+//
+//   sandlot-idmap mount SOURCE TARGET MAP
+//     Attaches at TARGET a read-only, nosuid, nodev clone of the mount of SOURCE, idmapped through a
+//     user namespace with MAP as its maps (open_tree, mount_setattr MOUNT_ATTR_IDMAP, move_mount).
+//
+// Why a helper of our own: no maintained tool does this on Debian 12. util-linux 2.38 has no
+// X-mount.idmap (2.39 added it), runc 1.1.5 no idmapped mounts (1.2 added them) and no way to make a
+// user namespace that root does not own; npm has no package for these syscalls. Why not a node-gyp
+// addon: creating the namespace takes a process that drops to another uid, which must not be a
+// fork of the multithreaded daemon. Compiled at build time with the system compiler
+// (scripts/build.mjs); run by sandlotd as root.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("sandlot-idmap: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  if (errno) fprintf(stderr, ": %s", strerror(errno));
+  fputc('\n', stderr);
+  va_end(ap);
+  exit(1);
+}
+
+static unsigned long number(const char *s, const char *what) {
+  char *end;
+  errno = 0;
+  unsigned long n = strtoul(s, &end, 10);
+  if (errno || *s == '\0' || *end != '\0' || n >= 4294967295UL) {
+    errno = 0;
+    die("%s must be a number, got \"%s\"", what, s);
+  }
+  return n;
+}
+
+/* "inner outer count", checked, as written to uid_map and gid_map. */
+static void parse_map(const char *map, char *out, size_t size) {
+  unsigned long inner, outer, count;
+  char rest;
+  if (sscanf(map, "%lu %lu %lu %c", &inner, &outer, &count, &rest) != 3 || count == 0 ||
+      inner + count > 4294967295UL || outer + count > 4294967295UL) {
+    errno = 0;
+    die("a map is \"inner outer count\", got \"%s\"", map);
+  }
+  snprintf(out, size, "%lu %lu %lu\n", inner, outer, count);
+}
+
+static void write_file(const char *path, const char *text) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) die("open %s", path);
+  ssize_t n = write(fd, text, strlen(text));
+  if (n != (ssize_t)strlen(text)) die("write %s", path);
+  close(fd);
+}
+
+struct holder {
+  pid_t pid;
+  int release; /* closing it lets the holder exit */
+};
+
+/*
+ * Forks a holder that becomes OWNER (unless owner is -1: stays root), unshares a user namespace and
+ * waits; this root process writes the namespace's maps.
+ */
+static struct holder new_userns(long owner, const char *map) {
+  int ready[2], release[2];
+  if (pipe2(ready, O_CLOEXEC) || pipe2(release, O_CLOEXEC)) die("pipe");
+  pid_t pid = fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    close(ready[0]);
+    close(release[1]);
+    if (owner >= 0) {
+      // The namespace's ceiling on processes, counted at the owner's level, is its creator's
+      // RLIMIT_NPROC: as high as allowed (the sandbox's pids cgroup is what bounds it). Without
+      // CAP_SYS_RESOURCE only up to the hard limit.
+      struct rlimit nproc = {RLIM_INFINITY, RLIM_INFINITY};
+      if (setrlimit(RLIMIT_NPROC, &nproc) && (getrlimit(RLIMIT_NPROC, &nproc) == 0)) {
+        nproc.rlim_cur = nproc.rlim_max;
+        setrlimit(RLIMIT_NPROC, &nproc);
+      }
+      if (setgroups(0, NULL) || setresgid(owner, owner, owner) || setresuid(owner, owner, owner)) _exit(2);
+    }
+    if (unshare(CLONE_NEWUSER)) _exit(3);
+    if (write(ready[1], "", 1) != 1) _exit(4);
+    char c;
+    while (read(release[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    _exit(0);
+  }
+  close(ready[1]);
+  close(release[0]);
+  char c;
+  if (read(ready[0], &c, 1) != 1) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    errno = 0;
+    die("the namespace's creator failed (step %d)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  }
+  close(ready[0]);
+  char line[96], path[64];
+  parse_map(map, line, sizeof line);
+  snprintf(path, sizeof path, "/proc/%d/uid_map", pid);
+  write_file(path, line);
+  snprintf(path, sizeof path, "/proc/%d/gid_map", pid);
+  write_file(path, line);
+  return (struct holder){pid, release[1]};
+}
+
+static void end_holder(struct holder h) {
+  close(h.release);
+  waitpid(h.pid, NULL, 0);
+}
+
+static int cmd_userns(const char *owner, const char *map) {
+  struct holder h = new_userns((long)number(owner, "OWNER"), map);
+  printf("%d\n", h.pid);
+  fflush(stdout);
+  // Until the daemon closes stdin (or dies): runc joins the namespace meanwhile.
+  char buf[64];
+  for (;;) {
+    ssize_t n = read(0, buf, sizeof buf);
+    if (n > 0 || (n < 0 && errno == EINTR)) continue;
+    break;
+  }
+  end_holder(h);
+  return 0;
+}
+
+static int cmd_mount(const char *source, const char *target, const char *map) {
+  struct holder h = new_userns(-1, map);
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/ns/user", h.pid);
+  int userns = open(path, O_RDONLY | O_CLOEXEC);
+  if (userns < 0) die("open %s", path);
+  end_holder(h);
+  int tree = open_tree(AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  if (tree < 0) die("open_tree %s", source);
+  struct mount_attr attr = {
+      .attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+      .userns_fd = (unsigned long long)userns,
+  };
+  if (mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof attr)) die("mount_setattr (idmap) %s", source);
+  if (move_mount(tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)) die("move_mount to %s", target);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 4 && strcmp(argv[1], "userns") == 0) return cmd_userns(argv[2], argv[3]);
+  if (argc == 5 && strcmp(argv[1], "mount") == 0) return cmd_mount(argv[2], argv[3], argv[4]);
+  fprintf(stderr, "usage: sandlot-idmap userns OWNER MAP | sandlot-idmap mount SOURCE TARGET MAP\n"
+                  "       (MAP is \"inner outer count\")\n");
+  return 2;
+}
