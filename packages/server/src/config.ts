@@ -25,6 +25,8 @@ export interface Config {
    */
   nativeModules: Record<string, string>
   nodeBinary: string
+  /** sandlot-idmap (native/sandlot-idmap.c, built by npm run build): user namespaces and idmapped mounts. */
+  idmapHelper: string
   defaultLimits: Limits
   maxLimits: Limits
   /** Set no_new_privileges on every sandbox. Off by default: it would disable sudo inside the sandbox. */
@@ -77,6 +79,7 @@ export function loadConfig(env = process.env): Config {
       'fs-xattr': path.resolve(env.SANDLOT_FS_XATTR_DIR ?? path.join(repoRoot, 'node_modules/fs-xattr')),
     },
     nodeBinary: process.execPath,
+    idmapHelper: path.resolve(env.SANDLOT_IDMAP_HELPER ?? path.join(repoRoot, 'packages/server/dist/sandlot-idmap')),
     defaultLimits: {
       memoryMB: intFrom('SANDLOT_DEFAULT_MEMORY_MB', 512),
       cpuCount: intFrom('SANDLOT_DEFAULT_CPU_COUNT', 1),

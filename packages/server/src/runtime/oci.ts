@@ -1,5 +1,6 @@
 // The OCI driver: one bundle per sandbox under $SANDLOT_HOME/sandboxes/<id>, an overlay rootfs
-// (template below, the sandbox's own layer above), started detached by runc, crun or runsc.
+// (template below through an idmapped mount, the sandbox's own layer above), in a user namespace of
+// its own, started detached by runc, crun or runsc.
 import { execFile, spawn } from 'node:child_process'
 import fs from 'node:fs'
 import net from 'node:net'
@@ -8,8 +9,8 @@ import { promisify } from 'node:util'
 import type { Config, RuntimeName } from '../config.js'
 import { unavailable } from '../errors.js'
 import type { RuntimeDriver, RuntimeState, SandboxSpec } from './driver.js'
-import type { IdRange } from './idmap.js'
-import { hostMaxOpenFiles, ociSpec } from './spec.js'
+import type { IdRange, SandboxIds } from './idmap.js'
+import { MAX_OPEN_FILES, hostOpenFilesLimit, ociSpec } from './spec.js'
 
 const exec = promisify(execFile)
 
@@ -23,6 +24,8 @@ interface Paths {
   dir: string
   bundle: string
   rootfs: string
+  /** Where the template is mounted, idmapped onto the sandbox's ids. */
+  lower: string
   upper: string
   work: string
   run: string
@@ -36,11 +39,16 @@ export class OciDriver implements RuntimeDriver {
   readonly name: RuntimeName
   private readonly stateRoot: string
   private readonly sandboxesDir: string
-  private readonly maxOpenFiles = hostMaxOpenFiles()
+  /**
+   * The sandbox inherits the runtime's limits (Node raised its soft RLIMIT_NOFILE to the hard one);
+   * above 1 Mi open files, util-linux's prlimit lowers them for the runtime first.
+   */
+  private readonly runPrefix = (hostOpenFilesLimit() ?? 0) > MAX_OPEN_FILES ? ['prlimit', `--nofile=${MAX_OPEN_FILES}:${MAX_OPEN_FILES}`, '--'] : []
 
   constructor(
     private readonly config: Config,
-    private readonly idRange: IdRange,
+    /** The host ids that own the templates' files. */
+    private readonly templateIds: IdRange,
   ) {
     this.name = config.runtime
     this.stateRoot = path.join(config.home, 'runtime', this.name)
@@ -56,6 +64,7 @@ export class OciDriver implements RuntimeDriver {
       dir,
       bundle: path.join(dir, 'bundle'),
       rootfs: path.join(dir, 'bundle', 'rootfs'),
+      lower: path.join(dir, 'lower'),
       upper: path.join(dir, 'upper'),
       work: path.join(dir, 'work'),
       run: path.join(dir, 'run'),
@@ -73,20 +82,21 @@ export class OciDriver implements RuntimeDriver {
     return ['--root', this.stateRoot, ...args]
   }
 
-  async check(probeRootfs: string): Promise<void> {
+  async check(probeRootfs: string, probeIds: SandboxIds): Promise<void> {
     try {
       await exec(this.name, ['--version'])
     } catch {
       throw new Error(`The runtime "${this.name}" (SANDLOT_RUNTIME) is not installed: ${INSTALL_HINT[this.name]}`)
     }
-    for (const file of [this.config.nodeBinary, path.join(this.config.agentDir, 'agent.mjs'), ...Object.values(this.config.nativeModules)]) {
+    const needed = [this.config.nodeBinary, this.config.idmapHelper, path.join(this.config.agentDir, 'agent.mjs'), ...Object.values(this.config.nativeModules)]
+    for (const file of needed) {
       if (!fs.existsSync(file)) throw new Error(`${file} is missing: run "npm run build" first`)
     }
     // A real container proves the runtime works on this host (cgroup layout, user namespaces, seccomp).
     const id = `probe-${process.pid}`
     await this.destroy(id)
     try {
-      await this.start({ id, templateRootfs: probeRootfs, limits: this.config.defaultLimits, envVars: {}, accessToken: '' }, ['/bin/true'])
+      await this.start({ id, templateRootfs: probeRootfs, limits: this.config.defaultLimits, envVars: {}, accessToken: '', ids: probeIds }, ['/bin/true'])
       await this.waitStopped(id, 10_000)
     } catch (err) {
       throw new Error(`The runtime "${this.name}" cannot run sandboxes on this host: ${(err as Error).message}`)
@@ -107,8 +117,18 @@ export class OciDriver implements RuntimeDriver {
 
   private async start(spec: SandboxSpec, args?: string[]): Promise<void> {
     const p = this.paths(spec.id)
-    const owner = this.idRange.hostId
+    const owner = spec.ids.hostId
     fs.mkdirSync(p.dir, { mode: 0o711 })
+    // Made while the layers are mounted; runc joins it, and it lives on with the sandbox's processes.
+    const userns = this.newUserNamespace(spec.ids)
+    try {
+      await this.startIn(spec, p, owner, userns.pid, args)
+    } finally {
+      userns.release()
+    }
+  }
+
+  private async startIn(spec: SandboxSpec, p: Paths, owner: number, usernsHolder: Promise<number>, args?: string[]): Promise<void> {
     fs.mkdirSync(p.rootfs, { recursive: true })
     for (const d of [p.upper, p.work]) fs.mkdirSync(d, { recursive: true, mode: 0o700 })
     // The sandbox's own layer belongs to its root; only its top directory, /etc/hosts and
@@ -133,9 +153,15 @@ export class OciDriver implements RuntimeDriver {
       JSON.stringify({ envVars: spec.envVars, defaultUser: 'user', accessToken: spec.accessToken || undefined }),
       { mode: 0o644 },
     )
-    // Relative layer paths (from the sandbox's directory, via a "lower" link to the template): the
-    // sandbox's /proc/mounts shows the options as given, and must not reveal host paths.
-    fs.symlinkSync(spec.templateRootfs, path.join(p.dir, 'lower'))
+    // The template's files are owned on the host by ids no sandbox has; an idmapped mount of it
+    // (read-only, nosuid, nodev) shows them as the sandbox's own, so the template is shared unchanged.
+    fs.mkdirSync(p.lower)
+    const map = `${this.templateIds.hostId} ${spec.ids.hostId} ${spec.ids.size}`
+    await exec(this.config.idmapHelper, ['mount', spec.templateRootfs, p.lower, map]).catch((err: Error & { stderr?: string }) => {
+      throw new Error(`cannot mount the template idmapped: ${err.stderr?.trim() || err.message}`)
+    })
+    // Relative layer paths (from the sandbox's directory): the sandbox's /proc/mounts shows the
+    // options as given, and must not reveal host paths.
     await exec('mount', ['-t', 'overlay', 'overlay', '-o', 'lowerdir=lower,upperdir=upper,workdir=work', 'bundle/rootfs'], { cwd: p.dir })
     fs.writeFileSync(
       path.join(p.bundle, 'config.json'),
@@ -143,14 +169,14 @@ export class OciDriver implements RuntimeDriver {
         ociSpec({
           id: spec.id,
           rootfs: p.rootfs,
-          idRange: this.idRange,
+          ids: spec.ids,
+          userNamespace: `/proc/${await usernsHolder}/ns/user`,
           limits: spec.limits,
           nodeBinary: this.config.nodeBinary,
           agentDir: this.config.agentDir,
           nativeModules: this.config.nativeModules,
           runDir: p.run,
           noNewPrivileges: this.config.noNewPrivileges,
-          maxOpenFiles: this.maxOpenFiles,
           args,
         }),
       ),
@@ -159,7 +185,8 @@ export class OciDriver implements RuntimeDriver {
     try {
       await new Promise<void>((resolve, reject) => {
         // Detached into its own session: the sandbox outlives the daemon (kill -9, restart, upgrade).
-        const child = spawn(this.name, this.runtimeArgs('run', '--detach', '--pid-file', p.pidFile, '--bundle', p.bundle, spec.id), {
+        const [cmd, ...cmdArgs] = [...this.runPrefix, this.name, ...this.runtimeArgs('run', '--detach', '--pid-file', p.pidFile, '--bundle', p.bundle, spec.id)]
+        const child = spawn(cmd!, cmdArgs, {
           stdio: ['ignore', log, log],
           detached: true,
         })
@@ -174,6 +201,32 @@ export class OciDriver implements RuntimeDriver {
     }
     const pid = fs.readFileSync(p.pidFile, 'utf8').trim()
     fs.writeFileSync(p.startFile, processStartTime(pid) ?? '')
+  }
+
+  /**
+   * A user namespace with the sandbox's maps whose owner is the sandbox's own owner uid, so the
+   * kernel's per-user counts of everything in it (inotify instances, message-queue bytes, …) are
+   * charged to that uid: each sandbox has its own budget, apart from host root's and the others'.
+   * sandlot-idmap creates it as that uid and writes its maps as root; its pid resolves once the
+   * namespace is ready, and release() lets it go once runc has joined.
+   */
+  private newUserNamespace(ids: SandboxIds): { pid: Promise<number>; release(): void } {
+    const child = spawn(this.config.idmapHelper, ['userns', String(ids.owner), `0 ${ids.hostId} ${ids.size}`], { stdio: ['pipe', 'pipe', 'pipe'] })
+    child.stdin.on('error', () => {})
+    const pid = new Promise<number>((resolve, reject) => {
+      let out = ''
+      let err = ''
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString()
+        const m = /^(\d+)\n/.exec(out)
+        if (m) resolve(Number(m[1]))
+      })
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()))
+      child.on('error', reject)
+      child.on('exit', (code) => reject(new Error(`cannot make the sandbox's user namespace (sandlot-idmap exited with ${code}): ${err.trim()}`)))
+    })
+    pid.catch(() => {}) // awaited later; a failure meanwhile must not be an unhandled rejection
+    return { pid, release: () => child.stdin.end() }
   }
 
   alive(id: string): boolean {
@@ -238,10 +291,13 @@ export class OciDriver implements RuntimeDriver {
     const p = this.paths(id)
     // delete --force kills every process (SIGKILL) and removes the container's cgroups.
     await exec(this.name, this.runtimeArgs('delete', '--force', id)).catch(() => {})
-    if (fs.existsSync(p.rootfs)) {
-      await exec('umount', [p.rootfs]).catch(async () => {
+    // The overlay, then the template's idmapped mount below it (a link to the template, for sandboxes
+    // made before idmapped mounts, is no mount).
+    const mounts = [p.rootfs, p.lower].filter((m) => fs.lstatSync(m, { throwIfNoEntry: false })?.isDirectory())
+    if (mounts.length > 0) {
+      await exec('umount', mounts).catch(async () => {
         await sleep(50)
-        await exec('umount', ['--lazy', p.rootfs]).catch(() => {})
+        await exec('umount', ['--lazy', ...mounts]).catch(() => {})
       })
     }
     fs.rmSync(p.dir, { recursive: true, force: true })

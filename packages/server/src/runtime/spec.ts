@@ -8,7 +8,13 @@ import { defaultSeccompProfile } from './seccomp.js'
 export interface SpecInput {
   id: string
   rootfs: string
-  idRange: IdRange
+  /** The sandbox's host ids, mapped to 0… inside. */
+  ids: IdRange
+  /**
+   * Its user namespace, made beforehand with those maps and owned by a uid of its own
+   * (/proc/PID/ns/user); runc joins it. runc 1.1 still wants the maps, to know the host root.
+   */
+  userNamespace: string
   limits: Limits
   /** Host paths bind-mounted read-only: the node binary, the agent bundle, node-pty. */
   nodeBinary: string
@@ -18,7 +24,6 @@ export interface SpecInput {
   /** Host directory mounted at /run/sandlot: holds the agent's socket and config. */
   runDir: string
   noNewPrivileges: boolean
-  maxOpenFiles: number
   /** Command run by the init; defaults to the agent. */
   args?: string[]
 }
@@ -60,8 +65,8 @@ export function ociSpec(i: SpecInput): object {
       env: [`PATH=${PATH}`, 'HOME=/root', `SANDLOT_AGENT_SOCKET=${AGENT_SOCKET_IN_SANDBOX}`, 'SANDLOT_AGENT_CONFIG=/run/sandlot/agent.json'],
       cwd: '/',
       capabilities: { bounding: CAPABILITIES, effective: CAPABILITIES, permitted: CAPABILITIES },
-      // Never above the daemon's own hard limit: raising it needs privileges the user namespace lacks.
-      rlimits: [{ type: 'RLIMIT_NOFILE', hard: i.maxOpenFiles, soft: i.maxOpenFiles }],
+      // No rlimits: runc would set them with prlimit from outside, which needs CAP_SYS_RESOURCE over
+      // a user namespace root no longer owns. The sandbox inherits them from the runtime (oci.ts).
       noNewPrivileges: i.noNewPrivileges,
     },
     root: { path: i.rootfs, readonly: false },
@@ -80,9 +85,12 @@ export function ociSpec(i: SpecInput): object {
       bind(i.runDir, '/run/sandlot', false),
     ],
     linux: {
-      uidMappings: [{ containerID: 0, hostID: i.idRange.hostId, size: i.idRange.size }],
-      gidMappings: [{ containerID: 0, hostID: i.idRange.hostId, size: i.idRange.size }],
-      namespaces: ['pid', 'network', 'ipc', 'uts', 'mount', 'user', 'cgroup'].map((type) => ({ type })),
+      uidMappings: [{ containerID: 0, hostID: i.ids.hostId, size: i.ids.size }],
+      gidMappings: [{ containerID: 0, hostID: i.ids.hostId, size: i.ids.size }],
+      namespaces: [
+        ...['pid', 'network', 'ipc', 'uts', 'mount', 'cgroup'].map((type) => ({ type })),
+        { type: 'user', path: i.userNamespace },
+      ],
       cgroupsPath: `/sandlot/${i.id}`,
       resources: {
         devices: [{ allow: false, access: 'rwm' }],
@@ -97,14 +105,20 @@ export function ociSpec(i: SpecInput): object {
   }
 }
 
-/** The hard RLIMIT_NOFILE of this process, capped at 1 Mi: the most a sandbox can be given. */
-export function hostMaxOpenFiles(): number {
+/** The most open files a sandbox is given: 1 Mi. */
+export const MAX_OPEN_FILES = 1048576
+
+/**
+ * The hard RLIMIT_NOFILE of this process, which the runtime and so the sandbox inherit (Node
+ * raises its soft limit to it); undefined when /proc does not say.
+ */
+export function hostOpenFilesLimit(): number | undefined {
   try {
     const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'))
     const hard = Number(line?.trim().split(/\s+/)[4])
-    if (Number.isInteger(hard) && hard > 0) return Math.min(hard, 1048576)
+    if (Number.isInteger(hard) && hard > 0) return hard
   } catch {
     // not Linux /proc: fall through
   }
-  return 1024
+  return undefined
 }

@@ -13,6 +13,7 @@ export class TemplateRegistry {
   constructor(
     private readonly store: Store,
     private readonly dir: string,
+    /** The host ids that own the templates' files: a range no sandbox has (runtime/idmap.ts). */
     private readonly idRange: IdRange,
     private readonly log: Logger,
     private readonly mirror = process.env.SANDLOT_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian',
@@ -65,8 +66,9 @@ export class TemplateRegistry {
   private async ensureNow(recipe: TemplateRecipe): Promise<string> {
     const hash = recipeHash(recipe, this.mirror)
     const rootfs = path.join(this.dir, recipe.name, hash, 'rootfs')
-    // A finished build is renamed into place whole, so an existing rootfs is a complete one.
-    if (!fs.existsSync(path.join(rootfs, 'etc/os-release'))) {
+    // A finished build is renamed into place whole, so an existing rootfs is a complete one; one owned
+    // by other ids (root's subordinate ids changed) is built again.
+    if (!fs.existsSync(path.join(rootfs, 'etc/os-release')) || fs.statSync(rootfs).uid !== this.idRange.hostId) {
       await buildTemplate({ recipe, rootfs, idRange: this.idRange, mirror: this.mirror, securityMirror: this.securityMirror, log: this.log })
     }
     const existing = this.store.getTemplate(recipe.name)
