@@ -51,6 +51,20 @@ time.sleep(120)
 // One inotify instance: prints its fd, or -1 and the errno.
 const ONE = `import ctypes; libc = ctypes.CDLL(None, use_errno=True); fd = libc.inotify_init1(0); print(fd, ctypes.get_errno())`
 const EMFILE = 24
+// Creates POSIX message queues (10 messages of 8 KiB, at most 64) until the kernel refuses one;
+// prints how many and the errno. The queues outlive the script, in the sandbox's ipc namespace.
+const MQUEUES = (tag: string) => `python3 - <<'EOF'
+import ctypes, os
+rt = ctypes.CDLL('librt.so.1', use_errno=True)
+class Attr(ctypes.Structure):
+    _fields_ = [('flags', ctypes.c_long), ('maxmsg', ctypes.c_long), ('msgsize', ctypes.c_long), ('curmsgs', ctypes.c_long)]
+rt.mq_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.POINTER(Attr)]
+attr = Attr(0, 10, 8192, 0)
+n = 0
+while n < 64 and rt.mq_open(b'/${tag}-%d' % n, os.O_CREAT | os.O_RDWR, 0o600, ctypes.byref(attr)) >= 0:
+    n += 1
+print(n, ctypes.get_errno())
+EOF`
 
 describe('id ranges', () => {
   let a = ''
@@ -120,6 +134,17 @@ describe('id ranges', () => {
     assert.ok(Number(other.stdout.split(' ')[0]) >= 0, `another sandbox can create an inotify instance: ${other.stdout}`)
     const host = spawnSync('/usr/bin/python3', ['-c', ONE], { encoding: 'utf8' })
     assert.ok(Number(host.stdout.split(' ')[0]) >= 0, `the host's root can create an inotify instance: ${host.stdout}`)
+  })
+
+  test("a sandbox that uses up its message-queue bytes leaves the others' alone", async () => {
+    const mine = await run(a, MQUEUES('user'))
+    const [count, errno] = mine.stdout.trim().split(' ').map(Number)
+    // RLIMIT_MSGQUEUE is 800 KiB: about nine such queues.
+    assert.ok(count! > 0 && count! < 64, `it got ${count} queues before the kernel refused: ${mine.stdout}${mine.stderr}`)
+    assert.equal(errno, EMFILE)
+    assert.equal((await run(a, MQUEUES('root'), { user: 'root' })).stdout, `0 ${EMFILE}\n`, 'spent for the whole sandbox')
+    const other = await run(b, MQUEUES('user'))
+    assert.equal(other.stdout, `${count} ${EMFILE}\n`, 'another sandbox has a budget of its own')
   })
 })
 
