@@ -1,15 +1,14 @@
-// sandlot-idmap: the two kernel operations sandlotd needs that neither Debian 12's util-linux (2.38,
-// no X-mount.idmap) nor runc 1.1.5 can do, and that Node cannot call without a native module:
+// sandlot-idmap: the two kernel operations sandlotd needs for a sandbox that neither Debian 12's
+// util-linux (2.38, no X-mount.idmap) nor runc 1.1.5 can do, in one run (one process spawn):
 //
-//   sandlot-idmap userns OWNER MAP
-//     Creates a user namespace owned by host uid/gid OWNER (the kernel charges a namespace's
-//     per-user counts, such as inotify instances, to the uid that created it) with MAP as both its
-//     uid and gid map ("inner outer count", written by this root process). Prints the pid of a
-//     process that stays in the namespace, so runc can join /proc/PID/ns/user, until stdin closes.
-//
-//   sandlot-idmap mount SOURCE TARGET MAP
-//     Attaches at TARGET a read-only, nosuid, nodev clone of the mount of SOURCE, idmapped through a
-//     user namespace with MAP as its maps (open_tree, mount_setattr MOUNT_ATTR_IDMAP, move_mount).
+//   sandlot-idmap userns OWNER MAP [SOURCE TARGET SOURCE_MAP]
+//     With SOURCE, first attaches at TARGET a read-only, nosuid, nodev clone of the mount of SOURCE,
+//     idmapped through a user namespace with SOURCE_MAP as its maps (open_tree, mount_setattr
+//     MOUNT_ATTR_IDMAP, move_mount). Then creates a user namespace owned by host uid/gid OWNER (the
+//     kernel charges a namespace's per-user counts, such as inotify instances, to the uid that
+//     created it) with MAP as both its uid and gid map, written by this root process. Prints the pid
+//     of a process that stays in the namespace until stdin closes, so runc can join
+//     /proc/PID/ns/user. A map is "inner outer count".
 //
 // Why a helper of our own: no maintained tool does this on Debian 12. util-linux 2.38 has no
 // X-mount.idmap (2.39 added it), runc 1.1.5 no idmapped mounts (1.2 added them) and no way to make a
@@ -132,22 +131,7 @@ static void end_holder(struct holder h) {
   waitpid(h.pid, NULL, 0);
 }
 
-static int cmd_userns(const char *owner, const char *map) {
-  struct holder h = new_userns((long)number(owner, "OWNER"), map);
-  printf("%d\n", h.pid);
-  fflush(stdout);
-  // Until the daemon closes stdin (or dies): runc joins the namespace meanwhile.
-  char buf[64];
-  for (;;) {
-    ssize_t n = read(0, buf, sizeof buf);
-    if (n > 0 || (n < 0 && errno == EINTR)) continue;
-    break;
-  }
-  end_holder(h);
-  return 0;
-}
-
-static int cmd_mount(const char *source, const char *target, const char *map) {
+static void idmapped_mount(const char *source, const char *target, const char *map) {
   struct holder h = new_userns(-1, map);
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/ns/user", h.pid);
@@ -162,13 +146,30 @@ static int cmd_mount(const char *source, const char *target, const char *map) {
   };
   if (mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof attr)) die("mount_setattr (idmap) %s", source);
   if (move_mount(tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)) die("move_mount to %s", target);
+  close(tree);
+  close(userns);
+}
+
+static int cmd_userns(const char *owner, const char *map, const char *source, const char *target, const char *source_map) {
+  long uid = (long)number(owner, "OWNER");
+  if (source) idmapped_mount(source, target, source_map);
+  struct holder h = new_userns(uid, map);
+  printf("%d\n", h.pid);
+  fflush(stdout);
+  // Until the daemon closes stdin (or dies): runc joins the namespace meanwhile.
+  char buf[64];
+  for (;;) {
+    ssize_t n = read(0, buf, sizeof buf);
+    if (n > 0 || (n < 0 && errno == EINTR)) continue;
+    break;
+  }
+  end_holder(h);
   return 0;
 }
 
 int main(int argc, char **argv) {
-  if (argc == 4 && strcmp(argv[1], "userns") == 0) return cmd_userns(argv[2], argv[3]);
-  if (argc == 5 && strcmp(argv[1], "mount") == 0) return cmd_mount(argv[2], argv[3], argv[4]);
-  fprintf(stderr, "usage: sandlot-idmap userns OWNER MAP | sandlot-idmap mount SOURCE TARGET MAP\n"
-                  "       (MAP is \"inner outer count\")\n");
+  if (argc == 4 && strcmp(argv[1], "userns") == 0) return cmd_userns(argv[2], argv[3], NULL, NULL, NULL);
+  if (argc == 7 && strcmp(argv[1], "userns") == 0) return cmd_userns(argv[2], argv[3], argv[4], argv[5], argv[6]);
+  fprintf(stderr, "usage: sandlot-idmap userns OWNER MAP [SOURCE TARGET SOURCE_MAP]  (a map is \"inner outer count\")\n");
   return 2;
 }

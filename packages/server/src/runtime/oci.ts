@@ -119,8 +119,11 @@ export class OciDriver implements RuntimeDriver {
     const p = this.paths(spec.id)
     const owner = spec.ids.hostId
     fs.mkdirSync(p.dir, { mode: 0o711 })
-    // Made while the layers are mounted; runc joins it, and it lives on with the sandbox's processes.
-    const userns = this.newUserNamespace(spec.ids)
+    // The template's files are owned on the host by ids no sandbox has; an idmapped mount of it at
+    // lower/ (read-only, nosuid, nodev) shows them as the sandbox's own, so it is shared unchanged.
+    // sandlot-idmap makes it, then the sandbox's user namespace, while the rest is prepared.
+    fs.mkdirSync(p.lower)
+    const userns = this.newUserNamespace(spec.ids, spec.templateRootfs, p.lower)
     try {
       await this.startIn(spec, p, owner, userns.pid, args)
     } finally {
@@ -153,13 +156,7 @@ export class OciDriver implements RuntimeDriver {
       JSON.stringify({ envVars: spec.envVars, defaultUser: 'user', accessToken: spec.accessToken || undefined }),
       { mode: 0o644 },
     )
-    // The template's files are owned on the host by ids no sandbox has; an idmapped mount of it
-    // (read-only, nosuid, nodev) shows them as the sandbox's own, so the template is shared unchanged.
-    fs.mkdirSync(p.lower)
-    const map = `${this.templateIds.hostId} ${spec.ids.hostId} ${spec.ids.size}`
-    await exec(this.config.idmapHelper, ['mount', spec.templateRootfs, p.lower, map]).catch((err: Error & { stderr?: string }) => {
-      throw new Error(`cannot mount the template idmapped: ${err.stderr?.trim() || err.message}`)
-    })
+    const usernsPid = await usernsHolder
     // Relative layer paths (from the sandbox's directory): the sandbox's /proc/mounts shows the
     // options as given, and must not reveal host paths.
     await exec('mount', ['-t', 'overlay', 'overlay', '-o', 'lowerdir=lower,upperdir=upper,workdir=work', 'bundle/rootfs'], { cwd: p.dir })
@@ -170,7 +167,7 @@ export class OciDriver implements RuntimeDriver {
           id: spec.id,
           rootfs: p.rootfs,
           ids: spec.ids,
-          userNamespace: `/proc/${await usernsHolder}/ns/user`,
+          userNamespace: `/proc/${usernsPid}/ns/user`,
           limits: spec.limits,
           nodeBinary: this.config.nodeBinary,
           agentDir: this.config.agentDir,
@@ -204,14 +201,16 @@ export class OciDriver implements RuntimeDriver {
   }
 
   /**
-   * A user namespace with the sandbox's maps whose owner is the sandbox's own owner uid, so the
-   * kernel's per-user counts of everything in it (inotify instances, message-queue bytes, …) are
-   * charged to that uid: each sandbox has its own budget, apart from host root's and the others'.
-   * sandlot-idmap creates it as that uid and writes its maps as root; its pid resolves once the
-   * namespace is ready, and release() lets it go once runc has joined.
+   * The template's idmapped mount at `lower`, then a user namespace with the sandbox's maps whose
+   * owner is the sandbox's own owner uid, so the kernel's per-user counts of everything in it
+   * (inotify instances, message-queue bytes, …) are charged to that uid: each sandbox has its own
+   * budget, apart from host root's and the others'. sandlot-idmap creates it as that uid and writes
+   * its maps as root; the pid of a process in it resolves once both are ready, and release() lets
+   * that process go once runc has joined.
    */
-  private newUserNamespace(ids: SandboxIds): { pid: Promise<number>; release(): void } {
-    const child = spawn(this.config.idmapHelper, ['userns', String(ids.owner), `0 ${ids.hostId} ${ids.size}`], { stdio: ['pipe', 'pipe', 'pipe'] })
+  private newUserNamespace(ids: SandboxIds, template: string, lower: string): { pid: Promise<number>; release(): void } {
+    const args = ['userns', String(ids.owner), `0 ${ids.hostId} ${ids.size}`, template, lower, `${this.templateIds.hostId} ${ids.hostId} ${ids.size}`]
+    const child = spawn(this.config.idmapHelper, args, { stdio: ['pipe', 'pipe', 'pipe'] })
     child.stdin.on('error', () => {})
     const pid = new Promise<number>((resolve, reject) => {
       let out = ''
@@ -223,7 +222,7 @@ export class OciDriver implements RuntimeDriver {
       })
       child.stderr.on('data', (d: Buffer) => (err += d.toString()))
       child.on('error', reject)
-      child.on('exit', (code) => reject(new Error(`cannot make the sandbox's user namespace (sandlot-idmap exited with ${code}): ${err.trim()}`)))
+      child.on('exit', (code) => reject(new Error(`cannot mount the template or make the user namespace (sandlot-idmap exited with ${code}): ${err.trim()}`)))
     })
     pid.catch(() => {}) // awaited later; a failure meanwhile must not be an unhandled rejection
     return { pid, release: () => child.stdin.end() }
