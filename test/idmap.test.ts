@@ -101,6 +101,10 @@ describe('id ranges', () => {
     assert.equal(inside.stdout, '/etc/passwd 0:0 644\n/usr/bin/sudo 0:0 4755\n/home/user 1000:1000 755\n', inside.stderr)
     const sudo = await run(a, 'sudo -n id -u')
     assert.equal(sudo.stdout, '0\n', sudo.stderr)
+    // Host users cannot reach the template's files (nor run its setuid ones as the templates' ids).
+    assert.equal(fs.statSync(path.dirname(rootfs)).mode & 0o777, 0o700)
+    const reach = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'test', '-e', path.join(rootfs, 'usr/bin/sudo')])
+    assert.equal(reach.status, 1, 'nobody cannot see the template')
     // The same template file, on the host through each sandbox: each range's own root.
     assert.equal(hostOwner(a, '/etc/passwd'), `${ra}:${ra}`)
     assert.equal(hostOwner(b, '/etc/passwd'), `${rb}:${rb}`)

@@ -93,6 +93,8 @@ export async function buildTemplate(o: BuildOptions): Promise<void> {
   const scratch = `${o.rootfs}.build-${process.pid}-${Date.now()}`
   const tarball = `${scratch}.tar`
   fs.mkdirSync(path.dirname(o.rootfs), { recursive: true })
+  // The unpack, as the templates' ids, must get through to the scratch directory and the tarball.
+  fs.chmodSync(path.dirname(o.rootfs), 0o711)
   try {
     o.log.info({ template: o.recipe.name }, `building template "${o.recipe.name}" from Debian packages (about a minute)`)
     await run(

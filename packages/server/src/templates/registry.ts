@@ -71,6 +71,9 @@ export class TemplateRegistry {
     if (!fs.existsSync(path.join(rootfs, 'etc/os-release')) || fs.statSync(rootfs).uid !== this.idRange.hostId) {
       await buildTemplate({ recipe, rootfs, idRange: this.idRange, mirror: this.mirror, securityMirror: this.securityMirror, log: this.log })
     }
+    // Root's alone: a host user who ran the template's setuid files (sudo, owned by the templates'
+    // ids) could change every sandbox's template. Sandboxes reach it only through root's mounts.
+    fs.chmodSync(path.dirname(rootfs), 0o700)
     const existing = this.store.getTemplate(recipe.name)
     if (existing?.rootfs !== rootfs) this.store.putTemplate({ name: recipe.name, recipeHash: hash, rootfs, builtAt: Date.now() })
     return rootfs
