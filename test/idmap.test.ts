@@ -6,7 +6,9 @@ import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
+import os from 'node:os'
 import { after, before, describe, test } from 'node:test'
+import { IdRanges, RANGE_SIZE, ensureIdLayout } from '../packages/server/src/runtime/idmap.js'
 import { createSandbox, home, killSandbox, run, spawnDaemon, startBackground, waitFor, type Daemon } from './helpers.js'
 
 const CLAIMS_DB = '/run/sandlot/id-ranges.db'
@@ -203,5 +205,67 @@ describe('id ranges across a daemon restart', () => {
     assert.equal((await call('DELETE', `/api/v1/sandboxes/${kept}`)).status, 204)
     assert.equal(claimOf(ids.index), undefined, 'the range is free again')
     assert.equal(claimOf(stored(next).index), path.join(daemonHome, 'sandboxes', next))
+  })
+})
+
+describe('the id layout and claims (no sandboxes)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sandlot-idmap-'))
+  const files = { uid: path.join(dir, 'subuid'), gid: path.join(dir, 'subgid') }
+  after(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+  test("root is given 4096 ranges above everyone's, after the range it had; both files alike", () => {
+    for (const f of [files.uid, files.gid]) fs.writeFileSync(f, 'root:100000:65536\nalice:165536:65536')
+    const layout = ensureIdLayout(files)
+    const added = 'root:231072:268369920\n'
+    assert.equal(fs.readFileSync(files.uid, 'utf8'), `root:100000:65536\nalice:165536:65536\n${added}`)
+    assert.equal(fs.readFileSync(files.gid, 'utf8'), fs.readFileSync(files.uid, 'utf8'))
+    assert.deepEqual(layout.template, { hostId: 100000, size: RANGE_SIZE })
+    assert.equal(layout.ownerBase, 231072)
+    assert.equal(layout.sandboxes.length, 4094)
+    assert.equal(layout.sandboxes[0], 231072 + RANGE_SIZE)
+    // Read again, nothing more is added.
+    assert.deepEqual(ensureIdLayout(files), layout)
+    assert.equal(fs.readFileSync(files.uid, 'utf8').split(added).length, 2)
+  })
+
+  test('differing ranges for root in the two files are refused', () => {
+    fs.writeFileSync(files.uid, 'root:100000:268435456\n')
+    fs.writeFileSync(files.gid, 'root:200000:268435456\n')
+    assert.throws(() => ensureIdLayout(files), /differ/)
+  })
+
+  test('claims: never one range twice, also across daemons; freed, re-adopted, and taken back when stale', () => {
+    const layout = { template: { hostId: 100000, size: RANGE_SIZE }, ownerBase: 165536, sandboxes: [231072, 296608, 362144] }
+    const db = path.join(dir, 'claims.db')
+    const one = new IdRanges(layout, path.join(dir, 'one'), db)
+    const two = new IdRanges(layout, path.join(dir, 'two'), db)
+    try {
+      const a = one.claim('a')
+      const b = two.claim('b')
+      const c = one.claim('c')
+      assert.deepEqual([a, b, c].map((x) => x.hostId).sort(), layout.sandboxes)
+      assert.deepEqual([a, b, c].map((x) => x.owner), [a, b, c].map((x) => 165536 + x.index))
+      assert.throws(() => two.claim('d'), /All 3 id ranges/)
+      // Another daemon cannot free or take a claim that is not its own.
+      two.release('a', a)
+      assert.equal(two.adopt('x', a), false)
+      assert.throws(() => two.claim('d'), /All 3 id ranges/)
+      // Freed, the range goes to the next sandbox; re-adopting an existing claim keeps it.
+      one.release('a', a)
+      const d = two.claim('d')
+      assert.equal(d.hostId, a.hostId)
+      assert.equal(one.adopt('c', c), true)
+      // A claim whose sandbox never got a directory is taken back once it is old and none is free.
+      const claims = new Database(db)
+      claims.prepare('UPDATE claims SET claimed_at = 0 WHERE sandbox = ?').run(path.join(dir, 'one', 'c'))
+      claims.close()
+      assert.equal(two.claim('e').hostId, c.hostId)
+      // At start, a daemon drops its own claims for sandboxes it does not have.
+      two.sweep(new Set(['d']))
+      assert.equal(one.claim('f').hostId, b.hostId)
+    } finally {
+      one.close()
+      two.close()
+    }
   })
 })
