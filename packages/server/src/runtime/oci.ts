@@ -215,14 +215,23 @@ export class OciDriver implements RuntimeDriver {
     const pid = new Promise<number>((resolve, reject) => {
       let out = ''
       let err = ''
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL')
+        reject(new Error('sandlot-idmap did not make the user namespace within 10 s'))
+      }, 10_000)
       child.stdout.on('data', (d: Buffer) => {
         out += d.toString()
         const m = /^(\d+)\n/.exec(out)
-        if (m) resolve(Number(m[1]))
+        if (!m) return
+        clearTimeout(timer)
+        resolve(Number(m[1]))
       })
       child.stderr.on('data', (d: Buffer) => (err += d.toString()))
       child.on('error', reject)
-      child.on('exit', (code) => reject(new Error(`cannot mount the template or make the user namespace (sandlot-idmap exited with ${code}): ${err.trim()}`)))
+      child.on('close', (code) => {
+        clearTimeout(timer)
+        reject(new Error(`cannot mount the template or make the user namespace (sandlot-idmap exited with ${code}): ${err.trim()}`))
+      })
     })
     pid.catch(() => {}) // awaited later; a failure meanwhile must not be an unhandled rejection
     return { pid, release: () => child.stdin.end() }
