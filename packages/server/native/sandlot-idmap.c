@@ -1,14 +1,19 @@
-// sandlot-idmap: the two kernel operations sandlotd needs for a sandbox that neither Debian 12's
-// util-linux (2.38, no X-mount.idmap) nor runc 1.1.5 can do, in one run (one process spawn):
+// sandlot-idmap: what sandlotd needs for a sandbox's layers and user namespace that neither Debian
+// 12's util-linux (2.38, no X-mount.idmap) nor runc 1.1.5 can do, in one run (a process spawn blocks
+// the daemon's event loop, so a create spawns as few as it can). Its arguments are steps, in order:
 //
-//   sandlot-idmap userns OWNER MAP [SOURCE TARGET SOURCE_MAP]
-//     With SOURCE, first attaches at TARGET a read-only, nosuid, nodev clone of the mount of SOURCE,
-//     idmapped through a user namespace with SOURCE_MAP as its maps (open_tree, mount_setattr
-//     MOUNT_ATTR_IDMAP, move_mount). Then creates a user namespace owned by host uid/gid OWNER (the
-//     kernel charges a namespace's per-user counts, such as inotify instances, to the uid that
-//     created it) with MAP as both its uid and gid map, written by this root process. Prints the pid
-//     of a process that stays in the namespace until stdin closes, so runc can join
-//     /proc/PID/ns/user. A map is "inner outer count".
+//   idmapped SOURCE TARGET MAP
+//     Attaches at TARGET a read-only, nosuid, nodev clone of the mount of SOURCE, idmapped through a
+//     user namespace with MAP as its maps (open_tree, mount_setattr MOUNT_ATTR_IDMAP, move_mount).
+//   overlay DIR TARGET OPTIONS
+//     From DIR (so relative layer paths stay relative in /proc/mounts), mounts an overlay at TARGET.
+//   userns OWNER MAP   (the last step)
+//     Creates a user namespace owned by host uid/gid OWNER (the kernel charges a namespace's
+//     per-user counts, such as inotify instances, to the uid that created it) with MAP as both its
+//     uid and gid map, written by this root process. Prints the pid of a process that stays in the
+//     namespace until stdin closes, so runc can join /proc/PID/ns/user.
+//
+// A map is "inner outer count". The first step that fails ends the run with a message, exit code 1.
 //
 // Why a helper of our own: no maintained tool does this on Debian 12. util-linux 2.38 has no
 // X-mount.idmap (2.39 added it), runc 1.1.5 no idmapped mounts (1.2 added them) and no way to make a
@@ -150,10 +155,13 @@ static void idmapped_mount(const char *source, const char *target, const char *m
   close(userns);
 }
 
-static int cmd_userns(const char *owner, const char *map, const char *source, const char *target, const char *source_map) {
-  long uid = (long)number(owner, "OWNER");
-  if (source) idmapped_mount(source, target, source_map);
-  struct holder h = new_userns(uid, map);
+static void overlay_mount(const char *dir, const char *target, const char *options) {
+  if (chdir(dir)) die("chdir %s", dir);
+  if (mount("overlay", target, "overlay", 0, options)) die("mount overlay on %s (%s)", target, options);
+}
+
+static int userns(const char *owner, const char *map) {
+  struct holder h = new_userns((long)number(owner, "OWNER"), map);
   printf("%d\n", h.pid);
   fflush(stdout);
   // Until the daemon closes stdin (or dies): runc joins the namespace meanwhile.
@@ -168,8 +176,22 @@ static int cmd_userns(const char *owner, const char *map, const char *source, co
 }
 
 int main(int argc, char **argv) {
-  if (argc == 4 && strcmp(argv[1], "userns") == 0) return cmd_userns(argv[2], argv[3], NULL, NULL, NULL);
-  if (argc == 7 && strcmp(argv[1], "userns") == 0) return cmd_userns(argv[2], argv[3], argv[4], argv[5], argv[6]);
-  fprintf(stderr, "usage: sandlot-idmap userns OWNER MAP [SOURCE TARGET SOURCE_MAP]  (a map is \"inner outer count\")\n");
+  for (int i = 1; i < argc;) {
+    const char *step = argv[i];
+    if (strcmp(step, "idmapped") == 0 && i + 3 < argc) {
+      idmapped_mount(argv[i + 1], argv[i + 2], argv[i + 3]);
+      i += 4;
+    } else if (strcmp(step, "overlay") == 0 && i + 3 < argc) {
+      overlay_mount(argv[i + 1], argv[i + 2], argv[i + 3]);
+      i += 4;
+    } else if (strcmp(step, "userns") == 0 && i + 3 == argc) {
+      return userns(argv[i + 1], argv[i + 2]);
+    } else {
+      break;
+    }
+    if (i == argc) return 0;
+  }
+  fprintf(stderr, "usage: sandlot-idmap [idmapped SOURCE TARGET MAP] [overlay DIR TARGET OPTIONS] [userns OWNER MAP]\n"
+                  "       (steps in this order, userns last; a map is \"inner outer count\")\n");
   return 2;
 }

@@ -119,19 +119,6 @@ export class OciDriver implements RuntimeDriver {
     const p = this.paths(spec.id)
     const owner = spec.ids.hostId
     fs.mkdirSync(p.dir, { mode: 0o711 })
-    // The template's files are owned on the host by ids no sandbox has; an idmapped mount of it at
-    // lower/ (read-only, nosuid, nodev) shows them as the sandbox's own, so it is shared unchanged.
-    // sandlot-idmap makes it, then the sandbox's user namespace, while the rest is prepared.
-    fs.mkdirSync(p.lower)
-    const userns = this.newUserNamespace(spec.ids, spec.templateRootfs, p.lower)
-    try {
-      await this.startIn(spec, p, owner, userns.pid, args)
-    } finally {
-      userns.release()
-    }
-  }
-
-  private async startIn(spec: SandboxSpec, p: Paths, owner: number, usernsHolder: Promise<number>, args?: string[]): Promise<void> {
     fs.mkdirSync(p.rootfs, { recursive: true })
     for (const d of [p.upper, p.work]) fs.mkdirSync(d, { recursive: true, mode: 0o700 })
     // The sandbox's own layer belongs to its root; only its top directory, /etc/hosts and
@@ -156,10 +143,20 @@ export class OciDriver implements RuntimeDriver {
       JSON.stringify({ envVars: spec.envVars, defaultUser: 'user', accessToken: spec.accessToken || undefined }),
       { mode: 0o644 },
     )
-    const usernsPid = await usernsHolder
+    // The template's files are owned on the host by ids no sandbox has; an idmapped mount of it at
+    // lower/ (read-only, nosuid, nodev) shows them as the sandbox's own, so it is shared unchanged.
+    fs.mkdirSync(p.lower)
     // Relative layer paths (from the sandbox's directory): the sandbox's /proc/mounts shows the
     // options as given, and must not reveal host paths.
-    await exec('mount', ['-t', 'overlay', 'overlay', '-o', 'lowerdir=lower,upperdir=upper,workdir=work', 'bundle/rootfs'], { cwd: p.dir })
+    const userns = this.layersAndUserNamespace(spec, p, 'lowerdir=lower,upperdir=upper,workdir=work')
+    try {
+      await this.run(spec, p, await userns.pid, args)
+    } finally {
+      userns.release()
+    }
+  }
+
+  private async run(spec: SandboxSpec, p: Paths, usernsPid: number, args?: string[]): Promise<void> {
     fs.writeFileSync(
       path.join(p.bundle, 'config.json'),
       JSON.stringify(
@@ -201,15 +198,21 @@ export class OciDriver implements RuntimeDriver {
   }
 
   /**
-   * The template's idmapped mount at `lower`, then a user namespace with the sandbox's maps whose
-   * owner is the sandbox's own owner uid, so the kernel's per-user counts of everything in it
-   * (inotify instances, message-queue bytes, …) are charged to that uid: each sandbox has its own
-   * budget, apart from host root's and the others'. sandlot-idmap creates it as that uid and writes
-   * its maps as root; the pid of a process in it resolves once both are ready, and release() lets
-   * that process go once runc has joined.
+   * One run of sandlot-idmap, in place of a `mount` (each spawn blocks the event loop): the
+   * template's idmapped mount at `lower`, the overlay on it, then a user namespace with the
+   * sandbox's maps whose owner is the sandbox's own owner uid, so the kernel's per-user counts of
+   * everything in it (inotify instances, message-queue bytes, …) are charged to that uid: each
+   * sandbox has its own budget, apart from host root's and the others'. The helper creates it as
+   * that uid and writes its maps as root; the pid of a process in it resolves once all is ready, and
+   * release() lets that process go once runc has joined.
    */
-  private newUserNamespace(ids: SandboxIds, template: string, lower: string): { pid: Promise<number>; release(): void } {
-    const args = ['userns', String(ids.owner), `0 ${ids.hostId} ${ids.size}`, template, lower, `${this.templateIds.hostId} ${ids.hostId} ${ids.size}`]
+  private layersAndUserNamespace(spec: SandboxSpec, p: Paths, overlayOptions: string): { pid: Promise<number>; release(): void } {
+    const ids = spec.ids
+    const args = [
+      'idmapped', spec.templateRootfs, p.lower, `${this.templateIds.hostId} ${ids.hostId} ${ids.size}`,
+      'overlay', p.dir, path.relative(p.dir, p.rootfs), overlayOptions,
+      'userns', String(ids.owner), `0 ${ids.hostId} ${ids.size}`,
+    ]
     const child = spawn(this.config.idmapHelper, args, { stdio: ['pipe', 'pipe', 'pipe'] })
     child.stdin.on('error', () => {})
     const pid = new Promise<number>((resolve, reject) => {
@@ -230,7 +233,7 @@ export class OciDriver implements RuntimeDriver {
       child.on('error', reject)
       child.on('close', (code) => {
         clearTimeout(timer)
-        reject(new Error(`cannot mount the template or make the user namespace (sandlot-idmap exited with ${code}): ${err.trim()}`))
+        reject(new Error(`cannot mount the sandbox's layers or make its user namespace (sandlot-idmap exited with ${code}): ${err.trim()}`))
       })
     })
     pid.catch(() => {}) // awaited later; a failure meanwhile must not be an unhandled rejection
