@@ -35,12 +35,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* Prints the message (and errno's, when set) and exits with 1. */
 static void die(const char *fmt, ...) {
+  int error = errno;
   va_list ap;
   va_start(ap, fmt);
   fputs("sandlot-idmap: ", stderr);
   vfprintf(stderr, fmt, ap);
-  if (errno) fprintf(stderr, ": %s", strerror(errno));
+  if (error) fprintf(stderr, ": %s", strerror(error));
   fputc('\n', stderr);
   va_end(ap);
   exit(1);
