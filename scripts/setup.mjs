@@ -17,6 +17,8 @@ const SYSTEM_PACKAGES = {
   mount: 'mount',
   // the read-only image of the agent's files (runtime/agent-files.ts)
   mke2fs: 'e2fsprogs',
+  // builds sandlot-idmap (packages/server/native); gcc brings libc6-dev, its headers, as recommended
+  cc: 'gcc',
 }
 
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0

@@ -26,6 +26,8 @@ export interface Config {
    */
   nativeModules: Record<string, string>
   nodeBinary: string
+  /** sandlot-idmap (native/sandlot-idmap.c, built by npm run build): user namespaces and idmapped mounts. */
+  idmapHelper: string
   defaultLimits: Limits
   maxLimits: Limits
   /** Set no_new_privileges on every sandbox. Off by default: it would disable sudo inside the sandbox. */
@@ -82,6 +84,7 @@ export function loadConfig(env = process.env): Config {
       'fs-xattr': path.resolve(env.SANDLOT_FS_XATTR_DIR ?? path.join(repoRoot, 'node_modules/fs-xattr')),
     },
     nodeBinary: process.execPath,
+    idmapHelper: path.resolve(env.SANDLOT_IDMAP_HELPER ?? path.join(repoRoot, 'packages/server/dist/sandlot-idmap')),
     defaultLimits: {
       memoryMB: intFrom('SANDLOT_DEFAULT_MEMORY_MB', 512),
       cpuCount: intFrom('SANDLOT_DEFAULT_CPU_COUNT', 1),
@@ -103,16 +106,19 @@ export function loadConfig(env = process.env): Config {
   }
 }
 
-/** The hard RLIMIT_NOFILE of this process, capped at 1 Mi: the most a sandbox can be given. */
-export function hostMaxOpenFiles(): number {
+/**
+ * The hard RLIMIT_NOFILE of this process, which the runtime and so the sandbox inherit (Node
+ * raises its soft limit to it); undefined when /proc does not say.
+ */
+export function hostOpenFilesLimit(): number | undefined {
   try {
     const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'))
     const hard = Number(line?.trim().split(/\s+/)[4])
-    if (Number.isInteger(hard) && hard > 0) return Math.min(hard, 1048576)
+    if (Number.isInteger(hard) && hard > 0) return hard
   } catch {
     // not Linux /proc: fall through
   }
-  return 1024
+  return undefined
 }
 
 /**
@@ -120,5 +126,5 @@ export function hostMaxOpenFiles(): number {
  * need theirs), at most 16,384.
  */
 function defaultMaxConnections(): number {
-  return Math.max(64, Math.min(16_384, Math.floor(hostMaxOpenFiles() / 4)))
+  return Math.max(64, Math.min(16_384, Math.floor((hostOpenFilesLimit() ?? 1024) / 4)))
 }

@@ -8,7 +8,7 @@ import { ensureApiKey } from './api/auth.js'
 import { loadConfig, type Config } from './config.js'
 import { SandboxManager } from './lifecycle/manager.js'
 import { EnvdProxy } from './proxy/envd.js'
-import { ensureIdRange } from './runtime/idmap.js'
+import { IdRanges, ensureIdLayout } from './runtime/idmap.js'
 import { OciDriver } from './runtime/oci.js'
 import { Store } from './store/db.js'
 import { TemplateRegistry } from './templates/registry.js'
@@ -47,10 +47,11 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
     seed = crypto.randomBytes(32).toString('hex')
     store.setSetting('token_seed', seed)
   }
-  const idRange = ensureIdRange()
-  const driver = new OciDriver(config, idRange)
-  const templates = new TemplateRegistry(store, config.templatesDir, idRange, log)
-  const manager = new SandboxManager(store, driver, templates, config, log, seed)
+  const layout = ensureIdLayout()
+  const idRanges = new IdRanges(layout, path.join(config.home, 'sandboxes'))
+  const driver = new OciDriver(config, layout.template)
+  const templates = new TemplateRegistry(store, config.templatesDir, layout.template, log)
+  const manager = new SandboxManager(store, driver, templates, config, log, seed, idRanges)
   const proxy = new EnvdProxy((id) => driver.agentSocket(id), config.agentReplyTimeoutMs)
   manager.onDestroyed = (id) => proxy.forget(id)
 
@@ -81,6 +82,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
       manager.shutdown()
       await app.close()
       store.close()
+      idRanges.close()
     },
   }
 }

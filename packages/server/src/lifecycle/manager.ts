@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import type { Config, Limits } from '../config.js'
 import { SandlotError, badRequest, sandboxNotFound, unavailable } from '../errors.js'
 import type { RuntimeDriver } from '../runtime/driver.js'
+import type { IdRanges } from '../runtime/idmap.js'
 import type { HoldRow, SandboxRow, Store } from '../store/db.js'
 import type { TemplateRegistry } from '../templates/registry.js'
 import { accessTokenFor, newHoldId, newSandboxId } from './ids.js'
@@ -67,6 +68,7 @@ export class SandboxManager {
     private readonly config: Config,
     private readonly log: Logger,
     private readonly tokenSeed: string,
+    private readonly idRanges: IdRanges,
   ) {}
 
   isReady(): { ready: boolean; reason: string } {
@@ -83,8 +85,15 @@ export class SandboxManager {
     this.notReadyReason = 'preparing the base template'
     const base = await this.templates.ensure()
     this.notReadyReason = `checking the runtime ${this.driver.name}`
-    await this.driver.check(base)
+    const probe = `probe-${process.pid}`
+    const probeIds = this.idRanges.claim(probe)
+    try {
+      await this.driver.check(base, probeIds)
+    } finally {
+      this.idRanges.release(probe, probeIds)
+    }
     await this.readopt()
+    this.idRanges.sweep(new Set(this.store.listSandboxes().map((s) => s.id)))
     this.templates.prune(new Set(this.store.listSandboxes().map((s) => s.templateRootfs)))
     let lastTick = Date.now()
     this.watchdog = setInterval(() => {
@@ -126,6 +135,9 @@ export class SandboxManager {
         this.log.info({ sandboxId: s.id }, 'sandbox reached its deadline while the server was down; destroying it')
         await this.destroyNow(s.id)
       } else if (state === 'running') {
+        if (s.ids && !this.idRanges.adopt(s.id, s.ids)) {
+          this.log.error({ sandboxId: s.id, ids: s.ids }, 'the id range of this re-adopted sandbox is claimed by another sandbox')
+        }
         this.log.info({ sandboxId: s.id }, 're-adopted running sandbox')
         this.armDeadline(s)
       } else {
@@ -161,6 +173,7 @@ export class SandboxManager {
     const rootfs = this.templates.rootfsOf(template)
     const limits = this.limitsFrom(req)
     const id = newSandboxId()
+    const ids = this.idRanges.claim(id)
     const now = Date.now()
     const row: SandboxRow = {
       id,
@@ -173,11 +186,17 @@ export class SandboxManager {
       startedAt: now,
       endAt: req.endAt,
       accessToken: this.accessTokenOf(id),
+      ids,
     }
     // Recorded before the runtime starts it, so a crash mid-create is cleaned up on restart.
-    this.store.insertSandbox(row)
     try {
-      await this.driver.create({ id, templateRootfs: rootfs, limits, envVars: row.envVars, accessToken: row.accessToken })
+      this.store.insertSandbox(row)
+    } catch (err) {
+      this.idRanges.release(id, ids)
+      throw err
+    }
+    try {
+      await this.driver.create({ id, templateRootfs: rootfs, limits, envVars: row.envVars, accessToken: row.accessToken, ids })
     } catch (err) {
       this.log.error({ sandboxId: id, err }, 'sandbox failed to start')
       await this.destroyNow(id)
@@ -325,10 +344,13 @@ export class SandboxManager {
   private async destroyNow(id: string): Promise<void> {
     clearTimeout(this.deadlines.get(id))
     this.deadlines.delete(id)
+    const ids = this.store.getSandbox(id)?.ids
     this.store.setSandboxState(id, 'stopping')
     this.onDestroyed(id)
     await this.driver.destroy(id)
     this.store.deleteSandbox(id)
+    // Only once nothing of the sandbox is left on the host may another have its ids.
+    if (ids) this.idRanges.release(id, ids)
     this.log.info({ sandboxId: id }, 'sandbox destroyed')
   }
 

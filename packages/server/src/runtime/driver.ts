@@ -1,5 +1,6 @@
 // The one interface every runtime (runc, crun, runsc, later a VM runtime) implements.
 import type { Limits } from '../config.js'
+import type { SandboxIds } from './idmap.js'
 
 export interface SandboxSpec {
   id: string
@@ -10,6 +11,8 @@ export interface SandboxSpec {
   envVars: Record<string, string>
   /** Token the agent demands in X-Access-Token (envd's access token). */
   accessToken: string
+  /** Its own host id range (claimed by the manager, runtime/idmap.ts). */
+  ids: SandboxIds
 }
 
 export type RuntimeState = 'running' | 'stopped' | 'missing'
@@ -17,7 +20,7 @@ export type RuntimeState = 'running' | 'stopped' | 'missing'
 export interface RuntimeDriver {
   readonly name: string
   /** Throws an error that tells the user what to do when this runtime cannot run sandboxes here. */
-  check(probeRootfs: string): Promise<void>
+  check(probeRootfs: string, probeIds: SandboxIds): Promise<void>
   /** Starts the sandbox and resolves once its agent answers on its socket. */
   create(spec: SandboxSpec): Promise<void>
   /** Stops and removes everything the sandbox had on the host: processes, mounts, cgroups, files. */

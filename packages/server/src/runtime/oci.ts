@@ -1,17 +1,18 @@
 // The OCI driver: one bundle per sandbox under $SANDLOT_HOME/sandboxes/<id>, an overlay rootfs
-// (template below, the sandbox's own layer above), started detached by runc, crun or runsc.
+// (template below through an idmapped mount, the sandbox's own layer above), in a user namespace of
+// its own, started detached by runc, crun or runsc.
 import { execFile, spawn } from 'node:child_process'
 import fs from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
 import path from 'node:path'
 import { promisify } from 'node:util'
-import { hostMaxOpenFiles, type Config, type RuntimeName } from '../config.js'
+import { hostOpenFilesLimit, type Config, type RuntimeName } from '../config.js'
 import { unavailable } from '../errors.js'
 import type { RuntimeDriver, RuntimeState, SandboxSpec } from './driver.js'
-import type { IdRange } from './idmap.js'
+import type { IdRange, SandboxIds } from './idmap.js'
 import { mountAgentFiles } from './agent-files.js'
-import { ociSpec } from './spec.js'
+import { MAX_OPEN_FILES, ociSpec } from './spec.js'
 
 const exec = promisify(execFile)
 
@@ -25,6 +26,8 @@ interface Paths {
   dir: string
   bundle: string
   rootfs: string
+  /** Where the template is mounted, idmapped onto the sandbox's ids. */
+  lower: string
   upper: string
   work: string
   log: string
@@ -39,13 +42,18 @@ export class OciDriver implements RuntimeDriver {
   readonly name: RuntimeName
   private readonly stateRoot: string
   private readonly sandboxesDir: string
-  private readonly maxOpenFiles = hostMaxOpenFiles()
   /** Where mountAgentFiles put the files bound at /opt/sandlot. */
   private agentFilesDir: string | undefined
+  /**
+   * The sandbox inherits the runtime's limits (Node raised its soft RLIMIT_NOFILE to the hard one);
+   * above 1 Mi open files, util-linux's prlimit lowers them for the runtime first.
+   */
+  private readonly runPrefix = (hostOpenFilesLimit() ?? 0) > MAX_OPEN_FILES ? ['prlimit', `--nofile=${MAX_OPEN_FILES}:${MAX_OPEN_FILES}`, '--'] : []
 
   constructor(
     private readonly config: Config,
-    private readonly idRange: IdRange,
+    /** The host ids that own the templates' files. */
+    private readonly templateIds: IdRange,
   ) {
     this.name = config.runtime
     this.stateRoot = path.join(config.home, 'runtime', this.name)
@@ -61,6 +69,7 @@ export class OciDriver implements RuntimeDriver {
       dir,
       bundle: path.join(dir, 'bundle'),
       rootfs: path.join(dir, 'bundle', 'rootfs'),
+      lower: path.join(dir, 'lower'),
       upper: path.join(dir, 'upper'),
       work: path.join(dir, 'work'),
       log: path.join(dir, 'sandbox.log'),
@@ -83,13 +92,14 @@ export class OciDriver implements RuntimeDriver {
     return ['--root', this.stateRoot, ...args]
   }
 
-  async check(probeRootfs: string): Promise<void> {
+  async check(probeRootfs: string, probeIds: SandboxIds): Promise<void> {
     try {
       await exec(this.name, ['--version'])
     } catch {
       throw new Error(`The runtime "${this.name}" (SANDLOT_RUNTIME) is not installed: ${INSTALL_HINT[this.name]}`)
     }
-    for (const file of [this.config.nodeBinary, path.join(this.config.agentDir, 'agent.mjs'), ...Object.values(this.config.nativeModules)]) {
+    const needed = [this.config.nodeBinary, this.config.idmapHelper, path.join(this.config.agentDir, 'agent.mjs'), ...Object.values(this.config.nativeModules)]
+    for (const file of needed) {
       if (!fs.existsSync(file)) throw new Error(`${file} is missing: run "npm run build" first`)
     }
     this.agentFilesDir = await mountAgentFiles(this.config.home, this.config)
@@ -97,7 +107,7 @@ export class OciDriver implements RuntimeDriver {
     const id = `probe-${process.pid}`
     await this.destroy(id)
     try {
-      await this.start({ id, templateRootfs: probeRootfs, limits: this.config.defaultLimits, envVars: {}, accessToken: '' }, ['/bin/true'])
+      await this.start({ id, templateRootfs: probeRootfs, limits: this.config.defaultLimits, envVars: {}, accessToken: '', ids: probeIds }, ['/bin/true'])
       await this.waitStopped(id, 10_000)
     } catch (err) {
       throw new Error(`The runtime "${this.name}" cannot run sandboxes on this host: ${(err as Error).message}`)
@@ -118,7 +128,7 @@ export class OciDriver implements RuntimeDriver {
 
   private async start(spec: SandboxSpec, args?: string[]): Promise<void> {
     const p = this.paths(spec.id)
-    const owner = this.idRange.hostId
+    const owner = spec.ids.hostId
     fs.mkdirSync(p.dir, { mode: 0o711 })
     fs.mkdirSync(p.rootfs, { recursive: true })
     for (const d of [p.upper, p.work]) fs.mkdirSync(d, { recursive: true, mode: 0o700 })
@@ -145,21 +155,31 @@ export class OciDriver implements RuntimeDriver {
       fs.writeFileSync(file, content, { mode })
       fs.chownSync(file, owner, owner)
     }
-    // Relative layer paths (from the sandbox's directory, via a "lower" link to the template): the
-    // sandbox's /proc/mounts shows the options as given, and must not reveal host paths.
-    fs.symlinkSync(spec.templateRootfs, path.join(p.dir, 'lower'))
-    await exec('mount', ['-t', 'overlay', 'overlay', '-o', 'lowerdir=lower,upperdir=upper,workdir=work', 'bundle/rootfs'], { cwd: p.dir })
+    // The template's files are owned on the host by ids no sandbox has; an idmapped mount of it at
+    // lower/ (read-only, nosuid, nodev) shows them as the sandbox's own, so it is shared unchanged.
+    fs.mkdirSync(p.lower)
+    // Relative layer paths (from the sandbox's directory): the sandbox's /proc/mounts shows the
+    // options as given, and must not reveal host paths.
+    const userns = this.layersAndUserNamespace(spec, p, 'lowerdir=lower,upperdir=upper,workdir=work')
+    try {
+      await this.run(spec, p, await userns.pid, args)
+    } finally {
+      userns.release()
+    }
+  }
+
+  private async run(spec: SandboxSpec, p: Paths, usernsPid: number, args?: string[]): Promise<void> {
     fs.writeFileSync(
       path.join(p.bundle, 'config.json'),
       JSON.stringify(
         ociSpec({
           id: spec.id,
           rootfs: p.rootfs,
-          idRange: this.idRange,
+          ids: spec.ids,
+          userNamespace: `/proc/${usernsPid}/ns/user`,
           limits: spec.limits,
           agentFiles: this.agentFiles(),
           noNewPrivileges: this.config.noNewPrivileges,
-          maxOpenFiles: this.maxOpenFiles,
           args,
         }),
       ),
@@ -171,7 +191,9 @@ export class OciDriver implements RuntimeDriver {
         // Detached into its own session: the sandbox outlives the daemon (kill -9, restart, upgrade).
         // The agent's listening socket goes in as fd 3 (--preserve-fds 1): the daemon reaches the
         // agent through a path only it can see, never through a directory the sandbox can write.
-        const child = spawn(this.name, this.runtimeArgs('run', '--detach', '--preserve-fds', '1', '--pid-file', p.pidFile, '--bundle', p.bundle, spec.id), {
+        const runArgs = this.runtimeArgs('run', '--detach', '--preserve-fds', '1', '--pid-file', p.pidFile, '--bundle', p.bundle, spec.id)
+        const [cmd, ...cmdArgs] = [...this.runPrefix, this.name, ...runArgs]
+        const child = spawn(cmd!, cmdArgs, {
           stdio: ['ignore', log, log, listener.fd],
           detached: true,
         })
@@ -187,6 +209,49 @@ export class OciDriver implements RuntimeDriver {
     }
     const pid = fs.readFileSync(p.pidFile, 'utf8').trim()
     fs.writeFileSync(p.startFile, processStartTime(pid) ?? '')
+  }
+
+  /**
+   * One run of sandlot-idmap, in place of a `mount` (each spawn blocks the event loop): the
+   * template's idmapped mount at `lower`, the overlay on it, then a user namespace with the
+   * sandbox's maps whose owner is the sandbox's own owner uid, so the kernel's per-user counts of
+   * everything in it (inotify instances, message-queue bytes, …) are charged to that uid: each
+   * sandbox has its own budget, apart from host root's and the others'. The helper creates it as
+   * that uid and writes its maps as root; the pid of a process in it resolves once all is ready, and
+   * release() lets that process go once runc has joined.
+   */
+  private layersAndUserNamespace(spec: SandboxSpec, p: Paths, overlayOptions: string): { pid: Promise<number>; release(): void } {
+    const ids = spec.ids
+    const args = [
+      'idmapped', spec.templateRootfs, p.lower, `${this.templateIds.hostId} ${ids.hostId} ${ids.size}`,
+      'overlay', p.dir, path.relative(p.dir, p.rootfs), overlayOptions,
+      'userns', String(ids.owner), `0 ${ids.hostId} ${ids.size}`,
+    ]
+    const child = spawn(this.config.idmapHelper, args, { stdio: ['pipe', 'pipe', 'pipe'] })
+    child.stdin.on('error', () => {})
+    const pid = new Promise<number>((resolve, reject) => {
+      let out = ''
+      let err = ''
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL')
+        reject(new Error('sandlot-idmap did not make the user namespace within 10 s'))
+      }, 10_000)
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString()
+        const m = /^(\d+)\n/.exec(out)
+        if (!m) return
+        clearTimeout(timer)
+        resolve(Number(m[1]))
+      })
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()))
+      child.on('error', reject)
+      child.on('close', (code) => {
+        clearTimeout(timer)
+        reject(new Error(`cannot mount the sandbox's layers or make its user namespace (sandlot-idmap exited with ${code}): ${err.trim()}`))
+      })
+    })
+    pid.catch(() => {}) // awaited later; a failure meanwhile must not be an unhandled rejection
+    return { pid, release: () => child.stdin.end() }
   }
 
   alive(id: string): boolean {
@@ -252,10 +317,13 @@ export class OciDriver implements RuntimeDriver {
     const p = this.paths(id)
     // delete --force kills every process (SIGKILL) and removes the container's cgroups.
     await exec(this.name, this.runtimeArgs('delete', '--force', id)).catch(() => {})
-    if (fs.existsSync(p.rootfs)) {
-      await exec('umount', [p.rootfs]).catch(async () => {
+    // The overlay, then the template's idmapped mount below it (a link to the template, for sandboxes
+    // made before idmapped mounts, is no mount).
+    const mounts = [p.rootfs, p.lower].filter((m) => fs.lstatSync(m, { throwIfNoEntry: false })?.isDirectory())
+    if (mounts.length > 0) {
+      await exec('umount', mounts).catch(async () => {
         await sleep(50)
-        await exec('umount', ['--lazy', p.rootfs]).catch(() => {})
+        await exec('umount', ['--lazy', ...mounts]).catch(() => {})
       })
     }
     fs.rmSync(p.dir, { recursive: true, force: true })

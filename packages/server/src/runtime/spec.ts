@@ -7,12 +7,17 @@ import { defaultSeccompProfile } from './seccomp.js'
 export interface SpecInput {
   id: string
   rootfs: string
-  idRange: IdRange
+  /** The sandbox's host ids, mapped to 0… inside. */
+  ids: IdRange
+  /**
+   * Its user namespace, made beforehand with those maps and owned by a uid of its own
+   * (/proc/PID/ns/user); runc joins it. runc 1.1 still wants the maps, to know the host root.
+   */
+  userNamespace: string
   limits: Limits
   /** The mounted agent files (agent-files.ts), bound read-only at /opt/sandlot. */
   agentFiles: string
   noNewPrivileges: boolean
-  maxOpenFiles: number
   /** Command run by the init; defaults to the agent. */
   args?: string[]
 }
@@ -59,8 +64,8 @@ export function ociSpec(i: SpecInput): object {
       env: [`PATH=${PATH}`, 'HOME=/root', `SANDLOT_AGENT_LISTEN_FD=${AGENT_LISTEN_FD}`, 'SANDLOT_AGENT_CONFIG=/run/sandlot/agent.json'],
       cwd: '/',
       capabilities: { bounding: CAPABILITIES, effective: CAPABILITIES, permitted: CAPABILITIES },
-      // Never above the daemon's own hard limit: raising it needs privileges the user namespace lacks.
-      rlimits: [{ type: 'RLIMIT_NOFILE', hard: i.maxOpenFiles, soft: i.maxOpenFiles }],
+      // No rlimits: runc would set them with prlimit from outside, which needs CAP_SYS_RESOURCE over
+      // a user namespace root no longer owns. The sandbox inherits them from the runtime (oci.ts).
       noNewPrivileges: i.noNewPrivileges,
     },
     root: { path: i.rootfs, readonly: false },
@@ -76,9 +81,12 @@ export function ociSpec(i: SpecInput): object {
       bind(i.agentFiles, '/opt/sandlot'),
     ],
     linux: {
-      uidMappings: [{ containerID: 0, hostID: i.idRange.hostId, size: i.idRange.size }],
-      gidMappings: [{ containerID: 0, hostID: i.idRange.hostId, size: i.idRange.size }],
-      namespaces: ['pid', 'network', 'ipc', 'uts', 'mount', 'user', 'cgroup'].map((type) => ({ type })),
+      uidMappings: [{ containerID: 0, hostID: i.ids.hostId, size: i.ids.size }],
+      gidMappings: [{ containerID: 0, hostID: i.ids.hostId, size: i.ids.size }],
+      namespaces: [
+        ...['pid', 'network', 'ipc', 'uts', 'mount', 'cgroup'].map((type) => ({ type })),
+        { type: 'user', path: i.userNamespace },
+      ],
       cgroupsPath: `/sandlot/${i.id}`,
       resources: {
         devices: [{ allow: false, access: 'rwm' }],
@@ -92,3 +100,7 @@ export function ociSpec(i: SpecInput): object {
     },
   }
 }
+
+/** The most open files a sandbox is given: 1 Mi. */
+export const MAX_OPEN_FILES = 1048576
+

@@ -2,6 +2,7 @@
 import Database from 'better-sqlite3'
 import fs from 'node:fs'
 import path from 'node:path'
+import type { SandboxIds } from '../runtime/idmap.js'
 
 export interface SandboxRow {
   id: string
@@ -19,6 +20,8 @@ export interface SandboxRow {
   endAt: number | null
   /** envd access token for this sandbox (E2B's envdAccessToken). */
   accessToken: string
+  /** Its host id range and user-namespace owner; null for a sandbox from before ranges were per sandbox. */
+  ids: SandboxIds | null
 }
 
 export interface HoldRow {
@@ -79,6 +82,8 @@ CREATE TABLE IF NOT EXISTS holds (
 CREATE INDEX IF NOT EXISTS holds_by_sandbox ON holds (sandbox_id);
 UPDATE sandboxes SET end_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000 + 3600000 WHERE end_at IS NULL;
 `,
+  // Each sandbox's own id range (runtime/idmap.ts), as JSON; NULL for those that shared one.
+  `ALTER TABLE sandboxes ADD COLUMN id_range TEXT`,
 ]
 
 interface RawSandbox {
@@ -94,6 +99,7 @@ interface RawSandbox {
   started_at: number
   end_at: number | null
   access_token: string
+  id_range: string | null
 }
 
 const toSandbox = (r: RawSandbox): SandboxRow => ({
@@ -109,6 +115,7 @@ const toSandbox = (r: RawSandbox): SandboxRow => ({
   startedAt: r.started_at,
   endAt: r.end_at,
   accessToken: r.access_token,
+  ids: r.id_range ? JSON.parse(r.id_range) : null,
 })
 
 interface RawHold {
@@ -155,10 +162,10 @@ export class Store {
   insertSandbox(s: SandboxRow): void {
     this.db
       .prepare(
-        `INSERT INTO sandboxes (id, template, template_rootfs, state, metadata, env_vars, cpu_count, memory_mb, pids, started_at, end_at, access_token)
-         VALUES (@id, @template, @templateRootfs, @state, @metadata, @envVars, @cpuCount, @memoryMB, @pids, @startedAt, @endAt, @accessToken)`,
+        `INSERT INTO sandboxes (id, template, template_rootfs, state, metadata, env_vars, cpu_count, memory_mb, pids, started_at, end_at, access_token, id_range)
+         VALUES (@id, @template, @templateRootfs, @state, @metadata, @envVars, @cpuCount, @memoryMB, @pids, @startedAt, @endAt, @accessToken, @ids)`,
       )
-      .run({ ...s, metadata: JSON.stringify(s.metadata), envVars: JSON.stringify(s.envVars) })
+      .run({ ...s, metadata: JSON.stringify(s.metadata), envVars: JSON.stringify(s.envVars), ids: s.ids && JSON.stringify(s.ids) })
   }
 
   getSandbox(id: string): SandboxRow | undefined {

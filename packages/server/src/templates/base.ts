@@ -1,5 +1,6 @@
 // The base template: a Debian 12 rootfs built from Debian's packages with mmdebstrap, owned by the
-// sandbox id range, cached under $SANDLOT_HOME/templates and rebuilt only when its recipe changes.
+// templates' id range (no sandbox's), cached under $SANDLOT_HOME/templates and rebuilt only when its
+// recipe changes. Each sandbox sees it through an idmapped mount onto its own ids (runtime/oci.ts).
 import { spawn } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -77,6 +78,7 @@ export interface BuildOptions {
   recipe: TemplateRecipe
   /** Final location of the rootfs directory; created only when the build succeeds. */
   rootfs: string
+  /** The host ids that own the files: the templates' range. */
   idRange: IdRange
   mirror: string
   securityMirror: string
@@ -91,6 +93,8 @@ export async function buildTemplate(o: BuildOptions): Promise<void> {
   const scratch = `${o.rootfs}.build-${process.pid}-${Date.now()}`
   const tarball = `${scratch}.tar`
   fs.mkdirSync(path.dirname(o.rootfs), { recursive: true })
+  // The unpack, as the templates' ids, must get through to the scratch directory and the tarball.
+  fs.chmodSync(path.dirname(o.rootfs), 0o711)
   try {
     o.log.info({ template: o.recipe.name }, `building template "${o.recipe.name}" from Debian packages (about a minute)`)
     await run(
@@ -107,7 +111,7 @@ export async function buildTemplate(o: BuildOptions): Promise<void> {
       o.log,
       'mmdebstrap',
     )
-    // Unpack inside a user namespace mapped onto the sandbox range: the files land owned by it,
+    // Unpack inside a user namespace mapped onto the templates' range: the files land owned by it,
     // setuid bits and capabilities intact. Device nodes are skipped; the runtime provides /dev.
     fs.mkdirSync(scratch)
     fs.chownSync(scratch, o.idRange.hostId, o.idRange.hostId)

@@ -13,6 +13,7 @@ export class TemplateRegistry {
   constructor(
     private readonly store: Store,
     private readonly dir: string,
+    /** The host ids that own the templates' files: a range no sandbox has (runtime/idmap.ts). */
     private readonly idRange: IdRange,
     private readonly log: Logger,
     private readonly mirror = process.env.SANDLOT_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian',
@@ -65,10 +66,14 @@ export class TemplateRegistry {
   private async ensureNow(recipe: TemplateRecipe): Promise<string> {
     const hash = recipeHash(recipe, this.mirror)
     const rootfs = path.join(this.dir, recipe.name, hash, 'rootfs')
-    // A finished build is renamed into place whole, so an existing rootfs is a complete one.
-    if (!fs.existsSync(path.join(rootfs, 'etc/os-release'))) {
+    // A finished build is renamed into place whole, so an existing rootfs is a complete one; one owned
+    // by other ids (root's subordinate ids changed) is built again.
+    if (!fs.existsSync(path.join(rootfs, 'etc/os-release')) || fs.statSync(rootfs).uid !== this.idRange.hostId) {
       await buildTemplate({ recipe, rootfs, idRange: this.idRange, mirror: this.mirror, securityMirror: this.securityMirror, log: this.log })
     }
+    // Root's alone: a host user who ran the template's setuid files (sudo, owned by the templates'
+    // ids) could change every sandbox's template. Sandboxes reach it only through root's mounts.
+    fs.chmodSync(path.dirname(rootfs), 0o700)
     const existing = this.store.getTemplate(recipe.name)
     if (existing?.rootfs !== rootfs) this.store.putTemplate({ name: recipe.name, recipeHash: hash, rootfs, builtAt: Date.now() })
     return rootfs

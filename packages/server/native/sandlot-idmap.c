@@ -1,0 +1,199 @@
+// sandlot-idmap: what sandlotd needs for a sandbox's layers and user namespace that neither Debian
+// 12's util-linux (2.38, no X-mount.idmap) nor runc 1.1.5 can do, in one run (a process spawn blocks
+// the daemon's event loop, so a create spawns as few as it can). Its arguments are steps, in order:
+//
+//   idmapped SOURCE TARGET MAP
+//     Attaches at TARGET a read-only, nosuid, nodev clone of the mount of SOURCE, idmapped through a
+//     user namespace with MAP as its maps (open_tree, mount_setattr MOUNT_ATTR_IDMAP, move_mount).
+//   overlay DIR TARGET OPTIONS
+//     From DIR (so relative layer paths stay relative in /proc/mounts), mounts an overlay at TARGET.
+//   userns OWNER MAP   (the last step)
+//     Creates a user namespace owned by host uid/gid OWNER (the kernel charges a namespace's
+//     per-user counts, such as inotify instances, to the uid that created it) with MAP as both its
+//     uid and gid map, written by this root process. Prints the pid of a process that stays in the
+//     namespace until stdin closes, so runc can join /proc/PID/ns/user.
+//
+// A map is "inner outer count". The first step that fails ends the run with a message, exit code 1.
+//
+// Why a helper of our own: no maintained tool does this on Debian 12. util-linux 2.38 has no
+// X-mount.idmap (2.39 added it), runc 1.1.5 no idmapped mounts (1.2 added them) and no way to make a
+// user namespace that root does not own; npm has no package for these syscalls. Why not a node-gyp
+// addon: creating the namespace takes a process that drops to another uid, which must not be a
+// fork of the multithreaded daemon. Compiled at build time with the system compiler
+// (scripts/build.mjs); run by sandlotd as root.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Prints the message (and errno's, when set) and exits with 1. */
+static void die(const char *fmt, ...) {
+  int error = errno;
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("sandlot-idmap: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  if (error) fprintf(stderr, ": %s", strerror(error));
+  fputc('\n', stderr);
+  va_end(ap);
+  exit(1);
+}
+
+static unsigned long number(const char *s, const char *what) {
+  char *end;
+  errno = 0;
+  unsigned long n = strtoul(s, &end, 10);
+  if (errno || *s == '\0' || *end != '\0' || n >= 4294967295UL) {
+    errno = 0;
+    die("%s must be a number, got \"%s\"", what, s);
+  }
+  return n;
+}
+
+/* "inner outer count", checked, as written to uid_map and gid_map. */
+static void parse_map(const char *map, char *out, size_t size) {
+  unsigned long inner, outer, count;
+  char rest;
+  if (sscanf(map, "%lu %lu %lu %c", &inner, &outer, &count, &rest) != 3 || count == 0 ||
+      inner + count > 4294967295UL || outer + count > 4294967295UL) {
+    errno = 0;
+    die("a map is \"inner outer count\", got \"%s\"", map);
+  }
+  snprintf(out, size, "%lu %lu %lu\n", inner, outer, count);
+}
+
+static void write_file(const char *path, const char *text) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) die("open %s", path);
+  ssize_t n = write(fd, text, strlen(text));
+  if (n != (ssize_t)strlen(text)) die("write %s", path);
+  close(fd);
+}
+
+struct holder {
+  pid_t pid;
+  int release; /* closing it lets the holder exit */
+};
+
+/*
+ * Forks a holder that becomes OWNER (unless owner is -1: stays root), unshares a user namespace and
+ * waits; this root process writes the namespace's maps.
+ */
+static struct holder new_userns(long owner, const char *map) {
+  int ready[2], release[2];
+  if (pipe2(ready, O_CLOEXEC) || pipe2(release, O_CLOEXEC)) die("pipe");
+  pid_t pid = fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    close(ready[0]);
+    close(release[1]);
+    if (owner >= 0) {
+      // The namespace's ceiling on processes, counted at the owner's level, is its creator's
+      // RLIMIT_NPROC: as high as allowed (the sandbox's pids cgroup is what bounds it). Without
+      // CAP_SYS_RESOURCE only up to the hard limit.
+      struct rlimit nproc = {RLIM_INFINITY, RLIM_INFINITY};
+      if (setrlimit(RLIMIT_NPROC, &nproc) && (getrlimit(RLIMIT_NPROC, &nproc) == 0)) {
+        nproc.rlim_cur = nproc.rlim_max;
+        setrlimit(RLIMIT_NPROC, &nproc);
+      }
+      if (setgroups(0, NULL) || setresgid(owner, owner, owner) || setresuid(owner, owner, owner)) _exit(2);
+    }
+    if (unshare(CLONE_NEWUSER)) _exit(3);
+    if (write(ready[1], "", 1) != 1) _exit(4);
+    char c;
+    while (read(release[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    _exit(0);
+  }
+  close(ready[1]);
+  close(release[0]);
+  char c;
+  if (read(ready[0], &c, 1) != 1) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    errno = 0;
+    die("the namespace's creator failed (step %d)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  }
+  close(ready[0]);
+  char line[96], path[64];
+  parse_map(map, line, sizeof line);
+  snprintf(path, sizeof path, "/proc/%d/uid_map", pid);
+  write_file(path, line);
+  snprintf(path, sizeof path, "/proc/%d/gid_map", pid);
+  write_file(path, line);
+  return (struct holder){pid, release[1]};
+}
+
+static void end_holder(struct holder h) {
+  close(h.release);
+  waitpid(h.pid, NULL, 0);
+}
+
+static void idmapped_mount(const char *source, const char *target, const char *map) {
+  struct holder h = new_userns(-1, map);
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/ns/user", h.pid);
+  int userns = open(path, O_RDONLY | O_CLOEXEC);
+  if (userns < 0) die("open %s", path);
+  end_holder(h);
+  int tree = open_tree(AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  if (tree < 0) die("open_tree %s", source);
+  struct mount_attr attr = {
+      .attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+      .userns_fd = (unsigned long long)userns,
+  };
+  if (mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof attr)) die("mount_setattr (idmap) %s", source);
+  if (move_mount(tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)) die("move_mount to %s", target);
+  close(tree);
+  close(userns);
+}
+
+static void overlay_mount(const char *dir, const char *target, const char *options) {
+  if (chdir(dir)) die("chdir %s", dir);
+  if (mount("overlay", target, "overlay", 0, options)) die("mount overlay on %s (%s)", target, options);
+}
+
+static int userns(const char *owner, const char *map) {
+  struct holder h = new_userns((long)number(owner, "OWNER"), map);
+  printf("%d\n", h.pid);
+  fflush(stdout);
+  // Until the daemon closes stdin (or dies): runc joins the namespace meanwhile.
+  char buf[64];
+  for (;;) {
+    ssize_t n = read(0, buf, sizeof buf);
+    if (n > 0 || (n < 0 && errno == EINTR)) continue;
+    break;
+  }
+  end_holder(h);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc;) {
+    const char *step = argv[i];
+    if (strcmp(step, "idmapped") == 0 && i + 3 < argc) {
+      idmapped_mount(argv[i + 1], argv[i + 2], argv[i + 3]);
+      i += 4;
+    } else if (strcmp(step, "overlay") == 0 && i + 3 < argc) {
+      overlay_mount(argv[i + 1], argv[i + 2], argv[i + 3]);
+      i += 4;
+    } else if (strcmp(step, "userns") == 0 && i + 3 == argc) {
+      return userns(argv[i + 1], argv[i + 2]);
+    } else {
+      break;
+    }
+    if (i == argc) return 0;
+  }
+  fprintf(stderr, "usage: sandlot-idmap [idmapped SOURCE TARGET MAP] [overlay DIR TARGET OPTIONS] [userns OWNER MAP]\n"
+                  "       (steps in this order, userns last; a map is \"inner outer count\")\n");
+  return 2;
+}
