@@ -9,6 +9,7 @@ import type { Config, RuntimeName } from '../config.js'
 import { unavailable } from '../errors.js'
 import type { RuntimeDriver, RuntimeState, SandboxSpec } from './driver.js'
 import type { IdRange } from './idmap.js'
+import { checkLayerTools, makeLayer, mountsUnder, removeLayerImage, unmount } from './layer.js'
 import { hostMaxOpenFiles, ociSpec } from './spec.js'
 
 const exec = promisify(execFile)
@@ -23,6 +24,9 @@ interface Paths {
   dir: string
   bundle: string
   rootfs: string
+  /** The sandbox's own filesystem: a sparse ext4 image (layer.ts), mounted at `layer`. */
+  image: string
+  layer: string
   upper: string
   work: string
   run: string
@@ -56,8 +60,10 @@ export class OciDriver implements RuntimeDriver {
       dir,
       bundle: path.join(dir, 'bundle'),
       rootfs: path.join(dir, 'bundle', 'rootfs'),
-      upper: path.join(dir, 'upper'),
-      work: path.join(dir, 'work'),
+      image: path.join(dir, 'disk.img'),
+      layer: path.join(dir, 'layer'),
+      upper: path.join(dir, 'layer', 'upper'),
+      work: path.join(dir, 'layer', 'work'),
       run: path.join(dir, 'run'),
       log: path.join(dir, 'sandbox.log'),
       pidFile: path.join(dir, 'init.pid'),
@@ -79,6 +85,7 @@ export class OciDriver implements RuntimeDriver {
     } catch {
       throw new Error(`The runtime "${this.name}" (SANDLOT_RUNTIME) is not installed: ${INSTALL_HINT[this.name]}`)
     }
+    await checkLayerTools()
     for (const file of [this.config.nodeBinary, path.join(this.config.agentDir, 'agent.mjs'), ...Object.values(this.config.nativeModules)]) {
       if (!fs.existsSync(file)) throw new Error(`${file} is missing: run "npm run build" first`)
     }
@@ -109,6 +116,7 @@ export class OciDriver implements RuntimeDriver {
     const p = this.paths(spec.id)
     const owner = this.idRange.hostId
     fs.mkdirSync(p.dir, { mode: 0o711 })
+    await makeLayer(p.image, p.layer, spec.limits.diskSizeMB)
     fs.mkdirSync(p.rootfs, { recursive: true })
     for (const d of [p.upper, p.work]) fs.mkdirSync(d, { recursive: true, mode: 0o700 })
     // The sandbox's own layer belongs to its root; only its top directory, /etc/hosts and
@@ -136,7 +144,7 @@ export class OciDriver implements RuntimeDriver {
     // Relative layer paths (from the sandbox's directory, via a "lower" link to the template): the
     // sandbox's /proc/mounts shows the options as given, and must not reveal host paths.
     fs.symlinkSync(spec.templateRootfs, path.join(p.dir, 'lower'))
-    await exec('mount', ['-t', 'overlay', 'overlay', '-o', 'lowerdir=lower,upperdir=upper,workdir=work', 'bundle/rootfs'], { cwd: p.dir })
+    await exec('mount', ['-t', 'overlay', 'overlay', '-o', 'lowerdir=lower,upperdir=layer/upper,workdir=layer/work', 'bundle/rootfs'], { cwd: p.dir })
     fs.writeFileSync(
       path.join(p.bundle, 'config.json'),
       JSON.stringify(
@@ -238,13 +246,15 @@ export class OciDriver implements RuntimeDriver {
     const p = this.paths(id)
     // delete --force kills every process (SIGKILL) and removes the container's cgroups.
     await exec(this.name, this.runtimeArgs('delete', '--force', id)).catch(() => {})
-    if (fs.existsSync(p.rootfs)) {
-      await exec('umount', [p.rootfs]).catch(async () => {
-        await sleep(50)
-        await exec('umount', ['--lazy', p.rootfs]).catch(() => {})
-      })
-    }
-    fs.rmSync(p.dir, { recursive: true, force: true })
+    // The overlay, then the filesystem under it: the sandbox's files go with it in one step.
+    const mounted = await mountsUnder(p.dir)
+    const others = mounted.filter((m) => m !== p.rootfs && m !== p.layer).sort().reverse()
+    for (const target of [p.rootfs, p.layer, ...others]) if (mounted.includes(target)) await unmount(target)
+    await removeLayerImage(p.image)
+    // What is left is a handful of small files (or, for a sandbox made before disk quotas, its layer
+    // on the host's disk): rm walks it in a child process, and never into a mount.
+    const rm = await exec('rm', ['-rf', '--one-file-system', '--', p.dir]).catch((err: Error) => err)
+    if (rm instanceof Error) throw new Error(`cannot remove ${p.dir}: ${rm.message}`)
   }
 }
 
