@@ -1,5 +1,5 @@
-// A sandbox's disk: its own filesystem bounds what it writes (bytes and inodes); destroying one full
-// of files never stalls the daemon.
+// A sandbox's disk: its own filesystem bounds what it writes (bytes and inodes), its host-side log
+// included; destroying one full of files never stalls the daemon.
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -97,6 +97,66 @@ except OSError as e:
       await killSandbox(id)
     }
     assert.deepEqual(leftovers(id), [])
+  })
+})
+
+describe("the sandbox's host-side log", () => {
+  test("what root in the sandbox writes to its init's output counts against its own disk", async () => {
+    const { id } = await createSandbox({ diskSizeMB: 128 })
+    // tini's stdout, taken with pidfd_getfd (open("/proc/1/fd/1") is refused: the file is the host's).
+    const toInitOutput = (mb: number) =>
+      run(
+        id,
+        `python3 -c "
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.syscall(438, libc.syscall(434, 1, 0), 1, 0)
+assert fd >= 0, os.strerror(ctypes.get_errno())
+chunk = b'x' * (1 << 20)
+try:
+    for _ in range(${mb}):
+        os.write(fd, chunk)
+    print('wrote all')
+except OSError as e:
+    print(e.strerror)
+"`,
+        { user: 'root' },
+      )
+    try {
+      const before = await df(id)
+      assert.equal((await toInitOutput(60)).stdout, 'wrote all\n')
+      const after = await df(id)
+      assert.ok(after.usedMB - before.usedMB >= 55, `the sandbox's disk use grew ${after.usedMB - before.usedMB} MiB`)
+      assert.ok(hostBytesOutsideImageKB(id) < 1024, `${hostBytesOutsideImageKB(id)} kB outside the image`)
+      assert.equal((await toInitOutput(200)).stdout, 'No space left on device\n')
+      assert.equal((await run(id, 'echo alive')).stdout, 'alive\n')
+    } finally {
+      await killSandbox(id)
+    }
+  })
+
+  test("an agent that fails to start: the error carries its output's last lines", async () => {
+    const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 4
+    const testHome = path.resolve(`.sandlot-test/${process.env.SANDLOT_TEST_NAME ?? 'home'}-agent-fails`)
+    const agentDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sandlot-failing-agent-'))
+    fs.chmodSync(agentDir, 0o755)
+    const marker = `agent-gives-up-${process.pid}`
+    fs.writeFileSync(path.join(agentDir, 'agent.mjs'), `process.stderr.write('noise\\n'.repeat(200000) + '${marker}\\n'); process.exit(3)\n`, { mode: 0o644 })
+    fs.rmSync(testHome, { recursive: true, force: true })
+    const server = spawnDaemon(port, { SANDLOT_HOME: testHome, SANDLOT_AGENT_DIR: agentDir })
+    try {
+      await waitFor(() => fetch(`${server.url}/health`).then((r) => r.ok, () => false), 120_000, 'the daemon to be ready')
+      const key = fs.readFileSync(path.join(testHome, 'api-key'), 'utf8').trim()
+      const res = await fetch(`${server.url}/api/v1/sandboxes`, { method: 'POST', headers: { 'x-api-key': key, 'content-type': 'application/json' }, body: '{}' })
+      const body = (await res.json()) as { message: string }
+      assert.equal(res.status, 503)
+      assert.match(body.message, new RegExp(`stopped while starting: (noise\\n)*${marker}$`))
+      assert.deepEqual(fs.readdirSync(path.join(testHome, 'sandboxes')), [], 'the failed sandbox was removed')
+      assert.doesNotMatch(fs.readFileSync('/proc/mounts', 'utf8'), new RegExp(testHome), 'nothing of it is mounted')
+    } finally {
+      await server.stop()
+      fs.rmSync(agentDir, { recursive: true, force: true })
+    }
   })
 })
 

@@ -65,7 +65,9 @@ export class OciDriver implements RuntimeDriver {
       upper: path.join(dir, 'layer', 'upper'),
       work: path.join(dir, 'layer', 'work'),
       run: path.join(dir, 'run'),
-      log: path.join(dir, 'sandbox.log'),
+      // On the sandbox's own filesystem (outside what it sees): what it writes to its init's
+      // stdout or stderr counts against its own disk, never the host's.
+      log: path.join(dir, 'layer', 'sandbox.log'),
       pidFile: path.join(dir, 'init.pid'),
       startFile: path.join(dir, 'init.start'),
     }
@@ -282,11 +284,19 @@ function canConnect(socket: string): Promise<boolean> {
   })
 }
 
+/** The last lines of a log, from its last 4 KiB whatever its size. */
 function tailOf(file: string): string {
+  let fd: number | undefined
   try {
-    return fs.readFileSync(file, 'utf8').trim().split('\n').slice(-5).join('\n') || '(no output)'
+    fd = fs.openSync(file, 'r')
+    const size = fs.fstatSync(fd).size
+    const buf = Buffer.alloc(Math.min(size, 4096))
+    fs.readSync(fd, buf, 0, buf.length, size - buf.length)
+    return buf.toString('utf8').trim().split('\n').slice(-5).join('\n') || '(no output)'
   } catch {
     return '(no log)'
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd)
   }
 }
 
