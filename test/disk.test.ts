@@ -1,5 +1,6 @@
 // A sandbox's disk: its own filesystem bounds what it writes (bytes and inodes), its host-side log
-// included; destroying one full of files never stalls the daemon.
+// included; destroying one full of files never stalls the daemon; no other host user can reach its
+// files, and a setuid file it plants is inert on the host.
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -231,4 +232,51 @@ print(sum(len(f) for _, _, f in os.walk('/home/user/many')))
       }
     })
   }
+})
+
+describe("a sandbox's files on the host", () => {
+  test('no other host user reaches them, and a setuid file the sandbox plants is inert there', async () => {
+    const { id } = await createSandbox()
+    try {
+      // Inside, setuid works (sudo, and a setuid file in the sandbox's own layer) and files of the
+      // template can be deleted (overlay whiteouts on a nodev filesystem).
+      assert.equal((await run(id, 'sudo id -u')).stdout, '0\n')
+      await run(id, 'cp /usr/bin/id /tmp/id && chmod 4755 /tmp/id && rm /etc/motd', { user: 'root' })
+      assert.match((await run(id, '/tmp/id')).stdout, /^uid=1000\(user\) .*euid=0\(root\)/)
+      assert.equal((await run(id, 'test -e /etc/motd || echo gone')).stdout, 'gone\n')
+
+      const dir = sandboxDir(id)
+      const initPid = fs.readFileSync(path.join(dir, 'init.pid'), 'utf8').trim()
+      // Every host path to the planted file: through the sandbox's rootfs, its own layer, its init.
+      const planted = [path.join(dir, 'bundle/rootfs/tmp/id'), path.join(dir, 'layer/upper/tmp/id'), `/proc/${initPid}/root/tmp/id`]
+      const sandboxRoot = fs.statSync(planted[0]!).uid
+
+      // An unprivileged host user: setpriv execs what it is given with root's capabilities still
+      // held, so each attempt runs in a shell that has none.
+      const as = (gid: number, cmd: string, ...args: string[]) =>
+        spawnSync('setpriv', ['--reuid=65534', `--regid=${gid}`, '--clear-groups', '--inh-caps=-all', '/bin/sh', '-c', cmd, 'sh', ...args], { encoding: 'utf8' })
+      assert.equal(as(65534, 'test -x "$1" && echo reachable', path.dirname(dir)).stdout, 'reachable\n', 'the sandboxes directory is reachable')
+      const list = as(65534, 'ls "$1"', dir)
+      assert.notEqual(list.status, 0)
+      assert.match(list.stderr, /Permission denied/)
+      for (const file of planted) {
+        const r = as(65534, '"$1"', file)
+        assert.notEqual(r.status, 0, `${file} ran: ${r.stdout}`)
+        assert.match(r.stderr, /Permission denied/)
+      }
+
+      // Root's and the sandbox root's group alone; the layer mounted nosuid,nodev.
+      const st = fs.statSync(dir)
+      assert.deepEqual([st.mode & 0o7777, st.uid, st.gid], [0o710, 0, sandboxRoot])
+      const layerMount = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === path.join(dir, 'layer'))
+      assert.match(layerMount ?? '', /\bnosuid\b/)
+      assert.match(layerMount ?? '', /\bnodev\b/)
+      // Even one in the sandbox root's group, who can reach the layer, gets no setuid from it.
+      const inGroup = as(sandboxRoot, '"$1"', planted[1]!)
+      assert.equal(inGroup.status, 0, inGroup.stderr)
+      assert.doesNotMatch(inGroup.stdout, /euid=/)
+    } finally {
+      await killSandbox(id)
+    }
+  })
 })

@@ -117,8 +117,13 @@ export class OciDriver implements RuntimeDriver {
   private async start(spec: SandboxSpec, args?: string[]): Promise<void> {
     const p = this.paths(spec.id)
     const owner = this.idRange.hostId
-    fs.mkdirSync(p.dir, { mode: 0o711 })
+    // Root's and the sandbox's root's alone (runc's init reaches the rootfs as the latter): no other
+    // host user can list it or reach a file the sandbox made.
+    fs.mkdirSync(p.dir, { mode: 0o710 })
+    fs.chownSync(p.dir, 0, owner)
     await makeLayer(p.image, p.layer, spec.limits.diskSizeMB)
+    fs.chownSync(p.layer, 0, owner)
+    fs.chmodSync(p.layer, 0o710)
     fs.mkdirSync(p.rootfs, { recursive: true })
     for (const d of [p.upper, p.work]) fs.mkdirSync(d, { recursive: true, mode: 0o700 })
     // The sandbox's own layer belongs to its root; only its top directory, /etc/hosts and
