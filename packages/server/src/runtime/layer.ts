@@ -4,7 +4,9 @@
 // host's disk, and removing it is an unmount and the unlinking of one file, however many files the
 // sandbox made. Every step runs in a child process or as one async call: none blocks the event loop.
 import { execFile } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
 import fs from 'node:fs/promises'
+import path from 'node:path'
 import { promisify } from 'node:util'
 
 const exec = promisify(execFile)
@@ -31,8 +33,8 @@ export async function checkLayerTools(): Promise<void> {
   }
 }
 
-/** Makes the image (sparse: only what is written takes host disk), formats it and mounts it. */
-export async function makeLayer(image: string, mountpoint: string, sizeMB: number): Promise<void> {
+/** Makes a sparse image (only what is written takes host disk) and formats it. */
+async function format(image: string, sizeMB: number): Promise<void> {
   const file = await fs.open(image, 'wx', 0o600)
   try {
     await file.truncate(sizeMB * 2 ** 20)
@@ -40,8 +42,58 @@ export async function makeLayer(image: string, mountpoint: string, sizeMB: numbe
     await file.close()
   }
   await exec('mkfs.ext4', [...MKFS_ARGS, image])
+}
+
+/**
+ * Images of the default size formatted ahead of need (each ~150 KiB on disk), so that a create
+ * takes one by a rename and only mounts it; other sizes are formatted when asked for.
+ */
+export class BlankImages {
+  private readonly ready: string[] = []
+  private filling = false
+
+  constructor(
+    private readonly dir: string,
+    private readonly sizeMB: number,
+    private readonly keep = 2,
+  ) {}
+
+  /** Drops what an earlier run left (its size may have changed) and starts filling. */
+  async init(): Promise<void> {
+    await fs.rm(this.dir, { recursive: true, force: true })
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 })
+    void this.refill()
+  }
+
+  /** Puts a formatted image of `sizeMB` at `image`; refill() makes up for it later. */
+  async take(image: string, sizeMB: number): Promise<void> {
+    const blank = sizeMB === this.sizeMB ? this.ready.pop() : undefined
+    // (A rename fails only if the sandboxes are on another filesystem than the blanks.)
+    if (blank === undefined || !(await fs.rename(blank, image).then(() => true, () => false))) await format(image, sizeMB)
+  }
+
+  /** Formats images until `keep` are ready (in the background: call it once a create is done). */
+  async refill(): Promise<void> {
+    if (this.filling) return
+    this.filling = true
+    try {
+      while (this.ready.length < this.keep) {
+        const image = path.join(this.dir, `${randomUUID()}.img`)
+        await format(`${image}.tmp`, this.sizeMB)
+        await fs.rename(`${image}.tmp`, image)
+        this.ready.push(image)
+      }
+    } catch {
+      // Creates format their own until a later refill works.
+    } finally {
+      this.filling = false
+    }
+  }
+}
+
+/** Mounts a formatted image; mount sets up its loop device with autoclear (detached at unmount). */
+export async function mountLayer(image: string, mountpoint: string): Promise<void> {
   await fs.mkdir(mountpoint, { mode: 0o700 })
-  // mount sets up the loop device with autoclear: it is detached when the filesystem is unmounted.
   await exec('mount', ['-t', 'ext4', '-o', MOUNT_OPTIONS, image, mountpoint])
 }
 

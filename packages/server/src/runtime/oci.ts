@@ -9,7 +9,7 @@ import type { Config, RuntimeName } from '../config.js'
 import { unavailable } from '../errors.js'
 import type { RuntimeDriver, RuntimeState, SandboxSpec } from './driver.js'
 import type { IdRange } from './idmap.js'
-import { checkLayerTools, makeLayer, mountsUnder, removeLayerImage, unmount } from './layer.js'
+import { BlankImages, checkLayerTools, mountLayer, mountsUnder, removeLayerImage, unmount } from './layer.js'
 import { hostMaxOpenFiles, ociSpec } from './spec.js'
 
 const exec = promisify(execFile)
@@ -41,6 +41,7 @@ export class OciDriver implements RuntimeDriver {
   private readonly stateRoot: string
   private readonly sandboxesDir: string
   private readonly maxOpenFiles = hostMaxOpenFiles()
+  private readonly blankImages: BlankImages
 
   constructor(
     private readonly config: Config,
@@ -49,6 +50,7 @@ export class OciDriver implements RuntimeDriver {
     this.name = config.runtime
     this.stateRoot = path.join(config.home, 'runtime', this.name)
     this.sandboxesDir = path.join(config.home, 'sandboxes')
+    this.blankImages = new BlankImages(path.join(config.home, 'blank-disks'), config.defaultLimits.diskSizeMB)
     // Sandbox roots must reach their bundles through it; other host users must not list it.
     fs.mkdirSync(this.sandboxesDir, { recursive: true, mode: 0o711 })
     fs.chmodSync(this.sandboxesDir, 0o711)
@@ -88,6 +90,7 @@ export class OciDriver implements RuntimeDriver {
       throw new Error(`The runtime "${this.name}" (SANDLOT_RUNTIME) is not installed: ${INSTALL_HINT[this.name]}`)
     }
     await checkLayerTools()
+    await this.blankImages.init()
     for (const file of [this.config.nodeBinary, path.join(this.config.agentDir, 'agent.mjs'), ...Object.values(this.config.nativeModules)]) {
       if (!fs.existsSync(file)) throw new Error(`${file} is missing: run "npm run build" first`)
     }
@@ -111,6 +114,8 @@ export class OciDriver implements RuntimeDriver {
     } catch (err) {
       await this.destroy(spec.id).catch(() => {})
       throw err
+    } finally {
+      void this.blankImages.refill()
     }
   }
 
@@ -121,7 +126,8 @@ export class OciDriver implements RuntimeDriver {
     // host user can list it or reach a file the sandbox made.
     fs.mkdirSync(p.dir, { mode: 0o710 })
     fs.chownSync(p.dir, 0, owner)
-    await makeLayer(p.image, p.layer, spec.limits.diskSizeMB)
+    await this.blankImages.take(p.image, spec.limits.diskSizeMB)
+    await mountLayer(p.image, p.layer)
     fs.chownSync(p.layer, 0, owner)
     fs.chmodSync(p.layer, 0o710)
     fs.mkdirSync(p.rootfs, { recursive: true })
