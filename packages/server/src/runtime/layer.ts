@@ -1,8 +1,7 @@
 // A sandbox's own filesystem: a sparse image file holding ext4, on a loop device, mounted nosuid and
-// nodev on the host. The overlay's upper and work directories, the agent's run directory and the
-// sandbox's log live in it, so its size and inode count bound all that the sandbox can write to the
-// host's disk, and removing it is an unmount and the unlinking of one file, however many files the
-// sandbox made. Every step runs in a child process or as one async call: none blocks the event loop.
+// nodev on the host. The overlay's upper and work directories and the sandbox's log live in it, so
+// its size and inode count bound what the sandbox writes to the host's disk, and removing it is an
+// unmount and the unlinking of one file, however many files the sandbox made. Every step runs in a child process or as one async call: none blocks the event loop.
 import { execFile } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import fs from 'node:fs/promises'

@@ -115,7 +115,8 @@ export class OciDriver implements RuntimeDriver {
       await this.destroy(spec.id).catch(() => {})
       throw err
     } finally {
-      void this.blankImages.refill()
+      // Later, so that formatting does not compete with the sandbox's first commands.
+      setTimeout(() => void this.blankImages.refill(), 1000).unref()
     }
   }
 
