@@ -15,6 +15,8 @@ const SYSTEM_PACKAGES = {
   unshare: 'util-linux',
   tar: 'tar',
   mount: 'mount',
+  losetup: 'mount',
+  'mkfs.ext4': 'e2fsprogs',
 }
 
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
