@@ -19,6 +19,8 @@ const SYSTEM_PACKAGES = {
   mke2fs: 'e2fsprogs',
   // builds sandlot-idmap (packages/server/native); gcc brings libc6-dev, its headers, as recommended
   cc: 'gcc',
+  losetup: 'mount',
+  'mkfs.ext4': 'e2fsprogs',
 }
 
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0

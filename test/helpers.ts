@@ -112,6 +112,26 @@ export async function waitFor<T>(fn: () => Promise<T | undefined | false>, timeo
   }
 }
 
+/**
+ * What a destroyed sandbox left on the host: mounts (its overlay, its own filesystem), the loop
+ * device under that filesystem, cgroups, its directory (with the filesystem's image), runtime state.
+ */
+export function leftovers(id: string, sandlotHome = home): string[] {
+  const found: string[] = []
+  if (fs.readFileSync('/proc/mounts', 'utf8').includes(id)) found.push('mount')
+  for (const dev of fs.readdirSync('/sys/block').filter((d) => d.startsWith('loop'))) {
+    let backing = '' // an unattached device has none
+    try {
+      backing = fs.readFileSync(`/sys/block/${dev}/loop/backing_file`, 'utf8')
+    } catch {}
+    if (backing.includes(id)) found.push(`loop device ${dev}`)
+  }
+  for (const c of ['memory', 'pids', 'cpu']) if (fs.existsSync(`/sys/fs/cgroup/${c}/sandlot/${id}`)) found.push(`${c} cgroup`)
+  if (fs.existsSync(path.join(sandlotHome, 'sandboxes', id))) found.push('directory')
+  if (fs.existsSync(path.join(sandlotHome, 'runtime/runc', id))) found.push('runtime state')
+  return found
+}
+
 export interface Daemon {
   process: ChildProcess
   url: string

@@ -1,12 +1,13 @@
 // The daemon killed with SIGKILL and restarted: running sandboxes are re-adopted with their files and
-// processes; sandboxes whose runtime state vanished are cleaned up; destroying leaves nothing behind;
+// processes (and their own filesystems, quota included); sandboxes whose runtime state vanished are
+// cleaned up; destroying leaves nothing behind (no mount, loop device, image or directory);
 // deadlines and client holds survive the restart.
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { after, describe, test } from 'node:test'
-import { run, spawnDaemon, startBackground, waitFor, type Daemon } from './helpers.js'
+import { leftovers as leftoversOf, run, spawnDaemon, startBackground, waitFor, type Daemon } from './helpers.js'
 
 const testHome = path.resolve('.sandlot-test/restart-home')
 const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 1
@@ -29,14 +30,7 @@ const call = async (method: string, route: string, body?: unknown) => {
   return { status: res.status, json: res.status === 204 ? undefined : await res.json() }
 }
 
-function leftovers(id: string): string[] {
-  const found: string[] = []
-  if (fs.readFileSync('/proc/mounts', 'utf8').includes(id)) found.push('mount')
-  for (const c of ['memory', 'pids', 'cpu']) if (fs.existsSync(`/sys/fs/cgroup/${c}/sandlot/${id}`)) found.push(`${c} cgroup`)
-  if (fs.existsSync(path.join(testHome, 'sandboxes', id))) found.push('directory')
-  if (fs.existsSync(path.join(testHome, 'runtime/runc', id))) found.push('runtime state')
-  return found
-}
+const leftovers = (id: string) => leftoversOf(id, testHome)
 
 describe('daemon restart', () => {
   const killAll = async () => {
@@ -58,6 +52,7 @@ describe('daemon restart', () => {
     const gone: string = (await call('POST', '/api/v1/sandboxes', {})).json.id
     const opts = { url, key: key() }
     await run(id, 'echo kept > /home/user/file.txt', opts)
+    const quota = (await run(id, 'df --output=size,itotal / | tail -1', opts)).stdout
     const pid = await startBackground(id, 'while true; do date +%s > /home/user/tick; sleep 0.2; done', opts)
 
     await server!.stop('SIGKILL')
@@ -70,6 +65,7 @@ describe('daemon restart', () => {
     assert.deepEqual(ids, [id, gone].sort())
     assert.deepEqual(leftovers(doomed), [], 'the half-dead sandbox was cleaned up')
     assert.equal((await run(id, 'cat /home/user/file.txt', opts)).stdout, 'kept\n')
+    assert.equal((await run(id, 'df --output=size,itotal / | tail -1', opts)).stdout, quota, 'its own filesystem, same size')
     assert.match((await run(id, `ps -o pid= -p ${pid}`, opts)).stdout.trim(), new RegExp(`^${pid}$`))
     const t1 = Number((await run(id, 'cat /home/user/tick', opts)).stdout)
     await new Promise((r) => setTimeout(r, 1200))

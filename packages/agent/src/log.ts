@@ -1,9 +1,23 @@
-/** Minimal stderr logger: the agent must stay small and start fast. */
+import { writeSync } from 'node:fs';
+
+/**
+ * Minimal stderr logger: the agent must stay small and start fast. Its stderr is a file on the
+ * sandbox's own disk, which the sandbox may fill: a failed write is dropped (never an error event
+ * that would end the stream for good), and logging resumes once there is room again.
+ */
+function write(line: string): void {
+  try {
+    writeSync(2, line);
+  } catch {
+    /* no room for it */
+  }
+}
+
 export function logError(msg: string, err?: unknown): void {
   const detail = err instanceof Error ? (err.stack ?? err.message) : err === undefined ? '' : String(err);
-  process.stderr.write(`[sandlot-agent] ${msg}${detail ? ': ' + detail : ''}\n`);
+  write(`[sandlot-agent] ${msg}${detail ? ': ' + detail : ''}\n`);
 }
 
 export function logInfo(msg: string): void {
-  process.stderr.write(`[sandlot-agent] ${msg}\n`);
+  write(`[sandlot-agent] ${msg}\n`);
 }

@@ -11,6 +11,7 @@ export interface SandboxJSON {
   cpuCount: number
   memoryMB: number
   pids: number
+  diskSizeMB: number
   startedAt: string
   endAt: string | null
   holds: number

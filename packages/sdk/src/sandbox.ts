@@ -41,6 +41,8 @@ export interface SandboxOptions extends OpenOptions {
   cpuCount?: number
   /** Memory limit in MiB (default: the server's setting). */
   memoryMB?: number
+  /** Size of the sandbox's own disk in MiB, which bounds what it can write (default: the server's setting). */
+  diskSizeMB?: number
 }
 
 /** Options of {@link Sandbox.list}. */
@@ -69,6 +71,8 @@ export interface SandboxInfo {
   cpuCount: number
   /** Memory limit in MiB. */
   memoryMB: number
+  /** Size of its own disk in MiB. */
+  diskSizeMB: number
 }
 
 const infoOf = (s: SandboxJSON): SandboxInfo => ({
@@ -81,6 +85,7 @@ const infoOf = (s: SandboxJSON): SandboxInfo => ({
   holds: s.holds,
   cpuCount: s.cpuCount,
   memoryMB: s.memoryMB,
+  diskSizeMB: s.diskSizeMB,
 })
 
 /** Runs `fn` with a signal that aborts after `ms`, turning that abort into a {@link TimeoutError} that says what timed out. */
@@ -195,7 +200,7 @@ export class Sandbox {
     checkStringMap('envVars', opts.envVars)
     const api = new ApiClient(resolveConfig(opts))
     return withTimeout(opts.timeout, 'Creating a sandbox', async (signal) => {
-      const body = { template: opts.template, metadata: opts.metadata, envVars: opts.envVars, cpuCount: opts.cpuCount, memoryMB: opts.memoryMB, hold: true }
+      const body = { template: opts.template, metadata: opts.metadata, envVars: opts.envVars, cpuCount: opts.cpuCount, memoryMB: opts.memoryMB, diskSizeMB: opts.diskSizeMB, hold: true }
       const info = await api.request<SandboxJSON>('POST', '/api/v1/sandboxes', { body, signal })
       if (!info.hold) throw new SandlotError('The server did not open a hold on the new sandbox: it does not speak this SDK\'s API version', 'unsupported_server')
       // The envVars went to the sandbox itself; the handle need not add them to each process.

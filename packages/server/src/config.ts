@@ -9,6 +9,8 @@ export interface Limits {
   memoryMB: number
   cpuCount: number
   pids: number
+  /** Size of the sandbox's own filesystem (its writable layer), in MiB; inodes follow from it. */
+  diskSizeMB: number
 }
 
 export interface Config {
@@ -89,11 +91,13 @@ export function loadConfig(env = process.env): Config {
       memoryMB: intFrom('SANDLOT_DEFAULT_MEMORY_MB', 512),
       cpuCount: intFrom('SANDLOT_DEFAULT_CPU_COUNT', 1),
       pids: intFrom('SANDLOT_DEFAULT_PIDS', 512),
+      diskSizeMB: intFrom('SANDLOT_DEFAULT_DISK_MB', 2048),
     },
     maxLimits: {
       memoryMB: intFrom('SANDLOT_MAX_MEMORY_MB', 8192),
       cpuCount: intFrom('SANDLOT_MAX_CPU_COUNT', 2),
       pids: intFrom('SANDLOT_MAX_PIDS', 8192),
+      diskSizeMB: intFrom('SANDLOT_MAX_DISK_MB', 20480),
     },
     keepAliveLimitMs: intFrom('SANDLOT_KEEP_ALIVE_LIMIT_MS', 3_600_000),
     maxLifetimeMs: intFrom('SANDLOT_MAX_LIFETIME_MS', 3_600_000),

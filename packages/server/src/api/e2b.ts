@@ -1,7 +1,6 @@
 // E2B's control plane (../shared/reference/e2b-protocol.md §1), on the same sandboxes as /api/v1:
 // sandboxes created here live by timeout, as E2B defines it.
 import type { FastifyInstance } from 'fastify'
-import fs from 'node:fs'
 import type { Config } from '../config.js'
 import { SandlotError, badRequest, notImplemented } from '../errors.js'
 import { e2bConnectDeadline, e2bRefreshDeadline, e2bTimeoutDeadline } from '../lifecycle/lifetime.js'
@@ -88,15 +87,6 @@ function refuseUnsupported(body: NewSandbox): void {
 }
 
 export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config: Config): void {
-  const diskSizeMB = (() => {
-    try {
-      const st = fs.statfsSync(config.home)
-      return Math.floor((st.blocks * st.bsize) / 2 ** 20)
-    } catch {
-      return 0
-    }
-  })()
-
   /** When E2B's clients should expect the sandbox to end: its deadline, else its holds' lease. */
   const endAtOf = (s: SandboxState) => new Date(s.endAt ?? s.holdsUntil ?? Date.now()).toISOString()
 
@@ -121,7 +111,7 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
     endAt: endAtOf(s),
     cpuCount: s.cpuCount,
     memoryMB: s.memoryMB,
-    diskSizeMB,
+    diskSizeMB: s.diskSizeMB,
     metadata: s.metadata,
     state: 'running' as const,
     envdVersion: ENVD_VERSION,

@@ -4,6 +4,7 @@ import type { Config } from '../config.js'
 import { badRequest } from '../errors.js'
 import { keepAliveDeadline } from '../lifecycle/lifetime.js'
 import type { CreateRequest, SandboxManager } from '../lifecycle/manager.js'
+import { MIN_DISK_MB } from '../runtime/driver.js'
 import { holdView, sandboxView } from './serialize.js'
 
 const stringMap = { type: 'object', additionalProperties: { type: 'string' }, maxProperties: 256 } as const
@@ -21,6 +22,7 @@ const createSchema = {
       cpuCount: { type: 'integer', minimum: 1 },
       memoryMB: { type: 'integer', minimum: 64 },
       pids: { type: 'integer', minimum: 32 },
+      diskSizeMB: { type: 'integer', minimum: MIN_DISK_MB },
       hold: { type: 'boolean' },
       keepAliveMs: { type: 'integer', minimum: 0 },
     },

@@ -22,6 +22,8 @@ export interface SandboxView {
   cpuCount: number
   memoryMB: number
   pids: number
+  /** Size of the sandbox's own filesystem (MiB); 0 for one made before disk quotas. */
+  diskSizeMB: number
   startedAt: string
   /** The deadline: the sandbox is destroyed then unless a client holds it; null = none. */
   endAt: string | null
@@ -52,6 +54,7 @@ export function sandboxView(s: SandboxState): SandboxView {
     cpuCount: s.cpuCount,
     memoryMB: s.memoryMB,
     pids: s.pids,
+    diskSizeMB: s.diskSizeMB,
     startedAt: new Date(s.startedAt).toISOString(),
     endAt: iso(s.endAt),
     holds: s.holds,

@@ -3,7 +3,7 @@
 import type { Logger } from 'pino'
 import type { Config, Limits } from '../config.js'
 import { SandlotError, badRequest, sandboxNotFound, unavailable } from '../errors.js'
-import type { RuntimeDriver } from '../runtime/driver.js'
+import { MIN_DISK_MB, type RuntimeDriver } from '../runtime/driver.js'
 import type { IdRanges } from '../runtime/idmap.js'
 import type { HoldRow, SandboxRow, Store } from '../store/db.js'
 import type { TemplateRegistry } from '../templates/registry.js'
@@ -21,6 +21,8 @@ export interface CreateRequest {
   cpuCount?: number
   memoryMB?: number
   pids?: number
+  /** Size of the sandbox's own filesystem in MiB (its writable layer; inodes follow from it). */
+  diskSizeMB?: number
   /** The deadline (epoch ms), computed by the API's lifetime rules; null = none. */
   endAt: number | null
   /** Open a hold for the caller in the same step, so the sandbox is never unheld in between. */
@@ -159,9 +161,15 @@ export class SandboxManager {
       if (value > this.config.maxLimits[name]) throw badRequest(`${name} must be at most ${this.config.maxLimits[name]} on this server`)
       return value
     }
-    const limits = { cpuCount: pick('cpuCount', req.cpuCount), memoryMB: pick('memoryMB', req.memoryMB), pids: pick('pids', req.pids) }
+    const limits = {
+      cpuCount: pick('cpuCount', req.cpuCount),
+      memoryMB: pick('memoryMB', req.memoryMB),
+      pids: pick('pids', req.pids),
+      diskSizeMB: pick('diskSizeMB', req.diskSizeMB),
+    }
     if (limits.memoryMB < 64) throw badRequest('memoryMB must be at least 64')
     if (limits.pids < 32) throw badRequest('pids must be at least 32')
+    if (limits.diskSizeMB < MIN_DISK_MB) throw badRequest(`diskSizeMB must be at least ${MIN_DISK_MB}`)
     return limits
   }
 

@@ -15,6 +15,9 @@ export interface SandboxSpec {
   ids: SandboxIds
 }
 
+/** The smallest sandbox filesystem (MiB): room for its own files, the agent's socket and its log. */
+export const MIN_DISK_MB = 64
+
 export type RuntimeState = 'running' | 'stopped' | 'missing'
 
 export interface RuntimeDriver {
@@ -23,7 +26,10 @@ export interface RuntimeDriver {
   check(probeRootfs: string, probeIds: SandboxIds): Promise<void>
   /** Starts the sandbox and resolves once its agent answers on its socket. */
   create(spec: SandboxSpec): Promise<void>
-  /** Stops and removes everything the sandbox had on the host: processes, mounts, cgroups, files. */
+  /**
+   * Stops and removes everything the sandbox had on the host: processes, mounts, cgroups, files.
+   * Never blocks the event loop, however many files the sandbox made.
+   */
   destroy(id: string): Promise<void>
   state(id: string): Promise<RuntimeState>
   /** Cheap liveness check of the sandbox's init (no process spawned): false once it has died. */

@@ -12,6 +12,7 @@ import { unavailable } from '../errors.js'
 import type { RuntimeDriver, RuntimeState, SandboxSpec } from './driver.js'
 import type { IdRange, SandboxIds } from './idmap.js'
 import { mountAgentFiles } from './agent-files.js'
+import { BlankImages, checkLayerTools, mountLayer, mountsUnder, removeLayerImage, unmount } from './layer.js'
 import { MAX_OPEN_FILES, ociSpec } from './spec.js'
 
 const exec = promisify(execFile)
@@ -28,6 +29,9 @@ interface Paths {
   rootfs: string
   /** Where the template is mounted, idmapped onto the sandbox's ids. */
   lower: string
+  /** The sandbox's own filesystem: a sparse ext4 image (layer.ts), mounted at `layer`. */
+  image: string
+  layer: string
   upper: string
   work: string
   log: string
@@ -49,6 +53,7 @@ export class OciDriver implements RuntimeDriver {
    * above 1 Mi open files, util-linux's prlimit lowers them for the runtime first.
    */
   private readonly runPrefix = (hostOpenFilesLimit() ?? 0) > MAX_OPEN_FILES ? ['prlimit', `--nofile=${MAX_OPEN_FILES}:${MAX_OPEN_FILES}`, '--'] : []
+  private readonly blankImages: BlankImages
 
   constructor(
     private readonly config: Config,
@@ -58,6 +63,7 @@ export class OciDriver implements RuntimeDriver {
     this.name = config.runtime
     this.stateRoot = path.join(config.home, 'runtime', this.name)
     this.sandboxesDir = path.join(config.home, 'sandboxes')
+    this.blankImages = new BlankImages(path.join(config.home, 'blank-disks'), config.defaultLimits.diskSizeMB)
     // Sandbox roots must reach their bundles through it; other host users must not list it.
     fs.mkdirSync(this.sandboxesDir, { recursive: true, mode: 0o711 })
     fs.chmodSync(this.sandboxesDir, 0o711)
@@ -70,9 +76,13 @@ export class OciDriver implements RuntimeDriver {
       bundle: path.join(dir, 'bundle'),
       rootfs: path.join(dir, 'bundle', 'rootfs'),
       lower: path.join(dir, 'lower'),
-      upper: path.join(dir, 'upper'),
-      work: path.join(dir, 'work'),
-      log: path.join(dir, 'sandbox.log'),
+      image: path.join(dir, 'disk.img'),
+      layer: path.join(dir, 'layer'),
+      upper: path.join(dir, 'layer', 'upper'),
+      work: path.join(dir, 'layer', 'work'),
+      // On the sandbox's own filesystem (outside what it sees): what it writes to its init's
+      // stdout or stderr counts against its own disk, never the host's.
+      log: path.join(dir, 'layer', 'sandbox.log'),
       socket: path.join(dir, 'agent.sock'),
       pidFile: path.join(dir, 'init.pid'),
       startFile: path.join(dir, 'init.start'),
@@ -98,6 +108,8 @@ export class OciDriver implements RuntimeDriver {
     } catch {
       throw new Error(`The runtime "${this.name}" (SANDLOT_RUNTIME) is not installed: ${INSTALL_HINT[this.name]}`)
     }
+    await checkLayerTools()
+    await this.blankImages.init()
     const needed = [this.config.nodeBinary, this.config.idmapHelper, path.join(this.config.agentDir, 'agent.mjs'), ...Object.values(this.config.nativeModules)]
     for (const file of needed) {
       if (!fs.existsSync(file)) throw new Error(`${file} is missing: run "npm run build" first`)
@@ -123,13 +135,23 @@ export class OciDriver implements RuntimeDriver {
     } catch (err) {
       await this.destroy(spec.id).catch(() => {})
       throw err
+    } finally {
+      // Later, so that formatting does not compete with the sandbox's first commands.
+      setTimeout(() => void this.blankImages.refill(), 1000).unref()
     }
   }
 
   private async start(spec: SandboxSpec, args?: string[]): Promise<void> {
     const p = this.paths(spec.id)
     const owner = spec.ids.hostId
-    fs.mkdirSync(p.dir, { mode: 0o711 })
+    // Root's and the sandbox's root's alone (runc's init reaches the rootfs as the latter): no other
+    // host user can list it or reach a file the sandbox made.
+    fs.mkdirSync(p.dir, { mode: 0o710 })
+    fs.chownSync(p.dir, 0, owner)
+    await this.blankImages.take(p.image, spec.limits.diskSizeMB)
+    await mountLayer(p.image, p.layer)
+    fs.chownSync(p.layer, 0, owner)
+    fs.chmodSync(p.layer, 0o710)
     fs.mkdirSync(p.rootfs, { recursive: true })
     for (const d of [p.upper, p.work]) fs.mkdirSync(d, { recursive: true, mode: 0o700 })
     // The sandbox's own layer belongs to its root; only its top directory, /etc/hosts and
@@ -160,7 +182,7 @@ export class OciDriver implements RuntimeDriver {
     fs.mkdirSync(p.lower)
     // Relative layer paths (from the sandbox's directory): the sandbox's /proc/mounts shows the
     // options as given, and must not reveal host paths.
-    const userns = this.layersAndUserNamespace(spec, p, 'lowerdir=lower,upperdir=upper,workdir=work')
+    const userns = this.layersAndUserNamespace(spec, p, 'lowerdir=lower,upperdir=layer/upper,workdir=layer/work')
     try {
       await this.run(spec, p, await userns.pid, args)
     } finally {
@@ -317,16 +339,16 @@ export class OciDriver implements RuntimeDriver {
     const p = this.paths(id)
     // delete --force kills every process (SIGKILL) and removes the container's cgroups.
     await exec(this.name, this.runtimeArgs('delete', '--force', id)).catch(() => {})
-    // The overlay, then the template's idmapped mount below it (a link to the template, for sandboxes
-    // made before idmapped mounts, is no mount).
-    const mounts = [p.rootfs, p.lower].filter((m) => fs.lstatSync(m, { throwIfNoEntry: false })?.isDirectory())
-    if (mounts.length > 0) {
-      await exec('umount', mounts).catch(async () => {
-        await sleep(50)
-        await exec('umount', ['--lazy', ...mounts]).catch(() => {})
-      })
-    }
-    fs.rmSync(p.dir, { recursive: true, force: true })
+    // The overlay, the template's idmapped mount below it, then the sandbox's own filesystem: its
+    // files go with it in one step.
+    const mounted = await mountsUnder(p.dir)
+    const others = mounted.filter((m) => m !== p.rootfs && m !== p.lower && m !== p.layer).sort().reverse()
+    for (const target of [p.rootfs, p.lower, p.layer, ...others]) if (mounted.includes(target)) await unmount(target)
+    await removeLayerImage(p.image)
+    // What is left is a handful of small files (or, for a sandbox made before disk quotas, its layer
+    // on the host's disk): rm walks it in a child process, and never into a mount.
+    const rm = await exec('rm', ['-rf', '--one-file-system', '--', p.dir]).catch((err: Error) => err)
+    if (rm instanceof Error) throw new Error(`cannot remove ${p.dir}: ${rm.message}`)
   }
 }
 
@@ -376,11 +398,19 @@ async function listenUnix(file: string): Promise<{ fd: number; close: () => Prom
   return { fd, close: () => new Promise((resolve) => server.close(() => resolve())) }
 }
 
+/** The last lines of a log, from its last 4 KiB whatever its size. */
 function tailOf(file: string): string {
+  let fd: number | undefined
   try {
-    return fs.readFileSync(file, 'utf8').trim().split('\n').slice(-5).join('\n') || '(no output)'
+    fd = fs.openSync(file, 'r')
+    const size = fs.fstatSync(fd).size
+    const buf = Buffer.alloc(Math.min(size, 4096))
+    fs.readSync(fd, buf, 0, buf.length, size - buf.length)
+    return buf.toString('utf8').trim().split('\n').slice(-5).join('\n') || '(no output)'
   } catch {
     return '(no log)'
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd)
   }
 }
 

@@ -15,6 +15,8 @@ export interface SandboxRow {
   cpuCount: number
   memoryMB: number
   pids: number
+  /** Size of its own filesystem in MiB; 0 for a sandbox made before disk quotas (no filesystem of its own). */
+  diskSizeMB: number
   startedAt: number
   /** The deadline (epoch ms): past it, the sandbox is destroyed unless a client holds it; null = none. */
   endAt: number | null
@@ -84,6 +86,9 @@ UPDATE sandboxes SET end_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000 + 36
 `,
   // Each sandbox's own id range (runtime/idmap.ts), as JSON; NULL for those that shared one.
   `ALTER TABLE sandboxes ADD COLUMN id_range TEXT`,
+  // Each sandbox's writable layer is a filesystem of its own, of this size; sandboxes made before
+  // have none (0) and keep their layer on the host's disk until they end.
+  `ALTER TABLE sandboxes ADD COLUMN disk_size_mb INTEGER NOT NULL DEFAULT 0`,
 ]
 
 interface RawSandbox {
@@ -96,6 +101,7 @@ interface RawSandbox {
   cpu_count: number
   memory_mb: number
   pids: number
+  disk_size_mb: number
   started_at: number
   end_at: number | null
   access_token: string
@@ -112,6 +118,7 @@ const toSandbox = (r: RawSandbox): SandboxRow => ({
   cpuCount: r.cpu_count,
   memoryMB: r.memory_mb,
   pids: r.pids,
+  diskSizeMB: r.disk_size_mb,
   startedAt: r.started_at,
   endAt: r.end_at,
   accessToken: r.access_token,
@@ -162,8 +169,8 @@ export class Store {
   insertSandbox(s: SandboxRow): void {
     this.db
       .prepare(
-        `INSERT INTO sandboxes (id, template, template_rootfs, state, metadata, env_vars, cpu_count, memory_mb, pids, started_at, end_at, access_token, id_range)
-         VALUES (@id, @template, @templateRootfs, @state, @metadata, @envVars, @cpuCount, @memoryMB, @pids, @startedAt, @endAt, @accessToken, @ids)`,
+        `INSERT INTO sandboxes (id, template, template_rootfs, state, metadata, env_vars, cpu_count, memory_mb, pids, disk_size_mb, started_at, end_at, access_token, id_range)
+         VALUES (@id, @template, @templateRootfs, @state, @metadata, @envVars, @cpuCount, @memoryMB, @pids, @diskSizeMB, @startedAt, @endAt, @accessToken, @ids)`,
       )
       .run({ ...s, metadata: JSON.stringify(s.metadata), envVars: JSON.stringify(s.envVars), ids: s.ids && JSON.stringify(s.ids) })
   }
