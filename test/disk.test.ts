@@ -23,7 +23,8 @@ async function df(id: string): Promise<{ sizeMB: number; usedMB: number; inodes:
 
 /** Host bytes the sandbox holds outside its own filesystem's image (kB, not crossing mounts). */
 function hostBytesOutsideImageKB(id: string): number {
-  const r = spawnSync('du', ['-skx', '--exclude=disk.img', sandboxDir(id)], { encoding: 'utf8' })
+  // (lower/ is the template's idmapped mount: the same device, so -x alone would count it.)
+  const r = spawnSync('du', ['-skx', '--exclude=disk.img', '--exclude=lower', sandboxDir(id)], { encoding: 'utf8' })
   return Number(r.stdout.split('\t')[0])
 }
 
@@ -137,7 +138,7 @@ except OSError as e:
   })
 
   test("an agent that fails to start: the error carries its output's last lines", async () => {
-    const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 4
+    const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 5
     const testHome = path.resolve(`.sandlot-test/${process.env.SANDLOT_TEST_NAME ?? 'home'}-agent-fails`)
     const agentDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sandlot-failing-agent-'))
     fs.chmodSync(agentDir, 0o755)

@@ -81,6 +81,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
     async close() {
       manager.shutdown()
       await app.close()
+      await driver.shutdown()
       store.close()
       idRanges.close()
     },

@@ -77,3 +77,12 @@ export async function mountAgentFiles(home: string, src: AgentFileSources): Prom
   }
   return mnt
 }
+
+/**
+ * Detaches the mount when the daemon stops, so no loop device outlives it: running sandboxes keep
+ * their own binds of it (the filesystem lives until the last is gone), and the next start mounts
+ * the image again.
+ */
+export async function unmountAgentFiles(mnt: string): Promise<void> {
+  if (isMountPoint(mnt)) await exec('umount', ['--lazy', mnt]).catch(() => {})
+}

@@ -36,6 +36,8 @@ export interface RuntimeDriver {
   alive(id: string): boolean
   /** Ids of the sandboxes the runtime knows of (running or not), to find leftovers. */
   list(): Promise<string[]>
+  /** The daemon is stopping: what the driver holds for itself goes; sandboxes keep running. */
+  shutdown(): Promise<void>
   /** The unix socket of the sandbox's agent. */
   agentSocket(id: string): string
 }

@@ -11,7 +11,7 @@ import { hostOpenFilesLimit, type Config, type RuntimeName } from '../config.js'
 import { unavailable } from '../errors.js'
 import type { RuntimeDriver, RuntimeState, SandboxSpec } from './driver.js'
 import type { IdRange, SandboxIds } from './idmap.js'
-import { mountAgentFiles } from './agent-files.js'
+import { mountAgentFiles, unmountAgentFiles } from './agent-files.js'
 import { BlankImages, checkLayerTools, mountLayer, mountsUnder, removeLayerImage, unmount } from './layer.js'
 import { MAX_OPEN_FILES, ociSpec } from './spec.js'
 
@@ -92,6 +92,11 @@ export class OciDriver implements RuntimeDriver {
   private agentFiles(): string {
     if (!this.agentFilesDir) throw new Error('the agent files are not mounted yet (check() first)')
     return this.agentFilesDir
+  }
+
+  /** The daemon is stopping: sandboxes keep running, only its own mounts go. */
+  async shutdown(): Promise<void> {
+    if (this.agentFilesDir) await unmountAgentFiles(this.agentFilesDir)
   }
 
   agentSocket(id: string): string {
