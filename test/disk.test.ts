@@ -98,7 +98,7 @@ except OSError as e:
     } finally {
       await killSandbox(id)
     }
-    assert.deepEqual(leftovers(id), [])
+    assert.deepEqual(await leftovers(id), [])
   })
 })
 
@@ -228,7 +228,7 @@ print(sum(len(f) for _, _, f in os.walk('/home/user/many')))
         // An exec also waits for the sandbox's own processes; on a machine busy with other work it
         // may take longer than 250 ms with no destroy at all, so the bound allows for the control.
         assert.ok(worst.exec < Math.max(250, 2 * control.exec), `an exec took ${worst.exec.toFixed(0)} ms during the destroy (${control.exec.toFixed(0)} without)`)
-        assert.deepEqual(leftovers(doomed.id), [])
+        assert.deepEqual(await leftovers(doomed.id), [])
       } finally {
         await Promise.all([killSandbox(doomed.id), killSandbox(other.id)])
       }

@@ -115,8 +115,20 @@ export async function waitFor<T>(fn: () => Promise<T | undefined | false>, timeo
 /**
  * What a destroyed sandbox left on the host: mounts (its overlay, its own filesystem), the loop
  * device under that filesystem, cgroups, its directory (with the filesystem's image), runtime state.
+ * A loop device may outlive the destroy while a mount namespace made during the sandbox's life (a
+ * container starting, a template build: anything that unshares the host's mounts) still holds a copy
+ * of the filesystem's mount; it goes with that namespace, so it is waited for, at most 60 s.
  */
-export function leftovers(id: string, sandlotHome = home): string[] {
+export async function leftovers(id: string, sandlotHome = home): Promise<string[]> {
+  const deadline = Date.now() + 60_000
+  for (;;) {
+    const found = leftoversNow(id, sandlotHome)
+    if (!found.length || found.some((f) => !f.startsWith('loop device')) || Date.now() > deadline) return found
+    await new Promise((r) => setTimeout(r, 200))
+  }
+}
+
+function leftoversNow(id: string, sandlotHome: string): string[] {
   const found: string[] = []
   if (fs.readFileSync('/proc/mounts', 'utf8').includes(id)) found.push('mount')
   for (const dev of fs.readdirSync('/sys/block').filter((d) => d.startsWith('loop'))) {

@@ -63,7 +63,7 @@ describe('daemon restart', () => {
     const list = await call('GET', '/api/v1/sandboxes')
     const ids = list.json.map((s: { id: string }) => s.id).sort()
     assert.deepEqual(ids, [id, gone].sort())
-    assert.deepEqual(leftovers(doomed), [], 'the half-dead sandbox was cleaned up')
+    assert.deepEqual(await leftovers(doomed), [], 'the half-dead sandbox was cleaned up')
     assert.equal((await run(id, 'cat /home/user/file.txt', opts)).stdout, 'kept\n')
     assert.equal((await run(id, 'df --output=size,itotal / | tail -1', opts)).stdout, quota, 'its own filesystem, same size')
     assert.match((await run(id, `ps -o pid= -p ${pid}`, opts)).stdout.trim(), new RegExp(`^${pid}$`))
@@ -76,11 +76,11 @@ describe('daemon restart', () => {
     const initPid = Number(fs.readFileSync(path.join(testHome, 'sandboxes', gone, 'init.pid'), 'utf8'))
     process.kill(initPid, 'SIGKILL')
     await waitFor(async () => (await call('GET', `/api/v1/sandboxes/${gone}`)).status === 404, 10_000, 'the dead sandbox to be reaped')
-    await waitFor(async () => leftovers(gone).length === 0, 5_000, `no leftovers of ${gone}: ${leftovers(gone)}`)
+    await waitFor(async () => (await leftovers(gone)).length === 0, 5_000, `no leftovers of ${gone}`)
 
     // Destroying leaves nothing behind: no mounts, cgroups, processes or directories.
     assert.equal((await call('DELETE', `/api/v1/sandboxes/${id}`)).status, 204)
-    assert.deepEqual(leftovers(id), [])
+    assert.deepEqual(await leftovers(id), [])
     assert.equal((await call('GET', `/api/v1/sandboxes/${id}`)).status, 404)
     assert.equal((await run(id, 'true', opts).catch((err: Error) => err)) instanceof Error, true)
   })
@@ -100,7 +100,7 @@ describe('daemon restart', () => {
     await startDaemon()
     const restartedAt = Date.now()
     assert.equal((await call('GET', `/api/v1/sandboxes/${expired}`)).status, 404, 'the passed deadline was carried out at start')
-    assert.deepEqual(leftovers(expired), [])
+    assert.deepEqual(await leftovers(expired), [])
     for (const id of [kept, live.id, orphan.id]) assert.equal((await call('GET', `/api/v1/sandboxes/${id}`)).status, 200)
     assert.equal((await renew(live)).status, 200, 'a live client renews its hold after the restart')
 
