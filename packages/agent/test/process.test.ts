@@ -124,7 +124,13 @@ describe('process.Process', () => {
     const t0 = Date.now();
     const s = agent.process.start({ process: bash('sleep 20') }, { timeoutMs: 500 });
     const { pid: pid2, rest } = await started(s);
-    await assert.rejects(collect(rest), (err) => ConnectError.from(err).code === Code.DeadlineExceeded);
+    // The client's deadline and the agent's kill fall on the same instant: on a loaded host the end
+    // event (signal: killed) may arrive before the client's own timer fires. Either way it ends then.
+    const outcome = await collect(rest).then(
+      (r) => r.end?.status,
+      (err) => ConnectError.from(err).code,
+    );
+    assert.ok(outcome === Code.DeadlineExceeded || outcome === 'signal: killed', `ended with ${outcome}`);
     await new Promise((r) => setTimeout(r, 100));
     assert.ok(Date.now() - t0 < 5000);
     assert.ok(!(await agent.process.list({})).processes.some((p) => p.pid === pid2), 'killed at the deadline');
