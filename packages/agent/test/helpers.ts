@@ -67,8 +67,9 @@ export async function startAgent(config: Record<string, unknown> = {}, configTex
   });
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));
+  // The socket file exists from bind(), a moment before listen(): only an answer shows it is up.
   const deadline = Date.now() + 5000;
-  while (!existsSync(socket)) {
+  while (!(await answersHealth(socket))) {
     if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`agent did not start: ${err}`);
     await new Promise((r) => setTimeout(r, 5));
   }
@@ -174,4 +175,16 @@ export async function code(p: Promise<unknown>): Promise<Code> {
     return ConnectError.from(err).code;
   }
   assert.fail('expected an error');
+}
+
+function answersHealth(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = request({ socketPath, path: '/health', timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 204);
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(false));
+    req.end();
+  });
 }
