@@ -177,7 +177,8 @@ describe('id ranges across a daemon restart', () => {
   after(async () => {
     const list = await call('GET', '/api/v1/sandboxes').catch(() => undefined)
     for (const s of list?.json ?? []) await call('DELETE', `/api/v1/sandboxes/${s.id}`)
-    await server?.stop('SIGKILL')
+    // A clean stop: the daemon detaches its own mounts (the crash was the tests' business).
+    await server?.stop('SIGTERM')
   })
 
   test('a re-adopted sandbox keeps its range, claimed for it, and a new one gets another; destroying frees it', async () => {
