@@ -12,7 +12,8 @@ after(async () => {
   await agent?.stop();
 });
 
-const bash = (cmd: string) => ({ cmd: '/bin/bash', args: ['-l', '-c', cmd], envs: {} as Record<string, string> });
+// Not a login shell: on the host, -l would read the host user's own profile (and whatever it runs).
+const bash = (cmd: string) => ({ cmd: '/bin/bash', args: ['-c', cmd], envs: {} as Record<string, string> });
 
 
 /** Waits for the first `start` event of a stream and returns its pid and the iterator. */
@@ -150,7 +151,7 @@ describe('process.Process', () => {
   it('runs a PTY: output, input, resize', async () => {
     const { pid, rest } = await started(
       agent.process.start({
-        process: { cmd: '/bin/bash', args: ['-i', '-l'], envs: { TERM: 'xterm-256color', PS1: '$ ' } },
+        process: { cmd: '/bin/bash', args: ['--noprofile', '--norc', '-i'], envs: { TERM: 'xterm-256color', PS1: '$ ' } },
         pty: { size: { cols: 80, rows: 24 } },
       }),
     );
