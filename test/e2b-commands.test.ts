@@ -167,9 +167,11 @@ describe('e2b SDK: commands', { concurrency: true }, () => {
 
   test('requestTimeoutMs bounds the request, not the command: a command may run longer; a tiny one aborts the call', async () => {
     const t0 = Date.now()
-    const r = await s.commands.run('sleep 2.5; echo ok', { requestTimeoutMs: 1500 })
+    // The handshake gets 3 s (a loaded 2-core host, other suites filling disks beside it, once took
+    // over 1.5 s to start the process); the command runs past it.
+    const r = await s.commands.run('sleep 4; echo ok', { requestTimeoutMs: 3000 })
     assert.equal(r.stdout, 'ok\n')
-    assert.ok(Date.now() - t0 >= 2500)
+    assert.ok(Date.now() - t0 >= 4000)
     await assert.rejects(s.files.read('/etc/hostname', { requestTimeoutMs: 1 }), (e: Error) => e.name === 'TimeoutError')
     await assert.rejects(s.getInfo({ requestTimeoutMs: 1 }), (e: Error) => e.name === 'TimeoutError')
     // A request that answers in time is unaffected.
