@@ -383,8 +383,10 @@ function listenFdCover(): number[] {
   return [...Array<number>(listenFd - 3).fill(devNull), devNull];
 }
 
+let hasSh: boolean | undefined;
 function withoutListenFd(file: string, args: string[]): [string, string[]] {
-  if (listenFd === undefined || !existsSync('/bin/sh')) return [file, args];
+  hasSh ??= existsSync('/bin/sh');
+  if (listenFd === undefined || !hasSh) return [file, args];
   return ['/bin/sh', ['-c', `exec "$@" ${listenFd}>&-`, 'sh', file, ...args]];
 }
 

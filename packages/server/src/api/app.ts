@@ -47,15 +47,16 @@ function handleEnvd(req: http.IncomingMessage, res: http.ServerResponse, deps: A
     return void res.end()
   }
   const token = req.headers['x-access-token']
-  const byKey = isValidApiKey(deps.store, apiKeyOf(req))
+  const tokenIs = (expected: string) => typeof token === 'string' && tokensEqual(token, expected)
+  // The key's hash and its lookup only when the token does not already answer (the SDKs' hot path).
+  const byKey = () => isValidApiKey(deps.store, apiKeyOf(req))
   const sandbox = deps.manager.find(sandboxId)
   if (!sandbox) {
     // Tokens are derived from the id, so a client that knew this sandbox's token still hears it is gone.
-    const knewIt = byKey || (typeof token === 'string' && tokensEqual(token, deps.manager.accessTokenOf(sandboxId)))
-    if (!knewIt) return sendJson(res, 401, { code: 401, message: UNAUTHORIZED_ENVD })
+    if (!tokenIs(deps.manager.accessTokenOf(sandboxId)) && !byKey()) return sendJson(res, 401, { code: 401, message: UNAUTHORIZED_ENVD })
     return sendJson(res, 502, { sandboxId, message: 'The sandbox was not found', code: 502 })
   }
-  if (byKey || (typeof token === 'string' && tokensEqual(token, sandbox.accessToken))) {
+  if (tokenIs(sandbox.accessToken) || byKey()) {
     return deps.proxy.forward(req, res, sandboxId, sandbox.accessToken)
   }
   // A signed /files URL: the agent checks the signature and its expiry again, without a token.
@@ -96,10 +97,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
           connectionsCheckingInterval: 1000,
         },
         (req, res) => {
-          // No single request may take the daemon down: whatever slips past the handlers is that
-          // request's 500, logged.
           // The head is in: from here the request may take as long as it needs (see 'connection').
           req.socket.setTimeout(0)
+          // No single request may take the daemon down: whatever slips past the handlers is that
+          // request's 500, logged.
           try {
             route(req, res)
           } catch (err) {

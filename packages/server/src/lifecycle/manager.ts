@@ -95,8 +95,9 @@ export class SandboxManager {
       this.idRanges.release(probe, probeIds)
     }
     await this.readopt()
-    this.idRanges.sweep(new Set(this.store.listSandboxes().map((s) => s.id)))
-    this.templates.prune(new Set(this.store.listSandboxes().map((s) => s.templateRootfs)))
+    const kept = this.store.listSandboxes()
+    this.idRanges.sweep(new Set(kept.map((s) => s.id)))
+    this.templates.prune(new Set(kept.map((s) => s.templateRootfs)))
     let lastTick = Date.now()
     this.watchdog = setInterval(() => {
       const now = Date.now()

@@ -31,13 +31,13 @@ export function envdTargetOf(req: http.IncomingMessage): EnvdTarget | undefined 
  */
 const FORWARDED = new Set([
   'accept', 'accept-encoding', 'content-type', 'content-length', 'content-encoding', 'range', 'if-range',
-  'user-agent', 'keepalive-ping-interval', 'origin', 'access-control-request-method', 'access-control-request-headers',
+  'user-agent', 'keepalive-ping-interval',
 ])
 const FORWARDED_PREFIXES = ['connect-', 'grpc-', 'x-metadata-']
 const forwarded = (name: string) => FORWARDED.has(name) || FORWARDED_PREFIXES.some((p) => name.startsWith(p))
 
 /** envd's Basic auth carries only a user name (`base64(user:)`); anything after the colon is dropped. */
-export function basicUserOnly(header: string | undefined): string | undefined {
+function basicUserOnly(header: string | undefined): string | undefined {
   const m = header && /^Basic\s+([A-Za-z0-9+/=_-]*)\s*$/i.exec(header)
   if (!m) return undefined
   const decoded = Buffer.from(m[1]!, 'base64').toString('utf8')
@@ -124,7 +124,6 @@ export class EnvdProxy {
       // Streams may then stay silent as long as they like (a quiet command, a watch).
       answered = true
       upstream.setTimeout(0)
-      up.socket.setTimeout(0)
       const status = up.statusCode ?? 0
       if (!Number.isInteger(status) || status < 200 || status > 599) return fail(502, `The sandbox's agent sent an invalid status (${status})`)
       const out: http.OutgoingHttpHeaders = {}
@@ -148,7 +147,7 @@ export class EnvdProxy {
       res.flushHeaders()
       pipeline(up, res, () => {})
     })
-    // A 1xx or an upgrade the client never asked for: not something envd sends.
+    // An upgrade the client never asked for: not something envd sends.
     upstream.on('upgrade', (_up, socket) => {
       socket.destroy()
       fail(502, `The sandbox's agent sent an unexpected upgrade`)
