@@ -8,6 +8,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
+import { mountsUnder } from './layer.js'
 
 const exec = promisify(execFile)
 
@@ -39,8 +40,7 @@ function contentKey(src: AgentFileSources): string {
   return hash.digest('hex').slice(0, 16)
 }
 
-const isMountPoint = (dir: string) =>
-  fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((line) => line.split(' ')[4] === dir)
+const isMountPoint = async (dir: string) => (await mountsUnder(dir)).includes(dir)
 
 /**
  * Mounts (or finds mounted) the filesystem holding the current agent files under
@@ -53,7 +53,7 @@ export async function mountAgentFiles(home: string, src: AgentFileSources): Prom
   const key = contentKey(src)
   const mnt = path.join(base, key)
   const image = `${mnt}.img`
-  if (!isMountPoint(mnt)) {
+  if (!(await isMountPoint(mnt))) {
     const staging = `${mnt}.staging`
     fs.rmSync(staging, { recursive: true, force: true })
     for (const [from, to] of layout(src)) {
@@ -72,8 +72,8 @@ export async function mountAgentFiles(home: string, src: AgentFileSources): Prom
   for (const name of fs.readdirSync(base)) {
     const other = path.join(base, name)
     if (name === key || name === `${key}.img`) continue
-    if (isMountPoint(other)) await exec('umount', ['--lazy', other]).catch(() => {})
-    if (!isMountPoint(other)) fs.rmSync(other, { recursive: true, force: true })
+    if (await isMountPoint(other)) await exec('umount', ['--lazy', other]).catch(() => {})
+    if (!(await isMountPoint(other))) fs.rmSync(other, { recursive: true, force: true })
   }
   return mnt
 }
@@ -84,5 +84,5 @@ export async function mountAgentFiles(home: string, src: AgentFileSources): Prom
  * the image again.
  */
 export async function unmountAgentFiles(mnt: string): Promise<void> {
-  if (isMountPoint(mnt)) await exec('umount', ['--lazy', mnt]).catch(() => {})
+  if (await isMountPoint(mnt)) await exec('umount', ['--lazy', mnt]).catch(() => {})
 }
