@@ -21,6 +21,11 @@ const SYSTEM_PACKAGES = {
   cc: 'gcc',
   losetup: 'mount',
   'mkfs.ext4': 'e2fsprogs',
+  // sandboxes' networks (packages/server/src/network): veths and namespaces, firewall and NAT rules,
+  // and forgetting a removed sandbox's connections
+  ip: 'iproute2',
+  nft: 'nftables',
+  conntrack: 'conntrack',
 }
 
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0

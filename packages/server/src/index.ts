@@ -7,6 +7,7 @@ import { buildApp } from './api/app.js'
 import { ensureApiKey } from './api/auth.js'
 import { loadConfig, type Config } from './config.js'
 import { SandboxManager } from './lifecycle/manager.js'
+import { SandboxNetworks } from './network/networks.js'
 import { EnvdProxy } from './proxy/envd.js'
 import { IdRanges, ensureIdLayout } from './runtime/idmap.js'
 import { OciDriver } from './runtime/oci.js'
@@ -49,7 +50,8 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
   }
   const layout = ensureIdLayout()
   const idRanges = new IdRanges(layout, path.join(config.home, 'sandboxes'))
-  const driver = new OciDriver(config, layout.template)
+  const networks = new SandboxNetworks(config.network, store, log)
+  const driver = new OciDriver(config, layout.template, networks)
   const templates = new TemplateRegistry(store, config.templatesDir, layout.template, log)
   const manager = new SandboxManager(store, driver, templates, config, log, seed, idRanges)
   const proxy = new EnvdProxy((id) => driver.agentSocket(id), config.agentReplyTimeoutMs)
@@ -63,7 +65,13 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
   const url = `http://${config.listenHost.includes(':') ? `[${config.listenHost}]` : config.listenHost}:${port}`
   log.info({ url, keyFile, runtime: driver.name }, `sandlotd listening on ${url}; API key in ${keyFile}`)
 
-  const ready = manager.prepare().then(
+  // The network first (bridge, resolver, rules of the sandboxes it had), so re-adopted sandboxes
+  // keep theirs; then the networks of sandboxes that ended meanwhile go.
+  const ready = networks
+    .init()
+    .then(() => manager.prepare())
+    .then(() => networks.sweep((id) => store.getSandbox(id) !== undefined))
+    .then(
     () => log.info('ready: sandboxes can be created'),
     (err: Error) => {
       manager.setNotReady(err.message)
@@ -82,6 +90,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
       manager.shutdown()
       await app.close()
       await driver.shutdown()
+      await networks.close()
       store.close()
       idRanges.close()
     },
