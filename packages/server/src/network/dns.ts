@@ -135,11 +135,17 @@ export class Resolver {
     if (n >= MAX_IN_FLIGHT_PER_SANDBOX) return servfail(query)
     this.inFlight.set(source, n + 1)
     try {
+      // The first answer wins, but a resolver that fails or refuses the name (SERVFAIL, REFUSED)
+      // hands it on to the next one.
+      let fallback: Buffer | undefined
       for (const upstream of this.o.upstreams) {
         const reply = await (transport === 'udp' ? askUdp(msg, upstream) : askTcp(msg, upstream)).catch(() => undefined)
-        if (reply && reply.length >= 2 && reply.readUInt16BE(0) === query.id) return reply
+        if (!reply || reply.length < 4 || reply.readUInt16BE(0) !== query.id) continue
+        const rcode = reply[3]! & 0x0f
+        if (rcode !== 2 && rcode !== 5) return reply
+        fallback ??= reply
       }
-      return servfail(query)
+      return fallback ?? servfail(query)
     } finally {
       const left = (this.inFlight.get(source) ?? 1) - 1
       if (left > 0) this.inFlight.set(source, left)
