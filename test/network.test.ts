@@ -172,6 +172,26 @@ describe('sandbox networks', { concurrency: false }, () => {
     // No way to change the sandbox's own network from inside, or to forge packets.
     assert.match(await sh(s, 'sudo ip addr add 10.99.0.9/32 dev eth0 2>&1; sudo ip link set eth0 address 02:00:00:00:00:01 2>&1'), /Operation not permitted/)
     assert.match(await sh(s, `sudo python3 -c "import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)" 2>&1`), /PermissionError|not permitted/)
+    // Even with its namespace in host root's hands (as if root inside had got NET_ADMIN), a forged
+    // source address or MAC gets nothing past the bridge.
+    const ns = `sandlot-${bridge}-${s.sandboxId}`
+    const address = await addressOf(s)
+    const hostCurl = (...args: string[]) => {
+      try {
+        return execFileSync('ip', ['netns', 'exec', ns, 'curl', '-sS', '--connect-timeout', '2', '--max-time', '4', ...args], { stdio: ['ignore', 'pipe', 'ignore'] }).toString()
+      } catch {
+        return 'FAILED'
+      }
+    }
+    assert.match(hostCurl(`http://${HOST_A}/`), /^server=A/)
+    const forged = address.replace(/\.\d+$/, '.250')
+    execFileSync('ip', ['-n', ns, 'addr', 'add', `${forged}/32`, 'dev', 'eth0'])
+    assert.equal(hostCurl('--interface', forged, `http://${HOST_A}/`), 'FAILED')
+    execFileSync('ip', ['-n', ns, 'addr', 'del', `${forged}/32`, 'dev', 'eth0'])
+    const mac = JSON.parse(execFileSync('ip', ['-n', ns, '-j', 'link', 'show', 'eth0']).toString())[0].address as string
+    execFileSync('ip', ['-n', ns, 'link', 'set', 'eth0', 'address', '02:00:00:00:00:01'])
+    assert.equal(hostCurl(`http://${HOST_A}/`), 'FAILED')
+    execFileSync('ip', ['-n', ns, 'link', 'set', 'eth0', 'address', mac])
     // ping of the outside works through ICMP datagram sockets, without raw ones.
     assert.match(await sh(s, `python3 -c "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP); print('ok')"`), /ok/)
   })
@@ -185,7 +205,7 @@ describe('sandbox networks', { concurrency: false }, () => {
     assert.match(ruleset(), new RegExp(`sb_${goneAddress.replaceAll('.', '_')}`))
     await gone.kill()
     assert.doesNotMatch(ruleset(), new RegExp(`sb_${goneAddress.replaceAll('.', '_')}\\b`))
-    assert.equal(fs.existsSync(`/run/netns/sandlot-${gone.sandboxId}`), false)
+    assert.equal(fs.existsSync(`/run/netns/sandlot-${bridge}-${gone.sandboxId}`), false)
     assert.equal(execFileSync('conntrack', ['-L', '-s', goneAddress], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim(), '')
     const links = execFileSync('ip', ['-j', 'link', 'show', 'master', bridge]).toString()
     assert.equal((JSON.parse(links) as unknown[]).length, sandboxes.length - (await countEnded()), 'one veth per running sandbox')

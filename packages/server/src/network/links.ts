@@ -8,9 +8,22 @@ import { promisify } from 'node:util'
 
 const run = promisify(execFile)
 
-/** Network namespaces are attached under /run/netns (iproute2's place), named after the sandbox. */
-export const netnsName = (id: string) => `sandlot-${id}`
-export const netnsPath = (id: string) => `/run/netns/${netnsName(id)}`
+/**
+ * Network namespaces are attached under /run/netns (iproute2's place), named after the daemon's
+ * bridge and the sandbox, so a daemon can tell its own from other daemons' at start.
+ */
+export const netnsName = (bridge: string, id: string) => `sandlot-${bridge}-${id}`
+export const netnsPath = (bridge: string, id: string) => `/run/netns/${netnsName(bridge, id)}`
+
+/** The sandbox ids of this bridge's namespaces under /run/netns. */
+export function attachedNamespaces(bridge: string): string[] {
+  const prefix = `sandlot-${bridge}-`
+  try {
+    return fs.readdirSync('/run/netns').filter((n) => n.startsWith(prefix)).map((n) => n.slice(prefix.length))
+  } catch {
+    return []
+  }
+}
 
 /** Runs `ip [-force] [-n NS] -batch -` with the given lines; rejects with ip's message. */
 function ipBatch(lines: string[], opts: { netns?: string; force?: boolean } = {}): Promise<void> {
@@ -59,15 +72,13 @@ export interface VethSpec {
  * host end an isolated port of the bridge (frames go to the host, never to another port).
  */
 export async function attachVeth(v: VethSpec, netnsPid: number): Promise<void> {
-  const ns = netnsName(v.id)
+  const ns = netnsName(v.bridge, v.id)
   await ipBatch([
     `netns attach ${ns} ${netnsPid}`,
     `link add ${v.veth} type veth peer name eth0 address ${v.mac} netns ${ns}`,
     `link set ${v.veth} master ${v.bridge}`,
     `link set dev ${v.veth} type bridge_slave isolated on`,
     `link set ${v.veth} up`,
-    // The host knows the sandbox's MAC from the start (no ARP round trip, nothing to poison).
-    `neigh replace ${v.address} lladdr ${v.mac} dev ${v.bridge} nud permanent`,
   ])
   // A /32 with the gateway on-link: every packet, even to another sandbox's address, goes through
   // the host's rules (and is refused there at once rather than waiting on ARP).
@@ -79,9 +90,15 @@ export async function attachVeth(v: VethSpec, netnsPid: number): Promise<void> {
   ], { netns: ns })
 }
 
-/** Removes the veth (both ends), the host's neighbour entry and the namespace's mount. Idempotent. */
-export async function detachVeth(id: string, veth: string, address: string, bridge: string): Promise<void> {
-  await ipBatch([`link del ${veth}`, `neigh del ${address} dev ${bridge}`, `netns del ${netnsName(id)}`], { force: true }).catch(() => {})
+/**
+ * Removes the veth (both ends, at once rather than when the kernel gets round to the namespace) and
+ * the namespace's mount. Idempotent: ip stops a batch at some errors even with -force, so when the
+ * batch fails each step is tried alone.
+ */
+export async function detachVeth(bridge: string, id: string, veth: string | undefined): Promise<void> {
+  const steps = [...(veth ? [`link del ${veth}`] : []), `netns del ${netnsName(bridge, id)}`]
+  const ok = await ipBatch(steps).then(() => true, () => false)
+  if (!ok) for (const step of steps) await ipBatch([step]).catch(() => {})
 }
 
 /** Forgets the connection-tracking entries of an address, so nothing of its owner outlives it. */

@@ -10,7 +10,7 @@ import { Resolver } from './dns.js'
 import { EgressProxy } from './egress-proxy.js'
 import { Firewall, NEVER_REACHABLE, type Port } from './firewall.js'
 import { hostNetworks } from './host-nets.js'
-import { attachVeth, detachVeth, ensureBridge, flushConntrack, netnsPath } from './links.js'
+import { attachedNamespaces, attachVeth, detachVeth, ensureBridge, flushConntrack, netnsPath } from './links.js'
 import { OPEN_POLICY, reachesOutside, type EgressPolicy } from './policy.js'
 import { intToIp, ipToInt, macOf, nextFree, type Subnet } from './subnet.js'
 
@@ -145,7 +145,7 @@ export class SandboxNetworks {
 
   /** The path runc joins. */
   netnsPath(id: string): string {
-    return netnsPath(id)
+    return netnsPath(this.settings.bridge, id)
   }
 
   /**
@@ -191,10 +191,10 @@ export class SandboxNetworks {
     const port = a?.port ?? (row ? { veth: row.veth, mac: macOf(row.address), address: row.address } : undefined)
     if (!port) {
       // No address was ever taken, but a namespace may have been attached.
-      await detachVeth(id, 'none', '0.0.0.0', this.settings.bridge)
+      await detachVeth(this.settings.bridge, id, undefined)
       return
     }
-    await detachVeth(id, port.veth, port.address, this.settings.bridge)
+    await detachVeth(this.settings.bridge, id, port.veth)
     await this.firewall.remove(port)
     await flushConntrack(port.address)
     this.forget(id)
@@ -203,10 +203,11 @@ export class SandboxNetworks {
 
   /** Networks of sandboxes that are gone (the daemon was down when they ended) are removed. */
   async sweep(isLive: (id: string) => boolean): Promise<void> {
-    for (const row of this.store.listNetworks() as NetworkRow[]) {
-      if (isLive(row.sandboxId)) continue
-      this.log.info({ sandboxId: row.sandboxId }, 'removing the network of a sandbox that is gone')
-      await this.detach(row.sandboxId).catch((err) => this.log.warn({ err, sandboxId: row.sandboxId }, 'cannot remove a network'))
+    const ids = new Set([...this.store.listNetworks().map((r: NetworkRow) => r.sandboxId), ...attachedNamespaces(this.settings.bridge)])
+    for (const id of ids) {
+      if (isLive(id)) continue
+      this.log.info({ sandboxId: id }, 'removing the network of a sandbox that is gone')
+      await this.detach(id).catch((err) => this.log.warn({ err, sandboxId: id }, 'cannot remove a network'))
     }
   }
 }
