@@ -2,7 +2,8 @@
 // daemon restart. A sandbox lives while a client holds it or its deadline is ahead (lifetime.ts).
 import type { Logger } from 'pino'
 import type { Config, Limits } from '../config.js'
-import { SandlotError, badRequest, sandboxNotFound, unavailable } from '../errors.js'
+import { SandlotError, badRequest, conflict, sandboxNotFound, unavailable } from '../errors.js'
+import { egressPolicyOf, type EgressPolicy, type SandboxNetwork } from '../network/config.js'
 import { MIN_DISK_MB, type RuntimeDriver } from '../runtime/driver.js'
 import type { IdRanges } from '../runtime/idmap.js'
 import type { HoldRow, SandboxRow, Store } from '../store/db.js'
@@ -27,6 +28,17 @@ export interface CreateRequest {
   endAt: number | null
   /** Open a hold for the caller in the same step, so the sandbox is never unheld in between. */
   hold?: boolean
+  /** Its network settings, validated by the API (network/config.ts); absent: no rules, internet flag not given. */
+  network?: SandboxNetwork
+}
+
+/**
+ * Applies a sandbox's egress policy to the running sandbox (the kernel side, network/). Optional:
+ * without one the policy is only stored, and handed to the runtime at create.
+ */
+export interface NetworkEnforcer {
+  /** Replaces the running sandbox's egress rules with `policy`; rejects if they could not be put in place. */
+  apply(id: string, policy: EgressPolicy): Promise<void>
 }
 
 /** A sandbox with what the store does not keep in its row: its open holds. */
@@ -59,6 +71,8 @@ export class SandboxManager {
   private watchdog: NodeJS.Timeout | undefined
   private killing = new Map<string, Promise<void>>()
   private ready = false
+  /** Each sandbox's network updates run one after another (the last one asked for is the one in force and stored). */
+  private networkUpdates = new Map<string, Promise<unknown>>()
   private notReadyReason = 'the server is starting'
   /** Called when a sandbox is gone, so the proxy can drop its connections. */
   onDestroyed: (id: string) => void = () => {}
@@ -71,6 +85,7 @@ export class SandboxManager {
     private readonly log: Logger,
     private readonly tokenSeed: string,
     private readonly idRanges: IdRanges,
+    private readonly enforcer?: NetworkEnforcer,
   ) {}
 
   isReady(): { ready: boolean; reason: string } {
@@ -196,6 +211,8 @@ export class SandboxManager {
       endAt: req.endAt,
       accessToken: this.accessTokenOf(id),
       ids,
+      network: req.network?.config ?? { allowOut: [], denyOut: [] },
+      allowInternetAccess: req.network?.allowInternetAccess ?? null,
     }
     // Recorded before the runtime starts it, so a crash mid-create is cleaned up on restart.
     try {
@@ -205,7 +222,15 @@ export class SandboxManager {
       throw err
     }
     try {
-      await this.driver.create({ id, templateRootfs: rootfs, limits, envVars: row.envVars, accessToken: row.accessToken, ids })
+      await this.driver.create({
+        id,
+        templateRootfs: rootfs,
+        limits,
+        envVars: row.envVars,
+        accessToken: row.accessToken,
+        ids,
+        egress: egressPolicyOf(row.network, row.allowInternetAccess),
+      })
     } catch (err) {
       this.log.error({ sandboxId: id, err }, 'sandbox failed to start')
       await this.destroyNow(id)
@@ -276,6 +301,59 @@ export class SandboxManager {
     this.armDeadline(s)
     this.destroyIfUnwanted(id)
     return s
+  }
+
+  // --- network ---
+
+  /**
+   * Replaces a running sandbox's network settings (a full replace: what `update` leaves out is
+   * cleared). The new policy is applied first and stored only once it is in force, so the stored
+   * settings are always the ones enforced: if applying fails, the previous policy is put back and
+   * nothing is stored (a 500 that says so). Updates of one sandbox run one at a time.
+   */
+  updateNetwork(id: string, update: SandboxNetwork): Promise<SandboxState> {
+    const previous = this.networkUpdates.get(id) ?? Promise.resolve()
+    const run = previous.then(() => this.replaceNetwork(id, update))
+    const settled = run.catch(() => {})
+    this.networkUpdates.set(id, settled)
+    void settled.then(() => {
+      if (this.networkUpdates.get(id) === settled) this.networkUpdates.delete(id)
+    })
+    return run
+  }
+
+  private async replaceNetwork(id: string, update: SandboxNetwork): Promise<SandboxState> {
+    const row = this.store.getSandbox(id)
+    if (!row) throw sandboxNotFound(id)
+    if (!this.isLive(row)) {
+      throw conflict(`Sandbox "${id}" is ${row.state === 'starting' ? 'starting' : 'being killed'}: its network can be changed while it runs`)
+    }
+    if (this.enforcer) {
+      try {
+        await this.enforcer.apply(id, egressPolicyOf(update.config, update.allowInternetAccess))
+      } catch (err) {
+        if (!this.find(id)) throw sandboxNotFound(id)
+        const reason = (err as Error).message
+        this.log.error({ err, sandboxId: id }, 'applying a network update failed; putting the previous policy back')
+        const restored = await this.enforcer.apply(id, egressPolicyOf(row.network, row.allowInternetAccess)).then(
+          () => true,
+          (restoreErr: unknown) => {
+            this.log.error({ err: restoreErr, sandboxId: id }, 'putting the previous network policy back failed too')
+            return false
+          },
+        )
+        throw new SandlotError(
+          500,
+          'network_update_failed',
+          `Applying the new network configuration to sandbox "${id}" failed (${reason}); its configuration is unchanged` +
+            (restored ? '' : ', but putting its previous rules back failed too (see the server log)'),
+        )
+      }
+    }
+    // Killed while the rules were applied: there is nothing left to record.
+    if (!this.find(id)) throw sandboxNotFound(id)
+    this.store.setSandboxNetwork(id, update.config, update.allowInternetAccess)
+    return this.get(id)
   }
 
   // --- holds: client leases (docs/api.md) ---

@@ -2,6 +2,7 @@
 import Database from 'better-sqlite3'
 import fs from 'node:fs'
 import path from 'node:path'
+import type { NetworkConfig } from '../network/config.js'
 import type { SandboxIds } from '../runtime/idmap.js'
 
 export interface SandboxRow {
@@ -24,6 +25,10 @@ export interface SandboxRow {
   accessToken: string
   /** Its host id range and user-namespace owner; null for a sandbox from before ranges were per sandbox. */
   ids: SandboxIds | null
+  /** Its egress configuration as the client gave it, normalised (network/config.ts). */
+  network: NetworkConfig
+  /** Internet access as explicitly set (E2B's allow_internet_access), or null when not given. */
+  allowInternetAccess: boolean | null
 }
 
 export interface HoldRow {
@@ -99,6 +104,13 @@ CREATE TABLE IF NOT EXISTS sandbox_networks (
   policy TEXT NOT NULL
 );
 `,
+  // Each sandbox's network settings as the client gave them (JSON, network/config.ts; the policy in
+  // force is sandbox_networks') and its explicit internet flag (NULL: not given). Sandboxes made
+  // before have none: no rules.
+  `
+ALTER TABLE sandboxes ADD COLUMN network TEXT;
+ALTER TABLE sandboxes ADD COLUMN allow_internet_access INTEGER;
+`,
 ]
 
 export interface NetworkRow {
@@ -124,6 +136,8 @@ interface RawSandbox {
   end_at: number | null
   access_token: string
   id_range: string | null
+  network: string | null
+  allow_internet_access: number | null
 }
 
 const toSandbox = (r: RawSandbox): SandboxRow => ({
@@ -141,7 +155,11 @@ const toSandbox = (r: RawSandbox): SandboxRow => ({
   endAt: r.end_at,
   accessToken: r.access_token,
   ids: r.id_range ? JSON.parse(r.id_range) : null,
+  network: r.network ? JSON.parse(r.network) : { allowOut: [], denyOut: [] },
+  allowInternetAccess: r.allow_internet_access === null ? null : r.allow_internet_access === 1,
 })
+
+const flagOf = (b: boolean | null) => (b === null ? null : b ? 1 : 0)
 
 interface RawHold {
   id: string
@@ -187,10 +205,17 @@ export class Store {
   insertSandbox(s: SandboxRow): void {
     this.db
       .prepare(
-        `INSERT INTO sandboxes (id, template, template_rootfs, state, metadata, env_vars, cpu_count, memory_mb, pids, disk_size_mb, started_at, end_at, access_token, id_range)
-         VALUES (@id, @template, @templateRootfs, @state, @metadata, @envVars, @cpuCount, @memoryMB, @pids, @diskSizeMB, @startedAt, @endAt, @accessToken, @ids)`,
+        `INSERT INTO sandboxes (id, template, template_rootfs, state, metadata, env_vars, cpu_count, memory_mb, pids, disk_size_mb, started_at, end_at, access_token, id_range, network, allow_internet_access)
+         VALUES (@id, @template, @templateRootfs, @state, @metadata, @envVars, @cpuCount, @memoryMB, @pids, @diskSizeMB, @startedAt, @endAt, @accessToken, @ids, @network, @allowInternetAccess)`,
       )
-      .run({ ...s, metadata: JSON.stringify(s.metadata), envVars: JSON.stringify(s.envVars), ids: s.ids && JSON.stringify(s.ids) })
+      .run({
+        ...s,
+        metadata: JSON.stringify(s.metadata),
+        envVars: JSON.stringify(s.envVars),
+        ids: s.ids && JSON.stringify(s.ids),
+        network: JSON.stringify(s.network),
+        allowInternetAccess: flagOf(s.allowInternetAccess),
+      })
   }
 
   getSandbox(id: string): SandboxRow | undefined {
@@ -204,6 +229,11 @@ export class Store {
 
   setSandboxState(id: string, state: SandboxRow['state']): void {
     this.db.prepare('UPDATE sandboxes SET state = ? WHERE id = ?').run(state, id)
+  }
+
+  /** Replaces the sandbox's network configuration and internet flag (one statement: both or neither). */
+  setSandboxNetwork(id: string, network: NetworkConfig, allowInternetAccess: boolean | null): void {
+    this.db.prepare('UPDATE sandboxes SET network = ?, allow_internet_access = ? WHERE id = ?').run(JSON.stringify(network), flagOf(allowInternetAccess), id)
   }
 
   setSandboxEndAt(id: string, endAt: number | null): void {
