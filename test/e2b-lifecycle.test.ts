@@ -216,7 +216,7 @@ describe('e2b SDK: sandbox lifecycle', { concurrency: true }, () => {
     assert.equal(await Sandbox.kill(UNKNOWN), false)
   })
 
-  test('pause, snapshots, fork, metrics, network, autoPause, volumes, templates: a clear 501 error, never a fake success', async () => {
+  test('pause, snapshots, fork, metrics, autoPause, volumes, templates: a clear 501 error, never a fake success', async () => {
     const s = await create()
     const notSupported = (what: RegExp, cls: new (...args: never[]) => Error = SandboxError) => (e: Error) => {
       assert.ok(e instanceof cls && !(e instanceof SandboxNotFoundError), `${e.constructor.name}: ${e.message}`)
@@ -230,13 +230,11 @@ describe('e2b SDK: sandbox lifecycle', { concurrency: true }, () => {
     await assert.rejects(s.listSnapshots().nextItems(), notSupported(/Listing snapshots/))
     await assert.rejects(s.fork(), notSupported(/Forking/))
     await assert.rejects(s.getMetrics(), notSupported(/metrics/))
-    await assert.rejects(s.updateNetwork({ allowOut: ['1.1.1.1'] }), notSupported(/network/))
     await assert.rejects(create({ lifecycle: { onTimeout: 'pause' }, metadata: { refused: `autopause-${RUN}` } }), notSupported(/autoPause/))
-    await assert.rejects(create({ network: { allowOut: ['1.1.1.1'] }, metadata: { refused: `net-${RUN}` } }), notSupported(/no network access/))
     await assert.rejects(create({ volumeMounts: { '/data': 'vol' }, metadata: { refused: `vol-${RUN}` } }), notSupported(/volume mounts/))
     await assert.rejects(Volume.create('vol'), notSupported(/volumes/, VolumeError))
     await assert.rejects(Template.exists('base'), notSupported(/templates/, TemplateError))
-    for (const refused of ['autopause', 'net', 'vol']) assert.deepEqual(await listIds({ query: { metadata: { refused: `${refused}-${RUN}` } } }), [])
+    for (const refused of ['autopause', 'vol']) assert.deepEqual(await listIds({ query: { metadata: { refused: `${refused}-${RUN}` } } }), [])
     // Nothing happened to the sandbox.
     assert.equal((await s.getInfo()).state, 'running')
     assert.equal((await s.commands.run('echo still here')).stdout, 'still here\n')

@@ -14,6 +14,7 @@ import {
   parseE2BNetworkUpdate,
   parseEgressLists,
   parseNativeNetwork,
+  parseNativeNetworkUpdate,
 } from '../packages/server/src/network/config.js'
 
 /** Asserts `fn` throws a SandlotError with this status whose message equals (string) or matches (RegExp). */
@@ -227,17 +228,25 @@ describe('network config: E2B update (full replace)', () => {
 
 describe('network config: Sandlot\'s own shape', () => {
   test('{ allowInternetAccess?, allowOut?, denyOut? }', () => {
-    assert.deepEqual(parseNativeNetwork(undefined, 'network.'), { config: { allowOut: [], denyOut: [] }, allowInternetAccess: null })
-    assert.deepEqual(parseNativeNetwork({ allowInternetAccess: false, allowOut: ['PyPI.org', '1.1.1.1'] }, 'network.'), {
+    assert.deepEqual(parseNativeNetwork(undefined), { config: { allowOut: [], denyOut: [] }, allowInternetAccess: null })
+    assert.deepEqual(parseNativeNetwork(null), { config: { allowOut: [], denyOut: [] }, allowInternetAccess: null })
+    assert.deepEqual(parseNativeNetwork({ allowInternetAccess: false, allowOut: ['PyPI.org', '1.1.1.1'] }), {
       config: { allowOut: ['pypi.org', '1.1.1.1/32'], denyOut: [] },
       allowInternetAccess: false,
     })
-    fails(() => parseNativeNetwork({ rules: {} }, 'network.'), 400, 'Unknown field network.rules: this takes allowInternetAccess, allowOut, denyOut')
-    fails(() => parseNativeNetwork('x', 'network.'), 400, /^network must be a JSON object/)
-    fails(() => parseNativeNetwork('x'), 400, /^The body must be a JSON object/)
-    fails(() => parseNativeNetwork({ allowInternetAccess: 'yes' }), 400, 'allowInternetAccess must be true or false')
-    fails(() => parseNativeNetwork({ denyOut: ['a.com'] }, 'network.'), 400, /^invalid denied CIDR a\.com/)
-    fails(() => parseNativeNetwork({ allowOut: 'a.com' }, 'network.'), 400, 'network.allowOut must be an array of strings')
+    fails(() => parseNativeNetwork({ rules: {} }), 400, 'Unknown field network.rules: this takes allowInternetAccess, allowOut, denyOut')
+    fails(() => parseNativeNetwork('x'), 400, /^network must be a JSON object/)
+    fails(() => parseNativeNetwork({ denyOut: ['a.com'] }), 400, /^invalid denied CIDR a\.com/)
+    fails(() => parseNativeNetwork({ allowOut: 'a.com' }), 400, 'network.allowOut must be an array of strings')
+    fails(() => parseNativeNetwork({ allowInternetAccess: 'yes' }), 400, 'network.allowInternetAccess must be true or false')
+  })
+
+  test('an update\'s body: the same fields at the top; it must be an object ({} clears all)', () => {
+    assert.deepEqual(parseNativeNetworkUpdate({}), { config: { allowOut: [], denyOut: [] }, allowInternetAccess: null })
+    assert.deepEqual(parseNativeNetworkUpdate({ denyOut: ['10.0.0.0/8'] }).config.denyOut, ['10.0.0.0/8'])
+    for (const body of [undefined, null, 'x', [], 5]) fails(() => parseNativeNetworkUpdate(body), 400, /^The body must be a JSON object/)
+    fails(() => parseNativeNetworkUpdate({ allowInternetAccess: 'yes' }), 400, 'allowInternetAccess must be true or false')
+    fails(() => parseNativeNetworkUpdate({ rules: {} }), 400, 'Unknown field rules: this takes allowInternetAccess, allowOut, denyOut')
   })
 })
 

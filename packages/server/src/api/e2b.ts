@@ -5,6 +5,7 @@ import type { Config } from '../config.js'
 import { SandlotError, badRequest, notImplemented } from '../errors.js'
 import { e2bConnectDeadline, e2bRefreshDeadline, e2bTimeoutDeadline } from '../lifecycle/lifetime.js'
 import type { SandboxManager, SandboxState } from '../lifecycle/manager.js'
+import { checkIam, parseE2BCreateNetwork, parseE2BNetworkUpdate } from '../network/config.js'
 import { matchesMetadata, parseMetadataFilter } from './native.js'
 import { ENVD_VERSION } from './serialize.js'
 
@@ -21,11 +22,12 @@ interface NewSandbox {
   autoResume?: { enabled: boolean }
   secure?: boolean
   allow_internet_access?: boolean
-  network?: Record<string, unknown>
+  /** Validated by network/config.ts, which names what is wrong. */
+  network?: unknown
   metadata?: Record<string, string>
   envVars?: Record<string, string>
   mcp?: Record<string, unknown> | null
-  iam?: Record<string, unknown>
+  iam?: unknown
   volumeMounts?: { name: string; path: string }[]
 }
 
@@ -41,11 +43,11 @@ const newSandboxSchema = {
       autoResume: { type: 'object', properties: { enabled: { type: 'boolean' } } },
       secure: { type: 'boolean' },
       allow_internet_access: { type: 'boolean' },
-      network: { type: 'object' },
+      network: {},
       metadata: stringMap,
       envVars: stringMap,
       mcp: { type: ['object', 'null'] },
-      iam: { type: 'object' },
+      iam: {},
       volumeMounts: { type: 'array' },
     },
   },
@@ -77,13 +79,7 @@ function refuseUnsupported(body: NewSandbox): void {
   if (body.autoResume?.enabled) throw notImplemented('autoResume is not supported by Sandlot yet')
   if (body.mcp) throw notImplemented('MCP gateways are not supported by Sandlot yet')
   if (body.volumeMounts?.length) throw notImplemented('volume mounts are not supported by Sandlot yet')
-  if (body.iam && Object.keys(body.iam).length) throw notImplemented('IAM tokens are not supported by Sandlot yet')
-  // Sandboxes have no network yet: rules that would let traffic out cannot be honoured (denyOut and
-  // allowPublicTraffic: false are trivially met).
-  const net = (body.network ?? {}) as { allowOut?: unknown[]; egressProxy?: unknown; rules?: Record<string, unknown> }
-  if (net.allowOut?.length || net.egressProxy || (net.rules && Object.keys(net.rules).length)) {
-    throw notImplemented('network egress rules (allowOut, rules, egressProxy) are not supported by Sandlot yet: sandboxes have no network access')
-  }
+  checkIam(body.iam)
 }
 
 export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config: Config): void {
@@ -122,12 +118,23 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
     ...listedOf(s),
     envdAccessToken: s.accessToken,
     domain: config.domain,
-    allowInternetAccess: false,
+    // As set at create or by the last update; null when not given.
+    allowInternetAccess: s.allowInternetAccess,
+    // The egress settings as stored (getInfo().network). Sandlot has no egress proxy. The ingress
+    // settings (allowPublicTraffic, maskRequestHost, httpsPorts) belong to the port previews.
+    network: {
+      allowOut: s.network.allowOut,
+      denyOut: s.network.denyOut,
+      ...(s.network.rules && { rules: s.network.rules }),
+      egressProxy: null,
+    },
     lifecycle: { onTimeout: 'kill', autoResume: false },
   })
 
   const create = async (body: NewSandbox) => {
     refuseUnsupported(body)
+    // The ingress settings it also validates are the port previews' to store and apply.
+    const { network } = parseE2BCreateNetwork(body.network, body.allow_internet_access)
     const timeoutMs = body.timeout === undefined ? config.e2bDefaultTimeoutMs : body.timeout * 1000
     const now = Date.now()
     e2bTimeoutDeadline(timeoutMs, now, now, config) // validates before anything starts
@@ -135,6 +142,7 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
       template: templateNameOf(body.templateID),
       metadata: body.metadata,
       envVars: body.envVars,
+      network,
       endAt: null,
     })
     // The timeout counts from when the sandbox is up, not from when it was asked for.
@@ -190,6 +198,14 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
     return sandboxOf(connect(req.params.id, timeout))
   })
 
+  // updateNetwork: a full replace of the egress settings (what the body leaves out is cleared), in
+  // force before the 204. The body is checked first, as E2B does.
+  app.put<IdParams & { Body: unknown }>('/sandboxes/:id/network', async (req, reply) => {
+    const id = sandboxIdOf(req.params.id)
+    await manager.updateNetwork(id, parseE2BNetworkUpdate(req.body))
+    return reply.code(204).send()
+  })
+
   // The v0.x SDK's keepAlive and its 5 s pings: extend-only, at least 15 s.
   app.post<IdParams & { Body: { duration?: number } | null }>('/sandboxes/:id/refreshes', { schema: refreshBody }, async (req, reply) => {
     const durationMs = (req.body?.duration ?? 0) * 1000
@@ -212,7 +228,6 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
   app.post('/sandboxes/:id/fork', notYet('Forking a sandbox'))
   app.get('/sandboxes/:id/metrics', notYet('Reading sandbox metrics'))
   app.get('/sandboxes/metrics', notYet('Reading sandbox metrics'))
-  app.put('/sandboxes/:id/network', notYet('Changing the network configuration'))
   app.get('/v2/sandboxes/:id/logs', notYet('Reading sandbox logs'))
   app.get('/snapshots', notYet('Listing snapshots'))
   for (const route of ['/templates', '/templates/*', '/v2/templates', '/v2/templates/*', '/v3/templates', '/v3/templates/*']) {

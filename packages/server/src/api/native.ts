@@ -4,12 +4,13 @@ import type { Config } from '../config.js'
 import { badRequest } from '../errors.js'
 import { keepAliveDeadline } from '../lifecycle/lifetime.js'
 import type { CreateRequest, SandboxManager } from '../lifecycle/manager.js'
+import { parseNativeNetwork, parseNativeNetworkUpdate } from '../network/config.js'
 import { MIN_DISK_MB } from '../runtime/driver.js'
 import { holdView, sandboxView } from './serialize.js'
 
 const stringMap = { type: 'object', additionalProperties: { type: 'string' }, maxProperties: 256 } as const
 
-type CreateBody = Omit<CreateRequest, 'endAt'> & { keepAliveMs?: number }
+type CreateBody = Omit<CreateRequest, 'endAt' | 'network'> & { keepAliveMs?: number; network?: unknown }
 
 const createSchema = {
   body: {
@@ -25,6 +26,8 @@ const createSchema = {
       diskSizeMB: { type: 'integer', minimum: MIN_DISK_MB },
       hold: { type: 'boolean' },
       keepAliveMs: { type: 'integer', minimum: 0 },
+      // { allowInternetAccess?, allowOut?, denyOut? }, checked by network/config.ts (which names what is wrong).
+      network: {},
     },
   },
 } as const
@@ -53,12 +56,13 @@ type HoldParams = { Params: { id: string; holdId: string } }
 
 export function nativeRoutes(app: FastifyInstance, manager: SandboxManager, config: Config): void {
   app.post<{ Body: CreateBody }>('/api/v1/sandboxes', { schema: createSchema }, async (req, reply) => {
-    const { hold, keepAliveMs, ...rest } = req.body ?? {}
+    const { hold, keepAliveMs, network: rawNetwork, ...rest } = req.body ?? {}
+    const network = parseNativeNetwork(rawNetwork)
     // Nobody holds a sandbox created without a hold: it gets the longest keepAlive unless told.
     const ms = keepAliveMs ?? (hold ? undefined : config.keepAliveLimitMs)
     if (ms === 0 && !hold) throw badRequest('keepAliveMs 0 without a hold would destroy the sandbox as soon as it is made: give a keepAlive, or hold it')
     const endAt = ms === undefined ? null : keepAliveDeadline(ms, Date.now(), config)
-    const created = await manager.create({ ...rest, endAt, hold })
+    const created = await manager.create({ ...rest, endAt, hold, network })
     return reply.code(201).send({ ...sandboxView(created.sandbox), ...(created.hold && { hold: holdView(created.hold) }) })
   })
 
@@ -81,6 +85,11 @@ export function nativeRoutes(app: FastifyInstance, manager: SandboxManager, conf
     const endAt = keepAliveDeadline(req.body.ms, Date.now(), config)
     return sandboxView(manager.setDeadline(req.params.id, () => endAt))
   })
+
+  // A full replace: what the body leaves out is cleared ({} lifts every rule). In force once it answers.
+  app.put<IdParams & { Body: unknown }>('/api/v1/sandboxes/:id/network', async (req) =>
+    sandboxView(await manager.updateNetwork(req.params.id, parseNativeNetworkUpdate(req.body))),
+  )
 
   app.post<IdParams>('/api/v1/sandboxes/:id/holds', async (req, reply) => reply.code(201).send(holdView(manager.openHold(req.params.id))))
 

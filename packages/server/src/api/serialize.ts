@@ -14,6 +14,16 @@ export interface HoldView {
   renewEveryMs: number
 }
 
+/** A sandbox's network settings (docs/api.md). */
+export interface NetworkView {
+  /** As set at create or by the last update; null when not given (the internet is then reachable unless denyOut says otherwise). */
+  allowInternetAccess: boolean | null
+  /** Allowed destinations: IPv4 CIDRs and domain patterns; they win over denyOut. */
+  allowOut: string[]
+  /** Denied IPv4 CIDRs. */
+  denyOut: string[]
+}
+
 export interface SandboxView {
   id: string
   template: string
@@ -31,6 +41,7 @@ export interface SandboxView {
   holds: number
   envdAccessToken: string
   envdVersion: string
+  network: NetworkView
   /** Only in the answer to a create that asked for a hold. */
   hold?: HoldView
 }
@@ -60,5 +71,6 @@ export function sandboxView(s: SandboxState): SandboxView {
     holds: s.holds,
     envdAccessToken: s.accessToken,
     envdVersion: ENVD_VERSION,
+    network: { allowInternetAccess: s.allowInternetAccess, allowOut: s.network.allowOut, denyOut: s.network.denyOut },
   }
 }

@@ -369,10 +369,19 @@ export function parseE2BNetworkUpdate(body: unknown): SandboxNetwork {
   return { config: { ...lists, ...(rules && { rules }) }, allowInternetAccess }
 }
 
-/** Sandlot's own `network` ({ allowInternetAccess?, allowOut?, denyOut? }), at create (where = "network.") and as an update's body. */
-export function parseNativeNetwork(raw: unknown, where = ''): SandboxNetwork {
+/** Sandlot's own `network` at create: { allowInternetAccess?, allowOut?, denyOut? }, absent or null for none. */
+export function parseNativeNetwork(raw: unknown): SandboxNetwork {
   if (raw === undefined || raw === null) return { config: { allowOut: [], denyOut: [] }, allowInternetAccess: null }
-  if (!isObject(raw)) throw badRequest(`${where ? where.slice(0, -1) : 'The body'} must be a JSON object ({ allowInternetAccess?, allowOut?, denyOut? })`)
+  return parseNative(raw, 'network', 'network.')
+}
+
+/** The body of Sandlot's `PUT /api/v1/sandboxes/{id}/network`: the same shape, a full replace (`{}` clears all). */
+export function parseNativeNetworkUpdate(body: unknown): SandboxNetwork {
+  return parseNative(body, 'The body', '')
+}
+
+function parseNative(raw: unknown, what: string, where: string): SandboxNetwork {
+  if (!isObject(raw)) throw badRequest(`${what} must be a JSON object ({ allowInternetAccess?, allowOut?, denyOut? })`)
   refuseUnknownKeys(raw, where, NATIVE_KEYS)
   const allowInternetAccess = optionalBoolean(raw.allowInternetAccess, `${where}allowInternetAccess`)
   return { config: parseEgressLists(raw.allowOut, raw.denyOut, allowInternetAccess, where), allowInternetAccess }
