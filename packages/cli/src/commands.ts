@@ -1,4 +1,4 @@
-// The CLI's sandbox commands: create, ls, keep-alive, exec, shell, kill.
+// The CLI's sandbox commands: create, ls, keep-alive, network, exec, shell, kill.
 import { Code, ConnectError } from '@connectrpc/connect'
 import type { SandboxView } from '@sandlot/server'
 import { CliError, clientConfig, request } from './api.js'
@@ -8,17 +8,42 @@ import { processClient } from './envd.js'
 const whenEnds = (s: SandboxView) =>
   s.endAt ? `it is kept alive until ${s.endAt}; extend it with "sandlot keep-alive ${s.id} DURATION"` : 'it has no deadline'
 
+/** Network settings as the API takes them (docs/api.md). */
+export interface NetworkBody {
+  allowInternetAccess?: boolean
+  allowOut?: string[]
+  denyOut?: string[]
+}
+
+/** One line per setting, for people. */
+function describeNetwork(n: SandboxView['network']): string {
+  const lines = [
+    `internet: ${n.allowInternetAccess === false ? 'off (only allowed destinations are reachable)' : n.denyOut.length ? 'on, except denied destinations' : 'on'}`,
+    `allowed out: ${n.allowOut.length ? n.allowOut.join(' ') : '-'}`,
+    `denied out:  ${n.denyOut.length ? n.denyOut.join(' ') : '-'}`,
+  ]
+  return lines.map((l) => `  ${l}`).join('\n')
+}
+
 /**
  * The CLI exits right after creating, so nothing holds the sandbox: it lives for its keepAlive
  * (the server's limit unless --keep-alive says otherwise).
  */
-export async function create(template: string | undefined, metadata: Record<string, string>, keepAliveMs: number | undefined): Promise<void> {
+export async function create(template: string | undefined, metadata: Record<string, string>, keepAliveMs: number | undefined, network?: NetworkBody): Promise<void> {
   const c = clientConfig()
-  const s = await request<SandboxView>(c, 'POST', '/api/v1/sandboxes', { template, metadata, keepAliveMs })
+  const s = await request<SandboxView>(c, 'POST', '/api/v1/sandboxes', { template, metadata, keepAliveMs, network })
   const kept = s.endAt ? Math.round((Date.parse(s.endAt) - Date.parse(s.startedAt)) / 1000) * 1000 : 0
   const span = kept > 0 ? ` for ${formatDuration(kept)}` : ''
   console.error(`Created sandbox from template "${s.template}"${span}: ${whenEnds(s)}.`)
+  if (network) console.error(`Network:\n${describeNetwork(s.network)}`)
   console.log(s.id)
+}
+
+/** Replaces a sandbox's network settings (undefined: only shows them). */
+export async function network(id: string, body: NetworkBody | undefined): Promise<void> {
+  const route = `/api/v1/sandboxes/${encodeURIComponent(id)}`
+  const s = body ? await request<SandboxView>(clientConfig(), 'PUT', `${route}/network`, body) : await request<SandboxView>(clientConfig(), 'GET', route)
+  console.log(`Sandbox ${id}${body ? ' now' : ''}:\n${describeNetwork(s.network)}`)
 }
 
 export async function keepAlive(id: string, ms: number): Promise<void> {

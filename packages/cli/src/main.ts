@@ -9,14 +9,22 @@ const USAGE = `Usage: sandlot <command>
 
   server                                   run the Sandlot server in the foreground
   create [--template NAME] [--metadata k=v]… [--keep-alive DURATION]
+         [--no-internet] [--allow-out DEST]… [--deny-out CIDR]…
                                            create a sandbox; prints its id on the last line. The CLI
                                            holds no connection, so the sandbox lives DURATION
                                            (default: the server's limit, 1h unless configured)
+  network <id> [--no-internet] [--allow-out DEST]… [--deny-out CIDR]… | --clear
+                                           replace a sandbox's network rules (what is not given is
+                                           cleared; --clear lifts them all); without options, show them
   ls [--json]                              list running sandboxes
   keep-alive <id> DURATION                 keep a sandbox alive DURATION from now (e.g. 90s, 15m, 1h)
   exec [--user NAME] <id> -- <cmd> [args…]  run a command; exits with its exit code
   shell [--user NAME] <id>                 open an interactive terminal in a sandbox
   kill <id>                                destroy a sandbox
+
+Network rules: --no-internet leaves the sandbox only what --allow-out names; --allow-out takes an
+IPv4 address, a CIDR or a domain (example.com, *.example.com), always reachable; --deny-out an IPv4
+address or CIDR (0.0.0.0/0: everything not allowed). Domains need --no-internet or --deny-out 0.0.0.0/0.
 
 Environment: SANDLOT_API_URL (default http://127.0.0.1:3000), SANDLOT_API_KEY (default: read
 $SANDLOT_HOME/api-key, SANDLOT_HOME defaulting to /var/lib/sandlot).`
@@ -29,6 +37,16 @@ function parseMetadata(pairs: string[] = []): Record<string, string> {
     out[p.slice(0, i)] = p.slice(i + 1)
   }
   return out
+}
+
+/** The network options given on the command line, or undefined when none is. */
+function networkOf(values: { 'no-internet'?: boolean; 'allow-out'?: string[]; 'deny-out'?: string[] }): cmd.NetworkBody | undefined {
+  const body: cmd.NetworkBody = {
+    ...(values['no-internet'] && { allowInternetAccess: false }),
+    ...(values['allow-out'] && { allowOut: values['allow-out'] }),
+    ...(values['deny-out'] && { denyOut: values['deny-out'] }),
+  }
+  return Object.keys(body).length ? body : undefined
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -44,6 +62,10 @@ async function main(argv: string[]): Promise<number> {
       metadata: { type: 'string', short: 'm', multiple: true },
       json: { type: 'boolean' },
       'keep-alive': { type: 'string' },
+      'no-internet': { type: 'boolean' },
+      'allow-out': { type: 'string', multiple: true },
+      'deny-out': { type: 'string', multiple: true },
+      clear: { type: 'boolean' },
       user: { type: 'string', short: 'u', default: 'user' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -62,8 +84,15 @@ async function main(argv: string[]): Promise<number> {
       return new Promise<number>(() => {})
     }
     case 'create':
-      await cmd.create(values.template, parseMetadata(values.metadata), values['keep-alive'] === undefined ? undefined : parseDuration(values['keep-alive']))
+      if (values.clear) throw new CliError('--clear is an option of "sandlot network"', 2)
+      await cmd.create(values.template, parseMetadata(values.metadata), values['keep-alive'] === undefined ? undefined : parseDuration(values['keep-alive']), networkOf(values))
       return 0
+    case 'network': {
+      const network = networkOf(values)
+      if (values.clear && network) throw new CliError('--clear lifts every rule: give it alone, or give the rules that replace the current ones', 2)
+      await cmd.network(id(), values.clear ? {} : network)
+      return 0
+    }
     case 'keep-alive': {
       if (!positionals[1]) throw new CliError('Usage: sandlot keep-alive <sandbox-id> DURATION (e.g. 90s, 15m, 1h)', 2)
       await cmd.keepAlive(id(), parseDuration(positionals[1]))

@@ -17,7 +17,16 @@ export interface SandboxJSON {
   holds: number
   envdAccessToken: string
   envdVersion: string
+  /** Absent from servers older than network settings. */
+  network?: NetworkJSON
   hold?: HoldJSON
+}
+
+/** A sandbox's network settings as the server describes them. */
+export interface NetworkJSON {
+  allowInternetAccess: boolean | null
+  allowOut: string[]
+  denyOut: string[]
 }
 
 /** A client's lease on a sandbox. */

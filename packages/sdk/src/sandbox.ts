@@ -8,7 +8,7 @@ import { InvalidArgumentError, SandboxNotFoundError, SandlotError, TimeoutError 
 import { downloadTo, openReadStream, uploadFrom, type DownloadTarget, type TransferOptions, type UploadSource } from './files-transfer.js'
 import { Filesystem } from './filesystem.js'
 import { HoldKeeper } from './hold.js'
-import { abortError, ApiClient, sandboxRoute, type HoldJSON, type SandboxJSON } from './http.js'
+import { abortError, ApiClient, sandboxRoute, type HoldJSON, type NetworkJSON, type SandboxJSON } from './http.js'
 import { ProcessManager } from './process.js'
 import { TerminalManager } from './terminal.js'
 
@@ -29,6 +29,42 @@ export interface OpenOptions extends ConnectionOptions {
   timeout?: number
 }
 
+/**
+ * What a sandbox may reach on the network, at {@link Sandbox.create} and with
+ * {@link Sandbox.updateNetwork}. E2B's rules: an address in `allowOut` is reachable whatever
+ * `denyOut` says; anything in neither is reachable unless internet access is off.
+ *
+ * ```ts
+ * // Only PyPI and one address, nothing else:
+ * await Sandbox.create({ network: { allowInternetAccess: false, allowOut: ['pypi.org', '*.pythonhosted.org', '1.1.1.1'] } })
+ * // Everything but one network:
+ * await Sandbox.create({ network: { denyOut: ['203.0.113.0/24'] } })
+ * ```
+ */
+export interface NetworkOptions {
+  /** `false`: nothing outside is reachable but what `allowOut` names (E2B's `allowInternetAccess`). Default: the internet is reachable. */
+  allowInternetAccess?: boolean
+  /**
+   * Destinations that are always reachable: IPv4 addresses (`1.1.1.1`), CIDRs (`10.0.0.0/8`) and
+   * domains (`example.com`, `*.example.com` for its subdomains, `*` for every name). Domains work for
+   * HTTP and HTTPS, and need everything else denied: `denyOut: ['0.0.0.0/0']` or
+   * `allowInternetAccess: false`.
+   */
+  allowOut?: string[]
+  /** IPv4 addresses and CIDRs that are not reachable (`0.0.0.0/0`: all but `allowOut`). */
+  denyOut?: string[]
+}
+
+/** A sandbox's network settings, as {@link Sandbox.getInfo} and {@link Sandbox.list} describe them. */
+export interface NetworkInfo {
+  /** As set at create or by the last update; `null` when not given (the internet is reachable unless `denyOut` says otherwise). */
+  allowInternetAccess: boolean | null
+  /** Always reachable, as given but normalised: an address becomes a `/32` CIDR, a domain lower-case. */
+  allowOut: string[]
+  /** Not reachable (unless in `allowOut`): IPv4 CIDRs, normalised the same way. */
+  denyOut: string[]
+}
+
 /** Options of {@link Sandbox.create}. */
 export interface SandboxOptions extends OpenOptions {
   /** The template to start from. Default `base`. */
@@ -43,6 +79,8 @@ export interface SandboxOptions extends OpenOptions {
   memoryMB?: number
   /** Size of the sandbox's own disk in MiB, which bounds what it can write (default: the server's setting). */
   diskSizeMB?: number
+  /** What it may reach on the network (default: the internet, no rules). Change it later with {@link Sandbox.updateNetwork}. */
+  network?: NetworkOptions
 }
 
 /** Options of {@link Sandbox.list}. */
@@ -73,7 +111,15 @@ export interface SandboxInfo {
   memoryMB: number
   /** Size of its own disk in MiB. */
   diskSizeMB: number
+  /** What it may reach on the network. */
+  network: NetworkInfo
 }
+
+const networkOf = (n: NetworkJSON | undefined): NetworkInfo => ({
+  allowInternetAccess: n?.allowInternetAccess ?? null,
+  allowOut: [...(n?.allowOut ?? [])],
+  denyOut: [...(n?.denyOut ?? [])],
+})
 
 const infoOf = (s: SandboxJSON): SandboxInfo => ({
   id: s.id,
@@ -86,7 +132,24 @@ const infoOf = (s: SandboxJSON): SandboxInfo => ({
   cpuCount: s.cpuCount,
   memoryMB: s.memoryMB,
   diskSizeMB: s.diskSizeMB,
+  network: networkOf(s.network),
 })
+
+/** The checks the SDK can make itself; the server checks each entry and names the one it refuses. */
+function checkNetwork(network: unknown): NetworkOptions | undefined {
+  if (network === undefined) return undefined
+  if (typeof network !== 'object' || network === null || Array.isArray(network)) throw new InvalidArgumentError('network is an object: { allowInternetAccess?, allowOut?, denyOut? }')
+  const n = network as Record<string, unknown>
+  for (const key of Object.keys(n)) {
+    if (!['allowInternetAccess', 'allowOut', 'denyOut'].includes(key)) throw new InvalidArgumentError(`network.${key} is not a network option: use allowInternetAccess, allowOut or denyOut`)
+  }
+  if (n.allowInternetAccess !== undefined && typeof n.allowInternetAccess !== 'boolean') throw new InvalidArgumentError('network.allowInternetAccess is true or false')
+  for (const key of ['allowOut', 'denyOut'] as const) {
+    const list = n[key]
+    if (list !== undefined && (!Array.isArray(list) || list.some((e) => typeof e !== 'string'))) throw new InvalidArgumentError(`network.${key} is an array of strings`)
+  }
+  return { allowInternetAccess: n.allowInternetAccess as boolean | undefined, allowOut: n.allowOut as string[] | undefined, denyOut: n.denyOut as string[] | undefined }
+}
 
 /** Runs `fn` with a signal that aborts after `ms`, turning that abort into a {@link TimeoutError} that says what timed out. */
 async function withTimeout<T>(ms: number | undefined, what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
@@ -198,9 +261,10 @@ export class Sandbox {
   static async create(opts: SandboxOptions = {}): Promise<Sandbox> {
     checkStringMap('metadata', opts.metadata)
     checkStringMap('envVars', opts.envVars)
+    const network = checkNetwork(opts.network)
     const api = new ApiClient(resolveConfig(opts))
     return withTimeout(opts.timeout, 'Creating a sandbox', async (signal) => {
-      const body = { template: opts.template, metadata: opts.metadata, envVars: opts.envVars, cpuCount: opts.cpuCount, memoryMB: opts.memoryMB, diskSizeMB: opts.diskSizeMB, hold: true }
+      const body = { template: opts.template, metadata: opts.metadata, envVars: opts.envVars, cpuCount: opts.cpuCount, memoryMB: opts.memoryMB, diskSizeMB: opts.diskSizeMB, network, hold: true }
       const info = await api.request<SandboxJSON>('POST', '/api/v1/sandboxes', { body, signal })
       if (!info.hold) throw new SandlotError('The server did not open a hold on the new sandbox: it does not speak this SDK\'s API version', 'unsupported_server')
       // The envVars went to the sandbox itself; the handle need not add them to each process.
@@ -256,6 +320,17 @@ export class Sandbox {
   async getInfo(): Promise<SandboxInfo> {
     this.ctx.assertUsable()
     return infoOf(await this.api.request<SandboxJSON>('GET', sandboxRoute(this.id), { sandboxId: this.id }))
+  }
+
+  /**
+   * Replaces the sandbox's network settings, in force when this resolves. Whatever `network` leaves
+   * out is cleared: `updateNetwork({})` lifts every rule. Throws an {@link InvalidArgumentError}
+   * that names the entry the server refused (e.g. `invalid allowed address …`).
+   */
+  async updateNetwork(network: NetworkOptions): Promise<void> {
+    const body = checkNetwork(network) ?? {}
+    this.ctx.assertUsable()
+    await this.api.request('PUT', `${sandboxRoute(this.id)}/network`, { body, sandboxId: this.id })
   }
 
   /**
