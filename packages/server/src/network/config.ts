@@ -6,6 +6,7 @@
 import net from 'node:net'
 import { domainToASCII } from 'node:url'
 import { SandlotError, badRequest } from '../errors.js'
+import type { EgressPolicy } from './policy.js'
 
 /** E2B's ALL_TRAFFIC: the only "unspecified" address a rule may name. */
 export const ALL_TRAFFIC = '0.0.0.0/0'
@@ -53,13 +54,12 @@ export interface SandboxNetwork {
   allowInternetAccess: boolean | null
 }
 
-/** What the enforcement needs: allow beats deny; no rules at all means everything outside is allowed. */
-export interface EgressPolicy {
-  /** IPv4 CIDRs (network address, e.g. `10.0.0.0/8`) and domain patterns (`a.com`, `*.a.com`, `*`). */
-  allowOut: string[]
-  /** IPv4 CIDRs (`0.0.0.0/0` for all traffic). */
-  denyOut: string[]
-}
+/**
+ * What the enforcement needs (one definition, the enforcement's): allow beats deny; no rules at all
+ * means everything outside is allowed. allowOut holds IPv4 CIDRs (network address, e.g.
+ * `10.0.0.0/8`) and domain patterns (`a.com`, `*.a.com`, `*`); denyOut IPv4 CIDRs.
+ */
+export type { EgressPolicy } from './policy.js'
 
 /** Ingress settings E2B takes in `network` (port previews): validated here, stored and applied by the preview proxy. */
 export interface IngressSettings {
