@@ -53,7 +53,8 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
   const networks = new SandboxNetworks(config.network, store, log)
   const driver = new OciDriver(config, layout.template, networks)
   const templates = new TemplateRegistry(store, config.templatesDir, layout.template, log)
-  const manager = new SandboxManager(store, driver, templates, config, log, seed, idRanges)
+  // The networks apply a running sandbox's new egress rules (updateNetwork); create hands them over through the runtime.
+  const manager = new SandboxManager(store, driver, templates, config, log, seed, idRanges, networks)
   const proxy = new EnvdProxy((id) => driver.agentSocket(id), config.agentReplyTimeoutMs)
   manager.onDestroyed = (id) => proxy.forget(id)
 
