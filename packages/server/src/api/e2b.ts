@@ -6,7 +6,8 @@ import { SandlotError, badRequest, notImplemented } from '../errors.js'
 import { e2bConnectDeadline, e2bRefreshDeadline, e2bTimeoutDeadline } from '../lifecycle/lifetime.js'
 import type { SandboxManager, SandboxState } from '../lifecycle/manager.js'
 import { matchesMetadata, parseMetadataFilter } from './native.js'
-import { ENVD_VERSION } from './serialize.js'
+import { ingressFrom } from '../lifecycle/ingress.js'
+import { ENVD_VERSION, ingressOf, trafficTokenView } from './serialize.js'
 
 /** Deprecated in E2B but required by its SDK's types; E2B's own infra always answers this. */
 const CLIENT_ID = '6532622b'
@@ -56,6 +57,12 @@ const timeoutBody = (required: boolean) =>
 
 const refreshBody = { body: { type: ['object', 'null'], properties: { duration: { type: 'integer', minimum: 0, maximum: 3600 } } } } as const
 
+/** The ingress part of E2B's network config as getInfo() reads it (no maskRequestHost when unset). */
+function e2bIngressOf(s: SandboxState): { allowPublicTraffic: boolean; maskRequestHost?: string } {
+  const { allowPublicTraffic, maskRequestHost } = ingressOf(s)
+  return { allowPublicTraffic, ...(maskRequestHost !== null && { maskRequestHost }) }
+}
+
 /** Paths accept E2B's legacy "<sandboxID>-<clientID>". */
 function sandboxIdOf(raw: string): string {
   const parts = raw.split('-')
@@ -78,8 +85,8 @@ function refuseUnsupported(body: NewSandbox): void {
   if (body.mcp) throw notImplemented('MCP gateways are not supported by Sandlot yet')
   if (body.volumeMounts?.length) throw notImplemented('volume mounts are not supported by Sandlot yet')
   if (body.iam && Object.keys(body.iam).length) throw notImplemented('IAM tokens are not supported by Sandlot yet')
-  // Sandboxes have no network yet: rules that would let traffic out cannot be honoured (denyOut and
-  // allowPublicTraffic: false are trivially met).
+  // Sandboxes have no network yet: rules that would let traffic out cannot be honoured (denyOut is
+  // trivially met; allowPublicTraffic and maskRequestHost are port previews' and honoured).
   const net = (body.network ?? {}) as { allowOut?: unknown[]; egressProxy?: unknown; rules?: Record<string, unknown> }
   if (net.allowOut?.length || net.egressProxy || (net.rules && Object.keys(net.rules).length)) {
     throw notImplemented('network egress rules (allowOut, rules, egressProxy) are not supported by Sandlot yet: sandboxes have no network access')
@@ -87,6 +94,8 @@ function refuseUnsupported(body: NewSandbox): void {
 }
 
 export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config: Config): void {
+  const viewContext = { get domain() { return config.domain }, trafficTokenOf: (id: string) => manager.trafficTokenOf(id) }
+
   /** When E2B's clients should expect the sandbox to end: its deadline, else its holds' lease. */
   const endAtOf = (s: SandboxState) => new Date(s.endAt ?? s.holdsUntil ?? Date.now()).toISOString()
 
@@ -98,7 +107,7 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
     envdVersion: ENVD_VERSION,
     // Every Sandlot sandbox is secure: the token is always issued, and the SDK always sends it.
     envdAccessToken: s.accessToken,
-    trafficAccessToken: null,
+    trafficAccessToken: trafficTokenView(s, viewContext),
     domain: config.domain,
   })
 
@@ -123,11 +132,18 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
     envdAccessToken: s.accessToken,
     domain: config.domain,
     allowInternetAccess: false,
+    // The ingress part of E2B's network config (port previews); egress settings join it here.
+    network: e2bIngressOf(s),
     lifecycle: { onTimeout: 'kill', autoResume: false },
   })
 
   const create = async (body: NewSandbox) => {
     refuseUnsupported(body)
+    const ingress = ingressFrom(body.network)
+    // E2B's rule, though every Sandlot sandbox is secured: a client that says otherwise hears E2B's answer.
+    if (!ingress.allowPublicTraffic && body.secure === false) {
+      throw badRequest("You cannot create a sandbox without public access unless you enable secure envd access via 'secure' flag.")
+    }
     const timeoutMs = body.timeout === undefined ? config.e2bDefaultTimeoutMs : body.timeout * 1000
     const now = Date.now()
     e2bTimeoutDeadline(timeoutMs, now, now, config) // validates before anything starts
@@ -136,6 +152,7 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
       metadata: body.metadata,
       envVars: body.envVars,
       endAt: null,
+      ingress,
     })
     // The timeout counts from when the sandbox is up, not from when it was asked for.
     return manager.setDeadline(sandbox.id, (s) => e2bTimeoutDeadline(timeoutMs, s.startedAt, Date.now(), config))

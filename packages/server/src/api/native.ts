@@ -3,13 +3,14 @@ import type { FastifyInstance } from 'fastify'
 import type { Config } from '../config.js'
 import { badRequest } from '../errors.js'
 import { keepAliveDeadline } from '../lifecycle/lifetime.js'
-import type { CreateRequest, SandboxManager } from '../lifecycle/manager.js'
+import { ingressFrom } from '../lifecycle/ingress.js'
+import type { CreateRequest, SandboxManager, SandboxState } from '../lifecycle/manager.js'
 import { MIN_DISK_MB } from '../runtime/driver.js'
 import { holdView, sandboxView } from './serialize.js'
 
 const stringMap = { type: 'object', additionalProperties: { type: 'string' }, maxProperties: 256 } as const
 
-type CreateBody = Omit<CreateRequest, 'endAt'> & { keepAliveMs?: number }
+type CreateBody = Omit<CreateRequest, 'endAt' | 'ingress'> & { keepAliveMs?: number; network?: Record<string, unknown> }
 
 const createSchema = {
   body: {
@@ -25,6 +26,8 @@ const createSchema = {
       diskSizeMB: { type: 'integer', minimum: MIN_DISK_MB },
       hold: { type: 'boolean' },
       keepAliveMs: { type: 'integer', minimum: 0 },
+      // Port previews (lifecycle/ingress.ts checks the values): allowPublicTraffic, maskRequestHost.
+      network: { type: 'object' },
     },
   },
 } as const
@@ -52,14 +55,17 @@ type IdParams = { Params: { id: string } }
 type HoldParams = { Params: { id: string; holdId: string } }
 
 export function nativeRoutes(app: FastifyInstance, manager: SandboxManager, config: Config): void {
+  // config.domain is read per call: with the default domain it names the port, known once listening.
+  const view = (s: SandboxState) => sandboxView(s, { domain: config.domain, trafficTokenOf: (id) => manager.trafficTokenOf(id) })
   app.post<{ Body: CreateBody }>('/api/v1/sandboxes', { schema: createSchema }, async (req, reply) => {
-    const { hold, keepAliveMs, ...rest } = req.body ?? {}
+    const { hold, keepAliveMs, network, ...rest } = req.body ?? {}
+    const ingress = ingressFrom(network)
     // Nobody holds a sandbox created without a hold: it gets the longest keepAlive unless told.
     const ms = keepAliveMs ?? (hold ? undefined : config.keepAliveLimitMs)
     if (ms === 0 && !hold) throw badRequest('keepAliveMs 0 without a hold would destroy the sandbox as soon as it is made: give a keepAlive, or hold it')
     const endAt = ms === undefined ? null : keepAliveDeadline(ms, Date.now(), config)
-    const created = await manager.create({ ...rest, endAt, hold })
-    return reply.code(201).send({ ...sandboxView(created.sandbox), ...(created.hold && { hold: holdView(created.hold) }) })
+    const created = await manager.create({ ...rest, endAt, hold, ingress })
+    return reply.code(201).send({ ...view(created.sandbox), ...(created.hold && { hold: holdView(created.hold) }) })
   })
 
   app.get<{ Querystring: { metadata?: string; template?: string } }>('/api/v1/sandboxes', async (req) => {
@@ -67,10 +73,10 @@ export function nativeRoutes(app: FastifyInstance, manager: SandboxManager, conf
     return manager
       .list()
       .filter((s) => matchesMetadata(s.metadata, filter) && (!req.query.template || s.template === req.query.template))
-      .map(sandboxView)
+      .map(view)
   })
 
-  app.get<IdParams>('/api/v1/sandboxes/:id', async (req) => sandboxView(manager.get(req.params.id)))
+  app.get<IdParams>('/api/v1/sandboxes/:id', async (req) => view(manager.get(req.params.id)))
 
   app.delete<IdParams>('/api/v1/sandboxes/:id', async (req, reply) => {
     await manager.kill(req.params.id)
@@ -79,7 +85,7 @@ export function nativeRoutes(app: FastifyInstance, manager: SandboxManager, conf
 
   app.post<IdParams & { Body: { ms: number } }>('/api/v1/sandboxes/:id/keep-alive', { schema: keepAliveSchema }, async (req) => {
     const endAt = keepAliveDeadline(req.body.ms, Date.now(), config)
-    return sandboxView(manager.setDeadline(req.params.id, () => endAt))
+    return view(manager.setDeadline(req.params.id, () => endAt))
   })
 
   app.post<IdParams>('/api/v1/sandboxes/:id/holds', async (req, reply) => reply.code(201).send(holdView(manager.openHold(req.params.id))))

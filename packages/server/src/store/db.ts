@@ -2,6 +2,7 @@
 import Database from 'better-sqlite3'
 import fs from 'node:fs'
 import path from 'node:path'
+import type { IngressConfig } from '../lifecycle/ingress.js'
 import type { SandboxIds } from '../runtime/idmap.js'
 
 export interface SandboxRow {
@@ -24,6 +25,8 @@ export interface SandboxRow {
   accessToken: string
   /** Its host id range and user-namespace owner; null for a sandbox from before ranges were per sandbox. */
   ids: SandboxIds | null
+  /** Who may reach its port previews and with which Host (lifecycle/ingress.ts); null = public, as before. */
+  ingress: IngressConfig | null
 }
 
 export interface HoldRow {
@@ -89,6 +92,8 @@ UPDATE sandboxes SET end_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000 + 36
   // Each sandbox's writable layer is a filesystem of its own, of this size; sandboxes made before
   // have none (0) and keep their layer on the host's disk until they end.
   `ALTER TABLE sandboxes ADD COLUMN disk_size_mb INTEGER NOT NULL DEFAULT 0`,
+  // Port previews: allowPublicTraffic and maskRequestHost (lifecycle/ingress.ts) as JSON; NULL = public.
+  `ALTER TABLE sandboxes ADD COLUMN ingress TEXT`,
 ]
 
 interface RawSandbox {
@@ -106,6 +111,7 @@ interface RawSandbox {
   end_at: number | null
   access_token: string
   id_range: string | null
+  ingress: string | null
 }
 
 const toSandbox = (r: RawSandbox): SandboxRow => ({
@@ -123,6 +129,7 @@ const toSandbox = (r: RawSandbox): SandboxRow => ({
   endAt: r.end_at,
   accessToken: r.access_token,
   ids: r.id_range ? JSON.parse(r.id_range) : null,
+  ingress: r.ingress ? JSON.parse(r.ingress) : null,
 })
 
 interface RawHold {
@@ -169,10 +176,16 @@ export class Store {
   insertSandbox(s: SandboxRow): void {
     this.db
       .prepare(
-        `INSERT INTO sandboxes (id, template, template_rootfs, state, metadata, env_vars, cpu_count, memory_mb, pids, disk_size_mb, started_at, end_at, access_token, id_range)
-         VALUES (@id, @template, @templateRootfs, @state, @metadata, @envVars, @cpuCount, @memoryMB, @pids, @diskSizeMB, @startedAt, @endAt, @accessToken, @ids)`,
+        `INSERT INTO sandboxes (id, template, template_rootfs, state, metadata, env_vars, cpu_count, memory_mb, pids, disk_size_mb, started_at, end_at, access_token, id_range, ingress)
+         VALUES (@id, @template, @templateRootfs, @state, @metadata, @envVars, @cpuCount, @memoryMB, @pids, @diskSizeMB, @startedAt, @endAt, @accessToken, @ids, @ingress)`,
       )
-      .run({ ...s, metadata: JSON.stringify(s.metadata), envVars: JSON.stringify(s.envVars), ids: s.ids && JSON.stringify(s.ids) })
+      .run({
+        ...s,
+        metadata: JSON.stringify(s.metadata),
+        envVars: JSON.stringify(s.envVars),
+        ids: s.ids && JSON.stringify(s.ids),
+        ingress: s.ingress && JSON.stringify(s.ingress),
+      })
   }
 
   getSandbox(id: string): SandboxRow | undefined {
