@@ -14,6 +14,9 @@ const USAGE = `Usage: sandlot <command>
                                            (default: the server's limit, 1h unless configured)
   ls [--json]                              list running sandboxes
   keep-alive <id> DURATION                 keep a sandbox alive DURATION from now (e.g. 90s, 15m, 1h)
+  url [--https] <id> <port>                print the URL of a server listening on <port> inside a
+                                           sandbox (HTTP and WebSocket; http:// unless --https or
+                                           SANDLOT_API_URL is https://)
   exec [--user NAME] <id> -- <cmd> [args…]  run a command; exits with its exit code
   shell [--user NAME] <id>                 open an interactive terminal in a sandbox
   kill <id>                                destroy a sandbox
@@ -45,6 +48,7 @@ async function main(argv: string[]): Promise<number> {
       json: { type: 'boolean' },
       'keep-alive': { type: 'string' },
       user: { type: 'string', short: 'u', default: 'user' },
+      https: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   })
@@ -72,6 +76,9 @@ async function main(argv: string[]): Promise<number> {
     case 'ls':
     case 'list':
       await cmd.ls(!!values.json)
+      return 0
+    case 'url':
+      await cmd.url(id(), positionals[1], !!values.https)
       return 0
     case 'exec':
       return cmd.exec(id(), after.length ? after : positionals.slice(1), values.user!)

@@ -17,6 +17,10 @@ export interface SandboxJSON {
   holds: number
   envdAccessToken: string
   envdVersion: string
+  /** Ports are reached at `<port>-<id>.<domain>` (absent from servers before port previews). */
+  domain?: string
+  /** Present when the sandbox's previews are not public. */
+  trafficAccessToken?: string | null
   hold?: HoldJSON
 }
 

@@ -6,7 +6,7 @@
  * @packageDocumentation
  */
 export { Sandbox } from './sandbox.js'
-export type { ListOptions, OpenOptions, SandboxInfo, SandboxOptions } from './sandbox.js'
+export type { ListOptions, NetworkOptions, OpenOptions, SandboxInfo, SandboxOptions } from './sandbox.js'
 export type { ConnectionOptions } from './config.js'
 export type { SandboxUser } from './envd.js'
 export { Filesystem } from './filesystem.js'

@@ -29,6 +29,18 @@ export interface OpenOptions extends ConnectionOptions {
   timeout?: number
 }
 
+/** Who may reach the sandbox's ports through {@link Sandbox.getHostname} (E2B's `network` options for ingress). */
+export interface NetworkOptions {
+  /**
+   * `true` (default): anyone who reaches the server reaches the sandbox's port previews, without a
+   * key (as on E2B). `false`: each request needs the header `e2b-traffic-access-token` with
+   * {@link Sandbox.trafficAccessToken}.
+   */
+  allowPublicTraffic?: boolean
+  /** The Host header the sandbox's servers see (`${PORT}` is replaced by the port); the client's goes in X-Forwarded-Host. Default: the client's Host. */
+  maskRequestHost?: string
+}
+
 /** Options of {@link Sandbox.create}. */
 export interface SandboxOptions extends OpenOptions {
   /** The template to start from. Default `base`. */
@@ -43,6 +55,8 @@ export interface SandboxOptions extends OpenOptions {
   memoryMB?: number
   /** Size of the sandbox's own disk in MiB, which bounds what it can write (default: the server's setting). */
   diskSizeMB?: number
+  /** Who may reach its port previews. */
+  network?: NetworkOptions
 }
 
 /** Options of {@link Sandbox.list}. */
@@ -139,6 +153,12 @@ export class Sandbox {
   readonly process: ProcessManager
   /** Interactive terminals in the sandbox. */
   readonly terminal: TerminalManager
+  /**
+   * The token its port previews require in the `e2b-traffic-access-token` header when it was
+   * created with `network: { allowPublicTraffic: false }`; undefined when they are public.
+   */
+  readonly trafficAccessToken: string | undefined
+  private readonly domain: string | undefined
   private readonly ctx: SandboxContext
   private readonly keeper: HoldKeeper
   private readonly metadata: Record<string, string>
@@ -152,6 +172,8 @@ export class Sandbox {
   ) {
     this.id = info.id
     this.metadata = { ...info.metadata }
+    this.domain = info.domain
+    this.trafficAccessToken = info.trafficAccessToken ?? undefined
     const cwd = opts.cwd === undefined ? undefined : posix.resolve(HOME, expandHome(opts.cwd))
     this.ctx = new SandboxContext(new EnvdConnection(api.config.apiUrl, info.id, info.envdAccessToken), cwd, { ...opts.envVars })
     this.filesystem = new Filesystem(this.ctx)
@@ -163,6 +185,24 @@ export class Sandbox {
   /** The sandbox's id, under E2B v0's name. */
   get sandboxID(): string {
     return this.id
+  }
+
+  /**
+   * The host name under which a server listening on `port` inside the sandbox is reached through
+   * Sandlot's port (E2B v0's name; E2B's `getHost`): `<port>-<id>.<domain>`, with the server's
+   * port when it is not the default one. Put `http://` or `https://` in front (Sandlot serves both);
+   * WebSocket servers work too (`ws://`, `wss://`). A server bound to 127.0.0.1 inside is reached as
+   * well as one bound to 0.0.0.0.
+   *
+   * ```ts
+   * await sandbox.process.start({ cmd: 'python3 -m http.server 8000' })
+   * const res = await fetch(`http://${sandbox.getHostname(8000)}/`)
+   * ```
+   */
+  getHostname(port: number): string {
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidArgumentError(`getHostname takes a port number from 1 to 65535; got ${String(port)}`)
+    if (!this.domain) throw new SandlotError('The server did not say under which domain its sandboxes are reached: it predates port previews', 'unsupported_server')
+    return `${port}-${this.id}.${this.domain}`
   }
 
   /** Whether this handle is open: not closed, and its sandbox not found gone. */
@@ -200,7 +240,16 @@ export class Sandbox {
     checkStringMap('envVars', opts.envVars)
     const api = new ApiClient(resolveConfig(opts))
     return withTimeout(opts.timeout, 'Creating a sandbox', async (signal) => {
-      const body = { template: opts.template, metadata: opts.metadata, envVars: opts.envVars, cpuCount: opts.cpuCount, memoryMB: opts.memoryMB, diskSizeMB: opts.diskSizeMB, hold: true }
+      const body = {
+        template: opts.template,
+        metadata: opts.metadata,
+        envVars: opts.envVars,
+        cpuCount: opts.cpuCount,
+        memoryMB: opts.memoryMB,
+        diskSizeMB: opts.diskSizeMB,
+        network: opts.network,
+        hold: true,
+      }
       const info = await api.request<SandboxJSON>('POST', '/api/v1/sandboxes', { body, signal })
       if (!info.hold) throw new SandlotError('The server did not open a hold on the new sandbox: it does not speak this SDK\'s API version', 'unsupported_server')
       // The envVars went to the sandbox itself; the handle need not add them to each process.
