@@ -7,6 +7,17 @@ import { root } from './setup.mjs'
 
 export const scratch = path.join(root, '.sandlot-test')
 
+/**
+ * A bridge and subnet of the server's own, from its port, so that servers side by side (suites,
+ * helpers) never share one; settings the caller already has are kept.
+ */
+export function networkEnv(port, env = process.env) {
+  return {
+    SANDLOT_BRIDGE: env.SANDLOT_BRIDGE ?? `sandlot${port}`,
+    SANDLOT_SUBNET: env.SANDLOT_SUBNET ?? `10.${(port % 250) + 1}.0.0/16`,
+  }
+}
+
 export async function startHarnessServer({ name, port }) {
   const home = path.join(scratch, name)
   const url = `http://127.0.0.1:${port}`
@@ -16,6 +27,7 @@ export async function startHarnessServer({ name, port }) {
     SANDLOT_TEMPLATES_DIR: path.join(scratch, 'templates'),
     SANDLOT_LISTEN: `127.0.0.1:${port}`,
     SANDLOT_API_URL: url,
+    ...networkEnv(port),
   }
   delete env.SANDLOT_API_KEY
   fs.mkdirSync(scratch, { recursive: true })

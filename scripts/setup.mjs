@@ -21,6 +21,11 @@ const SYSTEM_PACKAGES = {
   cc: 'gcc',
   losetup: 'mount',
   'mkfs.ext4': 'e2fsprogs',
+  // sandboxes' networks (packages/server/src/network): veths and namespaces, firewall and NAT rules,
+  // and forgetting a removed sandbox's connections
+  ip: 'iproute2',
+  nft: 'nftables',
+  conntrack: 'conntrack',
   // the local CA and server certificate for https:// (packages/server/src/tls/certs.ts)
   openssl: 'openssl',
 }

@@ -154,7 +154,8 @@ export interface Daemon {
 /** Runs a sandlotd of its own on `port` (for tests that need a server with other settings). */
 export function spawnDaemon(port: number, env: Record<string, string>, stdio: 'ignore' | number = 'ignore'): Daemon {
   const child = spawn(process.execPath, ['packages/server/dist/main.js'], {
-    env: { ...process.env, ...env, SANDLOT_LISTEN: `127.0.0.1:${port}` },
+    // Its own bridge and subnet, whatever the suite's server has.
+    env: { ...process.env, SANDLOT_BRIDGE: `sandlot${port}`, SANDLOT_SUBNET: `10.${(port % 250) + 1}.0.0/16`, ...env, SANDLOT_LISTEN: env.SANDLOT_LISTEN ?? `127.0.0.1:${port}` },
     stdio: stdio === 'ignore' ? 'ignore' : ['ignore', stdio, stdio],
   })
   return {

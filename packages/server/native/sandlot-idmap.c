@@ -7,11 +7,15 @@
 //     user namespace with MAP as its maps (open_tree, mount_setattr MOUNT_ATTR_IDMAP, move_mount).
 //   overlay DIR TARGET OPTIONS
 //     From DIR (so relative layer paths stay relative in /proc/mounts), mounts an overlay at TARGET.
-//   userns OWNER MAP   (the last step)
+//   userns OWNER MAP [netns]   (the last step)
 //     Creates a user namespace owned by host uid/gid OWNER (the kernel charges a namespace's
 //     per-user counts, such as inotify instances, to the uid that created it) with MAP as both its
 //     uid and gid map, written by this root process. Prints the pid of a process that stays in the
-//     namespace until stdin closes, so runc can join /proc/PID/ns/user.
+//     namespace until stdin closes, so runc can join /proc/PID/ns/user. With "netns", also a network
+//     namespace owned by that user namespace (so the sandbox's root, which lacks CAP_NET_ADMIN, can
+//     never reconfigure it, while its own sysctls are set here): loopback up, IPv6 off, ports below
+//     1024 and ICMP echo sockets open to the sandbox's users. The line printed is then "PID NETPID";
+//     sandlotd attaches /proc/NETPID/ns/net and moves the sandbox's veth into it.
 //
 // A map is "inner outer count". The first step that fails ends the run with a message, exit code 1.
 //
@@ -34,6 +38,9 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 /* Prints the message (and errno's, when set) and exits with 1. */
 static void die(const char *fmt, ...) {
@@ -162,9 +169,78 @@ static void overlay_mount(const char *dir, const char *target, const char *optio
   if (mount("overlay", target, "overlay", 0, options)) die("mount overlay on %s (%s)", target, options);
 }
 
-static int userns(const char *owner, const char *map) {
+/* Writes a sysctl of the calling process's network namespace; exits the (child) process on failure. */
+static void net_sysctl(const char *name, const char *value, int code) {
+  char path[128];
+  snprintf(path, sizeof path, "/proc/sys/net/%s", name);
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || write(fd, value, strlen(value)) != (ssize_t)strlen(value)) _exit(code);
+  close(fd);
+}
+
+/*
+ * Forks a process that joins the user namespace of HOLDER (root here has every capability over it),
+ * unshares a network namespace, which that user namespace therefore owns, configures it and waits.
+ */
+static struct holder new_netns(pid_t holder, unsigned long size) {
+  int ready[2], release[2];
+  if (pipe2(ready, O_CLOEXEC) || pipe2(release, O_CLOEXEC)) die("pipe");
+  pid_t pid = fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    close(ready[0]);
+    close(release[1]);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/user", holder);
+    int userns = open(path, O_RDONLY | O_CLOEXEC);
+    if (userns < 0 || setns(userns, CLONE_NEWUSER)) _exit(5);
+    if (unshare(CLONE_NEWNET)) _exit(6);
+    // Ports below 1024 for any user (no one inside has CAP_NET_BIND_SERVICE over this namespace),
+    // ping through ICMP datagram sockets for every group of the sandbox (raw sockets stay closed).
+    net_sysctl("ipv4/ip_unprivileged_port_start", "0", 7);
+    char range[32];
+    snprintf(range, sizeof range, "0 %lu", size - 1);
+    net_sysctl("ipv4/ping_group_range", range, 8);
+    // No IPv6 inside: the sandbox's network and its rules are IPv4 (and the bridge drops IPv6 too).
+    net_sysctl("ipv6/conf/all/disable_ipv6", "1", 9);
+    net_sysctl("ipv6/conf/default/disable_ipv6", "1", 9);
+    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr = {0};
+    strcpy(ifr.ifr_name, "lo");
+    if (sock < 0 || ioctl(sock, SIOCGIFFLAGS, &ifr)) _exit(10);
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(sock, SIOCSIFFLAGS, &ifr)) _exit(10);
+    close(sock);
+    if (write(ready[1], "", 1) != 1) _exit(4);
+    char c;
+    while (read(release[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    _exit(0);
+  }
+  close(ready[1]);
+  close(release[0]);
+  char c;
+  if (read(ready[0], &c, 1) != 1) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    errno = 0;
+    die("the network namespace's creator failed (step %d)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  }
+  close(ready[0]);
+  return (struct holder){pid, release[1]};
+}
+
+static int userns(const char *owner, const char *map, int with_netns) {
   struct holder h = new_userns((long)number(owner, "OWNER"), map);
-  printf("%d\n", h.pid);
+  struct holder net = {0, -1};
+  if (with_netns) {
+    unsigned long inner, outer, count;
+    sscanf(map, "%lu %lu %lu", &inner, &outer, &count);
+    net = new_netns(h.pid, count);
+    printf("%d %d\n", h.pid, net.pid);
+  } else {
+    printf("%d\n", h.pid);
+  }
   fflush(stdout);
   // Until the daemon closes stdin (or dies): runc joins the namespace meanwhile.
   char buf[64];
@@ -173,6 +249,7 @@ static int userns(const char *owner, const char *map) {
     if (n > 0 || (n < 0 && errno == EINTR)) continue;
     break;
   }
+  if (with_netns) end_holder(net);
   end_holder(h);
   return 0;
 }
@@ -187,13 +264,15 @@ int main(int argc, char **argv) {
       overlay_mount(argv[i + 1], argv[i + 2], argv[i + 3]);
       i += 4;
     } else if (strcmp(step, "userns") == 0 && i + 3 == argc) {
-      return userns(argv[i + 1], argv[i + 2]);
+      return userns(argv[i + 1], argv[i + 2], 0);
+    } else if (strcmp(step, "userns") == 0 && i + 4 == argc && strcmp(argv[i + 3], "netns") == 0) {
+      return userns(argv[i + 1], argv[i + 2], 1);
     } else {
       break;
     }
     if (i == argc) return 0;
   }
-  fprintf(stderr, "usage: sandlot-idmap [idmapped SOURCE TARGET MAP] [overlay DIR TARGET OPTIONS] [userns OWNER MAP]\n"
+  fprintf(stderr, "usage: sandlot-idmap [idmapped SOURCE TARGET MAP] [overlay DIR TARGET OPTIONS] [userns OWNER MAP [netns]]\n"
                   "       (steps in this order, userns last; a map is \"inner outer count\")\n");
   return 2;
 }

@@ -2,6 +2,9 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { systemResolvers } from './network/dns.js'
+import type { NetworkSettings } from './network/networks.js'
+import { parseSubnet } from './network/subnet.js'
 
 export type RuntimeName = 'runc' | 'crun' | 'runsc'
 
@@ -44,6 +47,8 @@ export interface Config {
   agentReplyTimeoutMs: number
   /** Open client connections the server accepts at once (SANDLOT_MAX_CONNECTIONS); more are refused. */
   maxConnections: number
+  /** Sandboxes' network: the bridge, its IPv4 subnet and the resolvers the sandboxes' resolver asks. */
+  network: NetworkSettings
   /**
    * The domain sandboxes are reached under, `<port>-<id>.<domain>` (E2B's sandbox domain, returned to
    * clients): SANDLOT_DOMAIN, else `sandlot.localhost:<port>`, a name every *.localhost of which
@@ -118,12 +123,20 @@ export function loadConfig(env = process.env): Config {
     noNewPrivileges: env.SANDLOT_NO_NEW_PRIVILEGES === '1' || env.SANDLOT_NO_NEW_PRIVILEGES === 'true',
     agentReplyTimeoutMs: intFrom('SANDLOT_AGENT_REPLY_TIMEOUT_MS', 120_000),
     maxConnections: intFrom('SANDLOT_MAX_CONNECTIONS', defaultMaxConnections()),
+    network: networkSettings(env),
     domain: env.SANDLOT_DOMAIN || defaultDomain(listen.port),
     domainFromEnv: !!env.SANDLOT_DOMAIN,
     tlsCertFile: env.SANDLOT_TLS_CERT ? path.resolve(env.SANDLOT_TLS_CERT) : undefined,
     tlsKeyFile: env.SANDLOT_TLS_KEY ? path.resolve(env.SANDLOT_TLS_KEY) : undefined,
     logLevel: env.SANDLOT_LOG_LEVEL ?? 'info',
   }
+}
+
+function networkSettings(env: NodeJS.ProcessEnv): NetworkSettings {
+  const bridge = env.SANDLOT_BRIDGE ?? 'sandlot0'
+  if (!/^[A-Za-z][A-Za-z0-9_-]{0,14}$/.test(bridge)) throw new Error(`SANDLOT_BRIDGE must be an interface name of at most 15 letters, digits, "-" or "_", got "${bridge}"`)
+  const dnsServers = env.SANDLOT_DNS_SERVERS ? env.SANDLOT_DNS_SERVERS.split(',').map((s) => s.trim()).filter(Boolean) : systemResolvers()
+  return { bridge, subnet: parseSubnet(env.SANDLOT_SUBNET ?? '10.11.0.0/16'), dnsServers }
 }
 
 /**

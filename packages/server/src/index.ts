@@ -7,6 +7,7 @@ import { buildApp } from './api/app.js'
 import { ensureApiKey, isValidApiKey } from './api/auth.js'
 import { defaultDomain, loadConfig, type Config } from './config.js'
 import { SandboxManager } from './lifecycle/manager.js'
+import { SandboxNetworks } from './network/networks.js'
 import { PortDialer, agentTunnelWay } from './proxy/dialer.js'
 import { EnvdProxy } from './proxy/envd.js'
 import { PreviewProxy } from './proxy/preview.js'
@@ -57,7 +58,8 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
   }
   const layout = ensureIdLayout()
   const idRanges = new IdRanges(layout, path.join(config.home, 'sandboxes'))
-  const driver = new OciDriver(config, layout.template)
+  const networks = new SandboxNetworks(config.network, store, log)
+  const driver = new OciDriver(config, layout.template, networks)
   const templates = new TemplateRegistry(store, config.templatesDir, layout.template, log)
   const manager = new SandboxManager(store, driver, templates, config, log, seed, idRanges)
   const proxy = new EnvdProxy((id) => driver.agentSocket(id), config.agentReplyTimeoutMs)
@@ -89,7 +91,13 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
   log.info({ url, keyFile, runtime: driver.name, domain: config.domain, caFile: tls?.caFile }, `sandlotd listening on ${url}; API key in ${keyFile}`)
   if (tls?.caFile) log.info(`https:// on the same port, with a certificate from the local CA ${tls.caFile} (trust it: NODE_EXTRA_CA_CERTS=${tls.caFile})`)
 
-  const ready = manager.prepare().then(
+  // The network first (bridge, resolver, rules of the sandboxes it had), so re-adopted sandboxes
+  // keep theirs; then the networks of sandboxes that ended meanwhile go.
+  const ready = networks
+    .init()
+    .then(() => manager.prepare())
+    .then(() => networks.sweep((id) => store.getSandbox(id) !== undefined))
+    .then(
     () => log.info('ready: sandboxes can be created'),
     (err: Error) => {
       manager.setNotReady(err.message)
@@ -109,6 +117,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
       manager.shutdown()
       await app.close()
       await driver.shutdown()
+      await networks.close()
       store.close()
       idRanges.close()
     },

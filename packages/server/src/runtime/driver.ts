@@ -1,5 +1,6 @@
 // The one interface every runtime (runc, crun, runsc, later a VM runtime) implements.
 import type { Limits } from '../config.js'
+import type { EgressPolicy } from '../network/policy.js'
 import type { SandboxIds } from './idmap.js'
 
 export interface SandboxSpec {
@@ -13,6 +14,20 @@ export interface SandboxSpec {
   accessToken: string
   /** Its own host id range (claimed by the manager, runtime/idmap.ts). */
   ids: SandboxIds
+  /** Its egress rules (none: the internet, as on E2B). */
+  egress?: EgressPolicy
+}
+
+/** What a runtime needs of the network (network/networks.ts): a sandbox's network, made and removed. */
+export interface NetworkAttacher {
+  /** The resolver's address, written into each sandbox's /etc/resolv.conf. */
+  readonly gateway: string
+  /** Gives the network namespace held by `netnsPid` its veth, address and rules; returns the address. */
+  attach(id: string, netnsPid: number, policy?: EgressPolicy): Promise<string>
+  /** Removes everything of the sandbox's network. Idempotent. */
+  detach(id: string): Promise<void>
+  /** Where the sandbox's network namespace is attached, for the runtime to join. */
+  netnsPath(id: string): string
 }
 
 /** The smallest sandbox filesystem (MiB): room for its own files, the agent's socket and its log. */

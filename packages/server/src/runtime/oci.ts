@@ -9,7 +9,7 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import { hostOpenFilesLimit, type Config, type RuntimeName } from '../config.js'
 import { unavailable } from '../errors.js'
-import type { RuntimeDriver, RuntimeState, SandboxSpec } from './driver.js'
+import type { NetworkAttacher, RuntimeDriver, RuntimeState, SandboxSpec } from './driver.js'
 import type { IdRange, SandboxIds } from './idmap.js'
 import { mountAgentFiles, unmountAgentFiles } from './agent-files.js'
 import { BlankImages, checkLayerTools, mountLayer, mountsUnder, removeLayerImage, unmount } from './layer.js'
@@ -59,6 +59,8 @@ export class OciDriver implements RuntimeDriver {
     private readonly config: Config,
     /** The host ids that own the templates' files. */
     private readonly templateIds: IdRange,
+    /** Sandboxes' networks; without it (or for the runtime's probe) a sandbox has loopback only. */
+    private readonly network?: NetworkAttacher,
   ) {
     this.name = config.runtime
     this.stateRoot = path.join(config.home, 'runtime', this.name)
@@ -168,6 +170,8 @@ export class OciDriver implements RuntimeDriver {
     const files: [string, string, number][] = [
       ['etc/hosts', `127.0.0.1\tlocalhost\n127.0.1.1\t${spec.id}\n::1\tlocalhost ip6-localhost ip6-loopback\n`, 0o644],
       ['etc/hostname', `${spec.id}\n`, 0o644],
+      // Sandlot's resolver on the bridge (network/dns.ts); without a network, none.
+      ['etc/resolv.conf', this.network && !args ? `nameserver ${this.network.gateway}\noptions edns0 trust-ad\n` : '', 0o644],
       ['run/sandlot/agent.json', JSON.stringify({ envVars: spec.envVars, defaultUser: 'user', accessToken: spec.accessToken || undefined }), 0o600],
     ]
     for (const [name, content, mode] of files) {
@@ -187,15 +191,18 @@ export class OciDriver implements RuntimeDriver {
     fs.mkdirSync(p.lower)
     // Relative layer paths (from the sandbox's directory): the sandbox's /proc/mounts shows the
     // options as given, and must not reveal host paths.
-    const userns = this.layersAndUserNamespace(spec, p, 'lowerdir=lower,upperdir=layer/upper,workdir=layer/work')
+    const withNetwork = !!this.network && !args
+    const userns = this.layersAndUserNamespace(spec, p, 'lowerdir=lower,upperdir=layer/upper,workdir=layer/work', withNetwork)
     try {
-      await this.run(spec, p, await userns.pid, args)
+      const { pid, netnsPid } = await userns.pids
+      if (withNetwork) await this.network!.attach(spec.id, netnsPid!, spec.egress)
+      await this.run(spec, p, pid, args, withNetwork ? this.network!.netnsPath(spec.id) : undefined)
     } finally {
       userns.release()
     }
   }
 
-  private async run(spec: SandboxSpec, p: Paths, usernsPid: number, args?: string[]): Promise<void> {
+  private async run(spec: SandboxSpec, p: Paths, usernsPid: number, args?: string[], networkNamespace?: string): Promise<void> {
     fs.writeFileSync(
       path.join(p.bundle, 'config.json'),
       JSON.stringify(
@@ -207,6 +214,7 @@ export class OciDriver implements RuntimeDriver {
           limits: spec.limits,
           agentFiles: this.agentFiles(),
           noNewPrivileges: this.config.noNewPrivileges,
+          networkNamespace,
           args,
         }),
       ),
@@ -245,18 +253,19 @@ export class OciDriver implements RuntimeDriver {
    * everything in it (inotify instances, message-queue bytes, …) are charged to that uid: each
    * sandbox has its own budget, apart from host root's and the others'. The helper creates it as
    * that uid and writes its maps as root; the pid of a process in it resolves once all is ready, and
-   * release() lets that process go once runc has joined.
+   * release() lets that process go once runc has joined. With `netns`, also a network namespace
+   * owned by that user namespace, held by a second process (netnsPid) until the same release.
    */
-  private layersAndUserNamespace(spec: SandboxSpec, p: Paths, overlayOptions: string): { pid: Promise<number>; release(): void } {
+  private layersAndUserNamespace(spec: SandboxSpec, p: Paths, overlayOptions: string, netns: boolean): { pids: Promise<{ pid: number; netnsPid?: number }>; release(): void } {
     const ids = spec.ids
     const args = [
       'idmapped', spec.templateRootfs, p.lower, `${this.templateIds.hostId} ${ids.hostId} ${ids.size}`,
       'overlay', p.dir, path.relative(p.dir, p.rootfs), overlayOptions,
-      'userns', String(ids.owner), `0 ${ids.hostId} ${ids.size}`,
+      'userns', String(ids.owner), `0 ${ids.hostId} ${ids.size}`, ...(netns ? ['netns'] : []),
     ]
     const child = spawn(this.config.idmapHelper, args, { stdio: ['pipe', 'pipe', 'pipe'] })
     child.stdin.on('error', () => {})
-    const pid = new Promise<number>((resolve, reject) => {
+    const pids = new Promise<{ pid: number; netnsPid?: number }>((resolve, reject) => {
       let out = ''
       let err = ''
       const timer = setTimeout(() => {
@@ -265,10 +274,10 @@ export class OciDriver implements RuntimeDriver {
       }, 10_000)
       child.stdout.on('data', (d: Buffer) => {
         out += d.toString()
-        const m = /^(\d+)\n/.exec(out)
+        const m = /^(\d+)(?: (\d+))?\n/.exec(out)
         if (!m) return
         clearTimeout(timer)
-        resolve(Number(m[1]))
+        resolve({ pid: Number(m[1]), netnsPid: m[2] ? Number(m[2]) : undefined })
       })
       child.stderr.on('data', (d: Buffer) => (err += d.toString()))
       child.on('error', reject)
@@ -277,8 +286,8 @@ export class OciDriver implements RuntimeDriver {
         reject(new Error(`cannot mount the sandbox's layers or make its user namespace (sandlot-idmap exited with ${code}): ${err.trim()}`))
       })
     })
-    pid.catch(() => {}) // awaited later; a failure meanwhile must not be an unhandled rejection
-    return { pid, release: () => child.stdin.end() }
+    pids.catch(() => {}) // awaited later; a failure meanwhile must not be an unhandled rejection
+    return { pids, release: () => child.stdin.end() }
   }
 
   alive(id: string): boolean {
@@ -350,6 +359,8 @@ export class OciDriver implements RuntimeDriver {
     const others = mounted.filter((m) => m !== p.rootfs && m !== p.lower && m !== p.layer).sort().reverse()
     for (const target of [p.rootfs, p.lower, p.layer, ...others]) if (mounted.includes(target)) await unmount(target)
     await removeLayerImage(p.image)
+    // Its veth, address, rules and connection-tracking entries (the namespace is empty now).
+    await this.network?.detach(id)
     // What is left is a handful of small files (or, for a sandbox made before disk quotas, its layer
     // on the host's disk): rm walks it in a child process, and never into a mount.
     const rm = await exec('rm', ['-rf', '--one-file-system', '--', p.dir]).catch((err: Error) => err)

@@ -18,6 +18,8 @@ export interface SpecInput {
   /** The mounted agent files (agent-files.ts), bound read-only at /opt/sandlot. */
   agentFiles: string
   noNewPrivileges: boolean
+  /** Its network namespace, made beforehand (network/); without one the runtime makes an empty one. */
+  networkNamespace?: string
   /** Command run by the init; defaults to the agent. */
   args?: string[]
 }
@@ -84,7 +86,8 @@ export function ociSpec(i: SpecInput): object {
       uidMappings: [{ containerID: 0, hostID: i.ids.hostId, size: i.ids.size }],
       gidMappings: [{ containerID: 0, hostID: i.ids.hostId, size: i.ids.size }],
       namespaces: [
-        ...['pid', 'network', 'ipc', 'uts', 'mount', 'cgroup'].map((type) => ({ type })),
+        ...['pid', 'ipc', 'uts', 'mount', 'cgroup'].map((type) => ({ type })),
+        i.networkNamespace ? { type: 'network', path: i.networkNamespace } : { type: 'network' },
         { type: 'user', path: i.userNamespace },
       ],
       cgroupsPath: `/sandlot/${i.id}`,

@@ -92,9 +92,27 @@ UPDATE sandboxes SET end_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000 + 36
   // Each sandbox's writable layer is a filesystem of its own, of this size; sandboxes made before
   // have none (0) and keep their layer on the host's disk until they end.
   `ALTER TABLE sandboxes ADD COLUMN disk_size_mb INTEGER NOT NULL DEFAULT 0`,
+  // Each sandbox's network (network/): its address, the host end of its veth and the egress rules in
+  // force. A row stays until everything of that network is gone, so its address is not reused before.
+  `
+CREATE TABLE IF NOT EXISTS sandbox_networks (
+  sandbox_id TEXT PRIMARY KEY,
+  address TEXT NOT NULL UNIQUE,
+  veth TEXT NOT NULL,
+  policy TEXT NOT NULL
+);
+`,
   // Port previews: allowPublicTraffic and maskRequestHost (lifecycle/ingress.ts) as JSON; NULL = public.
   `ALTER TABLE sandboxes ADD COLUMN ingress TEXT`,
 ]
+
+export interface NetworkRow {
+  sandboxId: string
+  address: string
+  veth: string
+  /** The egress rules in force, as JSON (network/policy.ts). */
+  policy: string
+}
 
 interface RawSandbox {
   id: string
@@ -292,6 +310,23 @@ export class Store {
   }
 
   // --- settings ---
+  // --- sandbox networks ---
+  listNetworks(): NetworkRow[] {
+    return this.db.prepare('SELECT sandbox_id AS sandboxId, address, veth, policy FROM sandbox_networks').all() as NetworkRow[]
+  }
+
+  insertNetwork(n: NetworkRow): void {
+    this.db.prepare('INSERT INTO sandbox_networks (sandbox_id, address, veth, policy) VALUES (?, ?, ?, ?)').run(n.sandboxId, n.address, n.veth, n.policy)
+  }
+
+  setNetworkPolicy(sandboxId: string, policy: string): void {
+    this.db.prepare('UPDATE sandbox_networks SET policy = ? WHERE sandbox_id = ?').run(policy, sandboxId)
+  }
+
+  deleteNetwork(sandboxId: string): void {
+    this.db.prepare('DELETE FROM sandbox_networks WHERE sandbox_id = ?').run(sandboxId)
+  }
+
   getSetting(key: string): string | undefined {
     return (this.db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined)?.value
   }
