@@ -26,6 +26,8 @@ const SYSTEM_PACKAGES = {
   ip: 'iproute2',
   nft: 'nftables',
   conntrack: 'conntrack',
+  // the local CA and server certificate for https:// (packages/server/src/tls/certs.ts)
+  openssl: 'openssl',
 }
 
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
@@ -44,6 +46,38 @@ export function ensureSystemPackages() {
   run('apt-get', ['install', '-y', '-qq', ...missing], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
 }
 
+/**
+ * Port previews are reached at <port>-<id>.sandlot.localhost by default. Browsers and curl resolve
+ * every *.localhost to loopback by themselves; Node and other programs ask the system resolver,
+ * which does so with libnss-myhostname on the hosts line of /etc/nsswitch.conf. Idempotent.
+ */
+export function ensureLocalhostNames() {
+  const resolves = () => spawnSync('getent', ['hosts', 'probe.sandlot.localhost'], { stdio: 'ignore' }).status === 0
+  if (resolves()) return
+  if (process.getuid?.() !== 0) {
+    console.warn('[setup] *.localhost names do not resolve here: as root, apt-get install libnss-myhostname (port previews at <port>-<id>.sandlot.localhost need it)')
+    return
+  }
+  const installed = spawnSync('dpkg-query', ['-W', '-f=${Status}', 'libnss-myhostname'], { encoding: 'utf8' }).stdout?.includes('install ok installed')
+  if (!installed) {
+    console.log('[setup] installing libnss-myhostname from Debian (so *.localhost resolves to this machine)')
+    run('apt-get', ['update', '-qq'])
+    run('apt-get', ['install', '-y', '-qq', 'libnss-myhostname'], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
+  }
+  const file = '/etc/nsswitch.conf'
+  const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : ''
+  const hosts = /^hosts:(.*)$/m.exec(text)
+  if (!hosts) fs.writeFileSync(file, `${text}${text && !text.endsWith('\n') ? '\n' : ''}hosts:          files myhostname dns\n`)
+  else if (!/\bmyhostname\b/.test(hosts[1])) {
+    // After "files" (so /etc/hosts still wins), before dns.
+    const sources = hosts[1].trim().split(/\s+/)
+    const at = sources.indexOf('files') + 1
+    sources.splice(at, 0, 'myhostname')
+    fs.writeFileSync(file, text.replace(hosts[0], `hosts:          ${sources.join(' ')}`))
+  }
+  if (!resolves()) console.warn('[setup] *.localhost still does not resolve: check the hosts line of /etc/nsswitch.conf')
+}
+
 export function ensureNpmDependencies() {
   const marker = path.join(root, 'node_modules/.package-lock.json')
   const lock = path.join(root, 'package-lock.json')
@@ -59,6 +93,7 @@ export function build() {
 
 export function setup() {
   ensureSystemPackages()
+  ensureLocalhostNames()
   ensureNpmDependencies()
   build()
 }

@@ -234,7 +234,7 @@ describe('network config: Sandlot\'s own shape', () => {
       config: { allowOut: ['pypi.org', '1.1.1.1/32'], denyOut: [] },
       allowInternetAccess: false,
     })
-    fails(() => parseNativeNetwork({ rules: {} }), 400, 'Unknown field network.rules: this takes allowInternetAccess, allowOut, denyOut')
+    fails(() => parseNativeNetwork({ rules: {} }), 400, 'Unknown field network.rules: this takes allowInternetAccess, allowOut, denyOut, allowPublicTraffic, maskRequestHost')
     fails(() => parseNativeNetwork('x'), 400, /^network must be a JSON object/)
     fails(() => parseNativeNetwork({ denyOut: ['a.com'] }), 400, /^invalid denied CIDR a\.com/)
     fails(() => parseNativeNetwork({ allowOut: 'a.com' }), 400, 'network.allowOut must be an array of strings')

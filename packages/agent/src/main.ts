@@ -3,6 +3,7 @@
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { configProblem, listenFd, loadConfigFile, socketPath } from './config.js';
 import { logError, logInfo } from './log.js';
 import { makeUndumpable } from './undumpable.js';
@@ -61,6 +62,19 @@ const server = createServer((req, res) => {
       res.end('{"code":503,"message":"agent is not ready"}');
     },
   );
+});
+// Port previews (tunnel.ts): loaded on first use, like the request handler.
+server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+  if (refusal) {
+    socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(refusal)}\r\nConnection: close\r\n\r\n${refusal}`);
+    return;
+  }
+  import('./tunnel.js')
+    .then((m) => m.handleUpgrade(req, socket, head))
+    .catch((err) => {
+      logError('tunnel failed', err);
+      socket.destroy();
+    });
 });
 server.keepAliveTimeout = 65_000; // the host proxy pools connections
 server.requestTimeout = 0; // uploads and process streams may take long

@@ -1,4 +1,4 @@
-// The CLI's sandbox commands: create, ls, keep-alive, network, exec, shell, kill.
+// The CLI's sandbox commands: create, ls, keep-alive, network, url, exec, shell, kill.
 import { Code, ConnectError } from '@connectrpc/connect'
 import type { SandboxView } from '@sandlot/server'
 import { CliError, clientConfig, request } from './api.js'
@@ -62,6 +62,22 @@ export async function ls(json: boolean): Promise<void> {
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
   for (const r of rows) console.log(r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd())
+}
+
+/**
+ * The URL of a port preview: `<scheme>://<port>-<id>.<domain>`. The scheme is the one the CLI
+ * reaches the server with (SANDLOT_API_URL), unless --https asks for https (Sandlot serves both on
+ * its port; https needs its CA trusted, see the README).
+ */
+export async function url(id: string, portText: string | undefined, https: boolean): Promise<void> {
+  const port = Number(portText)
+  if (!portText || !/^\d+$/.test(portText) || port < 1 || port > 65535) throw new CliError('Usage: sandlot url <sandbox-id> <port> (a port number from 1 to 65535)', 2)
+  const c = clientConfig()
+  const s = await request<SandboxView>(c, 'GET', `/api/v1/sandboxes/${encodeURIComponent(id)}`)
+  if (!s.domain) throw new CliError('The server does not say under which domain its sandboxes are reached: it predates port previews.')
+  const scheme = https || c.apiUrl.startsWith('https:') ? 'https' : 'http'
+  if (s.trafficAccessToken) console.error(`Sandbox ${id} is private: send the header "e2b-traffic-access-token: ${s.trafficAccessToken}" with each request.`)
+  console.log(`${scheme}://${port}-${s.id}.${s.domain}`)
 }
 
 export async function kill(id: string): Promise<void> {

@@ -18,6 +18,9 @@ const USAGE = `Usage: sandlot <command>
                                            cleared; --clear lifts them all); without options, show them
   ls [--json]                              list running sandboxes
   keep-alive <id> DURATION                 keep a sandbox alive DURATION from now (e.g. 90s, 15m, 1h)
+  url [--https] <id> <port>                print the URL of a server listening on <port> inside a
+                                           sandbox (HTTP and WebSocket; http:// unless --https or
+                                           SANDLOT_API_URL is https://)
   exec [--user NAME] <id> -- <cmd> [args…]  run a command; exits with its exit code
   shell [--user NAME] <id>                 open an interactive terminal in a sandbox
   kill <id>                                destroy a sandbox
@@ -67,6 +70,7 @@ async function main(argv: string[]): Promise<number> {
       'deny-out': { type: 'string', multiple: true },
       clear: { type: 'boolean' },
       user: { type: 'string', short: 'u', default: 'user' },
+      https: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   })
@@ -101,6 +105,9 @@ async function main(argv: string[]): Promise<number> {
     case 'ls':
     case 'list':
       await cmd.ls(!!values.json)
+      return 0
+    case 'url':
+      await cmd.url(id(), positionals[1], !!values.https)
       return 0
     case 'exec':
       return cmd.exec(id(), after.length ? after : positionals.slice(1), values.user!)

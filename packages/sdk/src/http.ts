@@ -19,6 +19,10 @@ export interface SandboxJSON {
   envdVersion: string
   /** Absent from servers older than network settings. */
   network?: NetworkJSON
+  /** Ports are reached at `<port>-<id>.<domain>` (absent from servers before port previews). */
+  domain?: string
+  /** Present when the sandbox's previews are not public. */
+  trafficAccessToken?: string | null
   hold?: HoldJSON
 }
 
@@ -27,6 +31,9 @@ export interface NetworkJSON {
   allowInternetAccess: boolean | null
   allowOut: string[]
   denyOut: string[]
+  /** Absent from servers before port previews. */
+  allowPublicTraffic?: boolean
+  maskRequestHost?: string | null
 }
 
 /** A client's lease on a sandbox. */

@@ -53,6 +53,14 @@ export interface NetworkOptions {
   allowOut?: string[]
   /** IPv4 addresses and CIDRs that are not reachable (`0.0.0.0/0`: all but `allowOut`). */
   denyOut?: string[]
+  /**
+   * Who may reach the sandbox's ports through {@link Sandbox.getHostname}. `true` (default): anyone
+   * who reaches the server, without a key (as on E2B). `false`: each request needs the header
+   * `e2b-traffic-access-token` with {@link Sandbox.trafficAccessToken}. Set at create only.
+   */
+  allowPublicTraffic?: boolean
+  /** The Host header the sandbox's servers see (`${PORT}` is replaced by the port); the client's goes in X-Forwarded-Host. Default: the client's Host. Set at create only. */
+  maskRequestHost?: string
 }
 
 /** A sandbox's network settings, as {@link Sandbox.getInfo} and {@link Sandbox.list} describe them. */
@@ -63,6 +71,10 @@ export interface NetworkInfo {
   allowOut: string[]
   /** Not reachable (unless in `allowOut`): IPv4 CIDRs, normalised the same way. */
   denyOut: string[]
+  /** Whether its port previews are public (see {@link NetworkOptions.allowPublicTraffic}). */
+  allowPublicTraffic: boolean
+  /** The Host its port previews are forwarded with, or `null` for the client's. */
+  maskRequestHost: string | null
 }
 
 /** Options of {@link Sandbox.create}. */
@@ -79,7 +91,7 @@ export interface SandboxOptions extends OpenOptions {
   memoryMB?: number
   /** Size of the sandbox's own disk in MiB, which bounds what it can write (default: the server's setting). */
   diskSizeMB?: number
-  /** What it may reach on the network (default: the internet, no rules). Change it later with {@link Sandbox.updateNetwork}. */
+  /** What it may reach on the network (default: the internet, no rules; change it later with {@link Sandbox.updateNetwork}) and who may reach its port previews. */
   network?: NetworkOptions
 }
 
@@ -119,6 +131,8 @@ const networkOf = (n: NetworkJSON | undefined): NetworkInfo => ({
   allowInternetAccess: n?.allowInternetAccess ?? null,
   allowOut: [...(n?.allowOut ?? [])],
   denyOut: [...(n?.denyOut ?? [])],
+  allowPublicTraffic: n?.allowPublicTraffic ?? true,
+  maskRequestHost: n?.maskRequestHost ?? null,
 })
 
 const infoOf = (s: SandboxJSON): SandboxInfo => ({
@@ -136,19 +150,28 @@ const infoOf = (s: SandboxJSON): SandboxInfo => ({
 })
 
 /** The checks the SDK can make itself; the server checks each entry and names the one it refuses. */
-function checkNetwork(network: unknown): NetworkOptions | undefined {
+function checkNetwork(network: unknown, atCreate: boolean): NetworkOptions | undefined {
   if (network === undefined) return undefined
-  if (typeof network !== 'object' || network === null || Array.isArray(network)) throw new InvalidArgumentError('network is an object: { allowInternetAccess?, allowOut?, denyOut? }')
+  const keys = ['allowInternetAccess', 'allowOut', 'denyOut', ...(atCreate ? ['allowPublicTraffic', 'maskRequestHost'] : [])]
+  if (typeof network !== 'object' || network === null || Array.isArray(network)) throw new InvalidArgumentError(`network is an object: { ${keys.map((k) => `${k}?`).join(', ')} }`)
   const n = network as Record<string, unknown>
   for (const key of Object.keys(n)) {
-    if (!['allowInternetAccess', 'allowOut', 'denyOut'].includes(key)) throw new InvalidArgumentError(`network.${key} is not a network option: use allowInternetAccess, allowOut or denyOut`)
+    if (!keys.includes(key)) throw new InvalidArgumentError(`network.${key} is not a network option${atCreate ? '' : ' that can be changed'}: use ${keys.join(', ')}`)
   }
-  if (n.allowInternetAccess !== undefined && typeof n.allowInternetAccess !== 'boolean') throw new InvalidArgumentError('network.allowInternetAccess is true or false')
+  for (const key of ['allowInternetAccess', 'allowPublicTraffic'] as const) {
+    if (n[key] !== undefined && typeof n[key] !== 'boolean') throw new InvalidArgumentError(`network.${key} is true or false`)
+  }
+  if (n.maskRequestHost !== undefined && typeof n.maskRequestHost !== 'string') throw new InvalidArgumentError('network.maskRequestHost is a string ("host[:port]", ${PORT} allowed)')
   for (const key of ['allowOut', 'denyOut'] as const) {
     const list = n[key]
     if (list !== undefined && (!Array.isArray(list) || list.some((e) => typeof e !== 'string'))) throw new InvalidArgumentError(`network.${key} is an array of strings`)
   }
-  return { allowInternetAccess: n.allowInternetAccess as boolean | undefined, allowOut: n.allowOut as string[] | undefined, denyOut: n.denyOut as string[] | undefined }
+  return {
+    allowInternetAccess: n.allowInternetAccess as boolean | undefined,
+    allowOut: n.allowOut as string[] | undefined,
+    denyOut: n.denyOut as string[] | undefined,
+    ...(atCreate && { allowPublicTraffic: n.allowPublicTraffic as boolean | undefined, maskRequestHost: n.maskRequestHost as string | undefined }),
+  }
 }
 
 /** Runs `fn` with a signal that aborts after `ms`, turning that abort into a {@link TimeoutError} that says what timed out. */
@@ -202,6 +225,12 @@ export class Sandbox {
   readonly process: ProcessManager
   /** Interactive terminals in the sandbox. */
   readonly terminal: TerminalManager
+  /**
+   * The token its port previews require in the `e2b-traffic-access-token` header when it was
+   * created with `network: { allowPublicTraffic: false }`; undefined when they are public.
+   */
+  readonly trafficAccessToken: string | undefined
+  private readonly domain: string | undefined
   private readonly ctx: SandboxContext
   private readonly keeper: HoldKeeper
   private readonly metadata: Record<string, string>
@@ -215,6 +244,8 @@ export class Sandbox {
   ) {
     this.id = info.id
     this.metadata = { ...info.metadata }
+    this.domain = info.domain
+    this.trafficAccessToken = info.trafficAccessToken ?? undefined
     const cwd = opts.cwd === undefined ? undefined : posix.resolve(HOME, expandHome(opts.cwd))
     this.ctx = new SandboxContext(new EnvdConnection(api.config.apiUrl, info.id, info.envdAccessToken), cwd, { ...opts.envVars })
     this.filesystem = new Filesystem(this.ctx)
@@ -226,6 +257,24 @@ export class Sandbox {
   /** The sandbox's id, under E2B v0's name. */
   get sandboxID(): string {
     return this.id
+  }
+
+  /**
+   * The host name under which a server listening on `port` inside the sandbox is reached through
+   * Sandlot's port (E2B v0's name; E2B's `getHost`): `<port>-<id>.<domain>`, with the server's
+   * port when it is not the default one. Put `http://` or `https://` in front (Sandlot serves both);
+   * WebSocket servers work too (`ws://`, `wss://`). A server bound to 127.0.0.1 inside is reached as
+   * well as one bound to 0.0.0.0.
+   *
+   * ```ts
+   * await sandbox.process.start({ cmd: 'python3 -m http.server 8000' })
+   * const res = await fetch(`http://${sandbox.getHostname(8000)}/`)
+   * ```
+   */
+  getHostname(port: number): string {
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidArgumentError(`getHostname takes a port number from 1 to 65535; got ${String(port)}`)
+    if (!this.domain) throw new SandlotError('The server did not say under which domain its sandboxes are reached: it predates port previews', 'unsupported_server')
+    return `${port}-${this.id}.${this.domain}`
   }
 
   /** Whether this handle is open: not closed, and its sandbox not found gone. */
@@ -261,7 +310,7 @@ export class Sandbox {
   static async create(opts: SandboxOptions = {}): Promise<Sandbox> {
     checkStringMap('metadata', opts.metadata)
     checkStringMap('envVars', opts.envVars)
-    const network = checkNetwork(opts.network)
+    const network = checkNetwork(opts.network, true)
     const api = new ApiClient(resolveConfig(opts))
     return withTimeout(opts.timeout, 'Creating a sandbox', async (signal) => {
       const body = { template: opts.template, metadata: opts.metadata, envVars: opts.envVars, cpuCount: opts.cpuCount, memoryMB: opts.memoryMB, diskSizeMB: opts.diskSizeMB, network, hold: true }
@@ -327,8 +376,8 @@ export class Sandbox {
    * out is cleared: `updateNetwork({})` lifts every rule. Throws an {@link InvalidArgumentError}
    * that names the entry the server refused (e.g. `invalid allowed address …`).
    */
-  async updateNetwork(network: NetworkOptions): Promise<void> {
-    const body = checkNetwork(network) ?? {}
+  async updateNetwork(network: Omit<NetworkOptions, 'allowPublicTraffic' | 'maskRequestHost'>): Promise<void> {
+    const body = checkNetwork(network, false) ?? {}
     this.ctx.assertUsable()
     await this.api.request('PUT', `${sandboxRoute(this.id)}/network`, { body, sandboxId: this.id })
   }

@@ -49,8 +49,18 @@ export interface Config {
   maxConnections: number
   /** Sandboxes' network: the bridge, its IPv4 subnet and the resolvers the sandboxes' resolver asks. */
   network: NetworkSettings
-  /** Domain returned to E2B clients. */
+  /**
+   * The domain sandboxes are reached under, `<port>-<id>.<domain>` (E2B's sandbox domain, returned to
+   * clients): SANDLOT_DOMAIN, else `sandlot.localhost:<port>`, a name every *.localhost of which
+   * resolves to loopback (browsers, curl; Node through libnss-myhostname) and that has enough labels
+   * for a wildcard certificate (`*.sandlot.localhost`; clients refuse `*.localhost`).
+   */
   domain: string
+  /** Whether SANDLOT_DOMAIN gave the domain; if not, it follows the port actually listened on. */
+  domainFromEnv: boolean
+  /** A certificate and key (PEM files) for https:// on Sandlot's port; unset: a local CA's (tls/certs.ts). */
+  tlsCertFile?: string
+  tlsKeyFile?: string
   logLevel: string
 }
 
@@ -73,6 +83,9 @@ export function parseListen(value: string): { host: string; port: number } {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`SANDLOT_LISTEN must look like HOST:PORT, got "${value}"`)
   return { host, port }
 }
+
+/** The default sandbox domain for a server listening on `port`. */
+export const defaultDomain = (port: number) => `sandlot.localhost:${port}`
 
 export function loadConfig(env = process.env): Config {
   const listen = parseListen(env.SANDLOT_LISTEN ?? '127.0.0.1:3000')
@@ -111,7 +124,10 @@ export function loadConfig(env = process.env): Config {
     agentReplyTimeoutMs: intFrom('SANDLOT_AGENT_REPLY_TIMEOUT_MS', 120_000),
     maxConnections: intFrom('SANDLOT_MAX_CONNECTIONS', defaultMaxConnections()),
     network: networkSettings(env),
-    domain: env.SANDLOT_DOMAIN ?? `${listen.host}:${listen.port}`,
+    domain: env.SANDLOT_DOMAIN || defaultDomain(listen.port),
+    domainFromEnv: !!env.SANDLOT_DOMAIN,
+    tlsCertFile: env.SANDLOT_TLS_CERT ? path.resolve(env.SANDLOT_TLS_CERT) : undefined,
+    tlsKeyFile: env.SANDLOT_TLS_KEY ? path.resolve(env.SANDLOT_TLS_KEY) : undefined,
     logLevel: env.SANDLOT_LOG_LEVEL ?? 'info',
   }
 }

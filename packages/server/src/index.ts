@@ -4,23 +4,31 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { pino, type Logger } from 'pino'
 import { buildApp } from './api/app.js'
-import { ensureApiKey } from './api/auth.js'
-import { loadConfig, type Config } from './config.js'
+import { ensureApiKey, isValidApiKey } from './api/auth.js'
+import { defaultDomain, loadConfig, type Config } from './config.js'
 import { SandboxManager } from './lifecycle/manager.js'
 import { SandboxNetworks } from './network/networks.js'
+import { PortDialer, agentTunnelWay } from './proxy/dialer.js'
 import { EnvdProxy } from './proxy/envd.js'
+import { PreviewProxy } from './proxy/preview.js'
 import { IdRanges, ensureIdLayout } from './runtime/idmap.js'
 import { OciDriver } from './runtime/oci.js'
 import { Store } from './store/db.js'
 import { TemplateRegistry } from './templates/registry.js'
+import { ensureTls, type TlsMaterial } from './tls/certs.js'
 
 export { loadConfig, type Config } from './config.js'
 export { SandlotError } from './errors.js'
 export type { SandboxView } from './api/serialize.js'
 
+/** How long a sandbox's agent may take to open a tunnel to one of its ports (it answers at once when healthy). */
+const PREVIEW_DIAL_TIMEOUT_MS = 10_000
+
 export interface RunningServer {
   url: string
   config: Config
+  /** The local CA's certificate (to trust for https://), absent with a user-supplied certificate or without TLS. */
+  caFile?: string
   manager: SandboxManager
   /** Resolves once the server can create sandboxes (template built, runtime checked). */
   ready: Promise<void>
@@ -56,15 +64,33 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
   // The networks apply a running sandbox's new egress rules (updateNetwork); create hands them over through the runtime.
   const manager = new SandboxManager(store, driver, templates, config, log, seed, idRanges, networks)
   const proxy = new EnvdProxy((id) => driver.agentSocket(id), config.agentReplyTimeoutMs)
-  manager.onDestroyed = (id) => proxy.forget(id)
+  // Port previews reach a sandbox's ports through its agent (proxy/dialer.ts, proxy/tunnel.ts).
+  const dialer = new PortDialer([agentTunnelWay((id) => driver.agentSocket(id), (id) => manager.find(id)?.accessToken, PREVIEW_DIAL_TIMEOUT_MS)])
+  const preview = new PreviewProxy({ dialer, isApiKey: (key) => isValidApiKey(store, key), isRunning: (id) => manager.find(id) !== undefined })
+  manager.onDestroyed = (id) => {
+    proxy.forget(id)
+    preview.forget(id)
+  }
 
-  const app = buildApp({ store, manager, proxy, log, config })
+  // The default domain names the port: with port 0 (tests) it is known only once listening, and
+  // the certificate needs only its host part, which does not change.
+  let tls: TlsMaterial | undefined
+  try {
+    tls = await ensureTls(config, { info: (msg) => log.info(msg), warn: (msg) => log.warn(msg) })
+  } catch (err) {
+    // The user's own certificate must work; without it, start would serve something else than asked.
+    if (config.tlsCertFile || config.tlsKeyFile) throw err
+    log.error({ err }, `https:// is off: cannot make the local CA (${(err as Error).message}); is openssl installed?`)
+  }
+  const app = buildApp({ store, manager, proxy, preview, log, config, tls })
   // Listen first, so /health reports progress while the base template is built.
   await app.listen({ host: config.listenHost, port: config.listenPort })
   const address = app.server.address()
   const port = typeof address === 'object' && address ? address.port : config.listenPort
+  if (!config.domainFromEnv) config.domain = defaultDomain(port)
   const url = `http://${config.listenHost.includes(':') ? `[${config.listenHost}]` : config.listenHost}:${port}`
-  log.info({ url, keyFile, runtime: driver.name }, `sandlotd listening on ${url}; API key in ${keyFile}`)
+  log.info({ url, keyFile, runtime: driver.name, domain: config.domain, caFile: tls?.caFile }, `sandlotd listening on ${url}; API key in ${keyFile}`)
+  if (tls?.caFile) log.info(`https:// on the same port, with a certificate from the local CA ${tls.caFile} (trust it: NODE_EXTRA_CA_CERTS=${tls.caFile})`)
 
   // The network first (bridge, resolver, rules of the sandboxes it had), so re-adopted sandboxes
   // keep theirs; then the networks of sandboxes that ended meanwhile go.
@@ -85,6 +111,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
   return {
     url,
     config,
+    caFile: tls?.caFile,
     manager,
     ready,
     async close() {

@@ -1,13 +1,20 @@
-// The HTTP server: one port for the REST control plane (Fastify) and the envd data plane (proxy).
+// The HTTP server: one port, http:// and https:// (tls/), for the REST control plane (Fastify), the
+// envd data plane and port previews (proxy/).
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
 import http from 'node:http'
+import https from 'node:https'
 import type net from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { Config } from '../config.js'
 import { SandlotError } from '../errors.js'
 import type { SandboxManager } from '../lifecycle/manager.js'
-import { ENVD_PORT, EnvdProxy, envdTargetOf, sendJson } from '../proxy/envd.js'
+import { EnvdProxy, sendJson } from '../proxy/envd.js'
+import { type PreviewProxy, type PreviewReply, type PreviewSandbox, sendRawJson, trafficRefusal } from '../proxy/preview.js'
+import { ENVD_PORT, targetOf } from '../proxy/target.js'
 import type { Store } from '../store/db.js'
+import type { TlsMaterial } from '../tls/certs.js'
+import { serveTlsOnSamePort } from '../tls/sniff.js'
 import { apiKeyOf, isValidApiKey, signedFilesTarget, tokensEqual } from './auth.js'
 import { e2bRoutes } from './e2b.js'
 import { nativeRoutes } from './native.js'
@@ -16,8 +23,11 @@ export interface AppDeps {
   store: Store
   manager: SandboxManager
   proxy: EnvdProxy
+  preview: PreviewProxy
   log: Logger
   config: Config
+  /** Serve https:// on the same port with this certificate (tls/); absent: http:// only. */
+  tls?: TlsMaterial
 }
 
 const HEADERS_TIMEOUT_MS = 10_000
@@ -64,7 +74,36 @@ function handleEnvd(req: http.IncomingMessage, res: http.ServerResponse, deps: A
   return sendJson(res, 401, { code: 401, message: UNAUTHORIZED_ENVD })
 }
 
+/**
+ * A port preview's gate (E2B's proxy): a gone sandbox is E2B's 502, a private one wants its traffic
+ * token. No API key is needed or looked at: previews are public by default, as on E2B.
+ */
+function admitPreview(req: http.IncomingMessage, deps: AppDeps, sandboxId: string): { sandbox: PreviewSandbox } | PreviewReply {
+  const sandbox = deps.manager.find(sandboxId)
+  if (!sandbox) return { status: 502, body: { sandboxId, message: 'The sandbox was not found', code: 502 } }
+  return trafficRefusal(req, sandbox, () => deps.manager.trafficTokenOf(sandboxId), tokensEqual) ?? { sandbox }
+}
+
+/** Upgrade requests (WebSocket and others): only port previews take them; Sandlot's own routes do not. */
+function handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, deps: AppDeps): void {
+  socket.on('error', () => socket.destroy())
+  // The head is in; a WebSocket may then stay quiet as long as its two ends like.
+  ;(socket as net.Socket).setTimeout?.(0)
+  const target = targetOf(req)
+  if (target && 'error' in target) return sendRawJson(socket, 400, { code: 400, message: target.error })
+  if (!target || target.port === ENVD_PORT) {
+    return sendRawJson(socket, 400, {
+      code: 400,
+      message: `Upgrade (${req.headers.upgrade}) is accepted only by port previews (Host <port>-<id>.${deps.config.domain}, or E2b-Sandbox-Id with E2b-Sandbox-Port other than ${ENVD_PORT})`,
+    })
+  }
+  const admitted = admitPreview(req, deps, target.sandboxId)
+  if ('status' in admitted) return sendRawJson(socket, admitted.status, admitted.body)
+  deps.preview.upgrade(req, socket, head, admitted.sandbox, target.port)
+}
+
 export function buildApp(deps: AppDeps): FastifyInstance {
+  let tlsServer: https.Server | undefined
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -76,9 +115,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     serverFactory: (handler, opts) => {
       const route = (req: http.IncomingMessage, res: http.ServerResponse) => {
-        const target = envdTargetOf(req)
+        const target = targetOf(req)
+        if (target && 'error' in target) return sendJson(res, 400, { code: 400, message: target.error })
         if (target && target.port !== ENVD_PORT) {
-          return sendJson(res, 502, { sandboxId: target.sandboxId, message: `Port ${target.port} is not reachable: Sandlot forwards only the agent's port (${ENVD_PORT}) so far`, code: 502 })
+          const admitted = admitPreview(req, deps, target.sandboxId)
+          if ('status' in admitted) return sendJson(res, admitted.status, admitted.body)
+          return deps.preview.forward(req, res, admitted.sandbox, target.port)
         }
         if (target) return handleEnvd(req, res, deps, target.sandboxId)
         if (req.url?.startsWith('/files?') && req.url.includes('signature=')) {
@@ -88,27 +130,46 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         }
         handler(req, res)
       }
-      const server = http.createServer(
-        {
-          // A client must send its request head within 10 s (checked every second): half-sent
-          // requests must not pin descriptors. Bodies may take as long as they take (big uploads).
-          headersTimeout: HEADERS_TIMEOUT_MS,
-          requestTimeout: 0,
-          connectionsCheckingInterval: 1000,
-        },
-        (req, res) => {
-          // The head is in: from here the request may take as long as it needs (see 'connection').
-          req.socket.setTimeout(0)
-          // No single request may take the daemon down: whatever slips past the handlers is that
-          // request's 500, logged.
-          try {
-            route(req, res)
-          } catch (err) {
-            deps.log.error({ err, url: req.url }, 'request failed')
-            sendJson(res, 500, { code: 500, message: `Internal error: ${(err as Error).message}` })
-          }
-        },
-      )
+      const serverOptions = {
+        // A client must send its request head within 10 s (checked every second): half-sent
+        // requests must not pin descriptors. Bodies may take as long as they take (big uploads).
+        headersTimeout: HEADERS_TIMEOUT_MS,
+        requestTimeout: 0,
+        connectionsCheckingInterval: 1000,
+      }
+      const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
+        // The head is in: from here the request may take as long as it needs (see 'connection').
+        req.socket.setTimeout(0)
+        // No single request may take the daemon down: whatever slips past the handlers is that
+        // request's 500, logged.
+        try {
+          route(req, res)
+        } catch (err) {
+          deps.log.error({ err, url: req.url }, 'request failed')
+          sendJson(res, 500, { code: 500, message: `Internal error: ${(err as Error).message}` })
+        }
+      }
+      const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+        try {
+          handleUpgrade(req, socket, head, deps)
+        } catch (err) {
+          deps.log.error({ err, url: req.url }, 'upgrade failed')
+          sendRawJson(socket, 500, { code: 500, message: `Internal error: ${(err as Error).message}` })
+        }
+      }
+      const server = http.createServer(serverOptions, onRequest)
+      server.on('upgrade', onUpgrade)
+      if (deps.tls) {
+        // https:// on the same port (tls/sniff.ts): the TLS server shares the handlers and never
+        // listens; the first byte of each connection picks it or plain HTTP.
+        tlsServer = https.createServer({ ...serverOptions, key: deps.tls.key, cert: deps.tls.cert, handshakeTimeout: HEADERS_TIMEOUT_MS }, onRequest)
+        tlsServer.on('upgrade', onUpgrade)
+        tlsServer.on('secureConnection', (socket: net.Socket) => socket.setTimeout(HEADERS_TIMEOUT_MS))
+        // A failed handshake is the client's problem: the TLS server closes it; nothing to log per connection.
+        tlsServer.on('tlsClientError', () => {})
+        tlsServer.keepAliveTimeout = opts.keepAliveTimeout as number
+        serveTlsOnSamePort(server, tlsServer, { firstByteTimeoutMs: HEADERS_TIMEOUT_MS })
+      }
       // headersTimeout covers a head that has begun; a connection that sends nothing at all gets
       // the same time to start, then is closed (Node's handler for a socket timeout destroys it).
       server.on('connection', (socket: net.Socket) => socket.setTimeout(HEADERS_TIMEOUT_MS))
@@ -122,6 +183,13 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       server.keepAliveTimeout = opts.keepAliveTimeout as number
       return server
     },
+  })
+
+  // Connections the HTTP server does not track (TLS ones, upgraded previews) would keep its close
+  // waiting: closed first. Sandboxes keep running; clients reconnect to the next daemon.
+  app.addHook('preClose', async () => {
+    tlsServer?.closeAllConnections()
+    deps.preview.close()
   })
 
   app.setErrorHandler((err: FastifyError | SandlotError, req, reply) => {

@@ -7,7 +7,8 @@ import { e2bConnectDeadline, e2bRefreshDeadline, e2bTimeoutDeadline } from '../l
 import type { SandboxManager, SandboxState } from '../lifecycle/manager.js'
 import { checkIam, parseE2BCreateNetwork, parseE2BNetworkUpdate } from '../network/config.js'
 import { matchesMetadata, parseMetadataFilter } from './native.js'
-import { ENVD_VERSION } from './serialize.js'
+import { ingressConfigOf } from '../lifecycle/ingress.js'
+import { ENVD_VERSION, ingressOf, trafficTokenView } from './serialize.js'
 
 /** Deprecated in E2B but required by its SDK's types; E2B's own infra always answers this. */
 const CLIENT_ID = '6532622b'
@@ -58,6 +59,12 @@ const timeoutBody = (required: boolean) =>
 
 const refreshBody = { body: { type: ['object', 'null'], properties: { duration: { type: 'integer', minimum: 0, maximum: 3600 } } } } as const
 
+/** The ingress part of E2B's network config as getInfo() reads it (no maskRequestHost when unset). */
+function e2bIngressOf(s: SandboxState): { allowPublicTraffic: boolean; maskRequestHost?: string } {
+  const { allowPublicTraffic, maskRequestHost } = ingressOf(s)
+  return { allowPublicTraffic, ...(maskRequestHost !== null && { maskRequestHost }) }
+}
+
 /** Paths accept E2B's legacy "<sandboxID>-<clientID>". */
 function sandboxIdOf(raw: string): string {
   const parts = raw.split('-')
@@ -83,6 +90,8 @@ function refuseUnsupported(body: NewSandbox): void {
 }
 
 export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config: Config): void {
+  const viewContext = { get domain() { return config.domain }, trafficTokenOf: (id: string) => manager.trafficTokenOf(id) }
+
   /** When E2B's clients should expect the sandbox to end: its deadline, else its holds' lease. */
   const endAtOf = (s: SandboxState) => new Date(s.endAt ?? s.holdsUntil ?? Date.now()).toISOString()
 
@@ -94,7 +103,7 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
     envdVersion: ENVD_VERSION,
     // Every Sandlot sandbox is secure: the token is always issued, and the SDK always sends it.
     envdAccessToken: s.accessToken,
-    trafficAccessToken: null,
+    trafficAccessToken: trafficTokenView(s, viewContext),
     domain: config.domain,
   })
 
@@ -120,21 +129,26 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
     domain: config.domain,
     // As set at create or by the last update; null when not given.
     allowInternetAccess: s.allowInternetAccess,
-    // The egress settings as stored (getInfo().network). Sandlot has no egress proxy. The ingress
-    // settings (allowPublicTraffic, maskRequestHost, httpsPorts) belong to the port previews.
+    // The egress settings as stored (getInfo().network; Sandlot has no egress proxy) and the port
+    // previews' ingress settings.
     network: {
       allowOut: s.network.allowOut,
       denyOut: s.network.denyOut,
       ...(s.network.rules && { rules: s.network.rules }),
       egressProxy: null,
+      ...e2bIngressOf(s),
     },
     lifecycle: { onTimeout: 'kill', autoResume: false },
   })
 
   const create = async (body: NewSandbox) => {
     refuseUnsupported(body)
-    // The ingress settings it also validates are the port previews' to store and apply.
-    const { network } = parseE2BCreateNetwork(body.network, body.allow_internet_access)
+    const { network, ingress: ingressSettings } = parseE2BCreateNetwork(body.network, body.allow_internet_access)
+    const ingress = ingressConfigOf(ingressSettings)
+    // E2B's rule, though every Sandlot sandbox is secured: a client that says otherwise hears E2B's answer.
+    if (!ingress.allowPublicTraffic && body.secure === false) {
+      throw badRequest("You cannot create a sandbox without public access unless you enable secure envd access via 'secure' flag.")
+    }
     const timeoutMs = body.timeout === undefined ? config.e2bDefaultTimeoutMs : body.timeout * 1000
     const now = Date.now()
     e2bTimeoutDeadline(timeoutMs, now, now, config) // validates before anything starts
@@ -144,6 +158,7 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
       envVars: body.envVars,
       network,
       endAt: null,
+      ingress,
     })
     // The timeout counts from when the sandbox is up, not from when it was asked for.
     return manager.setDeadline(sandbox.id, (s) => e2bTimeoutDeadline(timeoutMs, s.startedAt, Date.now(), config))

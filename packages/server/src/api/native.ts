@@ -3,14 +3,15 @@ import type { FastifyInstance } from 'fastify'
 import type { Config } from '../config.js'
 import { badRequest } from '../errors.js'
 import { keepAliveDeadline } from '../lifecycle/lifetime.js'
-import type { CreateRequest, SandboxManager } from '../lifecycle/manager.js'
-import { parseNativeNetwork, parseNativeNetworkUpdate } from '../network/config.js'
+import { ingressConfigOf } from '../lifecycle/ingress.js'
+import type { CreateRequest, SandboxManager, SandboxState } from '../lifecycle/manager.js'
+import { parseNativeIngress, parseNativeNetwork, parseNativeNetworkUpdate } from '../network/config.js'
 import { MIN_DISK_MB } from '../runtime/driver.js'
 import { holdView, sandboxView } from './serialize.js'
 
 const stringMap = { type: 'object', additionalProperties: { type: 'string' }, maxProperties: 256 } as const
 
-type CreateBody = Omit<CreateRequest, 'endAt' | 'network'> & { keepAliveMs?: number; network?: unknown }
+type CreateBody = Omit<CreateRequest, 'endAt' | 'network' | 'ingress'> & { keepAliveMs?: number; network?: unknown }
 
 const createSchema = {
   body: {
@@ -26,7 +27,8 @@ const createSchema = {
       diskSizeMB: { type: 'integer', minimum: MIN_DISK_MB },
       hold: { type: 'boolean' },
       keepAliveMs: { type: 'integer', minimum: 0 },
-      // { allowInternetAccess?, allowOut?, denyOut? }, checked by network/config.ts (which names what is wrong).
+      // { allowInternetAccess?, allowOut?, denyOut?, allowPublicTraffic?, maskRequestHost? }, checked
+      // by network/config.ts (which names what is wrong).
       network: {},
     },
   },
@@ -55,15 +57,18 @@ type IdParams = { Params: { id: string } }
 type HoldParams = { Params: { id: string; holdId: string } }
 
 export function nativeRoutes(app: FastifyInstance, manager: SandboxManager, config: Config): void {
+  // config.domain is read per call: with the default domain it names the port, known once listening.
+  const view = (s: SandboxState) => sandboxView(s, { domain: config.domain, trafficTokenOf: (id) => manager.trafficTokenOf(id) })
   app.post<{ Body: CreateBody }>('/api/v1/sandboxes', { schema: createSchema }, async (req, reply) => {
     const { hold, keepAliveMs, network: rawNetwork, ...rest } = req.body ?? {}
     const network = parseNativeNetwork(rawNetwork)
+    const ingress = ingressConfigOf(parseNativeIngress(rawNetwork))
     // Nobody holds a sandbox created without a hold: it gets the longest keepAlive unless told.
     const ms = keepAliveMs ?? (hold ? undefined : config.keepAliveLimitMs)
     if (ms === 0 && !hold) throw badRequest('keepAliveMs 0 without a hold would destroy the sandbox as soon as it is made: give a keepAlive, or hold it')
     const endAt = ms === undefined ? null : keepAliveDeadline(ms, Date.now(), config)
-    const created = await manager.create({ ...rest, endAt, hold, network })
-    return reply.code(201).send({ ...sandboxView(created.sandbox), ...(created.hold && { hold: holdView(created.hold) }) })
+    const created = await manager.create({ ...rest, endAt, hold, network, ingress })
+    return reply.code(201).send({ ...view(created.sandbox), ...(created.hold && { hold: holdView(created.hold) }) })
   })
 
   app.get<{ Querystring: { metadata?: string; template?: string } }>('/api/v1/sandboxes', async (req) => {
@@ -71,10 +76,10 @@ export function nativeRoutes(app: FastifyInstance, manager: SandboxManager, conf
     return manager
       .list()
       .filter((s) => matchesMetadata(s.metadata, filter) && (!req.query.template || s.template === req.query.template))
-      .map(sandboxView)
+      .map(view)
   })
 
-  app.get<IdParams>('/api/v1/sandboxes/:id', async (req) => sandboxView(manager.get(req.params.id)))
+  app.get<IdParams>('/api/v1/sandboxes/:id', async (req) => view(manager.get(req.params.id)))
 
   app.delete<IdParams>('/api/v1/sandboxes/:id', async (req, reply) => {
     await manager.kill(req.params.id)
@@ -83,12 +88,12 @@ export function nativeRoutes(app: FastifyInstance, manager: SandboxManager, conf
 
   app.post<IdParams & { Body: { ms: number } }>('/api/v1/sandboxes/:id/keep-alive', { schema: keepAliveSchema }, async (req) => {
     const endAt = keepAliveDeadline(req.body.ms, Date.now(), config)
-    return sandboxView(manager.setDeadline(req.params.id, () => endAt))
+    return view(manager.setDeadline(req.params.id, () => endAt))
   })
 
   // A full replace: what the body leaves out is cleared ({} lifts every rule). In force once it answers.
   app.put<IdParams & { Body: unknown }>('/api/v1/sandboxes/:id/network', async (req) =>
-    sandboxView(await manager.updateNetwork(req.params.id, parseNativeNetworkUpdate(req.body))),
+    view(await manager.updateNetwork(req.params.id, parseNativeNetworkUpdate(req.body))),
   )
 
   app.post<IdParams>('/api/v1/sandboxes/:id/holds', async (req, reply) => reply.code(201).send(holdView(manager.openHold(req.params.id))))

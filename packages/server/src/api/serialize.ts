@@ -1,4 +1,5 @@
 // The native API's view of a sandbox (docs/api.md).
+import { PUBLIC_INGRESS, type IngressConfig } from '../lifecycle/ingress.js'
 import type { SandboxState } from '../lifecycle/manager.js'
 import type { HoldRow } from '../store/db.js'
 import { HOLD_RENEW_EVERY_MS, HOLD_TTL_MS } from '../lifecycle/lifetime.js'
@@ -22,6 +23,10 @@ export interface NetworkView {
   allowOut: string[]
   /** Denied IPv4 CIDRs. */
   denyOut: string[]
+  /** Port previews: public, or only with `trafficAccessToken` in the e2b-traffic-access-token header. */
+  allowPublicTraffic: IngressConfig['allowPublicTraffic']
+  /** The Host previews are forwarded with (`${PORT}` → the port), or null for the client's. */
+  maskRequestHost: IngressConfig['maskRequestHost']
 }
 
 export interface SandboxView {
@@ -41,7 +46,12 @@ export interface SandboxView {
   holds: number
   envdAccessToken: string
   envdVersion: string
+  /** Ports are reached at `<port>-<id>.<domain>` (previews, and envd on 49983). */
+  domain: string
+  /** What it may reach (egress) and who may reach its port previews (ingress). */
   network: NetworkView
+  /** The token previews need when network.allowPublicTraffic is false; null when they are public. */
+  trafficAccessToken: string | null
   /** Only in the answer to a create that asked for a hold. */
   hold?: HoldView
 }
@@ -56,7 +66,19 @@ export const holdView = (h: HoldRow): HoldView => ({
   renewEveryMs: HOLD_RENEW_EVERY_MS,
 })
 
-export function sandboxView(s: SandboxState): SandboxView {
+/** What a view needs beyond the stored sandbox. */
+export interface ViewContext {
+  domain: string
+  trafficTokenOf: (id: string) => string
+}
+
+/** A sandbox's ingress settings as clients see them (E2B's network.allowPublicTraffic / maskRequestHost). */
+export const ingressOf = (s: SandboxState): IngressConfig => s.ingress ?? PUBLIC_INGRESS
+
+/** E2B's trafficAccessToken: issued only for a sandbox whose previews are not public. */
+export const trafficTokenView = (s: SandboxState, ctx: ViewContext): string | null => (ingressOf(s).allowPublicTraffic ? null : ctx.trafficTokenOf(s.id))
+
+export function sandboxView(s: SandboxState, ctx: ViewContext): SandboxView {
   return {
     id: s.id,
     template: s.template,
@@ -71,6 +93,8 @@ export function sandboxView(s: SandboxState): SandboxView {
     holds: s.holds,
     envdAccessToken: s.accessToken,
     envdVersion: ENVD_VERSION,
-    network: { allowInternetAccess: s.allowInternetAccess, allowOut: s.network.allowOut, denyOut: s.network.denyOut },
+    domain: ctx.domain,
+    network: { allowInternetAccess: s.allowInternetAccess, allowOut: s.network.allowOut, denyOut: s.network.denyOut, ...ingressOf(s) },
+    trafficAccessToken: trafficTokenView(s, ctx),
   }
 }

@@ -18,3 +18,11 @@ export const SANDBOX_ID_PATTERN = /^[a-z0-9]{1,64}$/
 export function accessTokenFor(seed: string, sandboxId: string): string {
   return crypto.createHmac('sha256', seed).update(sandboxId).digest('hex')
 }
+
+/**
+ * The traffic access token of a sandbox whose previews are not public (E2B's trafficAccessToken):
+ * from the same seed with its own label, so neither token tells the other.
+ */
+export function trafficTokenFor(seed: string, sandboxId: string): string {
+  return crypto.createHmac('sha256', seed).update(`sandbox-traffic-${sandboxId}`).digest('hex')
+}

@@ -8,7 +8,8 @@ import { MIN_DISK_MB, type RuntimeDriver } from '../runtime/driver.js'
 import type { IdRanges } from '../runtime/idmap.js'
 import type { HoldRow, SandboxRow, Store } from '../store/db.js'
 import type { TemplateRegistry } from '../templates/registry.js'
-import { accessTokenFor, newHoldId, newSandboxId } from './ids.js'
+import { accessTokenFor, newHoldId, newSandboxId, trafficTokenFor } from './ids.js'
+import type { IngressConfig } from './ingress.js'
 import { HOLD_TTL_MS, isAlive } from './lifetime.js'
 
 const WATCHDOG_INTERVAL_MS = 2000
@@ -30,6 +31,8 @@ export interface CreateRequest {
   hold?: boolean
   /** Its network settings, validated by the API (network/config.ts); absent: no rules, internet flag not given. */
   network?: SandboxNetwork
+  /** Port previews: public or token-only, and the Host they see (ingress.ts); default public. */
+  ingress?: IngressConfig
 }
 
 /**
@@ -213,6 +216,7 @@ export class SandboxManager {
       ids,
       network: req.network?.config ?? { allowOut: [], denyOut: [] },
       allowInternetAccess: req.network?.allowInternetAccess ?? null,
+      ingress: req.ingress ?? null,
     }
     // Recorded before the runtime starts it, so a crash mid-create is cleaned up on restart.
     try {
@@ -264,6 +268,11 @@ export class SandboxManager {
   /** The access token of sandbox `id` (derived from the id, so it is known for any id, live or gone). */
   accessTokenOf(id: string): string {
     return accessTokenFor(this.tokenSeed, id)
+  }
+
+  /** The token its port previews require when they are not public (E2B's trafficAccessToken). */
+  trafficTokenOf(id: string): string {
+    return trafficTokenFor(this.tokenSeed, id)
   }
 
   /** A running sandbox, or SandboxNotFound. */

@@ -341,6 +341,7 @@ function parseIngress(n: Record<string, unknown>, where: string): IngressSetting
 const E2B_NETWORK_KEYS = ['allowOut', 'denyOut', 'rules', 'egressProxy', 'allowPublicTraffic', 'maskRequestHost', 'httpsPorts'] as const
 const E2B_UPDATE_KEYS = ['allowOut', 'denyOut', 'rules', 'egressProxy', 'allow_internet_access'] as const
 const NATIVE_KEYS = ['allowInternetAccess', 'allowOut', 'denyOut'] as const
+const NATIVE_CREATE_KEYS = [...NATIVE_KEYS, 'allowPublicTraffic', 'maskRequestHost'] as const
 
 /** E2B's create: `allow_internet_access` and `network` (NewSandbox / NewSandboxV2). */
 export function parseE2BCreateNetwork(rawNetwork: unknown, rawAllowInternet: unknown): { network: SandboxNetwork; ingress: IngressSettings } {
@@ -369,20 +370,28 @@ export function parseE2BNetworkUpdate(body: unknown): SandboxNetwork {
   return { config: { ...lists, ...(rules && { rules }) }, allowInternetAccess }
 }
 
-/** Sandlot's own `network` at create: { allowInternetAccess?, allowOut?, denyOut? }, absent or null for none. */
+/**
+ * Sandlot's own `network` at create: { allowInternetAccess?, allowOut?, denyOut? } for egress, plus
+ * the port previews' { allowPublicTraffic?, maskRequestHost? } (parseNativeIngress); absent or null for none.
+ */
 export function parseNativeNetwork(raw: unknown): SandboxNetwork {
   if (raw === undefined || raw === null) return { config: { allowOut: [], denyOut: [] }, allowInternetAccess: null }
-  return parseNative(raw, 'network', 'network.')
+  return parseNative(raw, 'network', 'network.', NATIVE_CREATE_KEYS)
+}
+
+/** The ingress part of Sandlot's `network` at create (checked with parseNativeNetwork's rules). */
+export function parseNativeIngress(raw: unknown): IngressSettings {
+  return isObject(raw) ? parseIngress(raw, 'network.') : {}
 }
 
 /** The body of Sandlot's `PUT /api/v1/sandboxes/{id}/network`: the same shape, a full replace (`{}` clears all). */
 export function parseNativeNetworkUpdate(body: unknown): SandboxNetwork {
-  return parseNative(body, 'The body', '')
+  return parseNative(body, 'The body', '', NATIVE_KEYS)
 }
 
-function parseNative(raw: unknown, what: string, where: string): SandboxNetwork {
-  if (!isObject(raw)) throw badRequest(`${what} must be a JSON object ({ allowInternetAccess?, allowOut?, denyOut? })`)
-  refuseUnknownKeys(raw, where, NATIVE_KEYS)
+function parseNative(raw: unknown, what: string, where: string, keys: readonly string[]): SandboxNetwork {
+  if (!isObject(raw)) throw badRequest(`${what} must be a JSON object ({ ${keys.map((k) => `${k}?`).join(', ')} })`)
+  refuseUnknownKeys(raw, where, keys)
   const allowInternetAccess = optionalBoolean(raw.allowInternetAccess, `${where}allowInternetAccess`)
   return { config: parseEgressLists(raw.allowOut, raw.denyOut, allowInternetAccess, where), allowInternetAccess }
 }

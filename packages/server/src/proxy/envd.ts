@@ -3,26 +3,6 @@
 import http from 'node:http'
 import { pipeline } from 'node:stream'
 
-export const ENVD_PORT = 49983
-
-export interface EnvdTarget {
-  sandboxId: string
-  port: number
-}
-
-/** Finds the sandbox a request is for: E2b-Sandbox-Id header, or a Host of the form <port>-<id>.<domain>. */
-export function envdTargetOf(req: http.IncomingMessage): EnvdTarget | undefined {
-  const header = req.headers['e2b-sandbox-id']
-  if (typeof header === 'string' && header) {
-    const port = Number(req.headers['e2b-sandbox-port'] ?? ENVD_PORT)
-    return { sandboxId: header.split('-')[0]!, port: Number.isInteger(port) ? port : ENVD_PORT }
-  }
-  const host = req.headers.host ?? ''
-  const m = /^(\d+)-([a-z0-9]+)(?:-[a-z0-9]+)?\./.exec(host)
-  if (m) return { sandboxId: m[2]!, port: Number(m[1]) }
-  return undefined
-}
-
 /**
  * Request headers an agent may see, by name or prefix: what envd's protocol uses (Connect, /files
  * ranges and metadata, keepalives) and nothing else. An allow-list, so no credential a client sends

@@ -3,6 +3,7 @@ import Database from 'better-sqlite3'
 import fs from 'node:fs'
 import path from 'node:path'
 import type { NetworkConfig } from '../network/config.js'
+import type { IngressConfig } from '../lifecycle/ingress.js'
 import type { SandboxIds } from '../runtime/idmap.js'
 
 export interface SandboxRow {
@@ -29,6 +30,8 @@ export interface SandboxRow {
   network: NetworkConfig
   /** Internet access as explicitly set (E2B's allow_internet_access), or null when not given. */
   allowInternetAccess: boolean | null
+  /** Who may reach its port previews and with which Host (lifecycle/ingress.ts); null = public, as before. */
+  ingress: IngressConfig | null
 }
 
 export interface HoldRow {
@@ -111,6 +114,8 @@ CREATE TABLE IF NOT EXISTS sandbox_networks (
 ALTER TABLE sandboxes ADD COLUMN network TEXT;
 ALTER TABLE sandboxes ADD COLUMN allow_internet_access INTEGER;
 `,
+  // Port previews: allowPublicTraffic and maskRequestHost (lifecycle/ingress.ts) as JSON; NULL = public.
+  `ALTER TABLE sandboxes ADD COLUMN ingress TEXT`,
 ]
 
 export interface NetworkRow {
@@ -138,6 +143,7 @@ interface RawSandbox {
   id_range: string | null
   network: string | null
   allow_internet_access: number | null
+  ingress: string | null
 }
 
 const toSandbox = (r: RawSandbox): SandboxRow => ({
@@ -157,6 +163,7 @@ const toSandbox = (r: RawSandbox): SandboxRow => ({
   ids: r.id_range ? JSON.parse(r.id_range) : null,
   network: r.network ? JSON.parse(r.network) : { allowOut: [], denyOut: [] },
   allowInternetAccess: r.allow_internet_access === null ? null : r.allow_internet_access === 1,
+  ingress: r.ingress ? JSON.parse(r.ingress) : null,
 })
 
 const flagOf = (b: boolean | null) => (b === null ? null : b ? 1 : 0)
@@ -205,8 +212,8 @@ export class Store {
   insertSandbox(s: SandboxRow): void {
     this.db
       .prepare(
-        `INSERT INTO sandboxes (id, template, template_rootfs, state, metadata, env_vars, cpu_count, memory_mb, pids, disk_size_mb, started_at, end_at, access_token, id_range, network, allow_internet_access)
-         VALUES (@id, @template, @templateRootfs, @state, @metadata, @envVars, @cpuCount, @memoryMB, @pids, @diskSizeMB, @startedAt, @endAt, @accessToken, @ids, @network, @allowInternetAccess)`,
+        `INSERT INTO sandboxes (id, template, template_rootfs, state, metadata, env_vars, cpu_count, memory_mb, pids, disk_size_mb, started_at, end_at, access_token, id_range, network, allow_internet_access, ingress)
+         VALUES (@id, @template, @templateRootfs, @state, @metadata, @envVars, @cpuCount, @memoryMB, @pids, @diskSizeMB, @startedAt, @endAt, @accessToken, @ids, @network, @allowInternetAccess, @ingress)`,
       )
       .run({
         ...s,
@@ -215,6 +222,7 @@ export class Store {
         ids: s.ids && JSON.stringify(s.ids),
         network: JSON.stringify(s.network),
         allowInternetAccess: flagOf(s.allowInternetAccess),
+        ingress: s.ingress && JSON.stringify(s.ingress),
       })
   }
 
