@@ -13,7 +13,9 @@ after(() => cleanup.run())
 
 const UNKNOWN = 'i' + '0'.repeat(20)
 const TAG = `netapi-${process.pid}-${Date.now().toString(36)}`
-const OPEN = { allowInternetAccess: null, allowOut: [], denyOut: [] }
+/** Port previews' settings, shown beside the egress ones: public unless asked otherwise. */
+const PUBLIC = { allowPublicTraffic: true, maskRequestHost: null }
+const OPEN = { allowInternetAccess: null, allowOut: [], denyOut: [], ...PUBLIC }
 
 async function create(body: Record<string, unknown>): Promise<{ id: string; network: unknown }> {
   const r = await api('POST', '/api/v1/sandboxes', { keepAliveMs: 120_000, metadata: { suite: 'network-api', tag: TAG }, ...body })
@@ -33,7 +35,7 @@ function isError(r: { status: number; json: any }, status: number, message: stri
 describe('network settings: /api/v1', { concurrency: true }, () => {
   test('create with network: described at create, by GET and in the list; none given: open', async () => {
     const s = await create({ network: { allowInternetAccess: false, allowOut: ['PyPI.org', '1.1.1.1'], denyOut: ['10.0.0.0/8'] } })
-    const expected = { allowInternetAccess: false, allowOut: ['pypi.org', '1.1.1.1/32'], denyOut: ['10.0.0.0/8'] }
+    const expected = { allowInternetAccess: false, allowOut: ['pypi.org', '1.1.1.1/32'], denyOut: ['10.0.0.0/8'], ...PUBLIC }
     assert.deepEqual(s.network, expected)
     assert.deepEqual((await api('GET', `/api/v1/sandboxes/${s.id}`)).json.network, expected)
     const listed = (await api('GET', '/api/v1/sandboxes')).json.find((x: { id: string }) => x.id === s.id)
@@ -47,7 +49,7 @@ describe('network settings: /api/v1', { concurrency: true }, () => {
     let r = await api('PUT', `/api/v1/sandboxes/${s.id}/network`, { denyOut: ['0.0.0.0/0'], allowOut: ['*.Example.com'] })
     assert.equal(r.status, 200, JSON.stringify(r.json))
     assert.equal(r.json.id, s.id)
-    assert.deepEqual(r.json.network, { allowInternetAccess: null, allowOut: ['*.example.com'], denyOut: ['0.0.0.0/0'] })
+    assert.deepEqual(r.json.network, { allowInternetAccess: null, allowOut: ['*.example.com'], denyOut: ['0.0.0.0/0'], ...PUBLIC })
     assert.deepEqual((await api('GET', `/api/v1/sandboxes/${s.id}`)).json.network, r.json.network)
     r = await api('PUT', `/api/v1/sandboxes/${s.id}/network`, {})
     assert.deepEqual(r.json.network, OPEN)
@@ -63,7 +65,7 @@ describe('network settings: /api/v1', { concurrency: true }, () => {
       [{ denyOut: ['::/0'] }, 400, 'invalid denied CIDR ::/0 (IPv6 is not supported: sandboxes have IPv4 only)'],
       [{ allowOut: 'pypi.org' }, 400, 'network.allowOut must be an array of strings'],
       [{ allowInternetAccess: 'no' }, 400, 'network.allowInternetAccess must be true or false'],
-      [{ rules: {} }, 400, 'Unknown field network.rules: this takes allowInternetAccess, allowOut, denyOut'],
+      [{ rules: {} }, 400, 'Unknown field network.rules: this takes allowInternetAccess, allowOut, denyOut, allowPublicTraffic, maskRequestHost'],
       ['none', 400, /^network must be a JSON object/],
     ]
     for (const [network, status, message] of bad) {
@@ -76,7 +78,7 @@ describe('network settings: /api/v1', { concurrency: true }, () => {
       const r = await api('PUT', `/api/v1/sandboxes/${s.id}/network`, typeof body === 'string' ? JSON.stringify(body) : body)
       isError(r, status, typeof message === 'string' ? message.replace('network.', '') : new RegExp(message.source.replace('network must', 'The body must')))
     }
-    assert.deepEqual((await api('GET', `/api/v1/sandboxes/${s.id}`)).json.network, { allowInternetAccess: null, allowOut: [], denyOut: ['192.0.2.0/24'] })
+    assert.deepEqual((await api('GET', `/api/v1/sandboxes/${s.id}`)).json.network, { allowInternetAccess: null, allowOut: [], denyOut: ['192.0.2.0/24'], ...PUBLIC })
     isError(await api('PUT', `/api/v1/sandboxes/${UNKNOWN}/network`, {}), 404, `Sandbox "${UNKNOWN}" doesn't exist or you don't have access to it`)
   })
 
@@ -109,22 +111,22 @@ describe('network settings: E2B REST on the wire', { concurrency: true }, () => 
       cleanup.add(r.json.sandboxID)
       const info = (await api('GET', `/sandboxes/${r.json.sandboxID}`)).json
       assert.equal(info.allowInternetAccess, false)
-      assert.deepEqual(info.network, { allowOut: ['1.1.1.1/32'], denyOut: [], egressProxy: null })
+      assert.deepEqual(info.network, { allowOut: ['1.1.1.1/32'], denyOut: [], egressProxy: null, allowPublicTraffic: true })
       // Sandlot's API describes the same sandbox the same way.
-      assert.deepEqual((await api('GET', `/api/v1/sandboxes/${r.json.sandboxID}`)).json.network, { allowInternetAccess: false, allowOut: ['1.1.1.1/32'], denyOut: [] })
+      assert.deepEqual((await api('GET', `/api/v1/sandboxes/${r.json.sandboxID}`)).json.network, { allowInternetAccess: false, allowOut: ['1.1.1.1/32'], denyOut: [], ...PUBLIC })
     }
     const plain = await api('POST', '/v2/sandboxes', { templateID: 'base', timeout: 60, metadata: { tag: TAG } })
     cleanup.add(plain.json.sandboxID)
     const info = (await api('GET', `/sandboxes/${plain.json.sandboxID}`)).json
     assert.equal(info.allowInternetAccess, null)
-    assert.deepEqual(info.network, { allowOut: [], denyOut: [], egressProxy: null })
+    assert.deepEqual(info.network, { allowOut: [], denyOut: [], egressProxy: null, allowPublicTraffic: true })
   })
 
   test('PUT /sandboxes/{id}/network: 204, a full replace; the legacy "<id>-<clientID>" form; 404 unknown; 400 without a JSON object', async () => {
     const s = await create({ network: { allowOut: ['1.1.1.1'] } })
     let r = await api('PUT', `/sandboxes/${s.id}/network`, { allow_internet_access: false, allowOut: ['pypi.org'] })
     assert.equal(r.status, 204)
-    assert.deepEqual((await api('GET', `/api/v1/sandboxes/${s.id}`)).json.network, { allowInternetAccess: false, allowOut: ['pypi.org'], denyOut: [] })
+    assert.deepEqual((await api('GET', `/api/v1/sandboxes/${s.id}`)).json.network, { allowInternetAccess: false, allowOut: ['pypi.org'], denyOut: [], ...PUBLIC })
     r = await api('PUT', `/sandboxes/${s.id}-6532622b/network`, {})
     assert.equal(r.status, 204)
     assert.deepEqual((await api('GET', `/api/v1/sandboxes/${s.id}`)).json.network, OPEN)
@@ -140,12 +142,12 @@ describe('network settings: the Sandlot SDK', () => {
     const sandbox = await Sandbox.create({ metadata: { suite: 'network-api', tag: TAG }, network: { allowInternetAccess: false, allowOut: ['Example.com', '1.1.1.1'] } })
     cleanup.add(sandbox.id)
     try {
-      assert.deepEqual((await sandbox.getInfo()).network, { allowInternetAccess: false, allowOut: ['example.com', '1.1.1.1/32'], denyOut: [] })
+      assert.deepEqual((await sandbox.getInfo()).network, { allowInternetAccess: false, allowOut: ['example.com', '1.1.1.1/32'], denyOut: [], ...PUBLIC })
       const listed = (await Sandbox.list({ metadata: { tag: TAG } })).find((s) => s.id === sandbox.id)
       assert.deepEqual(listed?.network.allowOut, ['example.com', '1.1.1.1/32'])
 
       await sandbox.updateNetwork({ denyOut: ['203.0.113.0/24'] })
-      assert.deepEqual((await sandbox.getInfo()).network, { allowInternetAccess: null, allowOut: [], denyOut: ['203.0.113.0/24'] })
+      assert.deepEqual((await sandbox.getInfo()).network, { allowInternetAccess: null, allowOut: [], denyOut: ['203.0.113.0/24'], ...PUBLIC })
       await sandbox.updateNetwork({})
       assert.deepEqual((await sandbox.getInfo()).network, OPEN)
 
@@ -179,7 +181,7 @@ describe('network settings: the CLI', () => {
     cleanup.add(id)
     assert.match(created.stderr, /internet: off/)
     assert.match(created.stderr, /allowed out: pypi\.org 1\.1\.1\.1\/32/)
-    assert.deepEqual((await api('GET', `/api/v1/sandboxes/${id}`)).json.network, { allowInternetAccess: false, allowOut: ['pypi.org', '1.1.1.1/32'], denyOut: ['10.0.0.0/8'] })
+    assert.deepEqual((await api('GET', `/api/v1/sandboxes/${id}`)).json.network, { allowInternetAccess: false, allowOut: ['pypi.org', '1.1.1.1/32'], denyOut: ['10.0.0.0/8'], ...PUBLIC })
 
     const shown = cli(['network', id])
     assert.equal(shown.code, 0, shown.stderr)
@@ -189,7 +191,7 @@ describe('network settings: the CLI', () => {
     const replaced = cli(['network', id, '--deny-out', '0.0.0.0/0', '--allow-out', '*.example.com'])
     assert.equal(replaced.code, 0, replaced.stderr)
     assert.match(replaced.stdout, /internet: on, except denied destinations/)
-    assert.deepEqual((await api('GET', `/api/v1/sandboxes/${id}`)).json.network, { allowInternetAccess: null, allowOut: ['*.example.com'], denyOut: ['0.0.0.0/0'] })
+    assert.deepEqual((await api('GET', `/api/v1/sandboxes/${id}`)).json.network, { allowInternetAccess: null, allowOut: ['*.example.com'], denyOut: ['0.0.0.0/0'], ...PUBLIC })
 
     const badEntry = cli(['network', id, '--allow-out', 'example.com'])
     assert.equal(badEntry.code, 1)

@@ -229,6 +229,7 @@ describe('store: network settings', () => {
       ids: null,
       network: { allowOut: ['pypi.org'], denyOut: [], rules: { 'pypi.org': [{}] } },
       allowInternetAccess: false,
+      ingress: { allowPublicTraffic: false, maskRequestHost: null },
     }
     let store = new Store(file)
     store.insertSandbox(row)

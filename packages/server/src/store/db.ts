@@ -222,7 +222,7 @@ export class Store {
         ids: s.ids && JSON.stringify(s.ids),
         network: JSON.stringify(s.network),
         allowInternetAccess: flagOf(s.allowInternetAccess),
-        ingress: s.ingress && JSON.stringify(s.ingress),
+        ingress: s.ingress ? JSON.stringify(s.ingress) : null,
       })
   }
 
