@@ -8,7 +8,7 @@ import { ensureApiKey, isValidApiKey } from './api/auth.js'
 import { defaultDomain, loadConfig, type Config } from './config.js'
 import { SandboxManager } from './lifecycle/manager.js'
 import { SandboxNetworks } from './network/networks.js'
-import { PortDialer, agentTunnelWay } from './proxy/dialer.js'
+import { PortDialer, agentTunnelWay, directWay } from './proxy/dialer.js'
 import { EnvdProxy } from './proxy/envd.js'
 import { PreviewProxy } from './proxy/preview.js'
 import { IdRanges, ensureIdLayout } from './runtime/idmap.js'
@@ -23,6 +23,8 @@ export type { SandboxView } from './api/serialize.js'
 
 /** How long a sandbox's agent may take to open a tunnel to one of its ports (it answers at once when healthy). */
 const PREVIEW_DIAL_TIMEOUT_MS = 10_000
+/** A sandbox's address answers at once (refused or accepted) unless it is gone. */
+const DIRECT_DIAL_TIMEOUT_MS = 1000
 
 export interface RunningServer {
   url: string
@@ -65,7 +67,12 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
   const manager = new SandboxManager(store, driver, templates, config, log, seed, idRanges, networks)
   const proxy = new EnvdProxy((id) => driver.agentSocket(id), config.agentReplyTimeoutMs)
   // Port previews reach a sandbox's ports through its agent (proxy/dialer.ts, proxy/tunnel.ts).
-  const dialer = new PortDialer([agentTunnelWay((id) => driver.agentSocket(id), (id) => manager.find(id)?.accessToken, PREVIEW_DIAL_TIMEOUT_MS)])
+  // Straight to the sandbox's address first (no agent in the path); then through its agent, which
+  // also reaches servers bound to the sandbox's loopback.
+  const dialer = new PortDialer([
+    directWay((id) => networks.addressOf(id), DIRECT_DIAL_TIMEOUT_MS),
+    agentTunnelWay((id) => driver.agentSocket(id), (id) => manager.find(id)?.accessToken, PREVIEW_DIAL_TIMEOUT_MS),
+  ])
   const preview = new PreviewProxy({ dialer, isApiKey: (key) => isValidApiKey(store, key), isRunning: (id) => manager.find(id) !== undefined })
   manager.onDestroyed = (id) => {
     proxy.forget(id)

@@ -1,9 +1,9 @@
-// Connections to a port inside a sandbox, for port previews. A dial tries each way in turn (today
-// one: a tunnel through the sandbox's agent; a direct TCP dial to the sandbox's address can go first
-// once sandboxes have one), and retries a closed port a few times, as E2B's proxy does, since a dev
-// server is often a moment late to listen.
+// Connections to a port inside a sandbox, for port previews. A dial tries each way in turn (a direct
+// TCP connection to the sandbox's address on its bridge, then a tunnel through the sandbox's agent,
+// which also reaches servers bound to its loopback), and retries a closed port a few times, as E2B's
+// proxy does, since a dev server is often a moment late to listen.
 import http from 'node:http'
-import type net from 'node:net'
+import net from 'node:net'
 import type { Duplex } from 'node:stream'
 import { TunnelError, openTunnel } from './tunnel.js'
 
@@ -40,6 +40,27 @@ export class PortDialer {
       if (attempt >= this.backoffMs.length || !stillWanted()) throw last ?? new TunnelError('closed', 'no way to reach the port')
       await sleep(this.backoffMs[attempt]!)
     }
+  }
+}
+
+/**
+ * The direct way: a TCP connection to the sandbox's address (network/), for servers that listen on
+ * all addresses. Refused (or no address) counts as closed, so the next way is tried.
+ */
+export function directWay(addressOf: (sandboxId: string) => string | undefined, timeoutMs: number): DialWay {
+  return (sandboxId, port) => {
+    const host = addressOf(sandboxId)
+    if (!host) return Promise.reject(new TunnelError('closed', 'the sandbox has no network address'))
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host, port, timeout: timeoutMs })
+      socket.once('connect', () => {
+        socket.setTimeout(0)
+        socket.removeAllListeners('error')
+        resolve(socket)
+      })
+      socket.once('timeout', () => socket.destroy(new Error('timeout')))
+      socket.once('error', (err) => reject(new TunnelError('closed', err.message)))
+    })
   }
 }
 
