@@ -177,8 +177,10 @@ export class Firewall {
       `delete chain inet ${t} nat_${k}`,
     ]
     this.redirected.delete(port.address)
-    // Each line alone: a part already gone (a half-made sandbox) must not keep the rest.
-    for (const line of lines) await this.run(line + '\n').catch(() => {})
+    // One transaction; if a part was already gone (a half-made sandbox), each line alone, so that
+    // part does not keep the rest.
+    const whole = await this.run(lines.join('\n') + '\n').then(() => true, () => false)
+    if (!whole) for (const line of lines) await this.run(line + '\n').catch(() => {})
   }
 
   private sandboxLines(port: Port, policy: EgressPolicy): string[] {

@@ -103,8 +103,7 @@ export async function detachVeth(bridge: string, id: string, veth: string | unde
 
 /** Forgets the connection-tracking entries of an address, so nothing of its owner outlives it. */
 export async function flushConntrack(address: string): Promise<void> {
-  for (const flag of ['-s', '-d', '--reply-src', '--reply-dst']) {
-    // Exit code 1 when there was nothing to delete.
-    await run('conntrack', ['-D', flag, address]).catch(() => {})
-  }
+  // What it opened (its address as the source) and what was opened to it (as the destination: the
+  // daemon's previews); NAT rewrites only the other side. Exit code 1 when there was nothing to delete.
+  await Promise.all(['-s', '-d'].map((flag) => run('conntrack', ['-D', flag, address]).catch(() => {})))
 }

@@ -194,9 +194,9 @@ export class SandboxNetworks {
       await detachVeth(this.settings.bridge, id, undefined)
       return
     }
+    // The veth first: once it is gone no packet of the sandbox's can meet rules half removed.
     await detachVeth(this.settings.bridge, id, port.veth)
-    await this.firewall.remove(port)
-    await flushConntrack(port.address)
+    await Promise.all([this.firewall.remove(port), flushConntrack(port.address)])
     this.forget(id)
     this.store.deleteNetwork(id)
   }
