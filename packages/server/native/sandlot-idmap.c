@@ -92,10 +92,10 @@ struct holder {
 };
 
 /*
- * Forks a holder that becomes OWNER (unless owner is -1: stays root), unshares a user namespace and
- * waits; this root process writes the namespace's maps.
+ * Forks a holder: the child runs SETUP(ARG), which exits with a step number on failure, then tells
+ * this process it is ready and waits until released; dies naming WHAT if the setup failed.
  */
-static struct holder new_userns(long owner, const char *map) {
+static struct holder fork_holder(void (*setup)(const void *), const void *arg, const char *what) {
   int ready[2], release[2];
   if (pipe2(ready, O_CLOEXEC) || pipe2(release, O_CLOEXEC)) die("pipe");
   pid_t pid = fork();
@@ -103,18 +103,7 @@ static struct holder new_userns(long owner, const char *map) {
   if (pid == 0) {
     close(ready[0]);
     close(release[1]);
-    if (owner >= 0) {
-      // The namespace's ceiling on processes, counted at the owner's level, is its creator's
-      // RLIMIT_NPROC: as high as allowed (the sandbox's pids cgroup is what bounds it). Without
-      // CAP_SYS_RESOURCE only up to the hard limit.
-      struct rlimit nproc = {RLIM_INFINITY, RLIM_INFINITY};
-      if (setrlimit(RLIMIT_NPROC, &nproc) && (getrlimit(RLIMIT_NPROC, &nproc) == 0)) {
-        nproc.rlim_cur = nproc.rlim_max;
-        setrlimit(RLIMIT_NPROC, &nproc);
-      }
-      if (setgroups(0, NULL) || setresgid(owner, owner, owner) || setresuid(owner, owner, owner)) _exit(2);
-    }
-    if (unshare(CLONE_NEWUSER)) _exit(3);
+    setup(arg);
     if (write(ready[1], "", 1) != 1) _exit(4);
     char c;
     while (read(release[0], &c, 1) < 0 && errno == EINTR) {
@@ -128,16 +117,42 @@ static struct holder new_userns(long owner, const char *map) {
     int status = 0;
     waitpid(pid, &status, 0);
     errno = 0;
-    die("the namespace's creator failed (step %d)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    die("%s failed (step %d)", what, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
   }
   close(ready[0]);
+  return (struct holder){pid, release[1]};
+}
+
+/* In the holder: becomes OWNER (unless -1: stays root), then unshares a user namespace. */
+static void userns_setup(const void *arg) {
+  long owner = *(const long *)arg;
+  if (owner >= 0) {
+    // The namespace's ceiling on processes, counted at the owner's level, is its creator's
+    // RLIMIT_NPROC: as high as allowed (the sandbox's pids cgroup is what bounds it). Without
+    // CAP_SYS_RESOURCE only up to the hard limit.
+    struct rlimit nproc = {RLIM_INFINITY, RLIM_INFINITY};
+    if (setrlimit(RLIMIT_NPROC, &nproc) && (getrlimit(RLIMIT_NPROC, &nproc) == 0)) {
+      nproc.rlim_cur = nproc.rlim_max;
+      setrlimit(RLIMIT_NPROC, &nproc);
+    }
+    if (setgroups(0, NULL) || setresgid(owner, owner, owner) || setresuid(owner, owner, owner)) _exit(2);
+  }
+  if (unshare(CLONE_NEWUSER)) _exit(3);
+}
+
+/*
+ * Forks a holder that becomes OWNER (unless owner is -1: stays root), unshares a user namespace and
+ * waits; this root process writes the namespace's maps.
+ */
+static struct holder new_userns(long owner, const char *map) {
+  struct holder h = fork_holder(userns_setup, &owner, "the namespace's creator");
   char line[96], path[64];
   parse_map(map, line, sizeof line);
-  snprintf(path, sizeof path, "/proc/%d/uid_map", pid);
+  snprintf(path, sizeof path, "/proc/%d/uid_map", h.pid);
   write_file(path, line);
-  snprintf(path, sizeof path, "/proc/%d/gid_map", pid);
+  snprintf(path, sizeof path, "/proc/%d/gid_map", h.pid);
   write_file(path, line);
-  return (struct holder){pid, release[1]};
+  return h;
 }
 
 static void end_holder(struct holder h) {
@@ -178,56 +193,43 @@ static void net_sysctl(const char *name, const char *value, int code) {
   close(fd);
 }
 
+struct netns_arg {
+  pid_t holder;
+  unsigned long size;
+};
+
 /*
- * Forks a process that joins the user namespace of HOLDER (root here has every capability over it),
- * unshares a network namespace, which that user namespace therefore owns, configures it and waits.
+ * In the holder: joins the user namespace of HOLDER (root here has every capability over it) and
+ * unshares a network namespace, which that user namespace therefore owns, then configures it.
  */
+static void netns_setup(const void *arg) {
+  const struct netns_arg *a = arg;
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/ns/user", a->holder);
+  int userns = open(path, O_RDONLY | O_CLOEXEC);
+  if (userns < 0 || setns(userns, CLONE_NEWUSER)) _exit(5);
+  if (unshare(CLONE_NEWNET)) _exit(6);
+  // Ports below 1024 for any user (no one inside has CAP_NET_BIND_SERVICE over this namespace),
+  // ping through ICMP datagram sockets for every group of the sandbox (raw sockets stay closed).
+  net_sysctl("ipv4/ip_unprivileged_port_start", "0", 7);
+  char range[32];
+  snprintf(range, sizeof range, "0 %lu", a->size - 1);
+  net_sysctl("ipv4/ping_group_range", range, 8);
+  // No IPv6 inside: the sandbox's network and its rules are IPv4 (and the bridge drops IPv6 too).
+  net_sysctl("ipv6/conf/all/disable_ipv6", "1", 9);
+  net_sysctl("ipv6/conf/default/disable_ipv6", "1", 9);
+  int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct ifreq ifr = {0};
+  strcpy(ifr.ifr_name, "lo");
+  if (sock < 0 || ioctl(sock, SIOCGIFFLAGS, &ifr)) _exit(10);
+  ifr.ifr_flags |= IFF_UP;
+  if (ioctl(sock, SIOCSIFFLAGS, &ifr)) _exit(10);
+  close(sock);
+}
+
 static struct holder new_netns(pid_t holder, unsigned long size) {
-  int ready[2], release[2];
-  if (pipe2(ready, O_CLOEXEC) || pipe2(release, O_CLOEXEC)) die("pipe");
-  pid_t pid = fork();
-  if (pid < 0) die("fork");
-  if (pid == 0) {
-    close(ready[0]);
-    close(release[1]);
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/ns/user", holder);
-    int userns = open(path, O_RDONLY | O_CLOEXEC);
-    if (userns < 0 || setns(userns, CLONE_NEWUSER)) _exit(5);
-    if (unshare(CLONE_NEWNET)) _exit(6);
-    // Ports below 1024 for any user (no one inside has CAP_NET_BIND_SERVICE over this namespace),
-    // ping through ICMP datagram sockets for every group of the sandbox (raw sockets stay closed).
-    net_sysctl("ipv4/ip_unprivileged_port_start", "0", 7);
-    char range[32];
-    snprintf(range, sizeof range, "0 %lu", size - 1);
-    net_sysctl("ipv4/ping_group_range", range, 8);
-    // No IPv6 inside: the sandbox's network and its rules are IPv4 (and the bridge drops IPv6 too).
-    net_sysctl("ipv6/conf/all/disable_ipv6", "1", 9);
-    net_sysctl("ipv6/conf/default/disable_ipv6", "1", 9);
-    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    struct ifreq ifr = {0};
-    strcpy(ifr.ifr_name, "lo");
-    if (sock < 0 || ioctl(sock, SIOCGIFFLAGS, &ifr)) _exit(10);
-    ifr.ifr_flags |= IFF_UP;
-    if (ioctl(sock, SIOCSIFFLAGS, &ifr)) _exit(10);
-    close(sock);
-    if (write(ready[1], "", 1) != 1) _exit(4);
-    char c;
-    while (read(release[0], &c, 1) < 0 && errno == EINTR) {
-    }
-    _exit(0);
-  }
-  close(ready[1]);
-  close(release[0]);
-  char c;
-  if (read(ready[0], &c, 1) != 1) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    errno = 0;
-    die("the network namespace's creator failed (step %d)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-  }
-  close(ready[0]);
-  return (struct holder){pid, release[1]};
+  struct netns_arg arg = {holder, size};
+  return fork_holder(netns_setup, &arg, "the network namespace's creator");
 }
 
 static int userns(const char *owner, const char *map, int with_netns) {
