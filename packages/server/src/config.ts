@@ -49,6 +49,10 @@ export interface Config {
   maxConnections: number
   /** Sandboxes' network: the bridge, its IPv4 subnet and the resolvers the sandboxes' resolver asks. */
   network: NetworkSettings
+  /** Template builds: how many at once, how long one may take, how big an upload of files may be. */
+  builds: { maxConcurrent: number; timeoutMs: number; maxUploadBytes: number }
+  /** How long a template's ready command may take to pass at create (ms). */
+  readyTimeoutMs: number
   /**
    * The domain sandboxes are reached under, `<port>-<id>.<domain>` (E2B's sandbox domain, returned to
    * clients): SANDLOT_DOMAIN, else `sandlot.localhost:<port>`, a name every *.localhost of which
@@ -124,6 +128,12 @@ export function loadConfig(env = process.env): Config {
     agentReplyTimeoutMs: intFrom('SANDLOT_AGENT_REPLY_TIMEOUT_MS', 120_000),
     maxConnections: intFrom('SANDLOT_MAX_CONNECTIONS', defaultMaxConnections()),
     network: networkSettings(env),
+    builds: {
+      maxConcurrent: intFrom('SANDLOT_MAX_CONCURRENT_BUILDS', 2),
+      timeoutMs: intFrom('SANDLOT_BUILD_TIMEOUT_MS', 30 * 60_000),
+      maxUploadBytes: intFrom('SANDLOT_MAX_TEMPLATE_UPLOAD_MB', 1024) * 1024 * 1024,
+    },
+    readyTimeoutMs: intFrom('SANDLOT_READY_TIMEOUT_MS', 10 * 60_000),
     domain: env.SANDLOT_DOMAIN || defaultDomain(listen.port),
     domainFromEnv: !!env.SANDLOT_DOMAIN,
     tlsCertFile: env.SANDLOT_TLS_CERT ? path.resolve(env.SANDLOT_TLS_CERT) : undefined,

@@ -14,6 +14,8 @@ import { PreviewProxy } from './proxy/preview.js'
 import { IdRanges, ensureIdLayout } from './runtime/idmap.js'
 import { OciDriver } from './runtime/oci.js'
 import { Store } from './store/db.js'
+import { BuildRunner } from './templates/build.js'
+import { TemplateBuilds } from './templates/builds.js'
 import { TemplateRegistry } from './templates/registry.js'
 import { ensureTls, type TlsMaterial } from './tls/certs.js'
 
@@ -65,6 +67,23 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
   const templates = new TemplateRegistry(store, config.templatesDir, layout.template, log)
   // The networks apply a running sandbox's new egress rules (updateNetwork); create hands them over through the runtime.
   const manager = new SandboxManager(store, driver, templates, config, log, seed, idRanges, networks)
+  // Template builds: layers under $SANDLOT_HOME/layers (root's alone, like the templates), the
+  // uploaded files of COPY steps under template-files.
+  const layersDir = path.join(config.home, 'layers')
+  fs.mkdirSync(layersDir, { recursive: true, mode: 0o700 })
+  const runner: BuildRunner = new BuildRunner({
+    store: templates.builds,
+    driver,
+    idRanges,
+    log,
+    layersDir,
+    archiveOf: (hash: string): string | undefined => builds.archivePath(hash),
+    resolve: (name) => templates.resolve(name),
+    limits: config.maxLimits,
+    timeoutMs: config.builds.timeoutMs,
+    readyTimeoutMs: config.readyTimeoutMs,
+  })
+  const builds: TemplateBuilds = new TemplateBuilds(templates, runner, path.join(config.home, 'template-files'), log, config.builds.maxConcurrent, () => new Set(store.listSandboxes().map((s) => s.template)), config.builds.maxUploadBytes)
   const proxy = new EnvdProxy((id) => driver.agentSocket(id), config.agentReplyTimeoutMs)
   // Port previews reach a sandbox's ports through its agent (proxy/dialer.ts, proxy/tunnel.ts).
   // Straight to the sandbox's address first (no agent in the path); then through its agent, which
@@ -89,7 +108,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
     if (config.tlsCertFile || config.tlsKeyFile) throw err
     log.error({ err }, `https:// is off: cannot make the local CA (${(err as Error).message}); is openssl installed?`)
   }
-  const app = buildApp({ store, manager, proxy, preview, log, config, tls })
+  const app = buildApp({ store, manager, proxy, preview, log, config, tls, builds, templates })
   // Listen first, so /health reports progress while the base template is built.
   await app.listen({ host: config.listenHost, port: config.listenPort })
   const address = app.server.address()

@@ -18,9 +18,15 @@ import { serveTlsOnSamePort } from '../tls/sniff.js'
 import { apiKeyOf, isValidApiKey, signedFilesTarget, tokensEqual } from './auth.js'
 import { e2bRoutes } from './e2b.js'
 import { nativeRoutes } from './native.js'
+import { templateRoutes } from './templates.js'
+import type { TemplateBuilds } from '../templates/builds.js'
+import type { TemplateRegistry } from '../templates/registry.js'
 
 export interface AppDeps {
   store: Store
+  /** Template builds and names (templates/). */
+  builds: TemplateBuilds
+  templates: TemplateRegistry
   manager: SandboxManager
   proxy: EnvdProxy
   preview: PreviewProxy
@@ -219,6 +225,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   })
 
   nativeRoutes(app, deps.manager, deps.config)
+  templateRoutes(app, deps.builds, deps.templates)
   e2bRoutes(app, deps.manager, deps.config)
   return app
 }

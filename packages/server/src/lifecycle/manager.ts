@@ -7,6 +7,8 @@ import { egressPolicyOf, type EgressPolicy, type SandboxNetwork } from '../netwo
 import { MIN_DISK_MB, type RuntimeDriver } from '../runtime/driver.js'
 import type { IdRanges } from '../runtime/idmap.js'
 import type { HoldRow, SandboxRow, Store } from '../store/db.js'
+import { AgentClient } from '../runtime/agent-client.js'
+import { startAndWaitReady } from '../templates/build.js'
 import type { TemplateRegistry } from '../templates/registry.js'
 import { accessTokenFor, newHoldId, newSandboxId, trafficTokenFor } from './ids.js'
 import type { IngressConfig } from './ingress.js'
@@ -196,9 +198,11 @@ export class SandboxManager {
     const { ready, reason } = this.isReady()
     if (!ready) throw unavailable(`The server cannot create sandboxes yet: ${reason}. Try again shortly.`)
     const envVars = checkedEnvVars(req.envVars ?? {})
-    const template = req.template ?? 'base'
-    const rootfs = this.templates.rootfsOf(template)
-    const limits = this.limitsFrom(req)
+    const t = this.templates.resolve(req.template ?? 'base')
+    const template = t.name
+    const rootfs = t.layers[t.layers.length - 1]!
+    // The template's build may set default resources; the request's win.
+    const limits = this.limitsFrom({ ...req, cpuCount: req.cpuCount ?? t.config.cpuCount, memoryMB: req.memoryMB ?? t.config.memoryMB })
     const id = newSandboxId()
     const ids = this.idRanges.claim(id)
     const now = Date.now()
@@ -206,6 +210,7 @@ export class SandboxManager {
       id,
       template,
       templateRootfs: rootfs,
+      templateLayers: t.layers,
       state: 'starting',
       metadata: req.metadata ?? {},
       envVars,
@@ -228,13 +233,24 @@ export class SandboxManager {
     try {
       await this.driver.create({
         id,
-        templateRootfs: rootfs,
+        templateLayers: t.layers,
         limits,
-        envVars: row.envVars,
+        // The template's ENV under the request's own.
+        envVars: { ...t.config.env, ...row.envVars },
         accessToken: row.accessToken,
         ids,
         egress: egressPolicyOf(row.network, row.allowInternetAccess),
+        defaultUser: t.config.user,
+        defaultWorkdir: t.config.workdir ?? undefined,
       })
+      // The template's start command runs at every create (Sandlot keeps no memory snapshot); the
+      // create answers once its ready command passes.
+      if (t.config.startCmd || t.config.readyCmd) {
+        const agent = new AgentClient(this.driver.agentSocket(id), row.accessToken)
+        await startAndWaitReady(agent, { ...t.config, env: { ...t.config.env, ...row.envVars } }, this.config.readyTimeoutMs, undefined).catch((err: Error) => {
+          throw new SandlotError(500, 'template_start_failed', `The start command of template "${template}" did not become ready: ${err.message}`)
+        })
+      }
     } catch (err) {
       this.log.error({ sandboxId: id, err }, 'sandbox failed to start')
       await this.destroyNow(id)

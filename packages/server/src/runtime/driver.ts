@@ -5,8 +5,11 @@ import type { SandboxIds } from './idmap.js'
 
 export interface SandboxSpec {
   id: string
-  /** Read-only lower layer: the template's rootfs. */
-  templateRootfs: string
+  /**
+   * The template's read-only layers, top first (overlay lower dirs): a built template's step layers
+   * above its base rootfs; the base template alone is one.
+   */
+  templateLayers: string[]
   limits: Limits
   /** Create-time environment variables given to every process in the sandbox. */
   envVars: Record<string, string>
@@ -14,6 +17,9 @@ export interface SandboxSpec {
   accessToken: string
   /** Its own host id range (claimed by the manager, runtime/idmap.ts). */
   ids: SandboxIds
+  /** The agent's default user and directory for processes (a template's USER and WORKDIR). */
+  defaultUser?: string
+  defaultWorkdir?: string
   /** Its egress rules (none: the internet, as on E2B). */
   egress?: EgressPolicy
 }
@@ -55,4 +61,11 @@ export interface RuntimeDriver {
   shutdown(): Promise<void>
   /** The unix socket of the sandbox's agent. */
   agentSocket(id: string): string
+  /**
+   * Ends the sandbox's processes and copies what it changed (its own layer: files, whiteouts, opaque
+   * directories) to `dest`, owned by the templates' ids, for a template build; then destroys it.
+   * The runtime's own files in the layer (the agent's config, /etc/hosts, hostname, resolv.conf)
+   * are left out.
+   */
+  captureLayer(id: string, ids: SandboxIds, dest: string): Promise<void>
 }

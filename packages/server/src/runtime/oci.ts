@@ -126,7 +126,7 @@ export class OciDriver implements RuntimeDriver {
     const id = `probe-${process.pid}`
     await this.destroy(id)
     try {
-      await this.start({ id, templateRootfs: probeRootfs, limits: this.config.defaultLimits, envVars: {}, accessToken: '', ids: probeIds }, ['/bin/true'])
+      await this.start({ id, templateLayers: [probeRootfs], limits: this.config.defaultLimits, envVars: {}, accessToken: '', ids: probeIds }, ['/bin/true'])
       await this.waitStopped(id, 10_000)
     } catch (err) {
       throw new Error(`The runtime "${this.name}" cannot run sandboxes on this host: ${(err as Error).message}`)
@@ -172,7 +172,7 @@ export class OciDriver implements RuntimeDriver {
       ['etc/hostname', `${spec.id}\n`, 0o644],
       // Sandlot's resolver on the bridge (network/dns.ts); without a network, none.
       ['etc/resolv.conf', this.network && !args ? `nameserver ${this.network.gateway}\noptions edns0 trust-ad\n` : '', 0o644],
-      ['run/sandlot/agent.json', JSON.stringify({ envVars: spec.envVars, defaultUser: 'user', accessToken: spec.accessToken || undefined }), 0o600],
+      ['run/sandlot/agent.json', JSON.stringify({ envVars: spec.envVars, defaultUser: spec.defaultUser ?? 'user', defaultWorkdir: spec.defaultWorkdir, accessToken: spec.accessToken || undefined }), 0o600],
     ]
     for (const [name, content, mode] of files) {
       const parts = name.split('/')
@@ -189,10 +189,12 @@ export class OciDriver implements RuntimeDriver {
     // The template's files are owned on the host by ids no sandbox has; an idmapped mount of it at
     // lower/ (read-only, nosuid, nodev) shows them as the sandbox's own, so it is shared unchanged.
     fs.mkdirSync(p.lower)
+    for (let i = 0; i < spec.templateLayers.length; i++) fs.mkdirSync(path.join(p.lower, String(i)))
     // Relative layer paths (from the sandbox's directory): the sandbox's /proc/mounts shows the
     // options as given, and must not reveal host paths.
+    const lowerdir = spec.templateLayers.map((_, i) => `lower/${i}`).join(':')
     const withNetwork = !!this.network && !args
-    const userns = this.layersAndUserNamespace(spec, p, 'lowerdir=lower,upperdir=layer/upper,workdir=layer/work', withNetwork)
+    const userns = this.layersAndUserNamespace(spec, p, `lowerdir=${lowerdir},upperdir=layer/upper,workdir=layer/work`, withNetwork)
     try {
       const { pid, netnsPid } = await userns.pids
       if (withNetwork) await this.network!.attach(spec.id, netnsPid!, spec.egress)
@@ -258,8 +260,10 @@ export class OciDriver implements RuntimeDriver {
    */
   private layersAndUserNamespace(spec: SandboxSpec, p: Paths, overlayOptions: string, netns: boolean): { pids: Promise<{ pid: number; netnsPid?: number }>; release(): void } {
     const ids = spec.ids
+    // Each template layer idmapped at lower/<i> (top first, as overlay lists them).
+    const layers = spec.templateLayers.flatMap((layer, i) => ['idmapped', layer, path.join(p.lower, String(i)), `${this.templateIds.hostId} ${ids.hostId} ${ids.size}`])
     const args = [
-      'idmapped', spec.templateRootfs, p.lower, `${this.templateIds.hostId} ${ids.hostId} ${ids.size}`,
+      ...layers,
       'overlay', p.dir, path.relative(p.dir, p.rootfs), overlayOptions,
       'userns', String(ids.owner), `0 ${ids.hostId} ${ids.size}`, ...(netns ? ['netns'] : []),
     ]
@@ -347,6 +351,32 @@ export class OciDriver implements RuntimeDriver {
     }
     if (fs.existsSync(this.sandboxesDir)) for (const d of fs.readdirSync(this.sandboxesDir)) ids.add(d)
     return [...ids]
+  }
+
+  async captureLayer(id: string, ids: SandboxIds, dest: string): Promise<void> {
+    const p = this.paths(id)
+    // Nothing may write to the layer while it is copied: the container and all its processes go.
+    await exec(this.name, this.runtimeArgs('delete', '--force', id)).catch(() => {})
+    const view = path.join(p.dir, 'capture')
+    const scratch = `${dest}.capture-${process.pid}-${Date.now()}`
+    fs.mkdirSync(view)
+    try {
+      // The sandbox's files are owned by its own ids; seen through an idmapped mount onto the
+      // templates' ids, a copy by root keeps every owner, mode, whiteout and xattr (opaque dirs).
+      await exec(this.config.idmapHelper, ['idmapped', p.upper, view, `${ids.hostId} ${this.templateIds.hostId} ${ids.size}`])
+      fs.mkdirSync(path.dirname(dest), { recursive: true })
+      await exec('cp', ['-a', '--one-file-system', `${view}/.`, scratch])
+      // The runtime's own files, never part of a template (the agent's config holds a token).
+      for (const own of ['run/sandlot', 'etc/hosts', 'etc/hostname', 'etc/resolv.conf']) fs.rmSync(path.join(scratch, own), { recursive: true, force: true })
+      fs.renameSync(scratch, dest)
+    } catch (err) {
+      await exec('rm', ['-rf', '--one-file-system', '--', scratch]).catch(() => {})
+      throw err
+    } finally {
+      if ((await mountsUnder(view)).includes(view)) await unmount(view)
+      fs.rmSync(view, { recursive: true, force: true })
+      await this.destroy(id)
+    }
   }
 
   async destroy(id: string): Promise<void> {

@@ -11,6 +11,8 @@ export interface SandboxRow {
   template: string
   /** The template build the sandbox's overlay stands on (kept while any sandbox uses it). */
   templateRootfs: string
+  /** The template layers it stands on, top first (the base template alone: [templateRootfs]). */
+  templateLayers: string[]
   state: 'starting' | 'running' | 'stopping'
   metadata: Record<string, string>
   envVars: Record<string, string>
@@ -116,6 +118,49 @@ ALTER TABLE sandboxes ADD COLUMN allow_internet_access INTEGER;
 `,
   // Port previews: allowPublicTraffic and maskRequestHost (lifecycle/ingress.ts) as JSON; NULL = public.
   `ALTER TABLE sandboxes ADD COLUMN ingress TEXT`,
+  // Built templates (store/templates.ts): a template has a name and tags, each tag points at an
+  // immutable build; a build is a stack of layers plus its config. Sandboxes record the layers they
+  // stand on (JSON, top first), so a layer in use is never collected.
+  `
+CREATE TABLE IF NOT EXISTS custom_templates (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS template_builds (
+  id TEXT PRIMARY KEY,
+  template_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  spec TEXT NOT NULL,
+  layers TEXT,
+  config TEXT,
+  reason TEXT,
+  created_at INTEGER NOT NULL,
+  finished_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS template_tags (
+  template_id TEXT NOT NULL,
+  tag TEXT NOT NULL,
+  build_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (template_id, tag)
+);
+CREATE TABLE IF NOT EXISTS template_layers (
+  id TEXT PRIMARY KEY,
+  path TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS template_build_logs (
+  build_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  at INTEGER NOT NULL,
+  level TEXT NOT NULL,
+  message TEXT NOT NULL,
+  step TEXT,
+  PRIMARY KEY (build_id, seq)
+);
+ALTER TABLE sandboxes ADD COLUMN template_layers TEXT;
+`,
 ]
 
 export interface NetworkRow {
@@ -130,6 +175,7 @@ interface RawSandbox {
   id: string
   template: string
   template_rootfs: string
+  template_layers: string | null
   state: SandboxRow['state']
   metadata: string
   env_vars: string
@@ -150,6 +196,7 @@ const toSandbox = (r: RawSandbox): SandboxRow => ({
   id: r.id,
   template: r.template,
   templateRootfs: r.template_rootfs,
+  templateLayers: r.template_layers ? JSON.parse(r.template_layers) : [r.template_rootfs],
   state: r.state,
   metadata: JSON.parse(r.metadata),
   envVars: JSON.parse(r.env_vars),
@@ -212,8 +259,8 @@ export class Store {
   insertSandbox(s: SandboxRow): void {
     this.db
       .prepare(
-        `INSERT INTO sandboxes (id, template, template_rootfs, state, metadata, env_vars, cpu_count, memory_mb, pids, disk_size_mb, started_at, end_at, access_token, id_range, network, allow_internet_access, ingress)
-         VALUES (@id, @template, @templateRootfs, @state, @metadata, @envVars, @cpuCount, @memoryMB, @pids, @diskSizeMB, @startedAt, @endAt, @accessToken, @ids, @network, @allowInternetAccess, @ingress)`,
+        `INSERT INTO sandboxes (id, template, template_rootfs, template_layers, state, metadata, env_vars, cpu_count, memory_mb, pids, disk_size_mb, started_at, end_at, access_token, id_range, network, allow_internet_access, ingress)
+         VALUES (@id, @template, @templateRootfs, @templateLayers, @state, @metadata, @envVars, @cpuCount, @memoryMB, @pids, @diskSizeMB, @startedAt, @endAt, @accessToken, @ids, @network, @allowInternetAccess, @ingress)`,
       )
       .run({
         ...s,
@@ -223,6 +270,7 @@ export class Store {
         network: JSON.stringify(s.network),
         allowInternetAccess: flagOf(s.allowInternetAccess),
         ingress: s.ingress ? JSON.stringify(s.ingress) : null,
+        templateLayers: JSON.stringify(s.templateLayers ?? [s.templateRootfs]),
       })
   }
 

@@ -5,10 +5,31 @@ import type { Logger } from 'pino'
 import { badRequest } from '../errors.js'
 import type { IdRange } from '../runtime/idmap.js'
 import type { Store } from '../store/db.js'
+import { TemplateStore, type TemplateConfig } from '../store/templates.js'
 import { BASE_RECIPE, buildTemplate, recipeHash, type TemplateRecipe } from './base.js'
+
+/** What a sandbox stands on: the template's layers (top first) and the config its build recorded. */
+export interface ResolvedTemplate {
+  /** The name sandboxes report (alias, without team or tag). */
+  name: string
+  layers: string[]
+  config: TemplateConfig
+  buildId?: string
+}
+
+/** The base template's config: E2B's user phase (steps and commands as `user`, in its home). */
+export const BASE_CONFIG: TemplateConfig = { env: {}, workdir: null, user: 'user', startCmd: null, readyCmd: null }
+
+/** "team/alias:tag" → alias and tag ("default" when none; "latest" is the same). */
+export function parseTemplateRef(ref: string): { alias: string; tag: string } {
+  const last = ref.split('/').pop()!
+  const [alias = '', tag] = last.split(':')
+  return { alias, tag: !tag || tag === 'latest' ? 'default' : tag }
+}
 
 export class TemplateRegistry {
   private building = new Map<string, Promise<string>>()
+  readonly builds: TemplateStore
 
   constructor(
     private readonly store: Store,
@@ -18,7 +39,34 @@ export class TemplateRegistry {
     private readonly log: Logger,
     private readonly mirror = process.env.SANDLOT_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian',
     private readonly securityMirror = process.env.SANDLOT_DEBIAN_SECURITY_MIRROR ?? 'http://deb.debian.org/debian-security',
-  ) {}
+  ) {
+    this.builds = new TemplateStore(store.db)
+  }
+
+  /**
+   * A template by name ("alias[:tag]", a team prefix ignored) or id: the base, or a built template's
+   * tagged build. A 400 that lists what exists when there is none.
+   */
+  resolve(ref: string): ResolvedTemplate {
+    const { alias, tag } = parseTemplateRef(ref)
+    if (alias === 'base' && tag === 'default') return { name: 'base', layers: [this.rootfsOf('base')], config: BASE_CONFIG }
+    const t = this.builds.templateByName(alias) ?? this.builds.templateById(alias)
+    const buildId = t && this.builds.buildOfTag(t.id, tag)
+    const build = buildId ? this.builds.getBuild(buildId) : undefined
+    if (!t || !build || build.status !== 'ready' || !build.layers || !build.config) {
+      const what = t && !buildId ? `Template "${alias}" has no tag "${tag}" (tags: ${this.builds.tags(t.id).map((x) => x.tag).join(', ') || 'none'})` : `Unknown template "${ref}"`
+      throw badRequest(`${what}. Available templates: ${this.available().join(', ')}`)
+    }
+    for (const layer of build.layers) {
+      if (!fs.existsSync(layer)) throw badRequest(`Template "${ref}" is damaged: a layer of its build ${build.id} is missing; build it again`)
+    }
+    return { name: t.name, layers: build.layers, config: build.config, buildId: build.id }
+  }
+
+  /** Every name a sandbox can be created from. */
+  available(): string[] {
+    return [...this.names(), ...this.builds.listTemplates().map((t) => t.name)].sort()
+  }
 
   /** The rootfs of a built template, or a 400 naming the template. */
   rootfsOf(name: string): string {

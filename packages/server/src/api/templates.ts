@@ -1,0 +1,106 @@
+// Sandlot's REST for templates (docs/api.md, "Templates"): build one from a template and steps, the
+// files its COPY steps need, a build's status and logs, the list, and delete.
+import type { FastifyInstance } from 'fastify'
+import type { Readable } from 'node:stream'
+import { badRequest } from '../errors.js'
+import type { BuildSpec } from '../templates/build.js'
+import { checkSteps, type TemplateBuilds } from '../templates/builds.js'
+import type { TemplateRegistry } from '../templates/registry.js'
+
+interface BuildBody {
+  name: string
+  tags?: string[]
+  fromTemplate?: string
+  steps?: unknown
+  startCmd?: string
+  readyCmd?: string
+  force?: boolean
+  cpuCount?: number
+  memoryMB?: number
+}
+
+const buildSchema = {
+  body: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['name'],
+    properties: {
+      name: { type: 'string', minLength: 1, maxLength: 256 },
+      tags: { type: 'array', items: { type: 'string', maxLength: 128 }, maxItems: 32 },
+      fromTemplate: { type: 'string', minLength: 1, maxLength: 256 },
+      steps: { type: 'array', maxItems: 256 },
+      startCmd: { type: 'string', maxLength: 65536 },
+      readyCmd: { type: 'string', maxLength: 65536 },
+      force: { type: 'boolean' },
+      cpuCount: { type: 'integer', minimum: 1 },
+      memoryMB: { type: 'integer', minimum: 128 },
+    },
+  },
+} as const
+
+/** The spec a build runs, from a request checked by the schema and checkSteps. */
+export function buildSpecOf(b: Omit<BuildBody, 'name' | 'tags'>): BuildSpec {
+  return {
+    fromTemplate: b.fromTemplate ?? 'base',
+    steps: checkSteps(b.steps),
+    ...(b.startCmd && { startCmd: b.startCmd }),
+    ...(b.readyCmd && { readyCmd: b.readyCmd }),
+    ...(b.force && { force: true }),
+    ...(b.cpuCount && { cpuCount: b.cpuCount }),
+    ...(b.memoryMB && { memoryMB: b.memoryMB }),
+  }
+}
+
+export function templateRoutes(app: FastifyInstance, builds: TemplateBuilds, templates: TemplateRegistry): void {
+  app.get('/api/v1/templates', async () => [
+    { name: 'base', id: 'base', tags: ['default'], builtBy: 'sandlot' },
+    ...templates.builds.listTemplates().map((t) => ({
+      name: t.name,
+      id: t.id,
+      tags: templates.builds.tags(t.id).map((x) => x.tag),
+      createdAt: new Date(t.createdAt).toISOString(),
+    })),
+  ])
+
+  app.post<{ Body: BuildBody }>('/api/v1/templates', { schema: buildSchema }, async (req, reply) => {
+    const spec = buildSpecOf(req.body)
+    // The base must exist before anything is recorded (a 400 that lists what does).
+    templates.resolve(spec.fromTemplate)
+    const made = builds.create(req.body.name, req.body.tags)
+    builds.start(made.templateId, made.buildId, spec)
+    return reply.code(202).send(made)
+  })
+
+  app.get<{ Params: { templateId: string; buildId: string }; Querystring: { logsOffset?: string; limit?: string } }>(
+    '/api/v1/templates/:templateId/builds/:buildId',
+    async (req) => {
+      const b = builds.build(req.params.templateId, req.params.buildId)
+      const offset = Number(req.query.logsOffset ?? 0)
+      const limit = Number(req.query.limit ?? 100)
+      if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(limit) || limit < 0) throw badRequest('logsOffset and limit are non-negative integers')
+      return {
+        templateId: b.templateId,
+        buildId: b.id,
+        status: b.status,
+        logEntries: builds.logs(b.id, offset, limit).map((e) => ({ timestamp: new Date(e.at).toISOString(), level: e.level, message: e.message, ...(e.step && { step: e.step }) })),
+        ...(b.reason && { reason: b.reason }),
+      }
+    },
+  )
+
+  app.delete<{ Params: { name: string } }>('/api/v1/templates/:name', async (req, reply) => {
+    builds.delete(req.params.name)
+    return reply.code(204).send()
+  })
+
+  // The files of COPY steps: a gzip tar named by its hash (E2B's files hash), streamed to disk.
+  app.register(async (scope) => {
+    scope.addContentTypeParser('*', (_req, payload, done) => done(null, payload))
+    scope.get<{ Params: { hash: string } }>('/api/v1/templates/files/:hash', async (req) => ({ present: builds.archivePath(req.params.hash) !== undefined }))
+    scope.put<{ Params: { hash: string } }>('/api/v1/templates/files/:hash', async (req, reply) => {
+      const length = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length'])
+      await builds.putArchive(req.params.hash, req.body as Readable, length)
+      return reply.code(201).send({ present: true })
+    })
+  })
+}

@@ -1,0 +1,118 @@
+// The daemon's own client of a sandbox's agent, over the agent's socket (for template builds and
+// start/ready commands): envd's Process service through Connect, and /files uploads. The agent is
+// untrusted like every other: its answers only ever reach the build's log and status.
+import { createClient } from '@connectrpc/connect'
+import { createConnectTransport } from '@connectrpc/connect-node'
+import { Process } from '@sandlot/envd-proto'
+import fs from 'node:fs'
+import http from 'node:http'
+
+export interface RunOptions {
+  user: string
+  cwd?: string
+  env?: Record<string, string>
+  /** Each line of output as it comes (stdout and stderr alike). */
+  onLine?: (line: string, stream: 'stdout' | 'stderr') => void
+  timeoutMs?: number
+  signal?: AbortSignal
+}
+
+export interface RunResult {
+  exitCode: number
+  /** envd's status text, e.g. "exit status 1". */
+  status: string
+  /** The last lines of output (for an error message). */
+  tail: string[]
+}
+
+const TAIL_LINES = 30
+
+export class AgentClient {
+  private readonly process
+
+  constructor(
+    private readonly socketPath: string,
+    private readonly token: string,
+  ) {
+    const transport = createConnectTransport({ baseUrl: 'http://sandbox', httpVersion: '1.1', nodeOptions: { socketPath } })
+    this.process = createClient(Process, transport)
+  }
+
+  private headers(user: string, extra: Record<string, string> = {}): Record<string, string> {
+    return { 'x-access-token': this.token, authorization: `Basic ${Buffer.from(`${user}:`).toString('base64')}`, ...extra }
+  }
+
+  /** Runs `/bin/bash -l -c cmd` (E2B's way) and waits for its end. Rejects with the agent's error (e.g. an unknown user). */
+  async run(cmd: string, o: RunOptions): Promise<RunResult> {
+    const tail: string[] = []
+    const partial = { stdout: '', stderr: '' }
+    const emit = (text: string, stream: 'stdout' | 'stderr') => {
+      const lines = (partial[stream] + text).split('\n')
+      partial[stream] = lines.pop() ?? ''
+      for (const line of lines) {
+        tail.push(line)
+        if (tail.length > TAIL_LINES) tail.shift()
+        o.onLine?.(line, stream)
+      }
+    }
+    const headers = this.headers(o.user, o.timeoutMs ? { 'connect-timeout-ms': String(o.timeoutMs) } : {})
+    let exitCode = -1
+    let status = 'no exit status'
+    const stream = this.process.start(
+      { process: { cmd: '/bin/bash', args: ['-l', '-c', cmd], envs: o.env ?? {}, cwd: o.cwd }, stdin: false },
+      { headers, signal: o.signal, timeoutMs: o.timeoutMs },
+    )
+    for await (const { event } of stream) {
+      const e = event?.event
+      if (e?.case === 'data') {
+        const d = e.value.output
+        if (d.case === 'stdout' || d.case === 'stderr') emit(Buffer.from(d.value).toString(), d.case)
+      } else if (e?.case === 'end') {
+        exitCode = e.value.exitCode
+        status = e.value.status
+      }
+    }
+    for (const s of ['stdout', 'stderr'] as const) if (partial[s]) emit('\n', s)
+    return { exitCode, status, tail }
+  }
+
+  /** Starts a command in the background (the start command): returns once it runs. */
+  async startBackground(cmd: string, o: Omit<RunOptions, 'onLine' | 'timeoutMs'>): Promise<void> {
+    const controller = new AbortController()
+    const stream = this.process.start(
+      { process: { cmd: '/bin/bash', args: ['-l', '-c', cmd], envs: o.env ?? {}, cwd: o.cwd }, stdin: false },
+      { headers: this.headers(o.user), signal: controller.signal },
+    )
+    try {
+      for await (const { event } of stream) {
+        if (event?.event.case === 'start') break
+      }
+    } finally {
+      // The process goes on without a listener (envd keeps processes when their stream ends).
+      controller.abort()
+    }
+  }
+
+  /** Writes a host file into the sandbox at `path` (as `user`), streamed. */
+  upload(file: string, path: string, user: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const size = fs.statSync(file).size
+      const req = http.request(
+        {
+          socketPath: this.socketPath,
+          method: 'POST',
+          path: `/files?path=${encodeURIComponent(path)}&username=${encodeURIComponent(user)}`,
+          headers: { ...this.headers(user), 'content-type': 'application/octet-stream', 'content-length': size },
+        },
+        (res) => {
+          let body = ''
+          res.on('data', (d: Buffer) => (body = (body + d.toString()).slice(0, 2000)))
+          res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`upload of ${path} failed (${res.statusCode}): ${body}`))))
+          res.on('error', reject)
+        },
+      )
+      req.on('error', reject)
+      fs.createReadStream(file).on('error', reject).pipe(req)
+    })
+  }
+}

@@ -1,0 +1,287 @@
+// The template build pipeline: a base (a template's layers and config), then steps with E2B's
+// semantics, each run in a build sandbox of its own (the same runtime, limits and network rules as
+// any sandbox) on the layers so far; what a step changed becomes a read-only layer, cached by the
+// hash of its parent and the step (so a second identical build reuses every layer, and one changed
+// step rebuilds only from there). Then the start and ready commands are tried once, as a sandbox
+// would run them. Logs and status go to the store as E2B's builder reads them.
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import type { Logger } from 'pino'
+import { AgentClient } from '../runtime/agent-client.js'
+import type { RuntimeDriver } from '../runtime/driver.js'
+import type { IdRanges } from '../runtime/idmap.js'
+import type { Limits } from '../config.js'
+import type { BuildReason, LogEntry, TemplateConfig, TemplateStore } from '../store/templates.js'
+
+/** E2B's five step types (the builder compiles everything to them). */
+export type Step =
+  | { type: 'RUN'; args: string[]; force?: boolean }
+  | { type: 'COPY'; args: string[]; filesHash: string; force?: boolean }
+  | { type: 'ENV'; args: string[]; force?: boolean }
+  | { type: 'WORKDIR'; args: string[]; force?: boolean }
+  | { type: 'USER'; args: string[]; force?: boolean }
+
+export interface BuildSpec {
+  /** The template it starts from (its layers and config). */
+  fromTemplate: string
+  steps: Step[]
+  startCmd?: string
+  readyCmd?: string
+  /** Skip the cache for every step (E2B's `force` / skipCache). */
+  force?: boolean
+  cpuCount?: number
+  memoryMB?: number
+}
+
+export interface BaseOfTemplate {
+  layers: string[]
+  config: TemplateConfig
+}
+
+export interface BuildDeps {
+  store: TemplateStore
+  driver: RuntimeDriver
+  idRanges: IdRanges
+  log: Logger
+  /** Where layers are kept ($SANDLOT_HOME/layers). */
+  layersDir: string
+  /** The uploaded archive for a COPY step's files hash, or undefined. */
+  archiveOf(filesHash: string): string | undefined
+  /** The layers and config of a ready template, by name (throws a clear error if there is none). */
+  resolve(name: string): BaseOfTemplate
+  limits: Limits
+  /** The longest a whole build may take. */
+  timeoutMs: number
+  /** How long a start command's ready command may take to pass. */
+  readyTimeoutMs: number
+}
+
+class StepFailed extends Error {
+  constructor(
+    message: string,
+    readonly step: string,
+  ) {
+    super(message)
+  }
+}
+
+const sha = (...parts: string[]) => crypto.createHash('sha256').update(parts.join('\0')).digest('hex')
+/** A shell word: single-quoted, so nothing in it is expanded. */
+const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`
+
+/** E2B's ENV: values are shell-evaluated against what is set so far (`${VAR}` and `$VAR`). */
+export function expandEnv(value: string, env: Record<string, string>): string {
+  return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (_, a: string | undefined, b: string | undefined) => env[(a ?? b)!] ?? '')
+}
+
+/** The directory a relative path is taken from: the workdir, else the user's home. */
+const homeOf = (user: string) => (user === 'root' ? '/root' : `/home/${user}`)
+const resolveFrom = (base: string, p: string) => path.posix.resolve(base, p)
+
+/** COPY's source without its glob part (`folder/*` → `folder`), relative to the context. */
+export function copySource(src: string): string {
+  const parts = path.posix.normalize(src).split('/')
+  const firstGlob = parts.findIndex((p) => /[*?[]/.test(p))
+  const kept = (firstGlob < 0 ? parts : parts.slice(0, firstGlob)).join('/')
+  return kept === '.' ? '' : kept.replace(/^\.\/|\/$/g, '')
+}
+
+export class BuildRunner {
+  private running = new Map<string, AbortController>()
+
+  constructor(private readonly d: BuildDeps) {}
+
+  cancelAll(): void {
+    for (const c of this.running.values()) c.abort()
+  }
+
+  private logTo(buildId: string, level: LogEntry['level'], message: string, step?: string): void {
+    this.d.store.appendLog(buildId, { at: Date.now(), level, message, ...(step !== undefined && { step }) })
+  }
+
+  /** Runs a build to its end (ready or error); never throws. */
+  async run(buildId: string, spec: BuildSpec): Promise<void> {
+    const controller = new AbortController()
+    this.running.set(buildId, controller)
+    const timer = setTimeout(() => controller.abort(new Error(`the build took longer than ${Math.round(this.d.timeoutMs / 1000)} s (SANDLOT_BUILD_TIMEOUT_MS)`)), this.d.timeoutMs)
+    this.d.store.setBuildStatus(buildId, 'building')
+    const started = Date.now()
+    try {
+      const { layers, config } = await this.steps(buildId, spec, controller.signal)
+      this.d.store.finishBuild(buildId, { status: 'ready', layers, config }, Date.now())
+      this.logTo(buildId, 'info', `Build finished in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+    } catch (err) {
+      const e = controller.signal.aborted && !(err instanceof StepFailed) ? new StepFailed((controller.signal.reason as Error)?.message ?? 'the build was stopped', 'finalize') : err
+      const reason: BuildReason = e instanceof StepFailed ? { message: e.message, step: e.step } : { message: (e as Error).message }
+      this.logTo(buildId, 'error', reason.message, reason.step)
+      this.d.store.finishBuild(buildId, { status: 'error', reason }, Date.now())
+      this.d.log.warn({ buildId, reason }, 'template build failed')
+    } finally {
+      clearTimeout(timer)
+      this.running.delete(buildId)
+    }
+  }
+
+  private async steps(buildId: string, spec: BuildSpec, signal: AbortSignal): Promise<{ layers: string[]; config: TemplateConfig }> {
+    let base: BaseOfTemplate
+    try {
+      base = this.d.resolve(spec.fromTemplate)
+    } catch (err) {
+      throw new StepFailed((err as Error).message, 'base')
+    }
+    let layers = [...base.layers]
+    const config: TemplateConfig = { ...base.config, env: { ...base.config.env }, startCmd: null, readyCmd: null }
+    // The cache key chain starts at the base's top layer.
+    let key = sha('base', layers[0]!)
+    let force = !!spec.force
+    this.logTo(buildId, 'info', `Building from template "${spec.fromTemplate}" (${spec.steps.length} step${spec.steps.length === 1 ? '' : 's'})`, 'base')
+    for (const [i, step] of spec.steps.entries()) {
+      if (signal.aborted) throw signal.reason
+      const n = String(i + 1)
+      force ||= !!step.force
+      const label = `[${n}/${spec.steps.length}] ${step.type} ${step.args.join(' ')}`
+      key = sha(key, step.type, JSON.stringify(step.args), step.type === 'COPY' ? step.filesHash : '', config.user, config.workdir ?? '', JSON.stringify(config.env))
+      // Config first: ENV changes nothing on disk, USER and WORKDIR also change the config.
+      if (step.type === 'ENV') {
+        const args = step.args
+        if (args.length % 2) throw new StepFailed('ENV takes pairs of name and value', n)
+        for (let k = 0; k < args.length; k += 2) config.env[args[k]!] = expandEnv(args[k + 1]!, config.env)
+        this.logTo(buildId, 'info', `${label}`, n)
+        continue
+      }
+      const cachedPath = force ? undefined : this.d.store.layerPath(key)
+      if (cachedPath && fs.existsSync(cachedPath)) {
+        this.logTo(buildId, 'info', `CACHED ${label}`, n)
+      } else {
+        this.logTo(buildId, 'info', label, n)
+        const dest = path.join(this.d.layersDir, key.slice(0, 32))
+        await this.inSandbox(buildId, layers, config, spec, signal, n, (agent) => this.exec(step, agent, config, buildId, n, signal), dest)
+        this.d.store.putLayer(key, dest, Date.now())
+      }
+      layers = [this.d.store.layerPath(key)!, ...layers]
+      if (step.type === 'USER') config.user = step.args[0]!
+      if (step.type === 'WORKDIR') config.workdir = resolveFrom(config.workdir ?? homeOf(config.user), step.args[0]!)
+    }
+    config.startCmd = spec.startCmd || null
+    config.readyCmd = spec.readyCmd || (spec.startCmd ? 'sleep 20' : null)
+    if (spec.cpuCount) config.cpuCount = spec.cpuCount
+    if (spec.memoryMB) config.memoryMB = spec.memoryMB
+    if (config.startCmd) {
+      this.logTo(buildId, 'info', `Trying the start command: ${config.startCmd}`, 'finalize')
+      await this.inSandbox(buildId, layers, config, spec, signal, 'finalize', (agent) => startAndWaitReady(agent, config, this.d.readyTimeoutMs, signal, (line) => this.logTo(buildId, 'info', line, 'finalize')))
+    }
+    return { layers, config }
+  }
+
+  /**
+   * A build sandbox on `layers` for one step: `fn` runs against its agent; then its changes are
+   * captured into `dest` (when given) and it is destroyed, whatever happened.
+   */
+  private async inSandbox(buildId: string, layers: string[], config: TemplateConfig, spec: BuildSpec, signal: AbortSignal, step: string, fn: (agent: AgentClient) => Promise<void>, dest?: string): Promise<void> {
+    const id = `b${crypto.randomBytes(10).toString('hex').slice(0, 19)}`
+    const ids = this.d.idRanges.claim(id)
+    const token = crypto.randomBytes(32).toString('hex')
+    const limits: Limits = {
+      ...this.d.limits,
+      ...(spec.cpuCount && { cpuCount: Math.min(spec.cpuCount, this.d.limits.cpuCount) }),
+      ...(spec.memoryMB && { memoryMB: Math.min(spec.memoryMB, this.d.limits.memoryMB) }),
+    }
+    let captured = false
+    try {
+      try {
+        await this.d.driver.create({ id, templateLayers: layers, limits, envVars: config.env, accessToken: token, ids })
+      } catch (err) {
+        throw new StepFailed(`cannot start the build sandbox: ${(err as Error).message}`, step)
+      }
+      await fn(new AgentClient(this.d.driver.agentSocket(id), token))
+      if (signal.aborted) throw signal.reason
+      if (dest) {
+        await this.d.driver.captureLayer(id, ids, dest)
+        captured = true
+      }
+    } finally {
+      if (!captured) await this.d.driver.destroy(id).catch((err) => this.d.log.warn({ err, buildId }, 'cannot remove a build sandbox'))
+      this.d.idRanges.release(id, ids)
+    }
+  }
+
+  private async exec(step: Step, agent: AgentClient, config: TemplateConfig, buildId: string, n: string, signal: AbortSignal): Promise<void> {
+    const onLine = (line: string, stream: 'stdout' | 'stderr') => this.logTo(buildId, stream === 'stderr' ? 'warn' : 'info', line, n)
+    const cwd = config.workdir ?? undefined
+    const run = async (cmd: string, user: string, shown = cmd) => {
+      let r
+      try {
+        r = await agent.run(cmd, { user, cwd, env: config.env, onLine, signal })
+      } catch (err) {
+        throw new StepFailed(`failed to run command '${shown}': command failed: ${(err as Error).message.replace(/^\[(\w+)\] /, '$1: ')}`, n)
+      }
+      if (r.exitCode !== 0) throw new StepFailed(`failed to run command '${shown}': ${r.status}`, n)
+    }
+    switch (step.type) {
+      case 'RUN':
+        return run(step.args[0]!, step.args[1] || config.user)
+      case 'USER': {
+        const name = step.args[0]!
+        if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(name)) throw new StepFailed(`USER: "${name}" is not a valid user name`, n)
+        return run(`id -u ${q(name)} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash ${q(name)}`, 'root', `USER ${name}`)
+      }
+      case 'WORKDIR': {
+        const dir = resolveFrom(config.workdir ?? homeOf(config.user), step.args[0]!)
+        // New directories belong to the current user (E2B chowns what it makes).
+        return run(`d=${q(dir)}; made=$(mkdir -pv "$d" | sed -n "s/^mkdir: created directory '\\(.*\\)'$/\\1/p"); [ -z "$made" ] || printf '%s\\n' "$made" | xargs -d '\\n' chown ${q(`${config.user}:${config.user}`)}`, 'root', `WORKDIR ${dir}`)
+      }
+      case 'COPY': {
+        const [src = '', dest = '', owner = '', mode = ''] = step.args
+        const archive = this.d.archiveOf(step.filesHash)
+        if (!archive) throw new StepFailed(`COPY ${src} ${dest}: the files (hash ${step.filesHash}) were never uploaded`, n)
+        const inside = `/tmp/.sandlot-copy-${step.filesHash.slice(0, 16)}.tar.gz`
+        await agent.upload(archive, inside, 'root')
+        const target = resolveFrom(config.workdir ?? homeOf(config.user), dest)
+        const into = dest.endsWith('/')
+        const ownerSpec = owner || `${config.user}:${config.user}`
+        if (mode && !/^[0-7]{3,4}$/.test(mode)) throw new StepFailed(`COPY ${src} ${dest}: mode "${mode}" is not octal`, n)
+        if (!/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$/.test(ownerSpec)) throw new StepFailed(`COPY ${src} ${dest}: owner "${ownerSpec}" is not user[:group]`, n)
+        const from = copySource(src)
+        // Unpacked in a scratch directory, then: a directory merges into the target, a file goes to
+        // the target (or into it with a trailing "/"); the copied paths get the owner and mode.
+        const script = [
+          'set -e',
+          `t=$(mktemp -d); trap 'rm -rf "$t" ${q(inside)}' EXIT`,
+          `tar -xzf ${q(inside)} -C "$t" --no-same-owner`,
+          `s="$t"/${q(from)}`,
+          `d=${q(target)}`,
+          'if [ -d "$s" ]; then mkdir -p "$d"; cp -a "$s"/. "$d"/; paths=$(cd "$s" && find . -mindepth 1 | sed "s|^\\.|$d|")',
+          `elif [ -e "$s" ] || [ -L "$s" ]; then ${into ? 'mkdir -p "$d"; cp -a "$s" "$d"/; paths="$d/$(basename "$s")"' : 'mkdir -p "$(dirname "$d")"; cp -a "$s" "$d"; paths="$d"'}`,
+          `else echo "COPY: ${from || '.'} is not in the uploaded files" >&2; exit 1; fi`,
+          `printf '%s\\n' "$paths" | xargs -r -d '\\n' chown -h ${q(ownerSpec)}`,
+          ...(mode ? [`printf '%s\\n' "$paths" | while IFS= read -r p; do [ -L "$p" ] || chmod ${mode} "$p"; done`] : []),
+        ].join('\n')
+        return run(script, 'root', `COPY ${src} ${dest}`)
+      }
+    }
+  }
+}
+
+/**
+ * Starts the start command in the background (as the template's user, in its workdir, with its
+ * env), then runs the ready command until it passes (every 200 ms at first, then every 2 s).
+ */
+export async function startAndWaitReady(agent: AgentClient, config: TemplateConfig, timeoutMs: number, signal: AbortSignal | undefined, onLine?: (line: string) => void): Promise<void> {
+  const o = { user: config.user, cwd: config.workdir ?? undefined, env: config.env }
+  if (config.startCmd) await agent.startBackground(config.startCmd, o)
+  if (!config.readyCmd) return
+  const deadline = Date.now() + timeoutMs
+  let last: string[] = []
+  for (let attempt = 0; ; attempt++) {
+    if (signal?.aborted) throw signal.reason
+    const r = await agent.run(config.readyCmd, { ...o, timeoutMs: Math.max(1000, Math.min(30_000, deadline - Date.now())) }).catch((err: Error) => ({ exitCode: -1, status: err.message, tail: [] as string[] }))
+    if (r.exitCode === 0) return
+    last = [r.status, ...r.tail]
+    if (Date.now() > deadline) {
+      for (const line of last) onLine?.(line)
+      throw new StepFailed(`the ready command '${config.readyCmd}' did not pass within ${Math.round(timeoutMs / 1000)} s (last: ${last.filter(Boolean).slice(-5).join(' | ')})`, 'finalize')
+    }
+    await new Promise((r) => setTimeout(r, attempt < 10 ? 200 : 2000))
+  }
+}

@@ -1,0 +1,180 @@
+// Templates and their builds, for both APIs: naming (E2B's alias and tag rules), the uploaded files
+// of COPY steps (content-addressed, kept per server), starting builds (a bounded number at once, the
+// rest wait their turn) and reading their status and logs. The work itself is build.ts's.
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import { pipeline } from 'node:stream/promises'
+import type { Readable } from 'node:stream'
+import type { Logger } from 'pino'
+import { SandlotError, badRequest } from '../errors.js'
+import type { BuildRow, LogEntry } from '../store/templates.js'
+import type { BuildRunner, BuildSpec, Step } from './build.js'
+import { parseTemplateRef, type TemplateRegistry } from './registry.js'
+
+const ALIAS = /^[a-z0-9][a-z0-9_-]{0,127}$/
+const TAG = /^[a-z0-9][a-z0-9_.-]{0,127}$/
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+const HASH = /^[0-9a-f]{64}$/
+const STEP_TYPES = ['RUN', 'COPY', 'ENV', 'WORKDIR', 'USER']
+const MAX_STEPS = 256
+const MAX_ARG = 64 * 1024
+
+export const newTemplateId = () => Array.from(crypto.randomBytes(20), (b) => 'abcdefghijklmnopqrstuvwxyz0123456789'[b % 36]).join('')
+
+export interface NewBuild {
+  templateId: string
+  buildId: string
+  name: string
+  tags: string[]
+}
+
+/** Checks a build request's steps (types, argument counts and sizes); a 400 naming the step otherwise. */
+export function checkSteps(raw: unknown): Step[] {
+  if (raw === undefined || raw === null) return []
+  if (!Array.isArray(raw)) throw badRequest('steps must be an array')
+  if (raw.length > MAX_STEPS) throw badRequest(`a build has at most ${MAX_STEPS} steps, this one ${raw.length}`)
+  return raw.map((s: unknown, i) => {
+    const at = `steps[${i}]`
+    if (typeof s !== 'object' || s === null) throw badRequest(`${at} must be an object { type, args }`)
+    const { type, args, force, filesHash } = s as Record<string, unknown>
+    if (typeof type !== 'string' || !STEP_TYPES.includes(type)) throw badRequest(`${at}.type must be one of ${STEP_TYPES.join(', ')}, got ${JSON.stringify(type)}`)
+    if (!Array.isArray(args) || args.some((a) => typeof a !== 'string' || a.length > MAX_ARG || a.includes('\0'))) throw badRequest(`${at}.args must be an array of strings (no NUL, at most 64 KiB each)`)
+    const want = { RUN: [1, 2], COPY: [2, 4], ENV: [2, 512], WORKDIR: [1, 1], USER: [1, 1] }[type]!
+    if (args.length < want[0]! || args.length > want[1]!) throw badRequest(`${at}: ${type} takes ${want[0] === want[1] ? want[0] : `${want[0]} to ${want[1]}`} arguments, got ${args.length}`)
+    if (type === 'COPY' && (typeof filesHash !== 'string' || !HASH.test(filesHash))) throw badRequest(`${at}: COPY needs filesHash, 64 lowercase hex characters`)
+    return { type, args, ...(force === true && { force: true }), ...(type === 'COPY' && { filesHash }) } as Step
+  })
+}
+
+export class TemplateBuilds {
+  private queue: (() => void)[] = []
+  private active = 0
+
+  constructor(
+    private readonly registry: TemplateRegistry,
+    private readonly runner: BuildRunner,
+    private readonly filesDir: string,
+    private readonly log: Logger,
+    private readonly maxConcurrent: number,
+    /** Names of templates sandboxes stand on now. */
+    private readonly inUse: () => Set<string>,
+    private readonly maxUploadBytes: number,
+  ) {
+    fs.mkdirSync(filesDir, { recursive: true, mode: 0o700 })
+    // Builds that were running when the server stopped ended with it.
+    for (const b of registry.builds.unfinishedBuilds()) {
+      registry.builds.finishBuild(b.id, { status: 'error', reason: { message: 'the server stopped during the build; start it again', step: 'finalize' } }, Date.now())
+    }
+  }
+
+  // --- files of COPY steps ---
+  archivePath(hash: string): string | undefined {
+    if (!HASH.test(hash)) return undefined
+    const file = path.join(this.filesDir, `${hash}.tar.gz`)
+    return fs.existsSync(file) ? file : undefined
+  }
+
+  /** Stores an uploaded gzip tar under its hash (streamed; nothing is kept if it fails or is too big). */
+  async putArchive(hash: string, body: Readable, declaredLength?: number): Promise<void> {
+    if (!HASH.test(hash)) throw badRequest('the files hash must be 64 lowercase hex characters')
+    if (declaredLength !== undefined && declaredLength > this.maxUploadBytes) throw new SandlotError(413, 'payload_too_large', `the upload is ${declaredLength} bytes: at most ${this.maxUploadBytes} (SANDLOT_MAX_TEMPLATE_UPLOAD_MB)`)
+    const file = path.join(this.filesDir, `${hash}.tar.gz`)
+    const scratch = `${file}.${process.pid}-${crypto.randomBytes(4).toString('hex')}`
+    let size = 0
+    let head: Buffer | undefined
+    const limit = this.maxUploadBytes
+    try {
+      await pipeline(
+        body,
+        async function* (source: AsyncIterable<Buffer>) {
+          for await (const chunk of source) {
+            head ??= chunk.subarray(0, 2)
+            size += chunk.length
+            if (size > limit) throw new SandlotError(413, 'payload_too_large', `the upload is over ${limit} bytes (SANDLOT_MAX_TEMPLATE_UPLOAD_MB)`)
+            yield chunk
+          }
+        },
+        fs.createWriteStream(scratch, { mode: 0o600 }),
+      )
+      if (!head || head[0] !== 0x1f || head[1] !== 0x8b) throw badRequest('the upload must be a gzip-compressed tar archive')
+      fs.renameSync(scratch, file)
+    } catch (err) {
+      fs.rmSync(scratch, { force: true })
+      throw err
+    }
+  }
+
+  // --- templates and builds ---
+  /**
+   * A new build of template `name` ("alias[:tag]"): an existing alias keeps its id. Tags: the one in
+   * the name and `tags`, lower-cased, deduplicated; "default" when none.
+   */
+  create(name: string, extraTags: string[] = []): NewBuild {
+    if (typeof name !== 'string' || !name) throw badRequest('name is required')
+    const { alias } = parseTemplateRef(name)
+    const inName = name.split('/').pop()!.split(':')[1]
+    if (!ALIAS.test(alias)) throw badRequest(`Invalid template name "${alias}": lowercase letters, digits, "-" and "_" only`)
+    if (alias === 'base') throw badRequest('"base" is built by Sandlot itself; give your template another name (build it from base with fromTemplate)')
+    const tags = [...new Set([...(inName ? [inName] : []), ...extraTags].map((t) => String(t).toLowerCase()))]
+    for (const t of tags) if (!TAG.test(t) || UUID.test(t)) throw badRequest(`Invalid tag "${t}": lowercase letters, digits, ".", "-" and "_", not a UUID`)
+    const now = Date.now()
+    let t = this.registry.builds.templateByName(alias)
+    if (!t) {
+      t = { id: newTemplateId(), name: alias, createdAt: now }
+      this.registry.builds.insertTemplate(t)
+    }
+    const buildId = crypto.randomUUID()
+    this.registry.builds.insertBuild({ id: buildId, templateId: t.id, spec: { tags: tags.length ? tags : ['default'] }, createdAt: now })
+    return { templateId: t.id, buildId, name: alias, tags: tags.length ? tags : ['default'] }
+  }
+
+  /** Starts a waiting build; it runs in the background (or waits for a free slot). */
+  start(templateId: string, buildId: string, spec: BuildSpec): void {
+    const b = this.registry.builds.getBuild(buildId)
+    if (!b || b.templateId !== templateId) throw badRequest(`Build '${buildId}' not found`)
+    if (b.status !== 'waiting' || (b.spec as { started?: boolean }).started) throw badRequest('build is not in waiting state')
+    const tags = (b.spec as { tags?: string[] }).tags ?? ['default']
+    this.registry.builds.setBuildSpec(buildId, { ...spec, tags, started: true })
+    const go = async () => {
+      this.active++
+      this.registry.builds.setBuildStatus(buildId, 'building')
+      try {
+        await this.runner.run(buildId, spec)
+        const done = this.registry.builds.getBuild(buildId)
+        if (done?.status === 'ready') for (const tag of tags) this.registry.builds.setTag(templateId, tag, buildId, Date.now())
+      } catch (err) {
+        this.log.error({ err, buildId }, 'template build crashed')
+      } finally {
+        this.active--
+        this.queue.shift()?.()
+      }
+    }
+    // Status reads "building" at once, as E2B's does, even while it waits for a slot.
+    this.registry.builds.setBuildStatus(buildId, 'building')
+    if (this.active < this.maxConcurrent) void go()
+    else this.queue.push(() => void go())
+  }
+
+  build(templateId: string, buildId: string): BuildRow {
+    const b = this.registry.builds.getBuild(buildId)
+    if (!b || (templateId && b.templateId !== templateId)) throw badRequest(`Build '${buildId}' not found`)
+    return b
+  }
+
+  logs(buildId: string, offset: number, limit: number): LogEntry[] {
+    return this.registry.builds.logs(buildId, Math.max(0, offset), Math.min(100, Math.max(0, limit)))
+  }
+
+  /** Deletes a template and its builds; refused while a sandbox stands on it. Its layers go at the next collection. */
+  delete(ref: string): void {
+    const { alias } = parseTemplateRef(ref)
+    const t = this.registry.builds.templateByName(alias) ?? this.registry.builds.templateById(alias)
+    if (!t) throw new SandlotError(404, 'template_not_found', `Unknown template "${ref}"`)
+    if (this.inUse().has(t.name)) throw badRequest(`Template "${t.name}" is in use by running sandboxes: kill them first`)
+    if (this.registry.builds.buildsOf(t.id).some((b) => b.status === 'building' || (b.status === 'waiting' && (b.spec as { started?: boolean }).started))) {
+      throw new SandlotError(409, 'conflict', `Template "${t.name}" is being built; wait for the build to end`)
+    }
+    this.registry.builds.deleteTemplate(t.id)
+  }
+}
