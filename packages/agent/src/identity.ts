@@ -8,7 +8,7 @@ export class UnknownUserError extends Error {}
 export function selectUser(name: string | undefined): UserInfo {
   const n = name || config.defaultUser;
   const u = lookupUser(n);
-  if (!u) throw new UnknownUserError(`invalid user: '${n}' does not exist in the sandbox`);
+  if (!u) throw new UnknownUserError(`invalid username: '${n}'`);
   return u;
 }
 

@@ -95,6 +95,8 @@ export function templateRoutes(app: FastifyInstance, builds: TemplateBuilds, tem
 
   // The files of COPY steps: a gzip tar named by its hash (E2B's files hash), streamed to disk.
   app.register(async (scope) => {
+    // Whatever the content type (E2B's uploads send none), the body is the raw stream.
+    scope.removeAllContentTypeParsers()
     scope.addContentTypeParser('*', (_req, payload, done) => done(null, payload))
     scope.get<{ Params: { hash: string } }>('/api/v1/templates/files/:hash', async (req) => ({ present: builds.archivePath(req.params.hash) !== undefined }))
     scope.put<{ Params: { hash: string } }>('/api/v1/templates/files/:hash', async (req, reply) => {

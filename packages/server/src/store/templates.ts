@@ -161,11 +161,15 @@ export class TemplateStore {
     this.db.prepare('UPDATE template_builds SET status = ? WHERE id = ?').run(status, id)
   }
 
-  finishBuild(id: string, result: { status: 'ready'; layers: string[]; config: TemplateConfig } | { status: 'error'; reason: BuildReason }, at: number): void {
+  /** Ends a build; for a ready one, `also` (its tags) in the same transaction. */
+  finishBuild(id: string, result: { status: 'ready'; layers: string[]; config: TemplateConfig } | { status: 'error'; reason: BuildReason }, at: number, also: () => void = () => {}): void {
     if (result.status === 'ready') {
-      this.db
-        .prepare("UPDATE template_builds SET status = 'ready', layers = ?, config = ?, finished_at = ? WHERE id = ?")
-        .run(JSON.stringify(result.layers), JSON.stringify(result.config), at, id)
+      this.db.transaction(() => {
+        this.db
+          .prepare("UPDATE template_builds SET status = 'ready', layers = ?, config = ?, finished_at = ? WHERE id = ?")
+          .run(JSON.stringify(result.layers), JSON.stringify(result.config), at, id)
+        also()
+      })()
     } else {
       this.db.prepare("UPDATE template_builds SET status = 'error', reason = ?, finished_at = ? WHERE id = ?").run(JSON.stringify(result.reason), at, id)
     }

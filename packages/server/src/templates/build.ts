@@ -100,8 +100,11 @@ export class BuildRunner {
     this.d.store.appendLog(buildId, { at: Date.now(), level, message, ...(step !== undefined && { step }) })
   }
 
-  /** Runs a build to its end (ready or error); never throws. */
-  async run(buildId: string, spec: BuildSpec): Promise<void> {
+  /**
+   * Runs a build to its end (ready or error); never throws. `onReady` runs just before the build
+   * reads as ready (its tags move then, so a client that sees "ready" finds them in place).
+   */
+  async run(buildId: string, spec: BuildSpec, onReady: () => void = () => {}): Promise<void> {
     const controller = new AbortController()
     this.running.set(buildId, controller)
     const timer = setTimeout(() => controller.abort(new Error(`the build took longer than ${Math.round(this.d.timeoutMs / 1000)} s (SANDLOT_BUILD_TIMEOUT_MS)`)), this.d.timeoutMs)
@@ -109,7 +112,7 @@ export class BuildRunner {
     const started = Date.now()
     try {
       const { layers, config } = await this.steps(buildId, spec, controller.signal)
-      this.d.store.finishBuild(buildId, { status: 'ready', layers, config }, Date.now())
+      this.d.store.finishBuild(buildId, { status: 'ready', layers, config }, Date.now(), onReady)
       this.logTo(buildId, 'info', `Build finished in ${((Date.now() - started) / 1000).toFixed(1)} s`)
     } catch (err) {
       const e = controller.signal.aborted && !(err instanceof StepFailed) ? new StepFailed((controller.signal.reason as Error)?.message ?? 'the build was stopped', 'finalize') : err
@@ -155,7 +158,9 @@ export class BuildRunner {
         this.logTo(buildId, 'info', `CACHED ${label}`, n)
       } else {
         this.logTo(buildId, 'info', label, n)
-        const dest = path.join(this.d.layersDir, key.slice(0, 32))
+        // A directory of its own even when the key has one already (a forced step): builds that
+        // stand on the old one keep it.
+        const dest = path.join(this.d.layersDir, `${key.slice(0, 32)}-${buildId.slice(0, 8)}`)
         await this.inSandbox(buildId, layers, config, spec, signal, n, (agent) => this.exec(step, agent, config, buildId, n, signal), dest)
         this.d.store.putLayer(key, dest, Date.now())
       }

@@ -140,9 +140,9 @@ export class TemplateBuilds {
       this.active++
       this.registry.builds.setBuildStatus(buildId, 'building')
       try {
-        await this.runner.run(buildId, spec)
-        const done = this.registry.builds.getBuild(buildId)
-        if (done?.status === 'ready') for (const tag of tags) this.registry.builds.setTag(templateId, tag, buildId, Date.now())
+        await this.runner.run(buildId, spec, () => {
+          for (const tag of tags) this.registry.builds.setTag(templateId, tag, buildId, Date.now())
+        })
       } catch (err) {
         this.log.error({ err, buildId }, 'template build crashed')
       } finally {

@@ -1,0 +1,219 @@
+// Custom templates through Sandlot's REST: a build from base with every step type and a start
+// command, the layer cache (a second identical build reuses every layer; a changed step rebuilds
+// only from there), failures that name the step with its output and leave no template behind,
+// delete while in use, and bad input. On a daemon of its own with a short ready timeout.
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import { run, spawnDaemon, waitFor, type Daemon } from './helpers.js'
+
+const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 7
+const ownHome = path.resolve(`.sandlot-test/templates-${port}`)
+let daemon: Daemon
+let key = ''
+
+async function call<T = any>(method: string, route: string, body?: unknown): Promise<{ status: number; json: T }> {
+  const res = await fetch(`${daemon.url}${route}`, {
+    method,
+    headers: { 'x-api-key': key, ...(body !== undefined && { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  const text = await res.text()
+  return { status: res.status, json: text ? JSON.parse(text) : undefined }
+}
+
+interface BuildStatus {
+  status: string
+  logEntries: { message: string; step?: string; level: string }[]
+  reason?: { message: string; step?: string }
+}
+
+/** Starts a build and waits for its end; returns its status with every log entry. */
+async function build(body: Record<string, unknown>): Promise<BuildStatus & { templateId: string; buildId: string; ms: number }> {
+  const t0 = Date.now()
+  const r = await call('POST', '/api/v1/templates', body)
+  assert.equal(r.status, 202, JSON.stringify(r.json))
+  const { templateId, buildId } = r.json
+  const logs: BuildStatus['logEntries'] = []
+  for (;;) {
+    const s = await call<BuildStatus>('GET', `/api/v1/templates/${templateId}/builds/${buildId}?logsOffset=${logs.length}`)
+    assert.equal(s.status, 200)
+    logs.push(...s.json.logEntries)
+    if (s.json.status === 'ready' || s.json.status === 'error') {
+      if (s.json.logEntries.length === 0) return { ...s.json, logEntries: logs, templateId, buildId, ms: Date.now() - t0 }
+      continue
+    }
+    await new Promise((r) => setTimeout(r, 200))
+  }
+}
+
+/** A gzip tar of `files` (path → content, or { link } for a symlink), uploaded under a hash of its own. */
+async function upload(files: Record<string, string | { link: string }>): Promise<string> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sandlot-ctx-'))
+  for (const [name, content] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true })
+    if (typeof content === 'string') fs.writeFileSync(path.join(dir, name), content)
+    else fs.symlinkSync(content.link, path.join(dir, name))
+  }
+  const archive = execFileSync('tar', ['-czf', '-', '-C', dir, ...Object.keys(files)])
+  fs.rmSync(dir, { recursive: true })
+  const hash = crypto.createHash('sha256').update(archive).digest('hex')
+  const res = await fetch(`${daemon.url}/api/v1/templates/files/${hash}`, { method: 'PUT', headers: { 'x-api-key': key }, body: archive })
+  assert.equal(res.status, 201, await res.text())
+  return hash
+}
+
+const createFrom = (template: string) => call('POST', '/api/v1/sandboxes', { template, keepAliveMs: 600_000 })
+const sh = (id: string, cmd: string, user = 'user') => run(id, cmd, { url: daemon.url, key, user })
+
+describe('templates (Sandlot REST)', { concurrency: false }, () => {
+  before(async () => {
+    fs.rmSync(ownHome, { recursive: true, force: true })
+    fs.mkdirSync(path.dirname(ownHome), { recursive: true })
+    daemon = spawnDaemon(port, { SANDLOT_HOME: ownHome, SANDLOT_READY_TIMEOUT_MS: '3000' }, fs.openSync(`${ownHome}.log`, 'w'))
+    await waitFor(async () => (await fetch(`${daemon.url}/health`).catch(() => undefined))?.ok, 120_000, 'the templates daemon')
+    key = fs.readFileSync(path.join(ownHome, 'api-key'), 'utf8').trim()
+  })
+  after(async () => {
+    const list = await call<{ id: string }[]>('GET', '/api/v1/sandboxes')
+    for (const s of list.json ?? []) await call('DELETE', `/api/v1/sandboxes/${s.id}`)
+    await daemon?.stop()
+  })
+
+  let steps: unknown[]
+  test('a build from base with RUN, COPY, ENV, WORKDIR, USER and a start command; a sandbox from it has all of it, its server already answering', async () => {
+    const files = await upload({ 'app/main.txt': 'main\n', 'app/sub/deep.txt': 'deep\n', 'app/link': { link: 'main.txt' }, 'single.txt': 'single\n' })
+    steps = [
+      { type: 'RUN', args: ['echo built-as-$(id -un) > /home/user/who.txt'] },
+      { type: 'ENV', args: ['GREETING', 'hello', 'PHRASE', '${GREETING} world'] },
+      { type: 'WORKDIR', args: ['/srv/app'] },
+      { type: 'COPY', args: ['app', '.', '', ''], filesHash: files },
+      { type: 'COPY', args: ['single.txt', '/opt/data/', 'root:root', '0600'], filesHash: files },
+      { type: 'USER', args: ['builder'] },
+      { type: 'RUN', args: ['echo "$PHRASE" > phrase.txt 2>/dev/null || echo "$PHRASE" > ~/phrase.txt; rm -f /etc/motd || true', 'root'] },
+      { type: 'RUN', args: ['id -un > ~/whoami.txt'] },
+    ]
+    const b = await build({ name: 'webapp', steps, startCmd: 'python3 -m http.server 8000 --bind 127.0.0.1', readyCmd: 'curl -sf http://127.0.0.1:8000/ >/dev/null' })
+    assert.equal(b.status, 'ready', JSON.stringify(b.reason))
+    assert.ok(b.logEntries.some((e) => e.step === '1' && /RUN echo built-as/.test(e.message)))
+
+    const s = await createFrom('webapp')
+    assert.equal(s.status, 201, JSON.stringify(s.json))
+    assert.equal(s.json.template, 'webapp')
+    const id = s.json.id as string
+    const out = await sh(id, [
+      'cat /home/user/who.txt /srv/app/main.txt /srv/app/sub/deep.txt /srv/app/link',
+      'readlink /srv/app/link',
+      'stat -c "%U:%G %a" /srv/app/main.txt /opt/data/single.txt',
+      'echo "$PHRASE" "$(pwd)"',
+      'cat /srv/app/phrase.txt; cat /home/builder/whoami.txt',
+      'test -e /etc/motd && echo motd-present || echo motd-gone',
+      // The start command's server answers already.
+      'curl -sf http://127.0.0.1:8000/ | grep -c main.txt',
+    ].join('; '))
+    assert.equal(out.exitCode, 0, out.stderr)
+    assert.equal(
+      out.stdout,
+      ['built-as-user', 'main', 'deep', 'main', 'main.txt', 'user:user 644', 'root:root 600', 'hello world /srv/app', 'hello world', 'builder', 'motd-gone', '1', ''].join('\n'),
+    )
+    // The build sandbox's secrets and identity stay out of the template.
+    assert.match((await sh(id, 'cat /etc/hostname', 'root')).stdout, new RegExp(id))
+    await call('DELETE', `/api/v1/sandboxes/${id}`)
+  })
+
+  test('a second identical build reuses every layer and takes a fraction of the first; a changed step rebuilds only from there', async () => {
+    const first = await build({ name: 'cached', steps: [{ type: 'RUN', args: ['sleep 1; echo one > /tmp/one'] }, { type: 'RUN', args: ['sleep 1; echo two > /tmp/two'] }] })
+    assert.equal(first.status, 'ready')
+    const again = await build({ name: 'cached', steps: [{ type: 'RUN', args: ['sleep 1; echo one > /tmp/one'] }, { type: 'RUN', args: ['sleep 1; echo two > /tmp/two'] }] })
+    assert.equal(again.status, 'ready')
+    const cached = (b: BuildStatus) => b.logEntries.filter((e) => e.message.startsWith('CACHED')).map((e) => e.step)
+    assert.deepEqual(cached(again), ['1', '2'])
+    assert.ok(again.ms < first.ms / 2, `cached ${again.ms} ms, first ${first.ms} ms`)
+    const changed = await build({ name: 'cached', steps: [{ type: 'RUN', args: ['sleep 1; echo one > /tmp/one'] }, { type: 'RUN', args: ['echo three > /tmp/two'] }] })
+    assert.deepEqual(cached(changed), ['1'])
+    const forced = await build({ name: 'cached', force: true, steps: [{ type: 'RUN', args: ['sleep 1; echo one > /tmp/one'] }] })
+    assert.equal(forced.status, 'ready', JSON.stringify(forced.reason))
+    assert.deepEqual(cached(forced), [])
+    // The tag points at the last build: its files.
+    const s = await createFrom('cached')
+    assert.equal((await sh(s.json.id, 'cat /tmp/one; test -e /tmp/two && echo two || echo none')).stdout, 'one\nnone\n')
+    await call('DELETE', `/api/v1/sandboxes/${s.json.id}`)
+  })
+
+  test('a failing step: E2B\'s error text naming the step, its output in the logs, no template left to create from', async () => {
+    const b = await build({ name: 'broken', steps: [{ type: 'RUN', args: ['echo fine'] }, { type: 'RUN', args: ['echo about to fail; echo oops >&2; exit 3'] }, { type: 'RUN', args: ['echo never'] }] })
+    assert.equal(b.status, 'error')
+    assert.deepEqual(b.reason, { message: "failed to run command 'echo about to fail; echo oops >&2; exit 3': exit status 3", step: '2' })
+    assert.ok(b.logEntries.some((e) => e.step === '2' && e.message === 'about to fail'))
+    assert.ok(b.logEntries.some((e) => e.step === '2' && e.message === 'oops' && e.level === 'warn'))
+    assert.ok(!b.logEntries.some((e) => e.message === 'never'))
+    const s = await createFrom('broken')
+    assert.equal(s.status, 400)
+    assert.match(s.json.message, /Template "broken" has no tag "default"/)
+    // An unknown user: E2B's exact text.
+    const u = await build({ name: 'broken', steps: [{ type: 'RUN', args: ['whoami', 'root123'] }] })
+    assert.deepEqual(u.reason, { message: "failed to run command 'whoami': command failed: unauthenticated: invalid username: 'root123'", step: '1' })
+    // A ready command that never passes fails the build at "finalize".
+    const r = await build({ name: 'broken', steps: [], startCmd: 'sleep 1000', readyCmd: 'false' })
+    assert.equal(r.reason?.step, 'finalize')
+    assert.match(r.reason!.message, /the ready command 'false' did not pass within 3 s/)
+    // No build sandbox is left running.
+    const runtime = execFileSync('runc', ['--root', path.join(ownHome, 'runtime/runc'), 'list', '-q']).toString().trim().split('\n').filter(Boolean)
+    const sandboxes = (await call<{ id: string }[]>('GET', '/api/v1/sandboxes')).json.map((s) => s.id)
+    assert.deepEqual(runtime.filter((id) => !sandboxes.includes(id)), [])
+  })
+
+  test('unknown names list what exists; delete is refused while a sandbox uses the template', async () => {
+    const unknown = await createFrom('nope')
+    assert.equal(unknown.status, 400)
+    assert.match(unknown.json.message, /Unknown template "nope"\. Available templates: .*base.*webapp/)
+    const list = await call<{ name: string; tags: string[] }[]>('GET', '/api/v1/templates')
+    assert.deepEqual(list.json.find((t) => t.name === 'webapp')?.tags, ['default'])
+    const b = await build({ name: 'doomed', steps: [{ type: 'RUN', args: ['true'] }] })
+    assert.equal(b.status, 'ready')
+    const s = await createFrom('doomed')
+    const refused = await call('DELETE', '/api/v1/templates/doomed')
+    assert.equal(refused.status, 400)
+    assert.match(refused.json.message, /in use/)
+    await call('DELETE', `/api/v1/sandboxes/${s.json.id}`)
+    assert.equal((await call('DELETE', '/api/v1/templates/doomed')).status, 204)
+    assert.equal((await createFrom('doomed')).status, 400)
+  })
+
+  test('bad input: clear 400s, the server up', async () => {
+    const cases: [unknown, RegExp][] = [
+      [{ name: 'Bad Name', steps: [] }, /Invalid template name/],
+      [{ name: 'base', steps: [] }, /"base" is built by Sandlot/],
+      [{ name: 'x', steps: [{ type: 'FROM', args: ['x'] }] }, /steps\[0\]\.type must be one of/],
+      [{ name: 'x', steps: [{ type: 'COPY', args: ['a', 'b'] }] }, /COPY needs filesHash/],
+      [{ name: 'x', steps: [{ type: 'WORKDIR', args: [] }] }, /WORKDIR takes 1 arguments/],
+      [{ name: 'x', fromTemplate: 'missing', steps: [] }, /Unknown template "missing"/],
+      [{ name: 'x', tags: ['Not A Tag'], steps: [] }, /Invalid tag/],
+    ]
+    for (const [body, message] of cases) {
+      const r = await call('POST', '/api/v1/templates', body)
+      assert.equal(r.status, 400, JSON.stringify(body))
+      assert.match(r.json.message, message)
+    }
+    const notGzip = await fetch(`${daemon.url}/api/v1/templates/files/${'a'.repeat(64)}`, { method: 'PUT', headers: { 'x-api-key': key }, body: 'plain text' })
+    assert.equal(notGzip.status, 400)
+    const badHash = await fetch(`${daemon.url}/api/v1/templates/files/xyz`, { method: 'PUT', headers: { 'x-api-key': key }, body: 'x' })
+    assert.equal(badHash.status, 400)
+    // A COPY whose files were never uploaded fails its step, clearly.
+    const b = await build({ name: 'nofiles', steps: [{ type: 'COPY', args: ['a', 'b'], filesHash: 'b'.repeat(64) }] })
+    assert.match(b.reason!.message, /were never uploaded/)
+    // An archive whose members climb out of the context changes nothing outside the build sandbox.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sandlot-evil-'))
+    fs.writeFileSync(path.join(dir, 'x'), 'evil')
+    const evil = execFileSync('tar', ['-czf', '-', '-C', dir, '--transform', 's|^x$|../../../../tmp/sandlot-escaped|', 'x'])
+    const hash = crypto.createHash('sha256').update(evil).digest('hex')
+    assert.equal((await fetch(`${daemon.url}/api/v1/templates/files/${hash}`, { method: 'PUT', headers: { 'x-api-key': key }, body: evil })).status, 201)
+    await build({ name: 'escape', steps: [{ type: 'COPY', args: ['.', '/data', '', ''], filesHash: hash }] })
+    assert.equal(fs.existsSync('/tmp/sandlot-escaped'), false)
+    assert.equal((await fetch(`${daemon.url}/health`)).status, 200)
+  })
+})
