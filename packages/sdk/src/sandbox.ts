@@ -305,9 +305,15 @@ export class Sandbox {
 
   /**
    * Creates a sandbox and opens a handle on it (a hold, taken in the same request, so the sandbox
-   * is never unheld in between).
+   * is never unheld in between). The template is `opts.template`, or the first argument as E2B
+   * takes it: `Sandbox.create('my-template', { ... })`; `base` when neither says.
    */
-  static async create(opts: SandboxOptions = {}): Promise<Sandbox> {
+  static async create(opts?: SandboxOptions): Promise<Sandbox>
+  static async create(template: string, opts?: Omit<SandboxOptions, 'template'>): Promise<Sandbox>
+  static async create(first: string | SandboxOptions = {}, second: Omit<SandboxOptions, 'template'> = {}): Promise<Sandbox> {
+    if (typeof first === 'string' && !first) throw new InvalidArgumentError('the template name is empty')
+    const opts: SandboxOptions = typeof first === 'string' ? { ...second, template: first } : first
+    if (typeof first !== 'string' && (typeof first !== 'object' || first === null)) throw new InvalidArgumentError('Sandbox.create takes a template name or an options object')
     checkStringMap('metadata', opts.metadata)
     checkStringMap('envVars', opts.envVars)
     const network = checkNetwork(opts.network, true)

@@ -19,6 +19,7 @@ import { apiKeyOf, isValidApiKey, signedFilesTarget, tokensEqual } from './auth.
 import { e2bRoutes } from './e2b.js'
 import { nativeRoutes } from './native.js'
 import { templateRoutes } from './templates.js'
+import { UPLOAD_PREFIX, e2bTemplateRoutes } from './e2b-templates.js'
 import type { TemplateBuilds } from '../templates/builds.js'
 import type { TemplateRegistry } from '../templates/registry.js'
 
@@ -215,6 +216,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   // Every control-plane request but /health carries a valid API key.
   app.addHook('onRequest', async (req, reply) => {
     if (req.url === '/health') return
+    // E2B's upload links carry a signature instead of the key (the SDK sends none); the route checks it.
+    if (req.method === 'PUT' && req.url.startsWith(UPLOAD_PREFIX)) return
     if (!isValidApiKey(deps.store, apiKeyOf(req.raw))) return reply.code(401).send({ code: 401, message: UNAUTHORIZED })
   })
 
@@ -226,6 +229,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   nativeRoutes(app, deps.manager, deps.config)
   templateRoutes(app, deps.builds, deps.templates)
+  e2bTemplateRoutes(app, deps.builds, deps.templates)
   e2bRoutes(app, deps.manager, deps.config)
   return app
 }

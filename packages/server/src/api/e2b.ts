@@ -6,6 +6,7 @@ import { SandlotError, badRequest, notImplemented } from '../errors.js'
 import { e2bConnectDeadline, e2bRefreshDeadline, e2bTimeoutDeadline } from '../lifecycle/lifetime.js'
 import type { SandboxManager, SandboxState } from '../lifecycle/manager.js'
 import { checkIam, parseE2BCreateNetwork, parseE2BNetworkUpdate } from '../network/config.js'
+import { parseTemplateRef } from '../templates/registry.js'
 import { matchesMetadata, parseMetadataFilter } from './native.js'
 import { ingressConfigOf } from '../lifecycle/ingress.js'
 import { ENVD_VERSION, ingressOf, trafficTokenView } from './serialize.js'
@@ -72,12 +73,12 @@ function sandboxIdOf(raw: string): string {
   return parts[0]!
 }
 
-/** The template a sandbox is created from: E2B names may carry a tag or a team ("team/name:tag"). */
+/**
+ * The template a sandbox is created from: E2B names may carry a team and a tag ("team/name:tag");
+ * the registry resolves the tag (templates/registry.ts).
+ */
 function templateNameOf(templateID: string): string {
-  const name = templateID.split('/').pop()!
-  const [base, tag] = name.split(':')
-  if (tag !== undefined && tag !== 'latest' && tag !== 'default') throw badRequest(`Template tag "${tag}" does not exist: Sandlot templates have only "latest"`)
-  return base!
+  return templateID.split('/').pop()!
 }
 
 /** Fails with a clear error when a request asks for a feature E2B has and Sandlot does not yet. */
@@ -245,7 +246,8 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
   app.get('/sandboxes/metrics', notYet('Reading sandbox metrics'))
   app.get('/v2/sandboxes/:id/logs', notYet('Reading sandbox logs'))
   app.get('/snapshots', notYet('Listing snapshots'))
-  for (const route of ['/templates', '/templates/*', '/v2/templates', '/v2/templates/*', '/v3/templates', '/v3/templates/*']) {
+  // What of E2B's template API is not built yet (e2b-templates.ts has the rest; its routes win over these).
+  for (const route of ['/templates', '/templates/*', '/v2/templates', '/v2/templates/*', '/v3/templates/*']) {
     app.all(route, notYet('Building and managing templates through the E2B API'))
   }
   // Without these a 404 would read as "volume/secret not found" in the SDK (VolumeNotFoundError, exists() → false).
@@ -298,7 +300,7 @@ export function listPage(all: SandboxState[], q: ListQuery): { items: SandboxSta
     // Sandlot has no paused sandboxes yet: every one is running.
     .filter((s) => states.includes('running'))
     .filter((s) => matchesMetadata(s.metadata, filter))
-    .filter((s) => !q.template || s.template === templateNameOf(q.template))
+    .filter((s) => !q.template || s.template === parseTemplateRef(q.template).alias)
     .filter((s) => after === undefined || s.startedAt > after)
     .sort(cmp)
     .filter((s) => !cursor || cmp(s, cursor) > 0)

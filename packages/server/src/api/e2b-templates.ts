@@ -1,0 +1,150 @@
+// E2B's template builder on the wire (../shared/reference/e2b-protocol-next.md §2.2), so the e2b
+// SDK's Template.build(), Template.exists(), tags and `e2b template create` work unchanged: the
+// same pipeline as Sandlot's own REST (templates/). File uploads go to a signed URL on this server.
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import crypto from 'node:crypto'
+import type { Readable } from 'node:stream'
+import { SandlotError, badRequest } from '../errors.js'
+import type { BuildSpec } from '../templates/build.js'
+import { checkSteps, type TemplateBuilds } from '../templates/builds.js'
+import { parseTemplateRef, type TemplateRegistry } from '../templates/registry.js'
+
+/** Where a COPY step's files are uploaded: outside the API key (the SDK sends none), signed instead. */
+export const UPLOAD_PREFIX = '/e2b-template-files/'
+const UPLOAD_TTL_MS = 60 * 60_000
+/** Signs upload links; per process, as links are asked for per build. */
+const secret = crypto.randomBytes(32)
+const sign = (hash: string, expires: number) => crypto.createHmac('sha256', secret).update(`${hash}:${expires}`).digest('hex')
+
+/** E2B's default base image (fromBaseImage) is Sandlot's base template. */
+const E2B_BASE_IMAGE = /^(docker\.io\/)?e2bdev\/base(:[\w.-]+)?$/
+
+const notFound = (what: string) => new SandlotError(404, 'not_found', what)
+
+function baseUrlOf(req: FastifyRequest): string {
+  const host = req.headers.host ?? 'localhost'
+  return `${req.protocol}://${host}`
+}
+
+export function e2bTemplateRoutes(app: FastifyInstance, builds: TemplateBuilds, templates: TemplateRegistry): void {
+  const store = templates.builds
+  const byId = (tid: string) => {
+    const t = store.templateById(tid) ?? store.templateByName(tid)
+    if (!t) throw notFound(`Template '${tid}' not found`)
+    return t
+  }
+
+  app.post<{ Body: { name?: string; alias?: string; tags?: string[]; cpuCount?: number; memoryMB?: number } }>('/v3/templates', async (req, reply) => {
+    const body = req.body ?? {}
+    const name = body.name ?? body.alias
+    if (typeof name !== 'string' || !name) throw badRequest('name is required')
+    if (body.tags !== undefined && (!Array.isArray(body.tags) || body.tags.some((t) => typeof t !== 'string'))) throw badRequest('tags must be an array of strings')
+    const made = builds.create(name, body.tags ?? [])
+    return reply.code(202).send({ templateID: made.templateId, buildID: made.buildId, names: [made.name], aliases: [made.name], tags: made.tags, public: false })
+  })
+
+  app.get<{ Params: { tid: string; hash: string } }>('/templates/:tid/files/:hash', async (req, reply) => {
+    const { hash } = req.params
+    if (!/^[0-9a-f]{64}$/.test(hash)) throw badRequest(`Invalid files hash "${hash.slice(0, 80)}": 64 lowercase hex characters`)
+    byId(req.params.tid)
+    if (builds.archivePath(hash)) return reply.code(201).send({ present: true })
+    const expires = Date.now() + UPLOAD_TTL_MS
+    return reply.code(201).send({ present: false, url: `${baseUrlOf(req)}${UPLOAD_PREFIX}${hash}?expires=${expires}&signature=${sign(hash, expires)}` })
+  })
+
+  app.register(async (scope) => {
+    // The SDK sends the gzip tar with no Content-Type: the body stays a stream whatever it says.
+    scope.removeAllContentTypeParsers()
+    scope.addContentTypeParser('*', (_req, payload, done) => done(null, payload))
+    scope.put<{ Params: { hash: string }; Querystring: { expires?: string; signature?: string } }>(`${UPLOAD_PREFIX}:hash`, async (req, reply) => {
+      const { hash } = req.params
+      const expires = Number(req.query.expires)
+      const given = Buffer.from(String(req.query.signature ?? ''), 'hex')
+      const wanted = Buffer.from(sign(hash, expires), 'hex')
+      if (!Number.isFinite(expires) || expires < Date.now() || given.length !== wanted.length || !crypto.timingSafeEqual(given, wanted)) {
+        throw new SandlotError(403, 'forbidden', 'This upload link is invalid or has expired; ask for a new one')
+      }
+      const length = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length'])
+      await builds.putArchive(hash, req.body as Readable, length)
+      return reply.code(200).send()
+    })
+  })
+
+  app.post<{ Params: { tid: string; bid: string }; Body: Record<string, unknown> }>('/v2/templates/:tid/builds/:bid', async (req, reply) => {
+    const b = req.body ?? {}
+    const t = byId(req.params.tid)
+    const { fromImage, fromTemplate } = b as { fromImage?: unknown; fromTemplate?: unknown }
+    if ((fromImage && fromTemplate) || (!fromImage && !fromTemplate)) throw badRequest('Exactly one of fromImage or fromTemplate must be given and non-empty')
+    let base: string
+    if (typeof fromTemplate === 'string') base = fromTemplate
+    else if (typeof fromImage === 'string' && E2B_BASE_IMAGE.test(fromImage)) base = 'base'
+    else throw new SandlotError(501, 'not_implemented', `Building from the image "${String(fromImage).slice(0, 200)}" is not supported by Sandlot yet: build from a template (fromTemplate, or fromBaseImage() for Sandlot's base)`)
+    templates.resolve(base)
+    const spec: BuildSpec = {
+      fromTemplate: base,
+      steps: checkSteps(b.steps),
+      ...(typeof b.startCmd === 'string' && b.startCmd && { startCmd: b.startCmd }),
+      ...(typeof b.readyCmd === 'string' && b.readyCmd && { readyCmd: b.readyCmd }),
+      ...(b.force === true && { force: true }),
+    }
+    builds.start(t.id, req.params.bid, spec)
+    return reply.code(202).send()
+  })
+
+  app.get<{ Params: { tid: string; bid: string }; Querystring: { logsOffset?: string; limit?: string } }>('/templates/:tid/builds/:bid/status', async (req) => {
+    const b = builds.build(req.params.tid, req.params.bid)
+    const offset = Number(req.query.logsOffset ?? 0)
+    const limit = Number(req.query.limit ?? 100)
+    const entries = builds.logs(b.id, Number.isInteger(offset) ? offset : 0, Number.isInteger(limit) ? limit : 100)
+    const view = (e: { at: number; level: string; message: string; step?: string }) => ({ timestamp: new Date(e.at).toISOString(), level: e.level, message: e.message, ...(e.step && { step: e.step }) })
+    return {
+      templateID: b.templateId,
+      buildID: b.id,
+      // Waiting for a free slot reads "building", as on E2B once the build was started.
+      status: b.status,
+      logEntries: entries.map(view),
+      logs: [],
+      ...(b.reason && { reason: { message: b.reason.message, ...(b.reason.step && { step: b.reason.step }), logEntries: [] } }),
+    }
+  })
+
+  app.get<{ Params: { alias: string } }>('/templates/aliases/:alias', async (req) => {
+    const { alias } = parseTemplateRef(req.params.alias)
+    if (alias === 'base') return { templateID: 'base', public: true }
+    const t = store.templateByName(alias)
+    if (!t) throw notFound(`Template alias '${alias}' not found`)
+    return { templateID: t.id, public: false }
+  })
+
+  app.post<{ Body: { target?: string; tags?: string[] } }>('/templates/tags', async (req, reply) => {
+    const { target, tags } = req.body ?? {}
+    if (typeof target !== 'string' || !/^[^:]+:[^:]+$/.test(target)) throw badRequest('target must be "name:tag"')
+    if (!Array.isArray(tags) || !tags.length || tags.some((t) => typeof t !== 'string' || !/^[a-z0-9][a-z0-9_.-]{0,127}$/.test(t.toLowerCase()))) throw badRequest('tags must be a non-empty array of tags')
+    const { alias, tag } = parseTemplateRef(target)
+    const t = store.templateByName(alias)
+    const buildId = t && store.buildOfTag(t.id, tag)
+    if (!t || !buildId) throw notFound(`Template '${target}' not found`)
+    const lowered = [...new Set(tags.map((x) => x.toLowerCase()))]
+    for (const x of lowered) store.setTag(t.id, x, buildId, Date.now())
+    return reply.code(201).send({ buildID: buildId, tags: lowered })
+  })
+
+  app.delete<{ Body: { name?: string; tags?: string[] } }>('/templates/tags', async (req, reply) => {
+    const { name, tags } = req.body ?? {}
+    if (typeof name !== 'string' || !Array.isArray(tags)) throw badRequest('the body is { name, tags }')
+    const t = store.templateByName(parseTemplateRef(name).alias)
+    if (!t) throw notFound(`Template '${name}' not found`)
+    if (tags.includes('default')) throw badRequest('The "default" tag cannot be removed')
+    for (const x of tags) store.removeTag(t.id, String(x).toLowerCase())
+    return reply.code(204).send()
+  })
+
+  app.get<{ Params: { tid: string } }>('/templates/:tid/tags', async (req) =>
+    store.tags(byId(req.params.tid).id).map((x) => ({ tag: x.tag, buildID: x.buildId, createdAt: new Date(x.createdAt).toISOString() })),
+  )
+
+  app.delete<{ Params: { tid: string } }>('/templates/:tid', async (req, reply) => {
+    builds.delete(byId(req.params.tid).name)
+    return reply.code(204).send()
+  })
+}

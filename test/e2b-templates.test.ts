@@ -1,0 +1,81 @@
+// The official e2b SDK's Template builder against Sandlot, unchanged: Template.build() from the base
+// image with copy (files, a directory, a symlink), runCmd, setEnvs, setWorkdir, setUser and a start
+// command with its ready check; the sandbox from it; exists, tags, the build error of a failing step.
+import { BuildError, Sandbox, Template, waitForPort } from 'e2b'
+import { RUN } from './e2b-env.js'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { after, describe, test } from 'node:test'
+
+const name = `e2b-tpl-${process.pid}`
+const context = fs.mkdtempSync(path.join(os.tmpdir(), 'sandlot-e2b-ctx-'))
+after(() => fs.rmSync(context, { recursive: true, force: true }))
+
+describe('e2b SDK: templates', { concurrency: false }, () => {
+  test('Template.build: copy, run, env, workdir, user, start and ready commands; a sandbox from it has them all, its server answering', async () => {
+    fs.mkdirSync(path.join(context, 'app/sub'), { recursive: true })
+    fs.writeFileSync(path.join(context, 'app/index.html'), '<h1>from the template</h1>\n')
+    fs.writeFileSync(path.join(context, 'app/sub/data.txt'), 'data\n')
+    fs.symlinkSync('index.html', path.join(context, 'app/home.html'))
+    fs.writeFileSync(path.join(context, 'notes.txt'), 'notes\n')
+    const template = Template({ fileContextPath: context })
+      .fromBaseImage()
+      .copy('notes.txt', '/home/user/notes.txt')
+      .copy('app', '/srv/app')
+      .runCmd('echo "ran as $(whoami)" > /home/user/ran.txt')
+      .setEnvs({ GREETING: 'hello', TARGET: 'world' })
+      .setWorkdir('/srv/app')
+      .runCmd('echo "$GREETING $TARGET in $(pwd)" > /tmp/env.txt')
+      .setUser('user')
+      .setStartCmd('python3 -m http.server 8000', waitForPort(8000))
+    const logs: string[] = []
+    const info = await Template.build(template, name, { cpuCount: 1, memoryMB: 1024, onBuildLogs: (e) => logs.push(e.message) })
+    assert.equal(info.name, name)
+    assert.match(info.templateId, /^[a-z0-9]{20}$/)
+    assert.ok(logs.length > 0)
+    assert.equal(await Template.exists(name), true)
+    assert.equal(await Template.exists('base'), true)
+    assert.equal(await Template.exists(`no-such-${process.pid}`), false)
+
+    const s = await Sandbox.create(name, { metadata: { suite: 'e2b', run: RUN } })
+    try {
+      const r = await s.commands.run('cat /home/user/notes.txt /srv/app/sub/data.txt /home/user/ran.txt /tmp/env.txt; readlink /srv/app/home.html; echo "$GREETING"; pwd; curl -s http://127.0.0.1:8000/index.html')
+      assert.equal(r.stdout, 'notes\ndata\nran as user\nhello world in /srv/app\nindex.html\nhello\n/srv/app\n<h1>from the template</h1>\n')
+      // Through a port preview too: the start command's server was up before create answered.
+      const page = await fetch(`${process.env.E2B_SANDBOX_URL}/index.html`, { headers: { 'e2b-sandbox-id': s.sandboxId, 'e2b-sandbox-port': '8000' } })
+      assert.equal(await page.text(), '<h1>from the template</h1>\n')
+    } finally {
+      await s.kill()
+    }
+  })
+
+  test('a second identical build is cached; tags; a failing step is a BuildError with E2B\'s text', async () => {
+    const t = () => Template().fromTemplate('base').runCmd('echo one > /tmp/one')
+    await Template.build(t(), `${name}-tags:v1`, { cpuCount: 1, memoryMB: 1024 })
+    const logs: string[] = []
+    await Template.build(t(), `${name}-tags:v2`, { cpuCount: 1, memoryMB: 1024, onBuildLogs: (e) => logs.push(e.message) })
+    assert.ok(logs.some((m) => m.startsWith('CACHED')), logs.join('\n'))
+    const tags = (await Template.getTags((await fetchId(`${name}-tags`))!)).map((x) => x.tag).sort()
+    assert.deepEqual(tags, ['v1', 'v2'])
+    await Template.assignTags(`${name}-tags:v1`, ['stable'])
+    assert.ok((await Template.getTags((await fetchId(`${name}-tags`))!)).some((x) => x.tag === 'stable'))
+    await Template.removeTags(`${name}-tags`, ['stable'])
+    assert.ok(!(await Template.getTags((await fetchId(`${name}-tags`))!)).some((x) => x.tag === 'stable'))
+
+    const failing = Template().fromBaseImage().runCmd('echo before').runCmd('exit 7')
+    const err = await Template.build(failing, `${name}-fails`, { cpuCount: 1, memoryMB: 1024 }).then(
+      () => assert.fail('the build should fail'),
+      (e: unknown) => e,
+    )
+    assert.ok(err instanceof BuildError, String(err))
+    assert.match((err as Error).message, /failed to run command 'exit 7': exit status 7/)
+  })
+})
+
+/** The template id behind a name, through the alias route the SDK's exists() uses. */
+async function fetchId(alias: string): Promise<string | undefined> {
+  const res = await fetch(`${process.env.E2B_API_URL}/templates/aliases/${alias}`, { headers: { 'x-api-key': process.env.E2B_API_KEY! } })
+  return res.ok ? ((await res.json()) as { templateID: string }).templateID : undefined
+}
