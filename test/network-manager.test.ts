@@ -70,7 +70,12 @@ class FakeEnforcer implements NetworkEnforcer {
   }
 }
 
-const templates = { ensure: async () => '/rootfs', rootfsOf: () => '/rootfs', prune: () => {} } as unknown as TemplateRegistry
+const templates = {
+  ensure: async () => '/rootfs',
+  rootfsOf: () => '/rootfs',
+  resolve: () => ({ name: 'base', layers: ['/rootfs'], config: { env: {}, workdir: null, user: 'user', startCmd: null, readyCmd: null } }),
+  prune: () => {},
+} as unknown as TemplateRegistry
 const idRanges = {
   claim: () => ({ start: 100000, size: 65536, owner: 100000 }),
   release: () => {},
@@ -230,6 +235,7 @@ describe('store: network settings', () => {
       network: { allowOut: ['pypi.org'], denyOut: [], rules: { 'pypi.org': [{}] } },
       allowInternetAccess: false,
       ingress: { allowPublicTraffic: false, maskRequestHost: null },
+      templateLayers: ['/rootfs'],
     }
     let store = new Store(file)
     store.insertSandbox(row)

@@ -1,5 +1,7 @@
 // sandlotd: wires the store, templates, runtime, lifecycle, proxy and API together.
+import { execFile } from 'node:child_process'
 import crypto from 'node:crypto'
+import { promisify } from 'node:util'
 import fs from 'node:fs'
 import path from 'node:path'
 import { pino, type Logger } from 'pino'
@@ -84,6 +86,11 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
     readyTimeoutMs: config.readyTimeoutMs,
   })
   const builds: TemplateBuilds = new TemplateBuilds(templates, runner, path.join(config.home, 'template-files'), log, config.builds.maxConcurrent, () => new Set(store.listSandboxes().map((s) => s.template)), config.builds.maxUploadBytes)
+  // Layers nothing stands on go at start and every hour.
+  const removeTree = (dir: string) => promisify(execFile)('rm', ['-rf', '--one-file-system', '--', dir]).then(() => {})
+  const collect = () => void builds.collectLayers(layersDir, () => store.listSandboxes().flatMap((s) => s.templateLayers), removeTree).catch((err) => log.warn({ err }, 'layer collection failed'))
+  const collector = setInterval(collect, 60 * 60_000)
+  collector.unref()
   const proxy = new EnvdProxy((id) => driver.agentSocket(id), config.agentReplyTimeoutMs)
   // Port previews reach a sandbox's ports through its agent (proxy/dialer.ts, proxy/tunnel.ts).
   // Straight to the sandbox's address first (no agent in the path); then through its agent, which
@@ -124,6 +131,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
     .init()
     .then(() => manager.prepare())
     .then(() => networks.sweep((id) => store.getSandbox(id) !== undefined))
+    .then(collect)
     .then(
     () => log.info('ready: sandboxes can be created'),
     (err: Error) => {
@@ -141,6 +149,8 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
     manager,
     ready,
     async close() {
+      clearInterval(collector)
+      runner.cancelAll()
       manager.shutdown()
       await app.close()
       await driver.shutdown()

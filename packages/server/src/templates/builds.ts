@@ -19,6 +19,17 @@ const HASH = /^[0-9a-f]{64}$/
 const STEP_TYPES = ['RUN', 'COPY', 'ENV', 'WORKDIR', 'USER']
 const MAX_STEPS = 256
 const MAX_ARG = 64 * 1024
+/** A layer nothing uses is kept this long (a failed build's, for the retry's cache). */
+const LAYER_GRACE_MS = 60 * 60_000
+
+function processGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return false
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'EPERM'
+  }
+}
 
 export const newTemplateId = () => Array.from(crypto.randomBytes(20), (b) => 'abcdefghijklmnopqrstuvwxyz0123456789'[b % 36]).join('')
 
@@ -164,6 +175,29 @@ export class TemplateBuilds {
 
   logs(buildId: string, offset: number, limit: number): LogEntry[] {
     return this.registry.builds.logs(buildId, Math.max(0, offset), Math.min(100, Math.max(0, limit)))
+  }
+
+  /**
+   * Removes layers nothing stands on: no ready build lists them, no sandbox uses them, and they are
+   * older than an hour (a failed build's layers stay that long, so retrying it hits the cache; a
+   * running build's are younger). Also what an interrupted capture left. Each removal is a child
+   * process (a layer may hold many files).
+   */
+  async collectLayers(layersDir: string, sandboxLayers: () => string[], removeTree: (dir: string) => Promise<void>): Promise<void> {
+    const store = this.registry.builds
+    const used = new Set(sandboxLayers())
+    for (const t of store.listTemplates()) for (const b of store.buildsOf(t.id)) for (const l of b.layers ?? []) used.add(l)
+    const cutoff = Date.now() - LAYER_GRACE_MS
+    const cached = new Map(store.listLayers().map((l) => [l.path, l.id]))
+    for (const name of fs.existsSync(layersDir) ? fs.readdirSync(layersDir) : []) {
+      const dir = path.join(layersDir, name)
+      const interrupted = /\.capture-(\d+)-/.exec(name)
+      if (interrupted ? processGone(Number(interrupted[1])) : !used.has(dir) && fs.statSync(dir).mtimeMs < cutoff) {
+        const id = cached.get(dir)
+        if (id) store.deleteLayer(id)
+        await removeTree(dir).catch((err) => this.log.warn({ err, dir }, 'cannot remove a template layer'))
+      }
+    }
   }
 
   /** Deletes a template and its builds; refused while a sandbox stands on it. Its layers go at the next collection. */
