@@ -5,6 +5,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
+import net from 'node:net'
 import path from 'node:path'
 
 export interface Registry {
@@ -35,15 +36,17 @@ export async function startRegistry(o: { port: number; dir: string; auth?: { use
   const child: ChildProcess = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', fs.openSync(path.join(o.dir, 'registry.log'), 'w')] })
   const stopNow = () => child.exitCode === null && child.kill('SIGTERM')
   process.on('exit', stopNow)
-  const url = `${o.auth ? 'https' : 'http'}://${host}/v2/`
   for (let i = 0; ; i++) {
     if (child.exitCode !== null) throw new Error(`docker-registry exited: ${fs.readFileSync(path.join(o.dir, 'registry.log'), 'utf8')}`)
-    const ok = await new Promise<boolean>((resolve) => {
-      const p = spawn('curl', ['-sk', '-o', '/dev/null', url])
-      p.on('close', (code) => resolve(code === 0))
+    const listening = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(o.port, '127.0.0.1', () => {
+        socket.destroy()
+        resolve(true)
+      })
+      socket.on('error', () => resolve(false))
     })
-    if (ok) break
-    if (i > 100) throw new Error(`docker-registry did not answer at ${url}`)
+    if (listening) break
+    if (i > 100) throw new Error(`docker-registry did not listen on ${host}`)
     await new Promise((r) => setTimeout(r, 100))
   }
   return {
