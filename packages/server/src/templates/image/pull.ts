@@ -12,7 +12,6 @@
 //      nodes left as empty files (the runtime provides /dev), every path kept inside the rootfs;
 //   5. the scratch directory is renamed into place: a failed or interrupted pull leaves nothing there.
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import type { IdRange } from '../../runtime/idmap.js'
@@ -74,14 +73,18 @@ export async function pullImage(req: PullRequest, dest: string, idRange: IdRange
   if (req.username?.includes(':')) throw new ImagePullError('unauthorized', 'a registry username cannot contain ":"')
   const context: RegistryContext = { ref: ref.canonical, registry: ref.registry, withCredentials }
 
-  // Credentials go to skopeo in an auth file (0600, in a 0700 directory of root's, removed at the end),
-  // never on its command line, which every user of the host reads in ps. Without credentials skopeo
-  // goes anonymously (--no-creds), and HOME points into that directory, so no login of the host's
-  // root (~/.docker/config.json, containers' auth.json) ever lends its access to a template's pull.
-  const secrets = fs.mkdtempSync(path.join(os.tmpdir(), 'sandlot-pull-'))
+  // Credentials go to skopeo in an auth file (0600, in a 0700 directory of root's beside the scratch
+  // directory, removed at the end, and by the registry's prune with the scratch if the daemon dies
+  // mid-pull), never on its command line, which every user of the host reads in ps. Without
+  // credentials skopeo goes anonymously (--no-creds), and HOME points into that directory, so no
+  // login of the host's root (~/.docker/config.json, containers' auth.json) ever lends its access to
+  // a template's pull.
   const scratch = `${dest}.build-${process.pid}-${Date.now()}`
   const layout = `${scratch}.oci`
+  const secrets = `${scratch}.auth`
   try {
+    fs.mkdirSync(path.dirname(dest), { recursive: true })
+    fs.mkdirSync(secrets, { mode: 0o700 })
     let authFile: string | undefined
     if (withCredentials) {
       authFile = path.join(secrets, 'auth.json')
@@ -129,7 +132,6 @@ export async function pullImage(req: PullRequest, dest: string, idRange: IdRange
 
     // 3. Download.
     log.info({ step: 'pull' }, `pulling ${ref.canonical} (${digest}, ${manifest.layers.length} layers, ${(compressedBytes / 2 ** 20).toFixed(1)} MiB compressed)`)
-    fs.mkdirSync(path.dirname(dest), { recursive: true })
     // The unpack, as the templates' ids, must get through to the scratch directory and the layout.
     fs.chmodSync(path.dirname(dest), 0o711)
     await skopeo(
@@ -138,7 +140,9 @@ export async function pullImage(req: PullRequest, dest: string, idRange: IdRange
       { timeoutMs, logStdout: true },
     )
 
-    // 4. Unpack inside a user namespace mapped onto the templates' range.
+    // 4. Unpack inside a user namespace mapped onto the templates' range, which reads the layout as
+    // its own whatever the daemon's umask made of it.
+    for (const entry of ['', ...fs.readdirSync(layout, { recursive: true }).map(String)]) fs.lchownSync(path.join(layout, entry), idRange.hostId, idRange.hostId)
     fs.mkdirSync(scratch, { mode: 0o755 })
     fs.chownSync(scratch, idRange.hostId, idRange.hostId)
     await unpack(layout, scratch, idRange, { log, timeoutMs, signal: req.signal, ref: ref.canonical })
