@@ -28,14 +28,27 @@ const SYSTEM_PACKAGES = {
   conntrack: 'conntrack',
   // the local CA and server certificate for https:// (packages/server/src/tls/certs.ts)
   openssl: 'openssl',
+  // templates from OCI images (packages/server/src/templates/image): skopeo pulls, umoci unpacks
+  skopeo: 'skopeo',
+  umoci: 'umoci',
+}
+
+// What only the tests need, installed by `npm test` alone (never by `npm start`: Debian's
+// docker-registry starts a registry service of its own where systemd runs).
+const TEST_PACKAGES = {
+  // a local OCI registry on loopback, and its htpasswd file, for test/oci-image.test.ts
+  'docker-registry': 'docker-registry',
+  htpasswd: 'apache2-utils',
+  // a static busybox: the test images' tiny rootfs
+  busybox: 'busybox-static',
 }
 
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
 const run = (cmd, args, opts = {}) => execFileSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts })
 
-export function ensureSystemPackages() {
+export function ensureSystemPackages({ forTests = false } = {}) {
   const runtime = process.env.SANDLOT_RUNTIME ?? 'runc'
-  const wanted = { ...SYSTEM_PACKAGES, [runtime]: runtime }
+  const wanted = { ...SYSTEM_PACKAGES, [runtime]: runtime, ...(forTests ? TEST_PACKAGES : {}) }
   const missing = [...new Set(Object.entries(wanted).filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg))]
   if (missing.length === 0) return
   if (process.getuid?.() !== 0) {
@@ -91,8 +104,8 @@ export function build() {
   run('node', ['scripts/build.mjs'])
 }
 
-export function setup() {
-  ensureSystemPackages()
+export function setup({ forTests = false } = {}) {
+  ensureSystemPackages({ forTests })
   ensureLocalhostNames()
   ensureNpmDependencies()
   build()
