@@ -233,9 +233,8 @@ describe('e2b SDK: sandbox lifecycle', { concurrency: true }, () => {
     await assert.rejects(create({ lifecycle: { onTimeout: 'pause' }, metadata: { refused: `autopause-${RUN}` } }), notSupported(/autoPause/))
     await assert.rejects(create({ volumeMounts: { '/data': 'vol' }, metadata: { refused: `vol-${RUN}` } }), notSupported(/volume mounts/))
     await assert.rejects(Volume.create('vol'), notSupported(/volumes/, VolumeError))
-    // Templates are built now (e2b-templates.test.ts): building from an OCI image is what is not yet.
+    // Templates are built now (e2b-templates.test.ts, templates.test.ts).
     assert.equal(await Template.exists('base'), true)
-    await assert.rejects(Template.build(Template().fromImage('python:3.12'), `img-${RUN}`), /not supported by Sandlot yet/)
     for (const refused of ['autopause', 'vol']) assert.deepEqual(await listIds({ query: { metadata: { refused: `${refused}-${RUN}` } } }), [])
     // Nothing happened to the sandbox.
     assert.equal((await s.getInfo()).state, 'running')

@@ -10,10 +10,13 @@ import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { run, spawnDaemon, waitFor, type Daemon } from './helpers.js'
+import { makeImage, push, startRegistry, type Registry } from './oci-registry.js'
 
 const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 7
 const ownHome = path.resolve(`.sandlot-test/templates-${port}`)
+const registryPort = port + 1
 let daemon: Daemon
+let registry: Registry | undefined
 let key = ''
 
 async function call<T = any>(method: string, route: string, body?: unknown): Promise<{ status: number; json: T }> {
@@ -74,7 +77,7 @@ describe('templates (Sandlot REST)', { concurrency: false }, () => {
   before(async () => {
     fs.rmSync(ownHome, { recursive: true, force: true })
     fs.mkdirSync(path.dirname(ownHome), { recursive: true })
-    daemon = spawnDaemon(port, { SANDLOT_HOME: ownHome, SANDLOT_READY_TIMEOUT_MS: '3000' }, fs.openSync(`${ownHome}.log`, 'w'))
+    daemon = spawnDaemon(port, { SANDLOT_HOME: ownHome, SANDLOT_READY_TIMEOUT_MS: '3000', SANDLOT_INSECURE_REGISTRIES: `127.0.0.1:${registryPort}` }, fs.openSync(`${ownHome}.log`, 'w'))
     await waitFor(async () => (await fetch(`${daemon.url}/health`).catch(() => undefined))?.ok, 120_000, 'the templates daemon')
     key = fs.readFileSync(path.join(ownHome, 'api-key'), 'utf8').trim()
   })
@@ -82,6 +85,7 @@ describe('templates (Sandlot REST)', { concurrency: false }, () => {
     const list = await call<{ id: string }[]>('GET', '/api/v1/sandboxes')
     for (const s of list.json ?? []) await call('DELETE', `/api/v1/sandboxes/${s.id}`)
     await daemon?.stop()
+    await registry?.stop()
   })
 
   let steps: unknown[]
@@ -215,5 +219,45 @@ describe('templates (Sandlot REST)', { concurrency: false }, () => {
     await build({ name: 'escape', steps: [{ type: 'COPY', args: ['.', '/data', '', ''], filesHash: hash }] })
     assert.equal(fs.existsSync('/tmp/sandlot-escaped'), false)
     assert.equal((await fetch(`${daemon.url}/health`)).status, 200)
+  })
+
+  test('from an OCI image in a registry: pulled, the user account made, steps on top; cached the second time; a registry that is down fails the base step', async () => {
+    // An image made from the base template's files (Debian), pushed to a registry on loopback.
+    const baseDir = path.resolve('.sandlot-test/templates/base')
+    const built = fs.readdirSync(baseDir).map((h) => path.join(baseDir, h, 'rootfs')).find((r) => fs.existsSync(path.join(r, 'etc/os-release')))
+    assert.ok(built, 'the base template is built')
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sandlot-img-'))
+    const hostId = fs.statSync(built).uid
+    const hostIds = execFileSync('find', [built, '-printf', '%U\\n%G\\n'], { encoding: 'utf8' }).split('\n').filter(Boolean)
+    const map = path.join(work, 'id-map')
+    fs.writeFileSync(map, [...new Set(hostIds)].map((h) => `+${h} +${Number(h) - hostId}`).join('\n') + '\n')
+    const tarFile = path.join(work, 'rootfs.tar')
+    execFileSync('tar', ['--numeric-owner', `--owner-map=${map}`, `--group-map=${map}`, '-C', built, '-cf', tarFile, '--exclude=./home/user', '.'])
+    const layout = path.join(work, 'layout')
+    makeImage(layout, 'debian', { layers: [{ file: tarFile }], env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'FROM_IMAGE=yes'], workdir: '/opt', cmd: ['bash'] })
+    registry = await startRegistry({ port: registryPort, dir: path.join(work, 'registry') })
+    push(layout, 'debian', registry, 'tests/debian:12')
+    fs.rmSync(tarFile)
+
+    const ref = `${registry.host}/tests/debian:12`
+    const b = await build({ name: 'from-image', fromImage: { ref }, steps: [{ type: 'RUN', args: ['echo "from image as $(whoami) in $(pwd), FROM_IMAGE=$FROM_IMAGE" > /tmp/made.txt'] }] })
+    assert.equal(b.status, 'ready', JSON.stringify(b.reason))
+    assert.ok(b.logEntries.some((e) => /is sha256:[0-9a-f]{64}/.test(e.message)))
+    assert.ok(b.logEntries.some((e) => /the image's own command \(\["bash"\]\) is not run/.test(e.message)))
+    const s = await createFrom('from-image')
+    assert.equal(s.status, 201, JSON.stringify(s.json))
+    const out = await sh(s.json.id, 'cat /tmp/made.txt; grep -q bookworm /etc/os-release && echo bookworm; id -un')
+    assert.equal(out.stdout, 'from image as user in /opt, FROM_IMAGE=yes\nbookworm\nuser\n')
+    await call('DELETE', `/api/v1/sandboxes/${s.json.id}`)
+
+    const again = await build({ name: 'from-image', fromImage: { ref }, steps: [{ type: 'RUN', args: ['echo "from image as $(whoami) in $(pwd), FROM_IMAGE=$FROM_IMAGE" > /tmp/made.txt'] }] })
+    assert.ok(again.logEntries.some((e) => e.message === 'CACHED the user account'))
+    assert.ok(again.logEntries.some((e) => e.step === '1' && e.message.startsWith('CACHED')))
+
+    const down = await build({ name: 'from-image', fromImage: { ref: `127.0.0.1:${registryPort + 50}/tests/debian:12` }, steps: [] })
+    assert.equal(down.status, 'error')
+    assert.equal(down.reason?.step, 'base')
+    assert.match(down.reason!.message, /cannot use the image 127\.0\.0\.1:\d+\/tests\/debian:12/)
+    fs.rmSync(work, { recursive: true, force: true })
   })
 })

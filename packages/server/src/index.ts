@@ -17,6 +17,8 @@ import { IdRanges, ensureIdLayout } from './runtime/idmap.js'
 import { OciDriver } from './runtime/oci.js'
 import { Store } from './store/db.js'
 import { BuildRunner } from './templates/build.js'
+import { pullBase } from './templates/from-image.js'
+import { imagePullSettings } from './templates/image/index.js'
 import { TemplateBuilds } from './templates/builds.js'
 import { TemplateRegistry } from './templates/registry.js'
 import { ensureTls, type TlsMaterial } from './tls/certs.js'
@@ -72,6 +74,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
   // Template builds: layers under $SANDLOT_HOME/layers (root's alone, like the templates), the
   // uploaded files of COPY steps under template-files.
   const layersDir = path.join(config.home, 'layers')
+  const imagePulls = imagePullSettings()
   fs.mkdirSync(layersDir, { recursive: true, mode: 0o700 })
   const runner: BuildRunner = new BuildRunner({
     store: templates.builds,
@@ -81,6 +84,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
     layersDir,
     archiveOf: (hash: string): string | undefined => builds.archivePath(hash),
     resolve: (name) => templates.resolve(name),
+    pullBase: (image, signal) => pullBase(image, { imagesDir: path.join(config.home, 'images'), idRange: layout.template, log, ...imagePulls, signal }),
     limits: config.maxLimits,
     timeoutMs: config.builds.timeoutMs,
     readyTimeoutMs: config.readyTimeoutMs,

@@ -75,13 +75,18 @@ export function e2bTemplateRoutes(app: FastifyInstance, builds: TemplateBuilds, 
     const t = byId(req.params.tid)
     const { fromImage, fromTemplate } = b as { fromImage?: unknown; fromTemplate?: unknown }
     if ((fromImage && fromTemplate) || (!fromImage && !fromTemplate)) throw badRequest('Exactly one of fromImage or fromTemplate must be given and non-empty')
-    let base: string
-    if (typeof fromTemplate === 'string') base = fromTemplate
-    else if (typeof fromImage === 'string' && E2B_BASE_IMAGE.test(fromImage)) base = 'base'
-    else throw new SandlotError(501, 'not_implemented', `Building from the image "${String(fromImage).slice(0, 200)}" is not supported by Sandlot yet: build from a template (fromTemplate, or fromBaseImage() for Sandlot's base)`)
-    templates.resolve(base)
+    let from: Pick<BuildSpec, 'fromTemplate' | 'fromImage'>
+    if (typeof fromTemplate === 'string') from = { fromTemplate }
+    else if (typeof fromImage === 'string' && E2B_BASE_IMAGE.test(fromImage)) from = { fromTemplate: 'base' }
+    else if (typeof fromImage === 'string') {
+      const registry = b.fromImageRegistry as { type?: string; username?: unknown; password?: unknown } | undefined
+      if (registry && registry.type !== 'registry') throw new SandlotError(501, 'not_implemented', `Registry credentials of type "${String(registry.type).slice(0, 40)}" (AWS, GCP) are not supported by Sandlot yet: give a username and password (type "registry")`)
+      if (registry && (typeof registry.username !== 'string' || typeof registry.password !== 'string')) throw badRequest('fromImageRegistry needs username and password')
+      from = { fromImage: { ref: fromImage, ...(registry && { username: registry.username as string, password: registry.password as string }) } }
+    } else throw badRequest('fromImage and fromTemplate are strings')
+    if (from.fromTemplate) templates.resolve(from.fromTemplate)
     const spec: BuildSpec = {
-      fromTemplate: base,
+      ...from,
       steps: checkSteps(b.steps),
       ...(typeof b.startCmd === 'string' && b.startCmd && { startCmd: b.startCmd }),
       ...(typeof b.readyCmd === 'string' && b.readyCmd && { readyCmd: b.readyCmd }),

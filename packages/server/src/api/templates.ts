@@ -11,6 +11,7 @@ interface BuildBody {
   name: string
   tags?: string[]
   fromTemplate?: string
+  fromImage?: { ref: string; username?: string; password?: string }
   steps?: unknown
   startCmd?: string
   readyCmd?: string
@@ -28,6 +29,12 @@ const buildSchema = {
       name: { type: 'string', minLength: 1, maxLength: 256 },
       tags: { type: 'array', items: { type: 'string', maxLength: 128 }, maxItems: 32 },
       fromTemplate: { type: 'string', minLength: 1, maxLength: 256 },
+      fromImage: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['ref'],
+        properties: { ref: { type: 'string', minLength: 1, maxLength: 1024 }, username: { type: 'string', maxLength: 1024 }, password: { type: 'string', maxLength: 8192 } },
+      },
       steps: { type: 'array', maxItems: 256 },
       startCmd: { type: 'string', maxLength: 65536 },
       readyCmd: { type: 'string', maxLength: 65536 },
@@ -40,8 +47,9 @@ const buildSchema = {
 
 /** The spec a build runs, from a request checked by the schema and checkSteps. */
 export function buildSpecOf(b: Omit<BuildBody, 'name' | 'tags'>): BuildSpec {
+  if (b.fromImage && b.fromTemplate) throw badRequest('give fromTemplate or fromImage, not both')
   return {
-    fromTemplate: b.fromTemplate ?? 'base',
+    ...(b.fromImage ? { fromImage: b.fromImage } : { fromTemplate: b.fromTemplate ?? 'base' }),
     steps: checkSteps(b.steps),
     ...(b.startCmd && { startCmd: b.startCmd }),
     ...(b.readyCmd && { readyCmd: b.readyCmd }),
@@ -64,8 +72,9 @@ export function templateRoutes(app: FastifyInstance, builds: TemplateBuilds, tem
 
   app.post<{ Body: BuildBody }>('/api/v1/templates', { schema: buildSchema }, async (req, reply) => {
     const spec = buildSpecOf(req.body)
-    // The base must exist before anything is recorded (a 400 that lists what does).
-    templates.resolve(spec.fromTemplate)
+    // A base template must exist before anything is recorded (a 400 that lists what does); an
+    // image is pulled by the build.
+    if (spec.fromTemplate) templates.resolve(spec.fromTemplate)
     const made = builds.create(req.body.name, req.body.tags)
     builds.start(made.templateId, made.buildId, spec)
     return reply.code(202).send(made)

@@ -13,6 +13,7 @@ import type { RuntimeDriver } from '../runtime/driver.js'
 import type { IdRanges } from '../runtime/idmap.js'
 import type { Limits } from '../config.js'
 import type { BuildReason, LogEntry, TemplateConfig, TemplateStore } from '../store/templates.js'
+import { ENSURE_USER, type ImageBase, type PulledBase } from './from-image.js'
 
 /** E2B's five step types (the builder compiles everything to them). */
 export type Step =
@@ -23,8 +24,10 @@ export type Step =
   | { type: 'USER'; args: string[]; force?: boolean }
 
 export interface BuildSpec {
-  /** The template it starts from (its layers and config). */
-  fromTemplate: string
+  /** The template it starts from (its layers and config)… */
+  fromTemplate?: string
+  /** …or an OCI image (from-image.ts); its password is never stored. */
+  fromImage?: ImageBase
   steps: Step[]
   startCmd?: string
   readyCmd?: string
@@ -50,6 +53,8 @@ export interface BuildDeps {
   archiveOf(filesHash: string): string | undefined
   /** The layers and config of a ready template, by name (throws a clear error if there is none). */
   resolve(name: string): BaseOfTemplate
+  /** Pulls an image as a base (from-image.ts). */
+  pullBase(image: ImageBase, signal: AbortSignal): Promise<PulledBase>
   limits: Limits
   /** The longest a whole build may take. */
   timeoutMs: number
@@ -128,17 +133,52 @@ export class BuildRunner {
 
   private async steps(buildId: string, spec: BuildSpec, signal: AbortSignal): Promise<{ layers: string[]; config: TemplateConfig }> {
     let base: BaseOfTemplate
-    try {
-      base = this.d.resolve(spec.fromTemplate)
-    } catch (err) {
-      throw new StepFailed((err as Error).message, 'base')
+    // The cache key chain starts at the base: a template's top layer, or an image's digest.
+    let key: string
+    const count = `${spec.steps.length} step${spec.steps.length === 1 ? '' : 's'}`
+    if (spec.fromImage) {
+      this.logTo(buildId, 'info', `Pulling the image ${spec.fromImage.ref} (${count} to follow)`, 'base')
+      let pulled: PulledBase
+      try {
+        pulled = await this.d.pullBase(spec.fromImage, signal)
+      } catch (err) {
+        throw new StepFailed(`cannot use the image ${spec.fromImage.ref}: ${(err as Error).message}`, 'base')
+      }
+      this.logTo(buildId, 'info', `Image ${spec.fromImage.ref} is ${pulled.digest}`, 'base')
+      if (pulled.note) this.logTo(buildId, 'info', `Note: ${pulled.note}`, 'base')
+      base = { layers: [pulled.rootfs], config: pulled.config }
+      key = sha('image', pulled.digest)
+    } else {
+      const from = spec.fromTemplate ?? 'base'
+      try {
+        base = this.d.resolve(from)
+      } catch (err) {
+        throw new StepFailed((err as Error).message, 'base')
+      }
+      key = sha('base', base.layers[0]!)
+      this.logTo(buildId, 'info', `Building from template "${from}" (${count})`, 'base')
     }
     let layers = [...base.layers]
     const config: TemplateConfig = { ...base.config, env: { ...base.config.env }, startCmd: null, readyCmd: null }
-    // The cache key chain starts at the base's top layer.
-    let key = sha('base', layers[0]!)
     let force = !!spec.force
-    this.logTo(buildId, 'info', `Building from template "${spec.fromTemplate}" (${spec.steps.length} step${spec.steps.length === 1 ? '' : 's'})`, 'base')
+    if (spec.fromImage) {
+      // E2B's user phase: steps run as `user`, which the image may lack.
+      key = sha(key, 'ensure-user')
+      const cachedPath = force ? undefined : this.d.store.layerPath(key)
+      if (cachedPath && fs.existsSync(cachedPath)) this.logTo(buildId, 'info', 'CACHED the user account', 'base')
+      else {
+        this.logTo(buildId, 'info', 'Making the user account', 'base')
+        const dest = path.join(this.d.layersDir, `${key.slice(0, 32)}-${buildId.slice(0, 8)}`)
+        await this.inSandbox(buildId, layers, config, spec, signal, 'base', async (agent) => {
+          const r = await agent.run(ENSURE_USER, { user: 'root', signal, onLine: (line) => this.logTo(buildId, 'info', line, 'base') }).catch((err: Error) => {
+            throw new StepFailed(`cannot make the user account in the image: ${err.message}`, 'base')
+          })
+          if (r.exitCode !== 0) throw new StepFailed(`cannot make the user account in the image: ${r.status}`, 'base')
+        }, dest)
+        this.d.store.putLayer(key, dest, Date.now())
+      }
+      layers = [this.d.store.layerPath(key)!, ...layers]
+    }
     for (const [i, step] of spec.steps.entries()) {
       if (signal.aborted) throw signal.reason
       const n = String(i + 1)

@@ -146,7 +146,9 @@ export class TemplateBuilds {
     if (!b || b.templateId !== templateId) throw badRequest(`Build '${buildId}' not found`)
     if (b.status !== 'waiting' || (b.spec as { started?: boolean }).started) throw badRequest('build is not in waiting state')
     const tags = (b.spec as { tags?: string[] }).tags ?? ['default']
-    this.registry.builds.setBuildSpec(buildId, { ...spec, tags, started: true })
+    // Stored without a registry password.
+    const stored = spec.fromImage ? { ...spec, fromImage: { ref: spec.fromImage.ref, username: spec.fromImage.username } } : spec
+    this.registry.builds.setBuildSpec(buildId, { ...stored, tags, started: true })
     const go = async () => {
       this.active++
       this.registry.builds.setBuildStatus(buildId, 'building')
