@@ -310,7 +310,7 @@ export class BuildRunner {
 
 /**
  * Starts the start command in the background (as the template's user, in its workdir, with its
- * env), then runs the ready command until it passes (every 200 ms at first, then every 2 s).
+ * env), then runs the ready command until it passes (every 50 ms at first, then every 2 s).
  */
 export async function startAndWaitReady(agent: AgentClient, config: TemplateConfig, timeoutMs: number, signal: AbortSignal | undefined, onLine?: (line: string) => void): Promise<void> {
   const o = { user: config.user, cwd: config.workdir ?? undefined, env: config.env }
@@ -327,6 +327,7 @@ export async function startAndWaitReady(agent: AgentClient, config: TemplateConf
       for (const line of last) onLine?.(line)
       throw new StepFailed(`the ready command '${config.readyCmd}' did not pass within ${Math.round(timeoutMs / 1000)} s (last: ${last.filter(Boolean).slice(-5).join(' | ')})`, 'finalize')
     }
-    await new Promise((r) => setTimeout(r, attempt < 10 ? 200 : 2000))
+    // Often a server is a moment from listening: every 50 ms for the first 2 s, then every 2 s as E2B.
+    await new Promise((r) => setTimeout(r, attempt < 40 ? 50 : 2000))
   }
 }
