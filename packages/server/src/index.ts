@@ -85,7 +85,15 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
     archiveOf: (hash: string): string | undefined => builds.archivePath(hash),
     resolve: (name) => templates.resolve(name),
     pullBase: (image, signal) => pullBase(image, { imagesDir: path.join(config.home, 'images'), idRange: layout.template, log, ...imagePulls, signal }),
-    limits: config.maxLimits,
+    // A build sandbox: 2 CPUs, 2 GiB and an 8 GiB disk (sparse) unless the build asks for other
+    // CPU and memory, never past the server's maxima.
+    limits: {
+      cpuCount: Math.min(2, config.maxLimits.cpuCount),
+      memoryMB: Math.min(2048, config.maxLimits.memoryMB),
+      pids: Math.max(config.defaultLimits.pids, Math.min(4096, config.maxLimits.pids)),
+      diskSizeMB: Math.min(8192, config.maxLimits.diskSizeMB),
+    },
+    maxLimits: config.maxLimits,
     timeoutMs: config.builds.timeoutMs,
     readyTimeoutMs: config.readyTimeoutMs,
   })

@@ -55,7 +55,9 @@ export interface BuildDeps {
   resolve(name: string): BaseOfTemplate
   /** Pulls an image as a base (from-image.ts). */
   pullBase(image: ImageBase, signal: AbortSignal): Promise<PulledBase>
+  /** A build sandbox's limits, and the most a build may ask for. */
   limits: Limits
+  maxLimits: Limits
   /** The longest a whole build may take. */
   timeoutMs: number
   /** How long a start command's ready command may take to pass. */
@@ -229,8 +231,8 @@ export class BuildRunner {
     const token = crypto.randomBytes(32).toString('hex')
     const limits: Limits = {
       ...this.d.limits,
-      ...(spec.cpuCount && { cpuCount: Math.min(spec.cpuCount, this.d.limits.cpuCount) }),
-      ...(spec.memoryMB && { memoryMB: Math.min(spec.memoryMB, this.d.limits.memoryMB) }),
+      ...(spec.cpuCount && { cpuCount: Math.min(spec.cpuCount, this.d.maxLimits.cpuCount) }),
+      ...(spec.memoryMB && { memoryMB: Math.min(spec.memoryMB, this.d.maxLimits.memoryMB) }),
     }
     let captured = false
     try {
