@@ -54,6 +54,10 @@ export function checkSteps(raw: unknown): Step[] {
     const want = { RUN: [1, 2], COPY: [2, 4], ENV: [2, 512], WORKDIR: [1, 1], USER: [1, 1] }[type]!
     if (args.length < want[0]! || args.length > want[1]!) throw badRequest(`${at}: ${type} takes ${want[0] === want[1] ? want[0] : `${want[0]} to ${want[1]}`} arguments, got ${args.length}`)
     if (type === 'COPY' && (typeof filesHash !== 'string' || !HASH.test(filesHash))) throw badRequest(`${at}: COPY needs filesHash, 64 lowercase hex characters`)
+    if (type === 'ENV') {
+      if (args.length % 2) throw badRequest(`${at}: ENV takes pairs of name and value`)
+      for (let k = 0; k < args.length; k += 2) if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(args[k] as string)) throw badRequest(`${at}: ${JSON.stringify(String(args[k]).slice(0, 100))} is not an environment variable name`)
+    }
     return { type, args, ...(force === true && { force: true }), ...(type === 'COPY' && { filesHash }) } as Step
   })
 }
