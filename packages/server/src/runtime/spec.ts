@@ -75,7 +75,8 @@ export function ociSpec(i: SpecInput): object {
       terminal: false,
       user: { uid: 0, gid: 0 },
       args: i.args ?? AGENT_COMMAND,
-      env: [`PATH=${PATH}`, 'HOME=/root', `SANDLOT_AGENT_LISTEN_FD=${AGENT_LISTEN_FD}`, 'SANDLOT_AGENT_CONFIG=/run/sandlot/agent.json'],
+      // SANDLOT_AGENT_ENSURE_USER: the agent makes E2B's `user` where the image lacks it (account.ts).
+      env: [`PATH=${PATH}`, 'HOME=/root', `SANDLOT_AGENT_LISTEN_FD=${AGENT_LISTEN_FD}`, 'SANDLOT_AGENT_CONFIG=/run/sandlot/agent.json', 'SANDLOT_AGENT_ENSURE_USER=user'],
       cwd: '/',
       capabilities: { bounding: CAPABILITIES, effective: CAPABILITIES, permitted: CAPABILITIES },
       // No rlimits: runc would set them with prlimit from outside, which needs CAP_SYS_RESOURCE over
