@@ -33,12 +33,18 @@ const SYSTEM_PACKAGES = {
   openssl: 'openssl',
 }
 
+// What only the tests need (test/any-image.test.ts builds images without glibc from these).
+const TEST_PACKAGES = {
+  busybox: 'busybox-static',
+  'musl-gcc': 'musl-tools',
+}
+
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
 const run = (cmd, args, opts = {}) => execFileSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts })
 
-export function ensureSystemPackages() {
+export function ensureSystemPackages({ tests = false } = {}) {
   const runtime = process.env.SANDLOT_RUNTIME ?? 'runc'
-  const wanted = { ...SYSTEM_PACKAGES, [runtime]: runtime }
+  const wanted = { ...SYSTEM_PACKAGES, [runtime]: runtime, ...(tests ? TEST_PACKAGES : {}) }
   const missing = [...new Set(Object.entries(wanted).filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg))]
   if (missing.length === 0) return
   if (process.getuid?.() !== 0) {
@@ -94,8 +100,8 @@ export function build() {
   run('node', ['scripts/build.mjs'])
 }
 
-export function setup() {
-  ensureSystemPackages()
+export function setup({ tests = false } = {}) {
+  ensureSystemPackages({ tests })
   ensureLocalhostNames()
   ensureNpmDependencies()
   build()

@@ -5,7 +5,7 @@ import fs from 'node:fs'
 import { startHarnessServer } from './harness.mjs'
 import { root, setup } from './setup.mjs'
 
-setup()
+setup({ tests: true })
 // SANDLOT_TEST_NAME and SANDLOT_TEST_PORT let several suites run side by side (own home and port).
 const server = await startHarnessServer({ name: process.env.SANDLOT_TEST_NAME ?? 'home', port: Number(process.env.SANDLOT_TEST_PORT ?? 3190) })
 
