@@ -15,8 +15,11 @@ const SYSTEM_PACKAGES = {
   unshare: 'util-linux',
   tar: 'tar',
   mount: 'mount',
-  // the read-only image of the agent's files (runtime/agent-files.ts)
+  // the read-only image of the agent's files (runtime/agent-files.ts), with the sandboxes' static
+  // init and the shared libraries ldd names for node
   mke2fs: 'e2fsprogs',
+  'tini-static': 'tini',
+  ldd: 'libc-bin',
   // builds sandlot-idmap (packages/server/native); gcc brings libc6-dev, its headers, as recommended
   cc: 'gcc',
   losetup: 'mount',
@@ -39,8 +42,10 @@ const TEST_PACKAGES = {
   // a local OCI registry on loopback, and its htpasswd file, for test/oci-image.test.ts
   'docker-registry': 'docker-registry',
   htpasswd: 'apache2-utils',
-  // a static busybox: the test images' tiny rootfs
+  // a static busybox: the test images' tiny rootfs (oci-image, any-image)
   busybox: 'busybox-static',
+  // musl's loader and libc: test/any-image.test.ts's image without glibc
+  'musl-gcc': 'musl-tools',
 }
 
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0

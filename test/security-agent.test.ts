@@ -4,8 +4,8 @@ import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { apiKey, apiUrl, createSandbox, killSandbox, run } from './helpers.js'
 
-// Finds the agent (node running agent.mjs; tini's command line names it too) and tries every
-// ptrace-mode access to it; prints what each gave as JSON.
+// Finds the agent (node started by its own loader, /opt/sandlot/lib/ld.so, running agent.mjs; tini's
+// command line names it too) and tries every ptrace-mode access to it; prints what each gave as JSON.
 const PROBE = String.raw`
 import ctypes, errno, json, os
 libc = ctypes.CDLL(None, use_errno=True)
@@ -15,7 +15,7 @@ def agent_pid():
     for p in os.listdir('/proc'):
         try: args = open(f'/proc/{p}/cmdline', 'rb').read().split(b'\0')
         except OSError: continue
-        if len(args) > 1 and args[0].endswith(b'/node') and args[1].endswith(b'/agent.mjs'): return int(p)
+        if args[0] == b'/opt/sandlot/lib/ld.so' and b'/opt/sandlot/agent/agent.mjs' in args: return int(p)
 pid = agent_pid()
 out = {'pid': pid}
 heap = 0x10000

@@ -46,3 +46,13 @@ await build({
   banner: { js: "globalThis.__sandlotT0=performance.now();import{createRequire as __sandlotCR}from'node:module';const __sandlotRequire=__sandlotCR(import.meta.url),require=__sandlotRequire;" },
   logLevel: 'warning',
 });
+
+// sandlot-exec (native/sandlot-exec.c): what the agent does between fork and exec (OOM mark, the
+// listening socket closed, the user's ids and groups), beside the bundle on the agent's image.
+// Static, so it runs in any image, whatever its libc.
+import { execFileSync } from 'node:child_process';
+try {
+  execFileSync('cc', ['-static', '-s', '-O2', '-Wall', '-Wextra', '-Werror', '-o', 'dist/sandlot-exec', 'native/sandlot-exec.c'], { cwd: here, stdio: 'inherit' });
+} catch (err) {
+  throw new Error(`cannot compile packages/agent/native/sandlot-exec.c (${err.message}); install a C compiler and static libc: apt-get install gcc libc6-dev`);
+}

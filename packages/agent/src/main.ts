@@ -4,6 +4,7 @@ import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
+import { ensureAccount } from './account.js';
 import { configProblem, listenFd, loadConfigFile, socketPath } from './config.js';
 import { logError, logInfo } from './log.js';
 import { makeUndumpable } from './undumpable.js';
@@ -33,6 +34,14 @@ function loadHandler(): Promise<Handler> {
 }
 
 loadConfigFile();
+// In a sandbox (the runtime asks for it): E2B's `user` where the image lacks it, before any request.
+if (process.env.SANDLOT_AGENT_ENSURE_USER) {
+  try {
+    for (const what of ensureAccount(process.env.SANDLOT_AGENT_ENSURE_USER)) logInfo(what);
+  } catch (err) {
+    logError(`cannot make the ${process.env.SANDLOT_AGENT_ENSURE_USER} account`, err);
+  }
+}
 const refusal = configProblem()
   ? JSON.stringify({ code: 503, message: `the sandbox's agent refuses every request: ${configProblem()}` })
   : undefined;

@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, openSync, statSync, writeFileSync } from 'node:fs';
+import { openSync, statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { ProcessConfigSchema, ProcessEventSchema, ProcessSelector, StartRequest } from '@sandlot/envd-proto';
@@ -13,7 +14,7 @@ import { baseDir } from './identity.js';
 import { logError } from './log.js';
 import { resolvePath } from './paths.js';
 import { endFromExit, type EndInit } from './signals.js';
-import type { UserInfo } from './users.js';
+import { supplementaryGroups, type UserInfo } from './users.js';
 
 export type ProcEvent = MessageInitShape<typeof ProcessEventSchema>;
 type ConfigInit = MessageInitShape<typeof ProcessConfigSchema>;
@@ -203,7 +204,7 @@ export function baseEnv(user: UserInfo): Record<string, string> {
     HOME: user.home,
     USER: user.name,
     LOGNAME: user.name,
-    SHELL: '/bin/bash',
+    SHELL: isFile(BASH) || !isFile(SH) ? BASH : SH,
     ...config.envVars,
   };
 }
@@ -218,8 +219,33 @@ function loadPty(): Promise<PtyModule> {
   return ptyModule;
 }
 
-const SETPRIV = '/usr/bin/setpriv';
-let hasSetpriv: boolean | undefined;
+/**
+ * The agent's helper (packages/agent/native/sandlot-exec.c), beside the bundle on the agent's own
+ * image: static, so it runs in any image. Every process the agent starts is exec'd through it.
+ */
+const HELPER = process.env.SANDLOT_AGENT_EXEC_HELPER || fileURLToPath(new URL('sandlot-exec', import.meta.url));
+let hasHelper: boolean | undefined;
+function helper(): string {
+  hasHelper ??= isFile(HELPER);
+  if (!hasHelper) throw new ConnectError(`the agent's helper ${HELPER} is missing: build the agent again (npm run build)`, Code.Unavailable);
+  return HELPER;
+}
+
+const BASH = '/bin/bash';
+const SH = '/bin/sh';
+
+/**
+ * E2B's SDKs run every command as `/bin/bash -l -c CMD` and every terminal as `/bin/bash -i -l`, and
+ * their users cannot change that. In an image without bash (Alpine, busybox) they run on /bin/sh,
+ * which takes the same options: a command that needs bash fails there with the shell's own error.
+ * Without /bin/sh either, the request fails and says so.
+ */
+function shellFor(cmd: string, path: string | undefined, cwd: string): string {
+  if (cmd !== BASH && cmd !== 'bash') return cmd;
+  if (findCommand(cmd, path, cwd)) return cmd;
+  if (isFile(SH)) return SH;
+  throw new ConnectError(`failed to start process '${cmd}': not found (this sandbox's image has neither bash nor /bin/sh)`, Code.InvalidArgument);
+}
 
 export async function startProcess(req: StartRequest, user: UserInfo, timeoutMs: number | undefined): Promise<ManagedProcess> {
   const pc = req.process;
@@ -232,6 +258,7 @@ export async function startProcess(req: StartRequest, user: UserInfo, timeoutMs:
     if (!validEnvName(k) || v.includes('\0')) throw new ConnectError(`invalid environment variable '${k}'`, Code.InvalidArgument);
     env[k] = v;
   }
+  const exe = helper();
 
   let cwd: string;
   if (pc.cwd) {
@@ -253,6 +280,7 @@ export async function startProcess(req: StartRequest, user: UserInfo, timeoutMs:
   const switchUser = myUid === 0 || myUid !== user.uid;
   const cfg: ConfigInit = { cmd: pc.cmd, args: [...pc.args], envs: { ...pc.envs }, cwd };
 
+  const cmd = shellFor(pc.cmd, env.PATH, cwd);
   let proc: ManagedProcess;
   if (req.pty) {
     const cols = req.pty.size?.cols || 80;
@@ -266,25 +294,22 @@ export async function startProcess(req: StartRequest, user: UserInfo, timeoutMs:
       logError('cannot load node-pty', err);
       throw new ConnectError(`PTY support is unavailable: ${(err as Error).message}`, Code.Unavailable);
     }
-    let file = pc.cmd;
-    let args = [...pc.args];
     const opts: Record<string, unknown> = { name: env.TERM, cols, rows, cwd, env, encoding: null };
+    // node-pty's forkpty cannot be told to cover the agent's listening socket: the helper closes it.
+    const helperArgs = [...oomMark(cmd, env.PATH, cwd), ...(listenFd === undefined ? [] : ['--close-fd', String(listenFd)])];
     if (switchUser && user.uid !== myUid) {
-      hasSetpriv ??= existsSync(SETPRIV);
-      if (hasSetpriv && myUid === 0) {
-        // setpriv also sets the user's supplementary groups (node-pty would keep root's).
-        args = ['--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', '--', file, ...args];
-        file = SETPRIV;
+      if (myUid === 0) {
+        // The helper also sets the user's supplementary groups, as setpriv --init-groups did
+        // (node-pty's own uid/gid would keep root's).
+        helperArgs.push('--user', String(user.uid), String(user.gid), supplementaryGroups(user).join(',') || '-');
       } else {
         opts.uid = user.uid;
         opts.gid = user.gid;
       }
     }
-    [file, args] = markedForOom(file, args, env.PATH, cwd);
-    [file, args] = withoutListenFd(file, args);
     let term: Pty;
     try {
-      term = pty.spawn(file, args, opts);
+      term = pty.spawn(exe, [...helperArgs, '--', cmd, ...pc.args], opts);
     } catch (err) {
       throw new ConnectError(`failed to start process '${pc.cmd}': ${(err as Error).message}`, Code.Internal);
     }
@@ -299,10 +324,12 @@ export async function startProcess(req: StartRequest, user: UserInfo, timeoutMs:
     });
   } else {
     const stdinEnabled = req.stdin !== false;
-    const [file, args] = markedForOom(pc.cmd, pc.args, env.PATH, cwd);
+    // libuv switches to the user (no supplementary groups) before it execs the helper, which marks
+    // the process for the OOM killer and execs the command.
+    const args = [...oomMark(cmd, env.PATH, cwd), '--', cmd, ...pc.args];
     let child: ChildProcess;
     try {
-      child = spawn(file, args, {
+      child = spawn(exe, args, {
         cwd,
         env,
         uid: switchUser ? user.uid : undefined,
@@ -350,7 +377,6 @@ export async function startProcess(req: StartRequest, user: UserInfo, timeoutMs:
       done();
     });
   }
-  if (!hasChoom) preferForOom(proc.pid);
   procs.set(proc.pid, proc);
   if (timeoutMs && timeoutMs > 0) proc.setDeadline(timeoutMs);
   return proc;
@@ -362,20 +388,17 @@ export async function startProcess(req: StartRequest, user: UserInfo, timeoutMs:
  * no privilege (lowering the agent's would need CAP_SYS_RESOURCE on the host, which not every host
  * grants); children inherit the value.
  *
- * The mark is set by util-linux's choom in the new process before it execs the command, so nothing
- * the command forks can escape it. Writing it from the agent after the spawn left a window: on a
- * loaded host a shell forked its children before the write, and those unmarked children outranked
- * the agent only by size, so the agent was killed in their place. A template without choom falls
- * back to that write.
+ * The mark is set by the helper in the new process before it execs the command (as util-linux's
+ * choom did), so nothing the command forks can escape it. Writing it from the agent after the spawn
+ * left a window: on a loaded host a shell forked its children before the write, and those unmarked
+ * children outranked the agent only by size, so the agent was killed in their place.
  */
 const USER_PROCESS_OOM_SCORE_ADJ = '500';
-const CHOOM = '/usr/bin/choom';
-let hasChoom: boolean | undefined;
 
 // The agent's listening socket (config.listenFd) is inherited without close-on-exec, which Node cannot
 // set; a process that kept it could accept the daemon's connections in the agent's place. Children
 // started by child_process get /dev/null over that fd; node-pty's forkpty cannot be told, so a
-// terminal's command is exec'd by sh with the fd closed.
+// terminal's helper closes it before the exec.
 let devNull: number | undefined;
 function listenFdCover(): number[] {
   if (listenFd === undefined) return [];
@@ -383,38 +406,23 @@ function listenFdCover(): number[] {
   return [...Array<number>(listenFd - 3).fill(devNull), devNull];
 }
 
-let hasSh: boolean | undefined;
-function withoutListenFd(file: string, args: string[]): [string, string[]] {
-  hasSh ??= existsSync('/bin/sh');
-  if (listenFd === undefined || !hasSh) return [file, args];
-  return ['/bin/sh', ['-c', `exec "$@" ${listenFd}>&-`, 'sh', file, ...args]];
+/** The helper's options for the OOM mark, once the command is known to exist. */
+function oomMark(cmd: string, path: string | undefined, cwd: string): string[] {
+  // Unwrapped, a missing command fails the spawn; wrapped, the helper would start and exit 127. Look first.
+  if (!findCommand(cmd, path, cwd)) throw new ConnectError(`failed to start process '${cmd}': not found`, Code.InvalidArgument);
+  return ['--oom-score-adj', USER_PROCESS_OOM_SCORE_ADJ];
 }
 
-function markedForOom(cmd: string, args: string[], path: string | undefined, cwd: string): [string, string[]] {
-  hasChoom ??= existsSync(CHOOM);
-  if (!hasChoom) return [cmd, args];
-  // Unwrapped, a missing command fails the spawn; wrapped, choom would start and exit 127. Look first.
-  if (!findCommand(cmd, path, cwd)) throw new ConnectError(`failed to start process '${cmd}': not found`, Code.InvalidArgument);
-  return [CHOOM, ['-n', USER_PROCESS_OOM_SCORE_ADJ, '--', cmd, ...args]];
-}
+const isFile = (p: string) => {
+  try {
+    return statSync(p).isFile();
+  } catch {
+    return false;
+  }
+};
 
 /** Whether execvp would find `cmd` from `cwd`: a path as given, a bare name in one of PATH's directories. */
 function findCommand(cmd: string, path = DEFAULT_PATH, cwd: string): boolean {
-  const isFile = (p: string) => {
-    try {
-      return statSync(p).isFile();
-    } catch {
-      return false;
-    }
-  };
   if (cmd.includes('/')) return isFile(resolve(cwd, cmd));
   return path.split(':').some((dir) => isFile(resolve(cwd, dir || '.', cmd)));
-}
-
-function preferForOom(pid: number): void {
-  try {
-    writeFileSync(`/proc/${pid}/oom_score_adj`, USER_PROCESS_OOM_SCORE_ADJ);
-  } catch {
-    // already exited, or not on Linux
-  }
 }

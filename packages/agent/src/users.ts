@@ -13,7 +13,12 @@ interface Db {
   users: Map<string, UserInfo>;
   uidNames: Map<number, string>;
   gidNames: Map<number, string>;
+  /** User name → the gids of the groups that list it as a member. */
+  memberOf: Map<string, number[]>;
 }
+
+/** Root is root, whatever the image's /etc/passwd says or lacks (a rootfs may have none at all). */
+const ROOT: UserInfo = { name: 'root', uid: 0, gid: 0, home: '/root', shell: '/bin/sh' };
 
 const PASSWD = '/etc/passwd';
 const GROUP = '/etc/group';
@@ -43,6 +48,7 @@ function load(): Db {
   const users = new Map<string, UserInfo>();
   const uidNames = new Map<number, string>();
   const gidNames = new Map<number, string>();
+  const memberOf = new Map<string, number[]>();
   for (const line of readLines(PASSWD)) {
     const f = line.split(':');
     if (f.length < 7 || !f[0]) continue;
@@ -57,14 +63,35 @@ function load(): Db {
     const f = line.split(':');
     if (f.length < 3 || !f[0]) continue;
     const gid = Number(f[2]);
-    if (Number.isInteger(gid) && !gidNames.has(gid)) gidNames.set(gid, f[0]);
+    if (!Number.isInteger(gid)) continue;
+    if (!gidNames.has(gid)) gidNames.set(gid, f[0]);
+    for (const member of (f[3] ?? '').split(',')) {
+      if (!member) continue;
+      const gids = memberOf.get(member) ?? [];
+      if (!gids.includes(gid)) gids.push(gid);
+      memberOf.set(member, gids);
+    }
   }
-  db = { key, users, uidNames, gidNames };
+  if (!users.has('root')) users.set('root', ROOT);
+  if (!uidNames.has(0)) uidNames.set(0, 'root');
+  if (!gidNames.has(0)) gidNames.set(0, 'root');
+  db = { key, users, uidNames, gidNames, memberOf };
   return db;
 }
 
 export function lookupUser(name: string): UserInfo | undefined {
   return load().users.get(name);
+}
+
+/**
+ * The groups a process of the user gets, as initgroups(3) would give them from /etc/group: its
+ * primary group, then every group that lists it as a member. Read here, by the agent, so that no
+ * library of the image's is involved.
+ */
+export function supplementaryGroups(user: UserInfo): number[] {
+  const gids = [user.gid];
+  for (const gid of load().memberOf.get(user.name) ?? []) if (!gids.includes(gid)) gids.push(gid);
+  return gids;
 }
 
 /** Returns name lookups against one snapshot of the databases (cheap for ListDir). */

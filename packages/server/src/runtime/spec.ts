@@ -1,6 +1,7 @@
 // Builds the OCI runtime spec (config.json) of a sandbox: namespaces, user mapping, mounts, limits,
 // capabilities, seccomp and the masked /proc and /sys paths.
 import type { Limits } from '../config.js'
+import { AGENT_LOADER } from './agent-files.js'
 import type { IdRange } from './idmap.js'
 import { defaultSeccompProfile } from './seccomp.js'
 
@@ -47,6 +48,19 @@ export const PTY_LIMIT = 128
 
 const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
+/**
+ * The sandbox's init and agent, all from the agent's image (agent-files.ts), nothing from the
+ * template: tini (static) reaps orphans as PID 1 (-s would make it a subreaper; as PID 1 it already
+ * is), -g forwards signals to the whole process group; node runs on the host's loader and libraries
+ * there, named on the loader's command line, so neither the template's /lib (nor its ld.so.cache:
+ * --inhibit-cache) nor the environment of what the agent starts is involved.
+ */
+export const AGENT_COMMAND = [
+  '/opt/sandlot/bin/tini', '-g', '--',
+  `/opt/sandlot/lib/${AGENT_LOADER}`, '--inhibit-cache', '--library-path', '/opt/sandlot/lib',
+  '/opt/sandlot/bin/node', '/opt/sandlot/agent/agent.mjs',
+]
+
 export function ociSpec(i: SpecInput): object {
   const bind = (source: string, destination: string, ro = true) => ({
     destination,
@@ -60,10 +74,9 @@ export function ociSpec(i: SpecInput): object {
     process: {
       terminal: false,
       user: { uid: 0, gid: 0 },
-      // tini reaps orphans as PID 1 (-s would make it a subreaper; as PID 1 it already is), -g
-      // forwards signals to the whole process group.
-      args: i.args ?? ['/usr/bin/tini', '-g', '--', '/opt/sandlot/bin/node', '/opt/sandlot/agent/agent.mjs'],
-      env: [`PATH=${PATH}`, 'HOME=/root', `SANDLOT_AGENT_LISTEN_FD=${AGENT_LISTEN_FD}`, 'SANDLOT_AGENT_CONFIG=/run/sandlot/agent.json'],
+      args: i.args ?? AGENT_COMMAND,
+      // SANDLOT_AGENT_ENSURE_USER: the agent makes E2B's `user` where the image lacks it (account.ts).
+      env: [`PATH=${PATH}`, 'HOME=/root', `SANDLOT_AGENT_LISTEN_FD=${AGENT_LISTEN_FD}`, 'SANDLOT_AGENT_CONFIG=/run/sandlot/agent.json', 'SANDLOT_AGENT_ENSURE_USER=user'],
       cwd: '/',
       capabilities: { bounding: CAPABILITIES, effective: CAPABILITIES, permitted: CAPABILITIES },
       // No rlimits: runc would set them with prlimit from outside, which needs CAP_SYS_RESOURCE over

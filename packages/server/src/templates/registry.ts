@@ -49,7 +49,8 @@ export class TemplateRegistry {
    */
   resolve(ref: string): ResolvedTemplate {
     const { alias, tag } = parseTemplateRef(ref)
-    if (alias === 'base' && tag === 'default') return { name: 'base', layers: [this.rootfsOf('base')], config: BASE_CONFIG }
+    // Templates Sandlot builds from a recipe (base): one layer, E2B's user phase.
+    if (tag === 'default' && this.store.getTemplate(alias)) return { name: alias, layers: [this.rootfsOf(alias)], config: BASE_CONFIG }
     const t = this.builds.templateByName(alias) ?? this.builds.templateById(alias)
     const buildId = t && this.builds.buildOfTag(t.id, tag)
     const build = buildId ? this.builds.getBuild(buildId) : undefined
