@@ -21,10 +21,11 @@ export const BASE_RECIPE: TemplateRecipe = {
   suite: 'bookworm',
   packages: [
     'bash', 'python3', 'python3-pip', 'python-is-python3', 'curl', 'git', 'sudo', 'procps', 'iproute2',
-    'ca-certificates', 'tini', 'less', 'nano', 'xz-utils', 'unzip',
-    // Essential in bookworm, named because the agent needs it: setpriv drops a terminal's privileges,
-    // choom marks every process for the OOM killer before it execs.
-    'util-linux',
+    'ca-certificates', 'less', 'nano', 'xz-utils', 'unzip',
+    // Node.js LTS and npm from Debian, as E2B's base has them.
+    'nodejs', 'npm',
+    // The agent needs nothing of the template (it brings its loader, libraries, init and exec
+    // helper on /opt/sandlot): what is here is for users.
   ],
   customize: [
     'chroot "$1" useradd --create-home --uid 1000 --user-group --shell /bin/bash --groups sudo user',
