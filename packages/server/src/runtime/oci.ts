@@ -360,7 +360,9 @@ export class OciDriver implements RuntimeDriver {
     await exec(this.name, this.runtimeArgs('delete', '--force', id)).catch(() => {})
     const view = path.join(p.dir, 'capture')
     const scratch = `${dest}.capture-${process.pid}-${Date.now()}`
-    fs.mkdirSync(view)
+    // What an interrupted capture of this sandbox left (its mount goes with destroy) is reused.
+    if ((await mountsUnder(view)).includes(view)) await unmount(view)
+    fs.mkdirSync(view, { recursive: true })
     try {
       // The sandbox's files are owned by its own ids; seen through an idmapped mount onto the
       // templates' ids, a copy by root keeps every owner, mode, whiteout and xattr (opaque dirs).
