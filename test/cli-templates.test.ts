@@ -204,6 +204,19 @@ describe('sandlot template (real server)', { concurrency: false }, () => {
     assert.doesNotMatch(r.stderr, /^ {4}building for port/m)
   })
 
+  test('FROM another template of the server builds on it (fromTemplate), with its files and config', async () => {
+    made.push('tplchild')
+    const dir = context({ Dockerfile: 'FROM tplweb:v1\nRUN cat /srv/app/hello.txt && echo "$MSG from $(pwd)"\n' })
+    try {
+      const r = await cli(['template', 'build', 'tplchild', dir])
+      assert.equal(r.code, 0, r.stderr)
+      assert.match(r.stderr, /from template tplweb:v1: /)
+      assert.match(r.stderr, new RegExp(`^ {4}hello from the context ${nonce}\n {4}bonjour world from /$`, 'm'))
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   test('ls lists name, tags and creation; tag adds tags; rm is refused while a sandbox uses it', async () => {
     const ls = await cli(['template', 'ls'])
     assert.equal(ls.code, 0, ls.stderr)
@@ -215,6 +228,11 @@ describe('sandlot template (real server)', { concurrency: false }, () => {
     assert.match(tagged.stdout, /tplweb: build [0-9a-f-]{36} is tagged prod, stable, v1/)
     const json = JSON.parse((await cli(['template', 'ls', '--json'])).stdout)
     assert.deepEqual(json.find((t: { name: string }) => t.name === 'tplweb').tags, ['default', 'prod', 'stable', 'v1'])
+    // The REST under it: unknown template, bad tag, base.
+    assert.equal((await api('POST', '/api/v1/templates/nope/tags', { tags: ['x'] })).status, 404)
+    assert.equal((await api('POST', '/api/v1/templates/tplweb/tags', { tags: ['Bad Tag'] })).status, 400)
+    assert.equal((await api('POST', '/api/v1/templates/tplweb/tags', { tags: [] })).status, 400)
+    assert.equal((await api('POST', '/api/v1/templates/base/tags', { tags: ['x'] })).status, 400)
     const missingTag = await cli(['template', 'tag', 'tplweb:nope', 'x'])
     assert.equal(missingTag.code, 1)
     assert.match(missingTag.stderr, /Template "tplweb" has no tag "nope" \(tags: default, prod, stable, v1\)/)
