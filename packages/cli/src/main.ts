@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util'
 import { CliError } from './api.js'
 import * as cmd from './commands.js'
 import { parseDuration } from './duration.js'
+import { templateMain } from './template.js'
 
 const USAGE = `Usage: sandlot <command>
 
@@ -24,6 +25,9 @@ const USAGE = `Usage: sandlot <command>
   exec [--user NAME] <id> -- <cmd> [args…]  run a command; exits with its exit code
   shell [--user NAME] <id>                 open an interactive terminal in a sandbox
   kill <id>                                destroy a sandbox
+  template build NAME [-f Dockerfile] [CONTEXT] | ls | rm NAME | tag NAME[:TAG] NEWTAG…
+                                           build templates from Dockerfiles and manage them
+                                           (sandlot template --help)
 
 Network rules: --no-internet leaves the sandbox only what --allow-out names; --allow-out takes an
 IPv4 address, a CIDR or a domain (example.com, *.example.com), always reachable; --deny-out an IPv4
@@ -54,6 +58,8 @@ function networkOf(values: { 'no-internet'?: boolean; 'allow-out'?: string[]; 'd
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
+  // Its own options and usage (template.ts).
+  if (command === 'template' || command === 'templates') return templateMain(rest)
   const dashdash = rest.indexOf('--')
   const own = dashdash >= 0 ? rest.slice(0, dashdash) : rest
   const after = dashdash >= 0 ? rest.slice(dashdash + 1) : []

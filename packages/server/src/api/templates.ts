@@ -2,10 +2,10 @@
 // files its COPY steps need, a build's status and logs, the list, and delete.
 import type { FastifyInstance } from 'fastify'
 import type { Readable } from 'node:stream'
-import { badRequest } from '../errors.js'
+import { SandlotError, badRequest } from '../errors.js'
 import type { BuildSpec } from '../templates/build.js'
 import { checkSteps, type TemplateBuilds } from '../templates/builds.js'
-import type { TemplateRegistry } from '../templates/registry.js'
+import { parseTemplateRef, type TemplateRegistry } from '../templates/registry.js'
 
 interface BuildBody {
   name: string
@@ -19,6 +19,21 @@ interface BuildBody {
   cpuCount?: number
   memoryMB?: number
 }
+
+const TAG = /^[a-z0-9][a-z0-9_.-]{0,127}$/
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+const tagSchema = {
+  body: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['tags'],
+    properties: {
+      target: { type: 'string', minLength: 1, maxLength: 128 },
+      tags: { type: 'array', minItems: 1, maxItems: 32, items: { type: 'string', minLength: 1, maxLength: 128 } },
+    },
+  },
+} as const
 
 const buildSchema = {
   body: {
@@ -96,6 +111,22 @@ export function templateRoutes(app: FastifyInstance, builds: TemplateBuilds, tem
       }
     },
   )
+
+  // More tags for the build a tag points at (the CLI's `template tag NAME:TAG NEWTAG…`); a tag that
+  // exists moves. `target` is the tag to start from: the one in the name, else "default".
+  app.post<{ Params: { name: string }; Body: { target?: string; tags: string[] } }>('/api/v1/templates/:name/tags', { schema: tagSchema }, async (req, reply) => {
+    const { alias, tag: inName } = parseTemplateRef(req.params.name)
+    const target = (req.body.target ?? inName).toLowerCase()
+    const tags = [...new Set(req.body.tags.map((t) => t.toLowerCase()))]
+    for (const t of tags) if (!TAG.test(t) || UUID.test(t)) throw badRequest(`Invalid tag "${t}": lowercase letters, digits, ".", "-" and "_", not a UUID`)
+    if (alias === 'base') throw badRequest('"base" is built by Sandlot itself and takes no tags')
+    const t = templates.builds.templateByName(alias)
+    if (!t) throw new SandlotError(404, 'template_not_found', `Unknown template "${alias}"`)
+    const buildId = templates.builds.buildOfTag(t.id, target)
+    if (!buildId) throw new SandlotError(404, 'tag_not_found', `Template "${alias}" has no tag "${target}" (tags: ${templates.builds.tags(t.id).map((x) => x.tag).join(', ') || 'none'})`)
+    for (const x of tags) templates.builds.setTag(t.id, x, buildId, Date.now())
+    return reply.code(201).send({ name: alias, buildId, tags: templates.builds.tags(t.id).filter((x) => x.buildId === buildId).map((x) => x.tag) })
+  })
 
   app.delete<{ Params: { name: string } }>('/api/v1/templates/:name', async (req, reply) => {
     builds.delete(req.params.name)

@@ -294,7 +294,8 @@ export class BuildRunner {
         // the target (or into it with a trailing "/"); the copied paths get the owner and mode.
         const script = [
           'set -e',
-          `t=$(mktemp -d); trap 'rm -rf "$t" ${q(inside)}' EXIT`,
+          // 0755, not mktemp's 0700: copying the whole context (`COPY . dest`) gives dest this mode.
+          `t=$(mktemp -d); chmod 755 "$t"; trap 'rm -rf "$t" ${q(inside)}' EXIT`,
           `tar -xzf ${q(inside)} -C "$t" --no-same-owner`,
           `s="$t"/${q(from)}`,
           `d=${q(target)}`,
