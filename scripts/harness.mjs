@@ -14,7 +14,8 @@ export const scratch = path.join(root, '.sandlot-test')
 export function networkEnv(port, env = process.env) {
   return {
     SANDLOT_BRIDGE: env.SANDLOT_BRIDGE ?? `sandlot${port}`,
-    SANDLOT_SUBNET: env.SANDLOT_SUBNET ?? `10.${(port % 250) + 1}.0.0/16`,
+    // A /24 named by the port's two bytes: no two ports share one.
+    SANDLOT_SUBNET: env.SANDLOT_SUBNET ?? `10.${(port >> 8) & 255}.${port & 255}.0/24`,
   }
 }
 

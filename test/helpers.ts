@@ -155,7 +155,7 @@ export interface Daemon {
 export function spawnDaemon(port: number, env: Record<string, string>, stdio: 'ignore' | number = 'ignore'): Daemon {
   const child = spawn(process.execPath, ['packages/server/dist/main.js'], {
     // Its own bridge and subnet, whatever the suite's server has.
-    env: { ...process.env, SANDLOT_BRIDGE: `sandlot${port}`, SANDLOT_SUBNET: `10.${(port % 250) + 1}.0.0/16`, ...env, SANDLOT_LISTEN: env.SANDLOT_LISTEN ?? `127.0.0.1:${port}` },
+    env: { ...process.env, SANDLOT_BRIDGE: `sandlot${port}`, SANDLOT_SUBNET: `10.${(port >> 8) & 255}.${port & 255}.0/24`, ...env, SANDLOT_LISTEN: env.SANDLOT_LISTEN ?? `127.0.0.1:${port}` },
     stdio: stdio === 'ignore' ? 'ignore' : ['ignore', stdio, stdio],
   })
   return {

@@ -54,3 +54,24 @@ export async function hostNetworks(): Promise<string[]> {
   }
   return [...nets].sort()
 }
+
+/**
+ * A host route, on another interface than `bridge`, that overlaps `subnet` (another daemon's bridge,
+ * a VPN, a LAN): the sandboxes' subnet must be the host's only way to those addresses.
+ */
+export async function overlappingRoute(subnet: string, bridge: string): Promise<string | undefined> {
+  const routes = JSON.parse((await run('ip', ['-j', '-4', 'route', 'show', 'table', 'all'])).stdout) as (Route & { dev?: string })[]
+  const [net, prefix] = ipaddr.IPv4.parseCIDR(subnet)
+  for (const r of routes) {
+    if (!r.dst || r.dst === 'default' || r.dev === bridge || (r.type && r.type !== 'unicast')) continue
+    let other: [ipaddr.IPv4, number]
+    try {
+      other = ipaddr.IPv4.parseCIDR(r.dst.includes('/') ? r.dst : `${r.dst}/32`)
+    } catch {
+      continue
+    }
+    if (other[1] === 0) continue
+    if (net.match(other) || other[0].match([net, prefix])) return `${r.dst} on ${r.dev ?? '?'}`
+  }
+  return undefined
+}

@@ -9,7 +9,7 @@ import type { NetworkRow, Store } from '../store/db.js'
 import { Resolver } from './dns.js'
 import { EgressProxy } from './egress-proxy.js'
 import { Firewall, NEVER_REACHABLE, type Port } from './firewall.js'
-import { hostNetworks } from './host-nets.js'
+import { hostNetworks, overlappingRoute } from './host-nets.js'
 import { attachedNamespaces, attachVeth, detachVeth, ensureBridge, flushConntrack, netnsPath } from './links.js'
 import { OPEN_POLICY, reachesOutside, type EgressPolicy } from './policy.js'
 import { intToIp, ipToInt, macOf, nextFree, type Subnet } from './subnet.js'
@@ -83,6 +83,11 @@ export class SandboxNetworks {
   /** The bridge, resolver, egress proxy and the rules of every network the store knows. */
   async init(): Promise<void> {
     const { bridge, subnet } = this.settings
+    const clash = await overlappingRoute(subnet.cidr, bridge)
+    if (clash) {
+      const leftover = /^\S+ on (sandlot\S*)$/.exec(clash)?.[1]
+      throw new Error(`SANDLOT_SUBNET ${subnet.cidr} overlaps the host's route ${clash}: give this server another SANDLOT_SUBNET${leftover ? ` (or, if ${leftover} is the bridge of a Sandlot server that is gone for good, remove it: ip link del ${leftover})` : ''}`)
+    }
     await ensureBridge(bridge, `${subnet.gateway}/${subnet.prefix}`)
     await this.resolver.start()
     await this.proxy.start()
