@@ -125,7 +125,8 @@ describe('e2b SDK: sandbox lifecycle', { concurrency: true }, () => {
     assert.deepEqual(await listIds({ query: { ...mine, template: 'base' } }), [b.sandboxId, a.sandboxId])
     assert.deepEqual(await listIds({ query: { ...mine, template: 'other' } }), [])
     const aStarted = (await a.getInfo()).startedAt
-    assert.deepEqual(await listIds({ query: { ...mine, startedAfter: aStarted } }), [b.sandboxId], 'startedAfter is exclusive')
+    assert.deepEqual(await listIds({ query: { ...mine, startedAfter: aStarted } }), [b.sandboxId, a.sandboxId], 'startedAfter is inclusive (E2B)')
+    assert.deepEqual(await listIds({ query: { ...mine, startedAfter: new Date(aStarted.getTime() + 1) } }), [b.sandboxId])
 
     const pager = Sandbox.list({ query: mine, limit: 1 })
     assert.equal(pager.hasNext, true)

@@ -301,7 +301,8 @@ export function listPage(all: SandboxState[], q: ListQuery): { items: SandboxSta
     .filter((s) => states.includes('running'))
     .filter((s) => matchesMetadata(s.metadata, filter))
     .filter((s) => !q.template || s.template === parseTemplateRef(q.template).alias)
-    .filter((s) => after === undefined || s.startedAt > after)
+    // Inclusive, as on E2B: a sandbox started at that very time is listed.
+    .filter((s) => after === undefined || s.startedAt >= after)
     .sort(cmp)
     .filter((s) => !cursor || cmp(s, cursor) > 0)
   const items = matching.slice(0, limit)
