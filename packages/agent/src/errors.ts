@@ -48,3 +48,14 @@ export function toConnectError(err: unknown, path?: string): ConnectError {
   }
   return new ConnectError(e?.message ?? String(err), Code.Internal);
 }
+
+/**
+ * The error a stream ends with when its request's deadline (Connect-Timeout-Ms) passed, as E2B's envd
+ * ends it: a client that leaves the deadline to the server (E2B's Python SDK) must see a timeout, not
+ * a normal end. Undefined when the stream ended for another reason.
+ */
+export function deadlineError(signal: AbortSignal, alsoWhen = false): ConnectError | undefined {
+  const byContext = signal.aborted && ConnectError.from(signal.reason).code === Code.DeadlineExceeded;
+  if (!byContext && !alsoWhen) return undefined;
+  return new ConnectError('the deadline (Connect-Timeout-Ms) passed', Code.DeadlineExceeded);
+}

@@ -7,7 +7,7 @@ import { Code, ConnectError, type ServiceImpl } from '@connectrpc/connect';
 import { Filesystem, type WatchDirResponseSchema } from '@sandlot/envd-proto';
 import { Channel, keepaliveMs } from './channel.js';
 import { entryInfo, type EntryInit } from './entry.js';
-import { toConnectError } from './errors.js';
+import { deadlineError, toConnectError } from './errors.js';
 import { copyTree, ensureDir } from './fsutil.js';
 import { baseDir, requestUser } from './identity.js';
 import { resolvePath } from './paths.js';
@@ -221,6 +221,8 @@ export const filesystemService: ServiceImpl<typeof Filesystem> = {
         budget.give(cost);
         yield msg;
       }
+      const late = deadlineError(ctx.signal);
+      if (late) throw late;
     } finally {
       if (timer) clearInterval(timer);
       watcher?.close();

@@ -1,14 +1,19 @@
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
 import { Process, Signal } from '@sandlot/envd-proto';
 import { keepaliveMs } from './channel.js';
+import { deadlineError } from './errors.js';
 import { requestUser } from './identity.js';
 import { findProcess, listProcesses, startProcess, type ManagedProcess, type ProcEvent, type Subscriber } from './processes.js';
 
 /** The shape shared by StartResponse and ConnectResponse. */
 type StreamMsg = { event: ProcEvent };
 
-/** Streams a subscriber's events (with keepalives) until the process ends or the client goes away. */
-async function* pump(proc: ManagedProcess, sub: Subscriber, ctx: HandlerContext): AsyncGenerator<StreamMsg> {
+/**
+ * Streams a subscriber's events (with keepalives) until the process ends or the client goes away;
+ * a stream whose deadline passed (or, for the one that started the process, whose process was
+ * killed for it) ends with deadline_exceeded, as envd's does.
+ */
+async function* pump(proc: ManagedProcess, sub: Subscriber, ctx: HandlerContext, ownsDeadline = false): AsyncGenerator<StreamMsg> {
   const ka = keepaliveMs(ctx.requestHeader);
   // Only on a stream with nothing queued: that is when a keepalive is due, and they never pile up.
   const timer = ka ? setInterval(() => sub.ch.size === 0 && sub.ch.push({ event: { case: 'keepalive', value: {} } }), ka) : undefined;
@@ -20,6 +25,8 @@ async function* pump(proc: ManagedProcess, sub: Subscriber, ctx: HandlerContext)
         if (out && out.value) proc.consumed(sub, (out.value as Uint8Array).length);
       }
     }
+    const late = deadlineError(ctx.signal, ownsDeadline && proc.deadlineHit);
+    if (late) throw late;
   } finally {
     if (timer) clearInterval(timer);
     proc.unsubscribe(sub);
@@ -36,7 +43,7 @@ export const processService: ServiceImpl<typeof Process> = {
   async *start(req, ctx) {
     const user = requestUser(ctx);
     const proc = await startProcess(req, user, ctx.timeoutMs());
-    yield* pump(proc, proc.subscribe(), ctx);
+    yield* pump(proc, proc.subscribe(), ctx, true);
   },
 
   async *connect(req, ctx) {

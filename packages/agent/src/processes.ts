@@ -129,8 +129,14 @@ export class ManagedProcess {
     }, KEEP_ENDED_MS).unref();
   }
 
+  /** Whether it was killed because its start request's deadline passed. */
+  deadlineHit = false;
+
   setDeadline(ms: number): void {
-    this.deadline = setTimeout(() => this.signal('SIGKILL'), ms);
+    this.deadline = setTimeout(() => {
+      this.deadlineHit = true;
+      this.signal('SIGKILL');
+    }, ms);
     this.deadline.unref();
   }
 

@@ -140,6 +140,18 @@ describe('filesystem.Filesystem', () => {
     await agent.fs.remove({ path: join(root, 'moved') }); // missing is fine
   });
 
+  it('a watch whose deadline (Connect-Timeout-Ms, left to the server) passes ends with deadline_exceeded, as envd', async () => {
+    const dir = join(root, 'deadline-watch');
+    mkdirSync(dir, { recursive: true });
+    const kinds: string[] = [];
+    const outcome = await (async () => {
+      for await (const msg of agent.fs.watchDir({ path: dir }, { headers: { 'connect-timeout-ms': '500' } })) kinds.push(msg.event.case ?? '');
+      return 'ended cleanly';
+    })().catch((err) => ConnectError.from(err).code);
+    assert.equal(outcome, Code.DeadlineExceeded);
+    assert.deepEqual(kinds, ['start']);
+  });
+
   it('watchDir streams start, then create/write/remove events with relative names', async () => {
     const d = join(root, 'watched');
     mkdirSync(join(d, 'inner'), { recursive: true });

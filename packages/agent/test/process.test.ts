@@ -137,6 +137,17 @@ describe('process.Process', () => {
     assert.ok(!(await agent.process.list({})).processes.some((p) => p.pid === pid2), 'killed at the deadline');
   });
 
+  it('a deadline left to the server (Connect-Timeout-Ms, no client timer) ends the stream with deadline_exceeded, as envd', async () => {
+    const t0 = Date.now();
+    const s = agent.process.start({ process: bash('sleep 20') }, { headers: { 'connect-timeout-ms': '600' } });
+    const outcome = await collect(s).then(
+      (r) => `ended cleanly: ${r.end?.status}`,
+      (err) => ConnectError.from(err).code,
+    );
+    assert.equal(outcome, Code.DeadlineExceeded);
+    assert.ok(Date.now() - t0 < 5000);
+  });
+
   it('sends keepalives when asked', async () => {
     const { process } = agent.client({ headers: { 'keepalive-ping-interval': '0.1' } });
     const r = await collect(process.start({ process: bash('sleep 0.45'), stdin: false }));
