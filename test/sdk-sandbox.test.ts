@@ -116,6 +116,37 @@ describe('filesystem', () => {
   })
 })
 
+describe('everyday traps', () => {
+  test('Sandbox.create(name) takes the template first, as E2B does; an unknown one lists what exists', async () => {
+    const s = await Sandbox.create('base', { metadata: { suite: 'sdk-sandbox' } })
+    cleanup.add(s.id)
+    assert.equal((await s.getInfo()).template, 'base')
+    await s.kill()
+    await assert.rejects(Sandbox.create('no-such-template', { metadata: { suite: 'sdk-sandbox' } }), /Unknown template "no-such-template"\. Available templates: .*base/)
+  })
+
+  test('the handle is async-disposable: `await using` closes it', async () => {
+    const s = await Sandbox.create({ metadata: { suite: 'sdk-sandbox' } })
+    cleanup.add(s.id)
+    assert.equal(typeof s[Symbol.asyncDispose], 'function')
+    await s[Symbol.asyncDispose]()
+    await assert.rejects(s.process.startAndWait('true'), /closed/)
+  })
+
+  test('read() of a file past 256 MiB is a clear error pointing at the streams, not a crash', async () => {
+    await sandbox.process.startAndWait('truncate -s 300M /tmp/huge.bin')
+    const t0 = Date.now()
+    const err = await sandbox.filesystem.read('/tmp/huge.bin').then(() => undefined, (e: unknown) => e)
+    assert.ok(err instanceof SandlotError, String(err))
+    assert.equal((err as SandlotError).code, 'file_too_large')
+    assert.match((err as Error).message, /downloadFile|downloadStream/)
+    assert.ok(Date.now() - t0 < 10_000)
+    // The handle still works.
+    assert.equal((await sandbox.process.startAndWait('echo fine')).stdout, 'fine')
+    await sandbox.process.startAndWait('rm /tmp/huge.bin')
+  })
+})
+
 describe('process', () => {
   test('stdout and stderr arrive as lines through the callbacks; exit code and error', async () => {
     const out: ProcessMessage[] = []

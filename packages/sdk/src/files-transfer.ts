@@ -65,7 +65,7 @@ async function filesRequest(
 
   const status = res.statusCode ?? 0
   if (status >= 200 && status < 300) return res
-  const text = await readAll(res).then((b) => b.toString('utf8').slice(0, 4096), () => '')
+  const text = await readAll(res, sandboxPath).then((b) => b.toString('utf8').slice(0, 4096), () => '')
   let body: ServerErrorBody | undefined
   try {
     body = JSON.parse(text) as ServerErrorBody
@@ -75,16 +75,43 @@ async function filesRequest(
   throw fromHttp(status, body, text, ctx.errorContext({ path: sandboxPath }))
 }
 
-async function readAll(stream: Readable): Promise<Buffer> {
+/**
+ * The most `filesystem.read()`/`readBytes()` hold in memory: past it (a string of 512 MiB is past
+ * what V8 can make at all), a clear error that points at the streams, never a crash.
+ */
+export const MAX_READ_BYTES = 256 * 1024 * 1024
+
+const tooLarge = (sandboxPath: string, size: string) =>
+  new SandlotError(
+    `${sandboxPath} is ${size}: filesystem.read() and readBytes() hold a whole file in memory, up to ${MAX_READ_BYTES / 2 ** 20} MiB. Stream it instead with sandbox.downloadFile(path, localPath) or sandbox.downloadStream(path)`,
+    'file_too_large',
+  )
+
+async function readAll(stream: Readable, sandboxPath: string): Promise<Buffer> {
   const chunks: Buffer[] = []
-  for await (const chunk of stream) chunks.push(chunk as Buffer)
+  let size = 0
+  for await (const chunk of stream) {
+    size += (chunk as Buffer).length
+    if (size > MAX_READ_BYTES) {
+      stream.destroy()
+      throw tooLarge(sandboxPath, `over ${MAX_READ_BYTES / 2 ** 20} MiB`)
+    }
+    chunks.push(chunk as Buffer)
+  }
   return Buffer.concat(chunks)
 }
 
 /** Reads a whole file into memory (for small files; use {@link downloadTo} for big ones). @internal */
 export async function readFileBytes(ctx: SandboxContext, sandboxPath: string, opts?: TransferOptions): Promise<Uint8Array> {
   const res = await filesRequest(ctx, 'GET', sandboxPath, opts)
-  const buf = await readAll(res).catch((err) => {
+  // Refused before a byte is read when the agent says how big it is.
+  const declared = Number(res.headers['content-length'])
+  if (Number.isFinite(declared) && declared > MAX_READ_BYTES) {
+    res.destroy()
+    throw tooLarge(sandboxPath, `${declared} bytes`)
+  }
+  const buf = await readAll(res, sandboxPath).catch((err) => {
+    if (err instanceof SandlotError && err.code === 'file_too_large') throw err
     throw ctx.error(err, sandboxPath)
   })
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength)
@@ -128,6 +155,6 @@ export async function uploadFrom(ctx: SandboxContext, sandboxPath: string, sourc
   } else if (source instanceof Uint8Array || source instanceof Readable) body = source
   else body = Readable.from(source as AsyncIterable<Uint8Array>, { objectMode: false })
   const res = await filesRequest(ctx, 'POST', sandboxPath, { ...opts, body })
-  const written = JSON.parse((await readAll(res)).toString('utf8') || '[]') as { path: string }[]
+  const written = JSON.parse((await readAll(res, sandboxPath)).toString('utf8') || '[]') as { path: string }[]
   return written[0]?.path ?? sandboxPath
 }

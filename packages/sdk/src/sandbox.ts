@@ -416,6 +416,11 @@ export class Sandbox {
     return this.closing
   }
 
+  /** `await using sandbox = await Sandbox.create()` closes the handle when the block ends, as {@link close}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
+  }
+
   /** Destroys the sandbox now, whoever else holds it; this handle is closed. */
   async kill(): Promise<void> {
     this.keeper.abandon()

@@ -8,6 +8,7 @@ import { pino, type Logger } from 'pino'
 import { buildApp } from './api/app.js'
 import { ensureApiKey, isValidApiKey } from './api/auth.js'
 import { defaultDomain, loadConfig, type Config } from './config.js'
+import { lockHome } from './lifecycle/home-lock.js'
 import { SandboxManager } from './lifecycle/manager.js'
 import { SandboxNetworks } from './network/networks.js'
 import { PortDialer, agentTunnelWay, directWay } from './proxy/dialer.js'
@@ -57,6 +58,8 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
   // Traversable (sandbox roots must reach their bundles inside it), not listable, by other users.
   fs.mkdirSync(config.home, { recursive: true, mode: 0o711 })
   fs.chmodSync(config.home, 0o711)
+  // Before anything else in it is touched: one server per home.
+  const lock = lockHome(config.home)
   const store = new Store(path.join(config.home, 'sandlot.db'))
   const keyFile = ensureApiKey(store, config.home)
   let seed = store.getSetting('token_seed')
@@ -169,6 +172,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
       await networks.close()
       store.close()
       idRanges.close()
+      lock.release()
     },
   }
 }

@@ -13,6 +13,7 @@ import type { NetworkAttacher, RuntimeDriver, RuntimeState, SandboxSpec } from '
 import type { IdRange, SandboxIds } from './idmap.js'
 import { mountAgentFiles, unmountAgentFiles } from './agent-files.js'
 import { BlankImages, checkLayerTools, mountLayer, mountsUnder, removeLayerImage, unmount } from './layer.js'
+import { processStartTime } from '../lifecycle/home-lock.js'
 import { MAX_OPEN_FILES, ociSpec } from './spec.js'
 
 const exec = promisify(execFile)
@@ -398,19 +399,6 @@ export class OciDriver implements RuntimeDriver {
     // on the host's disk): rm walks it in a child process, and never into a mount.
     const rm = await exec('rm', ['-rf', '--one-file-system', '--', p.dir]).catch((err: Error) => err)
     if (rm instanceof Error) throw new Error(`cannot remove ${p.dir}: ${rm.message}`)
-  }
-}
-
-/** Start time (clock ticks since boot) of a live, non-zombie process; undefined when there is none. */
-function processStartTime(pid: string): string | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    if (fields[0] === 'Z' || fields[0] === 'X') return undefined
-    return fields[19]
-  } catch {
-    return undefined
   }
 }
 
