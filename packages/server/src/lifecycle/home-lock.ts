@@ -28,7 +28,16 @@ export function lockHome(home: string): HomeLock {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       fs.writeFileSync(file, mine, { flag: 'wx', mode: 0o600 })
-      return { release: () => (fs.readFileSync(file, 'utf8') === mine ? fs.rmSync(file, { force: true }) : undefined) }
+      return {
+        // Only a lock that is still this server's; one already gone is no error at shutdown.
+        release: () => {
+          try {
+            if (fs.readFileSync(file, 'utf8') === mine) fs.rmSync(file, { force: true })
+          } catch {
+            // removed meanwhile
+          }
+        },
+      }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
     }
