@@ -3,11 +3,11 @@
 // same pipeline as Sandlot's own REST (templates/). File uploads go to a signed URL on this server.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import crypto from 'node:crypto'
-import type { Readable } from 'node:stream'
 import { SandlotError, badRequest } from '../errors.js'
 import type { BuildSpec } from '../templates/build.js'
 import { checkSteps, type TemplateBuilds } from '../templates/builds.js'
 import { parseTemplateRef, type TemplateRegistry } from '../templates/registry.js'
+import { logEntryView, rawBodyRoutes, uploadArchive } from './templates.js'
 
 /** Where a COPY step's files are uploaded: outside the API key (the SDK sends none), signed instead. */
 export const UPLOAD_PREFIX = '/e2b-template-files/'
@@ -52,10 +52,7 @@ export function e2bTemplateRoutes(app: FastifyInstance, builds: TemplateBuilds, 
     return reply.code(201).send({ present: false, url: `${baseUrlOf(req)}${UPLOAD_PREFIX}${hash}?expires=${expires}&signature=${sign(hash, expires)}` })
   })
 
-  app.register(async (scope) => {
-    // The SDK sends the gzip tar with no Content-Type: the body stays a stream whatever it says.
-    scope.removeAllContentTypeParsers()
-    scope.addContentTypeParser('*', (_req, payload, done) => done(null, payload))
+  rawBodyRoutes(app, (scope) => {
     scope.put<{ Params: { hash: string }; Querystring: { expires?: string; signature?: string } }>(`${UPLOAD_PREFIX}:hash`, async (req, reply) => {
       const { hash } = req.params
       const expires = Number(req.query.expires)
@@ -64,8 +61,7 @@ export function e2bTemplateRoutes(app: FastifyInstance, builds: TemplateBuilds, 
       if (!Number.isFinite(expires) || expires < Date.now() || given.length !== wanted.length || !crypto.timingSafeEqual(given, wanted)) {
         throw new SandlotError(403, 'forbidden', 'This upload link is invalid or has expired; ask for a new one')
       }
-      const length = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length'])
-      await builds.putArchive(hash, req.body as Readable, length)
+      await uploadArchive(builds, hash, req)
       return reply.code(200).send()
     })
   })
@@ -101,13 +97,12 @@ export function e2bTemplateRoutes(app: FastifyInstance, builds: TemplateBuilds, 
     const offset = Number(req.query.logsOffset ?? 0)
     const limit = Number(req.query.limit ?? 100)
     const entries = builds.logs(b.id, Number.isInteger(offset) ? offset : 0, Number.isInteger(limit) ? limit : 100)
-    const view = (e: { at: number; level: string; message: string; step?: string }) => ({ timestamp: new Date(e.at).toISOString(), level: e.level, message: e.message, ...(e.step && { step: e.step }) })
     return {
       templateID: b.templateId,
       buildID: b.id,
       // Waiting for a free slot reads "building", as on E2B once the build was started.
       status: b.status,
-      logEntries: entries.map(view),
+      logEntries: entries.map(logEntryView),
       logs: [],
       ...(b.reason && { reason: { message: b.reason.message, ...(b.reason.step && { step: b.reason.step }), logEntries: [] } }),
     }

@@ -1,11 +1,33 @@
 // Sandlot's REST for templates (docs/api.md, "Templates"): build one from a template and steps, the
 // files its COPY steps need, a build's status and logs, the list, and delete.
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Readable } from 'node:stream'
 import { SandlotError, badRequest } from '../errors.js'
 import type { BuildSpec } from '../templates/build.js'
 import { checkSteps, type TemplateBuilds } from '../templates/builds.js'
 import { parseTemplateRef, type TemplateRegistry } from '../templates/registry.js'
+import type { LogEntry } from '../store/templates.js'
+
+/** A build log entry as both APIs show it (E2B's BuildLogEntry). */
+export const logEntryView = (e: LogEntry) => ({ timestamp: new Date(e.at).toISOString(), level: e.level, message: e.message, ...(e.step && { step: e.step }) })
+
+/**
+ * Routes whose body is the raw request stream whatever its content type (an archive of COPY files:
+ * E2B's uploads send no Content-Type at all), in a scope of their own so other routes keep parsing.
+ */
+export function rawBodyRoutes(app: FastifyInstance, routes: (scope: FastifyInstance) => void): void {
+  app.register(async (scope) => {
+    scope.removeAllContentTypeParsers()
+    scope.addContentTypeParser('*', (_req, payload, done) => done(null, payload))
+    routes(scope)
+  })
+}
+
+/** Stores a request's body as the COPY archive `hash` (streamed; its declared length checked first). */
+export function uploadArchive(builds: TemplateBuilds, hash: string, req: FastifyRequest): Promise<void> {
+  const length = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length'])
+  return builds.putArchive(hash, req.body as Readable, length)
+}
 
 interface BuildBody {
   name: string
@@ -106,7 +128,7 @@ export function templateRoutes(app: FastifyInstance, builds: TemplateBuilds, tem
         templateId: b.templateId,
         buildId: b.id,
         status: b.status,
-        logEntries: builds.logs(b.id, offset, limit).map((e) => ({ timestamp: new Date(e.at).toISOString(), level: e.level, message: e.message, ...(e.step && { step: e.step }) })),
+        logEntries: builds.logs(b.id, offset, limit).map(logEntryView),
         ...(b.reason && { reason: b.reason }),
       }
     },
@@ -134,14 +156,10 @@ export function templateRoutes(app: FastifyInstance, builds: TemplateBuilds, tem
   })
 
   // The files of COPY steps: a gzip tar named by its hash (E2B's files hash), streamed to disk.
-  app.register(async (scope) => {
-    // Whatever the content type (E2B's uploads send none), the body is the raw stream.
-    scope.removeAllContentTypeParsers()
-    scope.addContentTypeParser('*', (_req, payload, done) => done(null, payload))
+  rawBodyRoutes(app, (scope) => {
     scope.get<{ Params: { hash: string } }>('/api/v1/templates/files/:hash', async (req) => ({ present: builds.archivePath(req.params.hash) !== undefined }))
     scope.put<{ Params: { hash: string } }>('/api/v1/templates/files/:hash', async (req, reply) => {
-      const length = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length'])
-      await builds.putArchive(req.params.hash, req.body as Readable, length)
+      await uploadArchive(builds, req.params.hash, req)
       return reply.code(201).send({ present: true })
     })
   })

@@ -154,20 +154,29 @@ export class Resolver {
   }
 }
 
+/**
+ * The one end of an upstream query (an answer, an error or the timeout, whichever comes first): it
+ * settles the promise and closes the socket once, however many of them follow.
+ */
+function settleOnce(resolve: (reply: Buffer) => void, reject: (err: Error) => void, close: () => void): (err: Error | undefined, reply?: Buffer) => void {
+  let finished = false
+  const done = (err: Error | undefined, reply?: Buffer) => {
+    if (finished) return
+    finished = true
+    clearTimeout(timer)
+    close()
+    if (err) reject(err)
+    else resolve(reply!)
+  }
+  const timer = setTimeout(() => done(new Error('timeout')), UPSTREAM_TIMEOUT_MS)
+  return done
+}
+
 /** One query over UDP from a fresh socket (a random source port each time), with a timeout. */
 function askUdp(msg: Buffer, server: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const socket = dgram.createSocket(net.isIPv6(server) ? 'udp6' : 'udp4')
-    const timer = setTimeout(() => done(new Error('timeout')), UPSTREAM_TIMEOUT_MS)
-    let finished = false
-    const done = (err: Error | undefined, reply?: Buffer) => {
-      if (finished) return
-      finished = true
-      clearTimeout(timer)
-      socket.close()
-      if (err) reject(err)
-      else resolve(reply!)
-    }
+    const done = settleOnce(resolve, reject, () => socket.close())
     socket.on('error', (err) => done(err))
     socket.on('message', (reply, rinfo) => {
       if (rinfo.address === server.split('%')[0] && rinfo.port === 53) done(undefined, reply)
@@ -181,16 +190,7 @@ function askTcp(msg: Buffer, server: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: server, port: 53 })
     let buffered = Buffer.alloc(0)
-    const timer = setTimeout(() => done(new Error('timeout')), UPSTREAM_TIMEOUT_MS)
-    let finished = false
-    const done = (err: Error | undefined, reply?: Buffer) => {
-      if (finished) return
-      finished = true
-      clearTimeout(timer)
-      socket.destroy()
-      if (err) reject(err)
-      else resolve(reply!)
-    }
+    const done = settleOnce(resolve, reject, () => socket.destroy())
     socket.on('error', (err) => done(err))
     socket.on('connect', () => {
       const head = Buffer.alloc(2)

@@ -156,13 +156,11 @@ export class Firewall {
     await this.run([`flush set inet ${t} host_nets`, ...(nets.length ? [`add element inet ${t} host_nets ${set(nets)}`] : [])].join('\n') + '\n')
   }
 
-  /** A new sandbox's port and rules: added before its veth exists, so no frame of it goes unchecked. */
-  async add(port: Port, policy: EgressPolicy): Promise<void> {
-    await this.run(this.sandboxLines(port, policy).join('\n') + '\n')
-  }
-
-  /** Replaces a sandbox's rules in one transaction: its next packet meets the new ones. */
-  async update(port: Port, policy: EgressPolicy): Promise<void> {
+  /**
+   * A sandbox's port and rules, added or replaced in one transaction: a new sandbox's before its
+   * veth exists (no frame of it goes unchecked), a running one's so its next packet meets them.
+   */
+  async apply(port: Port, policy: EgressPolicy): Promise<void> {
     await this.run(this.sandboxLines(port, policy).join('\n') + '\n')
   }
 

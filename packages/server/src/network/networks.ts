@@ -171,7 +171,7 @@ export class SandboxNetworks {
     this.store.insertNetwork({ sandboxId: id, address, veth, policy: JSON.stringify(policy) })
     this.remember(id, { port, policy })
     try {
-      await this.firewall.add(port, policy)
+      await this.firewall.apply(port, policy)
       await attachVeth({ id, veth, mac: port.mac, address, gateway: subnet.gateway, bridge: this.settings.bridge }, netnsPid)
     } catch (err) {
       await this.detach(id)
@@ -184,16 +184,15 @@ export class SandboxNetworks {
   async apply(id: string, policy: EgressPolicy): Promise<void> {
     const a = this.byId.get(id)
     if (!a) throw new Error(`sandbox ${id} has no network`)
-    await this.firewall.update(a.port, policy)
+    await this.firewall.apply(a.port, policy)
     a.policy = policy
     this.store.setNetworkPolicy(id, JSON.stringify(policy))
   }
 
   /** Removes everything of the sandbox's network; its address is free once this has finished. */
   async detach(id: string): Promise<void> {
-    const row = this.store.listNetworks().find((r) => r.sandboxId === id)
-    const a = this.byId.get(id)
-    const port = a?.port ?? (row ? { veth: row.veth, mac: macOf(row.address), address: row.address } : undefined)
+    // Every network row is in byId (loaded at init, remembered by attach before anything else).
+    const port = this.byId.get(id)?.port
     if (!port) {
       // No address was ever taken, but a namespace may have been attached.
       await detachVeth(this.settings.bridge, id, undefined)

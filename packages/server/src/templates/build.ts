@@ -163,23 +163,31 @@ export class BuildRunner {
     let layers = [...base.layers]
     const config: TemplateConfig = { ...base.config, env: { ...base.config.env }, startCmd: null, readyCmd: null }
     let force = !!spec.force
-    if (spec.fromImage) {
-      // E2B's user phase: steps run as `user`, which the image may lack.
-      key = sha(key, 'ensure-user')
+    /**
+     * The layer of `key` on top of the layers so far: reused when cached (unless forced), else made
+     * by `fn` in a build sandbox (a directory of its own even when the key has one already, as for
+     * a forced step: builds that stand on the old one keep it).
+     */
+    const layer = async (label: string, cachedLabel: string, step: string, fn: (agent: AgentClient) => Promise<void>) => {
       const cachedPath = force ? undefined : this.d.store.layerPath(key)
-      if (cachedPath && fs.existsSync(cachedPath)) this.logTo(buildId, 'info', 'CACHED the user account', 'base')
+      if (cachedPath && fs.existsSync(cachedPath)) this.logTo(buildId, 'info', cachedLabel, step)
       else {
-        this.logTo(buildId, 'info', 'Making the user account', 'base')
+        this.logTo(buildId, 'info', label, step)
         const dest = path.join(this.d.layersDir, `${key.slice(0, 32)}-${buildId.slice(0, 8)}`)
-        await this.inSandbox(buildId, layers, config, spec, signal, 'base', async (agent) => {
-          const r = await agent.run(ENSURE_USER, { user: 'root', signal, onLine: (line) => this.logTo(buildId, 'info', line, 'base') }).catch((err: Error) => {
-            throw new StepFailed(`cannot make the user account in the image: ${err.message}`, 'base')
-          })
-          if (r.exitCode !== 0) throw new StepFailed(`cannot make the user account in the image: ${r.status}`, 'base')
-        }, dest)
+        await this.inSandbox(buildId, layers, config, spec, signal, step, fn, dest)
         this.d.store.putLayer(key, dest, Date.now())
       }
       layers = [this.d.store.layerPath(key)!, ...layers]
+    }
+    if (spec.fromImage) {
+      // E2B's user phase: steps run as `user`, which the image may lack.
+      key = sha(key, 'ensure-user')
+      await layer('Making the user account', 'CACHED the user account', 'base', async (agent) => {
+        const r = await agent.run(ENSURE_USER, { user: 'root', signal, onLine: (line) => this.logTo(buildId, 'info', line, 'base') }).catch((err: Error) => {
+          throw new StepFailed(`cannot make the user account in the image: ${err.message}`, 'base')
+        })
+        if (r.exitCode !== 0) throw new StepFailed(`cannot make the user account in the image: ${r.status}`, 'base')
+      })
     }
     for (const [i, step] of spec.steps.entries()) {
       if (signal.aborted) throw signal.reason
@@ -187,26 +195,13 @@ export class BuildRunner {
       force ||= !!step.force
       const label = `[${n}/${spec.steps.length}] ${step.type} ${step.args.join(' ')}`
       key = sha(key, step.type, JSON.stringify(step.args), step.type === 'COPY' ? step.filesHash : '', config.user, config.workdir ?? '', JSON.stringify(config.env))
-      // Config first: ENV changes nothing on disk, USER and WORKDIR also change the config.
+      // Config first: ENV changes nothing on disk (its pairs were checked with the request).
       if (step.type === 'ENV') {
-        const args = step.args
-        if (args.length % 2) throw new StepFailed('ENV takes pairs of name and value', n)
-        for (let k = 0; k < args.length; k += 2) config.env[args[k]!] = expandEnv(args[k + 1]!, config.env)
-        this.logTo(buildId, 'info', `${label}`, n)
+        for (let k = 0; k < step.args.length; k += 2) config.env[step.args[k]!] = expandEnv(step.args[k + 1]!, config.env)
+        this.logTo(buildId, 'info', label, n)
         continue
       }
-      const cachedPath = force ? undefined : this.d.store.layerPath(key)
-      if (cachedPath && fs.existsSync(cachedPath)) {
-        this.logTo(buildId, 'info', `CACHED ${label}`, n)
-      } else {
-        this.logTo(buildId, 'info', label, n)
-        // A directory of its own even when the key has one already (a forced step): builds that
-        // stand on the old one keep it.
-        const dest = path.join(this.d.layersDir, `${key.slice(0, 32)}-${buildId.slice(0, 8)}`)
-        await this.inSandbox(buildId, layers, config, spec, signal, n, (agent) => this.exec(step, agent, config, buildId, n, signal), dest)
-        this.d.store.putLayer(key, dest, Date.now())
-      }
-      layers = [this.d.store.layerPath(key)!, ...layers]
+      await layer(label, `CACHED ${label}`, n, (agent) => this.exec(step, agent, config, buildId, n, signal))
       if (step.type === 'USER') config.user = step.args[0]!
       if (step.type === 'WORKDIR') config.workdir = resolveFrom(config.workdir ?? homeOf(config.user), step.args[0]!)
     }

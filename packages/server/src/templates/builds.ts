@@ -10,7 +10,7 @@ import type { Logger } from 'pino'
 import { SandlotError, badRequest } from '../errors.js'
 import type { BuildRow, LogEntry } from '../store/templates.js'
 import type { BuildRunner, BuildSpec, Step } from './build.js'
-import { parseTemplateRef, type TemplateRegistry } from './registry.js'
+import { parseTemplateRef, processAlive, type TemplateRegistry } from './registry.js'
 
 const ALIAS = /^[a-z0-9][a-z0-9_-]{0,127}$/
 const TAG = /^[a-z0-9][a-z0-9_.-]{0,127}$/
@@ -21,15 +21,6 @@ const MAX_STEPS = 256
 const MAX_ARG = 64 * 1024
 /** A layer nothing uses is kept this long (a failed build's, for the retry's cache). */
 const LAYER_GRACE_MS = 60 * 60_000
-
-function processGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return false
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code !== 'EPERM'
-  }
-}
 
 export const newTemplateId = () => Array.from(crypto.randomBytes(20), (b) => 'abcdefghijklmnopqrstuvwxyz0123456789'[b % 36]).join('')
 
@@ -198,7 +189,7 @@ export class TemplateBuilds {
     for (const name of fs.existsSync(layersDir) ? fs.readdirSync(layersDir) : []) {
       const dir = path.join(layersDir, name)
       const interrupted = /\.capture-(\d+)-/.exec(name)
-      if (interrupted ? processGone(Number(interrupted[1])) : !used.has(dir) && fs.statSync(dir).mtimeMs < cutoff) {
+      if (interrupted ? !processAlive(Number(interrupted[1])) : !used.has(dir) && fs.statSync(dir).mtimeMs < cutoff) {
         const id = cached.get(dir)
         if (id) store.deleteLayer(id)
         await removeTree(dir).catch((err) => this.log.warn({ err, dir }, 'cannot remove a template layer'))

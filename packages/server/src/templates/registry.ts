@@ -129,7 +129,8 @@ export class TemplateRegistry {
   }
 }
 
-function processAlive(pid: number): boolean {
+/** Whether a process is alive (EPERM: it is, under another user). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true
