@@ -1,6 +1,7 @@
 // What `npm start` and `npm test` do before anything else on a bare machine: install the system
 // packages the runtime needs, install npm dependencies, build every workspace.
 import { execFileSync, spawnSync } from 'node:child_process'
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -104,12 +105,48 @@ export function ensureNpmDependencies() {
   run('npm', ['ci', '--no-audit', '--no-fund'])
 }
 
+/**
+ * What the build is made from: every file of the workspaces but their outputs and tests, the build
+ * script, the lock file and Node's version. Equal to the last build's: nothing to do.
+ */
+function sourcesHash() {
+  const hash = crypto.createHash('sha256').update(process.version)
+  const skip = new Set(['dist', 'node_modules', 'test', 'gen'])
+  const walk = (dir) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const file = path.join(dir, e.name)
+      if (e.isDirectory()) {
+        if (!skip.has(e.name)) walk(file)
+      } else if (e.isFile()) hash.update(`${path.relative(root, file)}\0`).update(fs.readFileSync(file))
+    }
+  }
+  walk(path.join(root, 'packages'))
+  for (const f of ['scripts/build.mjs', 'package-lock.json', 'tsconfig.base.json']) hash.update(f).update(fs.readFileSync(path.join(root, f)))
+  return hash.digest('hex')
+}
+
+const BUILD_STAMP = path.join(root, 'node_modules/.sandlot-build')
+
+/** Builds every workspace, unless nothing it is made from changed since the last build (SANDLOT_REBUILD=1 forces it). */
 export function build() {
+  const hash = sourcesHash()
+  const stamp = fs.existsSync(BUILD_STAMP) ? fs.readFileSync(BUILD_STAMP, 'utf8') : ''
+  if (stamp === hash && process.env.SANDLOT_REBUILD !== '1' && fs.existsSync(path.join(root, 'packages/server/dist/main.js'))) return
   console.log('[setup] building')
+  fs.rmSync(BUILD_STAMP, { force: true })
   run('node', ['scripts/build.mjs'])
+  fs.writeFileSync(BUILD_STAMP, hash)
+}
+
+/** Sandboxes need root (mounts, namespaces, cgroups, nftables): say so before doing anything. */
+export function requireRoot(what) {
+  if (process.getuid?.() === 0) return
+  console.error(`${what} needs root: sandlotd creates mounts, namespaces, cgroups and firewall rules for sandboxes.\nRun it as root, e.g.: sudo npm ${what === 'npm test' ? 'test' : 'start'}`)
+  process.exit(1)
 }
 
 export function setup({ forTests = false } = {}) {
+  requireRoot(forTests ? 'npm test' : 'npm start')
   ensureSystemPackages({ forTests })
   ensureLocalhostNames()
   ensureNpmDependencies()

@@ -13,7 +13,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { apiKey, apiUrl, createSandbox, home, killSandbox } from './helpers.js'
+import { apiKey, apiUrl, createSandbox, home, killSandbox, terminal } from './helpers.js'
 
 // What the images are made of (npm test installs them).
 assert.equal(spawnSync('sh', ['-c', 'command -v busybox && command -v musl-gcc'], { stdio: 'ignore' }).status, 0, 'busybox-static and musl-tools are installed')
@@ -150,21 +150,6 @@ async function sh(id: string, cmd: string, user = 'user', envs: Record<string, s
     if (e?.case === 'end') out.exitCode = e.value.exitCode
   }
   return out
-}
-
-/** A terminal as E2B's SDK opens one (`/bin/bash -i -l`), fed `input`; what it printed and its exit code. */
-async function terminal(id: string, input: string, user = 'user'): Promise<{ output: string; exitCode: number }> {
-  const c = clients(id, user).process
-  let output = ''
-  let exitCode = NaN
-  const stream = c.start({ process: { cmd: '/bin/bash', args: ['-i', '-l'], envs: {} }, pty: { size: { cols: 200, rows: 40 } } }, { timeoutMs: 20_000 })
-  for await (const { event } of stream) {
-    const e = event?.event
-    if (e?.case === 'start') await c.sendInput({ process: { selector: { case: 'pid', value: e.value.pid } }, input: { input: { case: 'pty', value: Buffer.from(input) } } })
-    if (e?.case === 'data' && e.value.output.case === 'pty') output += Buffer.from(e.value.output.value).toString()
-    if (e?.case === 'end') exitCode = e.value.exitCode
-  }
-  return { output: output.replace(/\r/g, ''), exitCode }
 }
 
 async function upload(id: string, file: string, body: string, user = 'user'): Promise<number> {

@@ -46,9 +46,26 @@ describe('e2b SDK: templates', { concurrency: false }, () => {
       // Through a port preview too: the start command's server was up before create answered.
       const page = await fetch(`${process.env.E2B_SANDBOX_URL}/index.html`, { headers: { 'e2b-sandbox-id': s.sandboxId, 'e2b-sandbox-port': '8000' } })
       assert.equal(await page.text(), '<h1>from the template</h1>\n')
+      assert.equal((await s.getInfo()).memoryMB, 1024, 'the resources Template.build named')
     } finally {
       await s.kill()
     }
+
+    // E2B's list and detail (`e2b template list`): the base and this one, its build, how often used.
+    const list = await e2bApi<any[]>('/templates')
+    const mine = list.find((t) => t.aliases.includes(name))
+    assert.ok(list.some((t) => t.templateID === 'base' && t.public && t.buildStatus === 'ready'))
+    assert.equal(mine.templateID, info.templateId)
+    assert.equal(mine.buildID, info.buildId)
+    assert.deepEqual([mine.cpuCount, mine.memoryMB, mine.buildStatus, mine.buildCount, mine.spawnCount], [1, 1024, 'ready', 1, 1])
+    assert.ok(Date.parse(mine.lastSpawnedAt) > Date.parse(mine.createdAt))
+    const detail = await e2bApi<any>(`/templates/${info.templateId}`)
+    assert.deepEqual(detail.builds.map((b: any) => [b.buildID, b.status, b.memoryMB]), [[info.buildId, 'ready', 1024]])
+    assert.equal(detail.spawnCount, 1)
+    const page = await fetch(`${process.env.E2B_API_URL}/v2/templates?limit=1`, { headers: { 'x-api-key': process.env.E2B_API_KEY! } })
+    assert.equal(((await page.json()) as unknown[]).length, 1)
+    assert.ok(page.headers.get('x-next-token'))
+    assert.equal((await fetch(`${process.env.E2B_API_URL}/templates/no-such-${process.pid}`, { headers: { 'x-api-key': process.env.E2B_API_KEY! } })).status, 404)
   })
 
   test('a second identical build is cached; tags; a failing step is a BuildError with E2B\'s text', async () => {
@@ -73,6 +90,12 @@ describe('e2b SDK: templates', { concurrency: false }, () => {
     assert.match((err as Error).message, /failed to run command 'exit 7': exit status 7/)
   })
 })
+
+async function e2bApi<T>(route: string): Promise<T> {
+  const res = await fetch(`${process.env.E2B_API_URL}${route}`, { headers: { 'x-api-key': process.env.E2B_API_KEY! } })
+  assert.equal(res.status, 200, route)
+  return (await res.json()) as T
+}
 
 /** The template id behind a name, through the alias route the SDK's exists() uses. */
 async function fetchId(alias: string): Promise<string | undefined> {

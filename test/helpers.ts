@@ -79,6 +79,22 @@ export async function run(id: string, cmd: string, opts: { user?: string; timeou
   return out
 }
 
+/** A terminal as E2B's SDK opens one (`/bin/bash -i -l`), fed `input`; what it printed and its exit code. */
+export async function terminal(id: string, input: string, opts: { user?: string; url?: string; key?: string } = {}): Promise<{ output: string; exitCode: number }> {
+  const c = processClient(id, opts.url, opts.key)
+  const headers = { authorization: `Basic ${Buffer.from(`${opts.user ?? 'user'}:`).toString('base64')}` }
+  let output = ''
+  let exitCode = NaN
+  const stream = c.start({ process: { cmd: '/bin/bash', args: ['-i', '-l'], envs: {} }, pty: { size: { cols: 200, rows: 40 } } }, { timeoutMs: 20_000, headers })
+  for await (const { event } of stream) {
+    const e = event?.event
+    if (e?.case === 'start') await c.sendInput({ process: { selector: { case: 'pid', value: e.value.pid } }, input: { input: { case: 'pty', value: Buffer.from(input) } } }, { headers })
+    if (e?.case === 'data' && e.value.output.case === 'pty') output += Buffer.from(e.value.output.value).toString()
+    if (e?.case === 'end') exitCode = e.value.exitCode
+  }
+  return { output: output.replace(/\r/g, ''), exitCode }
+}
+
 /** Starts a command and returns once it is running, leaving it running after the stream is dropped. */
 export async function startBackground(id: string, cmd: string, opts: { url?: string; key?: string } = {}): Promise<number> {
   const client = processClient(id, opts.url, opts.key)

@@ -81,9 +81,10 @@ describe('image references and settings', () => {
     assert.ok(isInsecureRegistry('[fd00::1]:5000', list))
     assert.ok(!isInsecureRegistry('docker.io', list))
     assert.ok(!isInsecureRegistry('11.0.0.1', list))
-    const s = imagePullSettings({ SANDLOT_INSECURE_REGISTRIES: ' 127.0.0.1:5000, 10.0.0.0/8 ', SANDLOT_IMAGE_MAX_MB: '12' })
-    assert.deepEqual(s, { insecureRegistries: ['127.0.0.1:5000', '10.0.0.0/8'], maxCompressedBytes: 12 * 2 ** 20 })
-    assert.deepEqual(imagePullSettings({}), { insecureRegistries: [], maxCompressedBytes: 4096 * 2 ** 20 })
+    const s = imagePullSettings({ SANDLOT_INSECURE_REGISTRIES: ' 127.0.0.1:5000, 10.0.0.0/8 ', SANDLOT_IMAGE_MAX_MB: '12', SANDLOT_IMAGE_MAX_UNPACKED_MB: '40' })
+    assert.deepEqual(s, { insecureRegistries: ['127.0.0.1:5000', '10.0.0.0/8'], maxCompressedBytes: 12 * 2 ** 20, maxUnpackedBytes: 40 * 2 ** 20 })
+    assert.deepEqual(imagePullSettings({}), { insecureRegistries: [], maxCompressedBytes: 4096 * 2 ** 20, maxUnpackedBytes: 16384 * 2 ** 20 })
+    assert.throws(() => imagePullSettings({ SANDLOT_IMAGE_MAX_UNPACKED_MB: 'lots' }), /SANDLOT_IMAGE_MAX_UNPACKED_MB must be a positive integer/)
     assert.throws(() => imagePullSettings({ SANDLOT_INSECURE_REGISTRIES: 'http://x' }), /SANDLOT_INSECURE_REGISTRIES/)
     assert.throws(() => imagePullSettings({ SANDLOT_IMAGE_MAX_MB: '0' }), /SANDLOT_IMAGE_MAX_MB/)
   })
@@ -177,6 +178,10 @@ describe('pulling images from a registry', () => {
     push(layout, 'arm-index', open, 'tests/arm-index:1')
     makeIndex(layout, 'multi', [{ tag: 'arm64', platform: 'linux/arm64' }, { tag: 'busybox', platform: `linux/${hostPlatform().architecture}` }])
     push(layout, 'multi', open, 'tests/multi:1')
+
+    // 48 MiB of zeros: a few dozen KiB compressed, within any compressed limit.
+    makeImage(layout, 'zeros', { layers: [{ tar: rawTar([{ name: 'zeros', data: '\0'.repeat(48 * 2 ** 20) }]) }] })
+    push(layout, 'zeros', open, 'tests/zeros:1')
 
     // A file owned by an id no sandbox has.
     makeImage(layout, 'high-uid', { layers: [{ tar: rawTar([{ name: 'etc/' , type: 'dir' }, { name: 'etc/far', uid: 70000, gid: 70000 }]) }] })
@@ -346,6 +351,16 @@ describe('pulling images from a registry', () => {
     const dest = destOf()
     await rejects(pull({ ref: `${open.host}/tests/busybox:1`, maxCompressedBytes: 64 * 1024 }, dest), 'too_large', /MiB compressed, more than this server's limit of 0\.1 MiB \(SANDLOT_IMAGE_MAX_MB\)/)
     assert.deepEqual(leftovers(dest), [])
+  })
+
+  test('an image that unpacks to more than the limit is refused before anything is unpacked', async () => {
+    const dest = destOf()
+    await rejects(pull({ ref: `${open.host}/tests/zeros:1`, maxUnpackedBytes: 32 * 2 ** 20 }, dest), 'too_large', /unpacks to more than this server's limit of 32 MiB \(SANDLOT_IMAGE_MAX_UNPACKED_MB\)/)
+    assert.deepEqual(leftovers(dest), [], 'nothing was unpacked')
+    const fits = destOf()
+    await pull({ ref: `${open.host}/tests/zeros:1`, maxUnpackedBytes: 64 * 2 ** 20 }, fits)
+    assert.equal(fs.statSync(path.join(fits, 'zeros')).size, 48 * 2 ** 20)
+    assert.ok(logLines.some((l) => /tests\/zeros:1 unpacks to 48\.0 MiB/.test(l)), 'the unpacked size is logged')
   })
 
   test('layers that reach outside the rootfs stay inside it, or are refused', async () => {

@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { run, spawnDaemon, waitFor, type Daemon } from './helpers.js'
+import { run, spawnDaemon, terminal, waitFor, type Daemon } from './helpers.js'
 import { makeImage, push, startRegistry, type Registry } from './oci-registry.js'
 
 const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 7
@@ -259,5 +259,70 @@ describe('templates (Sandlot REST)', { concurrency: false }, () => {
     assert.equal(down.reason?.step, 'base')
     assert.match(down.reason!.message, /cannot use the image 127\.0\.0\.1:\d+\/tests\/debian:12/)
     fs.rmSync(work, { recursive: true, force: true })
+  })
+
+  test('from a static busybox image (no libc at all): the user account made by busybox, a step on top; files, commands and a terminal work', async () => {
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sandlot-img-'))
+    const root = path.join(work, 'root')
+    for (const d of ['bin', 'etc', 'tmp', 'root']) fs.mkdirSync(path.join(root, d), { recursive: true })
+    fs.chmodSync(path.join(root, 'tmp'), 0o1777)
+    fs.copyFileSync('/bin/busybox', path.join(root, 'bin/busybox'))
+    // Every applet in /bin, as busybox's own image has them.
+    const applets = execFileSync('/bin/busybox', ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a && a !== 'busybox')
+    for (const applet of applets) fs.symlinkSync('busybox', path.join(root, 'bin', applet))
+    fs.writeFileSync(path.join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\n')
+    fs.writeFileSync(path.join(root, 'etc/group'), 'root:x:0:\n')
+    const layout = path.join(work, 'layout')
+    makeImage(layout, 'busybox', { layers: [{ dir: root }], env: ['PATH=/bin'], cmd: ['sh'] })
+    // A registry of this test's own (the one before had its storage removed with its files).
+    await registry?.stop()
+    registry = await startRegistry({ port: registryPort, dir: path.join(work, 'registry') })
+    push(layout, 'busybox', registry, 'tests/busybox:static')
+
+    const b = await build({ name: 'from-busybox', fromImage: { ref: `${registry.host}/tests/busybox:static` }, steps: [{ type: 'RUN', args: ['echo "as $(whoami)" > /tmp/made.txt'] }] })
+    assert.equal(b.status, 'ready', JSON.stringify(b.reason) + b.logEntries.map((e) => e.message).join('\n'))
+    const s = await createFrom('from-busybox')
+    assert.equal(s.status, 201, JSON.stringify(s.json))
+    const id = s.json.id
+    assert.equal((await sh(id, 'cat /tmp/made.txt; id -un; ls /lib /usr/lib 2>&1 | grep -c "No such file"')).stdout, 'as user\nuser\n2\n', 'no library directory at all')
+    const written = await fetch(`${daemon.url}/files?path=/home/user/hello.txt&username=user`, { method: 'POST', headers: { 'e2b-sandbox-id': id, 'x-api-key': key, 'content-type': 'application/octet-stream' }, body: 'hello\n' })
+    assert.equal(written.status, 200, await written.text())
+    const read = await fetch(`${daemon.url}/files?path=/home/user/hello.txt&username=user`, { headers: { 'e2b-sandbox-id': id, 'x-api-key': key } })
+    assert.equal(await read.text(), 'hello\n')
+    const t = await terminal(id, 'echo "sum=$((6*7)) in $PWD"; exit 4\n', { url: daemon.url, key })
+    assert.match(t.output, /sum=42 in \/home\/user\n/)
+    assert.equal(t.exitCode, 4)
+    await call('DELETE', `/api/v1/sandboxes/${id}`)
+    fs.rmSync(work, { recursive: true, force: true })
+  })
+
+  test('E2B-style detail of a template: its builds, tags and use', async () => {
+    const d = await call('GET', '/api/v1/templates/from-busybox')
+    assert.equal(d.status, 200)
+    assert.equal(d.json.spawnCount, 1)
+    assert.deepEqual(d.json.builds.map((x: any) => [x.status, x.tags]), [['ready', ['default']]])
+    assert.equal(d.json.builds[0].config.user, 'user')
+    assert.equal((await call('GET', '/api/v1/templates/no-such')).status, 404)
+  })
+
+  test('unused layers and images are collected at start; those a template stands on stay', async () => {
+    const images = path.join(ownHome, 'images')
+    const layers = path.join(ownHome, 'layers')
+    const keptLayers = (await call('GET', '/api/v1/templates/from-busybox')).json.builds[0]
+    assert.equal((await call('DELETE', '/api/v1/templates/from-image')).status, 204)
+    const before = { images: fs.readdirSync(images), layers: fs.readdirSync(layers) }
+    assert.equal(before.images.length, 2, 'the Debian and the busybox image')
+    // Past the hour of grace.
+    const old = new Date(Date.now() - 2 * 60 * 60_000)
+    for (const d of [...before.images.map((n) => path.join(images, n)), ...before.layers.map((n) => path.join(layers, n))]) fs.utimesSync(d, old, old)
+    await daemon.stop()
+    daemon = spawnDaemon(port, { SANDLOT_HOME: ownHome, SANDLOT_READY_TIMEOUT_MS: '3000', SANDLOT_INSECURE_REGISTRIES: `127.0.0.1:${registryPort}` }, fs.openSync(`${ownHome}.log`, 'a'))
+    await waitFor(async () => (await fetch(`${daemon.url}/health`).catch(() => undefined))?.ok, 120_000, 'the templates daemon')
+    await waitFor(async () => fs.readdirSync(images).length === 1, 30_000, 'the unused image collected')
+    const s = await createFrom('from-busybox')
+    assert.equal(s.status, 201, 'the template still stands: ' + JSON.stringify(s.json) + JSON.stringify(keptLayers))
+    assert.equal((await sh(s.json.id, 'cat /tmp/made.txt')).stdout, 'as user\n')
+    await call('DELETE', `/api/v1/sandboxes/${s.json.id}`)
+    assert.ok(fs.readdirSync(layers).length < before.layers.length, 'unused layers went')
   })
 })

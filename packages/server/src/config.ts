@@ -71,6 +71,8 @@ export interface Config {
   tlsCertFile?: string
   tlsKeyFile?: string
   logLevel: string
+  /** One log line per request (SANDLOT_ACCESS_LOG=1): api/access-log.ts. */
+  accessLog: boolean
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -145,6 +147,7 @@ export function loadConfig(env = process.env): Config {
     tlsCertFile: env.SANDLOT_TLS_CERT ? path.resolve(env.SANDLOT_TLS_CERT) : undefined,
     tlsKeyFile: env.SANDLOT_TLS_KEY ? path.resolve(env.SANDLOT_TLS_KEY) : undefined,
     logLevel: env.SANDLOT_LOG_LEVEL ?? 'info',
+    accessLog: env.SANDLOT_ACCESS_LOG === '1' || env.SANDLOT_ACCESS_LOG === 'true',
   }
 }
 

@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process'
 import crypto from 'node:crypto'
 import { promisify } from 'node:util'
 import fs from 'node:fs'
+import net from 'node:net'
 import path from 'node:path'
 import { pino, type Logger } from 'pino'
 import { buildApp } from './api/app.js'
@@ -53,8 +54,25 @@ function defaultLogger(config: Config): Logger {
   })
 }
 
+/** Fails with what to do when the port is taken (a probe: the real listen comes once the server is built). */
+async function checkPortFree(host: string, port: number): Promise<void> {
+  if (port === 0) return
+  const probe = net.createServer()
+  await new Promise<void>((resolve, reject) => {
+    probe.once('error', (err: NodeJS.ErrnoException) => {
+      const where = `${host.includes(':') ? `[${host}]` : host}:${port}`
+      if (err.code === 'EADDRINUSE') reject(new Error(`${where} is already in use (another sandlotd, or another server); stop it or listen elsewhere with SANDLOT_LISTEN=host:port`))
+      else if (err.code === 'EADDRNOTAVAIL') reject(new Error(`cannot listen on ${where}: ${host} is not an address of this machine (SANDLOT_LISTEN)`))
+      else reject(new Error(`cannot listen on ${where}: ${err.message}`))
+    })
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()))
+  })
+}
+
 export async function startServer(config: Config = loadConfig(), log: Logger = defaultLogger(config)): Promise<RunningServer> {
   if (process.getuid?.() !== 0) throw new Error('sandlotd runs as root: it creates mounts, cgroups and namespaces for sandboxes')
+  // Before anything is written: a start that cannot listen leaves no new home or key behind.
+  await checkPortFree(config.listenHost, config.listenPort)
   // Traversable (sandbox roots must reach their bundles inside it), not listable, by other users.
   fs.mkdirSync(config.home, { recursive: true, mode: 0o711 })
   fs.chmodSync(config.home, 0o711)
@@ -78,6 +96,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
   // uploaded files of COPY steps under template-files.
   const layersDir = path.join(config.home, 'layers')
   const imagePulls = imagePullSettings()
+  const imagesDir = path.join(config.home, 'images')
   fs.mkdirSync(layersDir, { recursive: true, mode: 0o700 })
   const runner: BuildRunner = new BuildRunner({
     store: templates.builds,
@@ -87,7 +106,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
     layersDir,
     archiveOf: (hash: string): string | undefined => builds.archivePath(hash),
     resolve: (name) => templates.resolve(name),
-    pullBase: (image, signal) => pullBase(image, { imagesDir: path.join(config.home, 'images'), idRange: layout.template, log, ...imagePulls, signal }),
+    pullBase: (image, signal) => pullBase(image, { imagesDir, idRange: layout.template, log, ...imagePulls, signal }),
     // A build sandbox: 2 CPUs, 2 GiB and an 8 GiB disk (sparse) unless the build asks for other
     // CPU and memory, never past the server's maxima.
     limits: {
@@ -103,7 +122,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
   const builds: TemplateBuilds = new TemplateBuilds(templates, runner, path.join(config.home, 'template-files'), log, config.builds.maxConcurrent, () => new Set(store.listSandboxes().map((s) => s.template)), config.builds.maxUploadBytes)
   // Layers nothing stands on go at start and every hour.
   const removeTree = (dir: string) => promisify(execFile)('rm', ['-rf', '--one-file-system', '--', dir]).then(() => {})
-  const collect = () => void builds.collectLayers(layersDir, () => store.listSandboxes().flatMap((s) => s.templateLayers), removeTree).catch((err) => log.warn({ err }, 'layer collection failed'))
+  const collect = () => void builds.collectLayers({ layers: layersDir, images: imagesDir }, () => store.listSandboxes().flatMap((s) => s.templateLayers), removeTree).catch((err) => log.warn({ err }, 'layer collection failed'))
   const collector = setInterval(collect, 60 * 60_000)
   collector.unref()
   const proxy = new EnvdProxy((id) => driver.agentSocket(id), config.agentReplyTimeoutMs)

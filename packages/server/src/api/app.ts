@@ -20,6 +20,7 @@ import { e2bRoutes } from './e2b.js'
 import { nativeRoutes } from './native.js'
 import { templateRoutes } from './templates.js'
 import { UPLOAD_PREFIX, e2bTemplateRoutes } from './e2b-templates.js'
+import { logAccess } from './access-log.js'
 import type { TemplateBuilds } from '../templates/builds.js'
 import type { TemplateRegistry } from '../templates/registry.js'
 
@@ -147,6 +148,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
         // The head is in: from here the request may take as long as it needs (see 'connection').
         req.socket.setTimeout(0)
+        if (deps.config.accessLog) logAccess(req, res, deps.log)
         // No single request may take the daemon down: whatever slips past the handlers is that
         // request's 500, logged.
         try {
@@ -229,7 +231,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   nativeRoutes(app, deps.manager, deps.config)
   templateRoutes(app, deps.builds, deps.templates)
-  e2bTemplateRoutes(app, deps.builds, deps.templates)
+  e2bTemplateRoutes(app, deps.builds, deps.templates, deps.config.defaultLimits)
   e2bRoutes(app, deps.manager, deps.config)
   return app
 }

@@ -4,10 +4,22 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import crypto from 'node:crypto'
 import { SandlotError, badRequest } from '../errors.js'
+import type { Limits } from '../config.js'
+import type { BuildRow } from '../store/templates.js'
 import type { BuildSpec } from '../templates/build.js'
 import { checkSteps, type TemplateBuilds } from '../templates/builds.js'
 import { parseTemplateRef, type TemplateRegistry } from '../templates/registry.js'
+import { ENVD_VERSION } from './serialize.js'
 import { logEntryView, rawBodyRoutes, uploadArchive } from './templates.js'
+
+/** `limit` (1–100, default 100) and `nextToken` (an offset this server handed out) of a paged list. */
+function pageOf(q: { limit?: string; nextToken?: string }): { limit: number; start: number } {
+  const limit = q.limit === undefined ? 100 : Number(q.limit)
+  const start = q.nextToken === undefined ? 0 : Number(q.nextToken)
+  if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw badRequest('limit must be an integer from 1 to 100')
+  if (!Number.isInteger(start) || start < 0) throw badRequest('nextToken is not one this server handed out')
+  return { limit, start }
+}
 
 /** Where a COPY step's files are uploaded: outside the API key (the SDK sends none), signed instead. */
 export const UPLOAD_PREFIX = '/e2b-template-files/'
@@ -26,7 +38,25 @@ function baseUrlOf(req: FastifyRequest): string {
   return `${req.protocol}://${host}`
 }
 
-export function e2bTemplateRoutes(app: FastifyInstance, builds: TemplateBuilds, templates: TemplateRegistry): void {
+const iso = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString() : null)
+
+/** A build as E2B's TemplateBuild shows it; resources as the build asked (else the server's defaults). */
+function buildView(b: BuildRow, defaults: Limits) {
+  const spec = b.spec as { cpuCount?: number; memoryMB?: number }
+  return {
+    buildID: b.id,
+    status: b.status,
+    createdAt: iso(b.createdAt),
+    updatedAt: iso(b.finishedAt ?? b.createdAt),
+    ...(b.finishedAt && { finishedAt: iso(b.finishedAt) }),
+    cpuCount: b.config?.cpuCount ?? spec.cpuCount ?? defaults.cpuCount,
+    memoryMB: b.config?.memoryMB ?? spec.memoryMB ?? defaults.memoryMB,
+    diskSizeMB: defaults.diskSizeMB,
+    envdVersion: ENVD_VERSION,
+  }
+}
+
+export function e2bTemplateRoutes(app: FastifyInstance, builds: TemplateBuilds, templates: TemplateRegistry, defaults: Limits): void {
   const store = templates.builds
   const byId = (tid: string) => {
     const t = store.templateById(tid) ?? store.templateByName(tid)
@@ -34,12 +64,98 @@ export function e2bTemplateRoutes(app: FastifyInstance, builds: TemplateBuilds, 
     return t
   }
 
+  /**
+   * Every template as E2B's list shows it (Template): the base, which Sandlot builds from its recipe,
+   * and each built one with its default tag's build (else its latest), newest build first.
+   */
+  const listing = () => {
+    const base = templates.base()
+    const baseSpawns = store.spawns('base')
+    const own = store.listTemplates().map((t) => {
+      const all = store.buildsOf(t.id).reverse()
+      const current = all.find((b) => b.id === store.buildOfTag(t.id, 'default')) ?? all[0]
+      const spawns = store.spawns(t.name)
+      const view = current ? buildView(current, defaults) : undefined
+      return {
+        templateID: t.id,
+        buildID: current?.id ?? null,
+        cpuCount: view?.cpuCount ?? defaults.cpuCount,
+        memoryMB: view?.memoryMB ?? defaults.memoryMB,
+        diskSizeMB: defaults.diskSizeMB,
+        public: false,
+        aliases: [t.name],
+        names: [t.name],
+        createdAt: iso(t.createdAt),
+        updatedAt: all.length ? iso(Math.max(...all.map((b) => b.finishedAt ?? b.createdAt))) : iso(t.createdAt),
+        createdBy: null,
+        lastSpawnedAt: iso(spawns.lastAt),
+        spawnCount: spawns.count,
+        buildCount: all.length,
+        buildStatus: current?.status ?? 'waiting',
+        envdVersion: ENVD_VERSION,
+        builds: all,
+      }
+    })
+    return [
+      ...(base
+        ? [{
+            templateID: 'base',
+            buildID: base.recipeHash,
+            cpuCount: defaults.cpuCount,
+            memoryMB: defaults.memoryMB,
+            diskSizeMB: defaults.diskSizeMB,
+            public: true,
+            aliases: ['base'],
+            names: ['base'],
+            createdAt: iso(base.builtAt),
+            updatedAt: iso(base.builtAt),
+            createdBy: null,
+            lastSpawnedAt: iso(baseSpawns.lastAt),
+            spawnCount: baseSpawns.count,
+            buildCount: 1,
+            buildStatus: 'ready' as const,
+            envdVersion: ENVD_VERSION,
+            builds: [] as BuildRow[],
+          }]
+        : []),
+      ...own,
+    ]
+  }
+  const summary = ({ builds: _, ...t }: ReturnType<typeof listing>[number]) => t
+
+  app.get('/templates', async () => listing().map(summary))
+  // The paged list: `limit` (default 100) and the `x-next-token` header, as /v2/sandboxes.
+  app.get<{ Querystring: { limit?: string; nextToken?: string } }>('/v2/templates', async (req, reply) => {
+    const { limit, start } = pageOf(req.query)
+    const all = listing()
+    const page = all.slice(start, start + limit)
+    if (start + limit < all.length) reply.header('x-next-token', String(start + limit))
+    return page.map(summary)
+  })
+  app.get<{ Params: { tid: string }; Querystring: { limit?: string; nextToken?: string } }>('/templates/:tid', async (req, reply) => {
+    const tid = req.params.tid
+    const t = listing().find((x) => x.templateID === tid || x.aliases.includes(parseTemplateRef(tid).alias))
+    if (!t) throw notFound(`Template '${tid}' not found`)
+    const { limit, start } = pageOf(req.query)
+    if (start + limit < t.builds.length) reply.header('x-next-token', String(start + limit))
+    const { builds: all, templateID, public: isPublic, aliases, names, createdAt, updatedAt, lastSpawnedAt, spawnCount } = t
+    return {
+      templateID, public: isPublic, aliases, names, createdAt, updatedAt, lastSpawnedAt, spawnCount,
+      builds: templateID === 'base'
+        ? [{ buildID: t.buildID, status: 'ready', createdAt, updatedAt, finishedAt: createdAt, cpuCount: t.cpuCount, memoryMB: t.memoryMB, diskSizeMB: t.diskSizeMB, envdVersion: ENVD_VERSION }]
+        : all.slice(start, start + limit).map((b) => buildView(b, defaults)),
+    }
+  })
+
   app.post<{ Body: { name?: string; alias?: string; tags?: string[]; cpuCount?: number; memoryMB?: number } }>('/v3/templates', async (req, reply) => {
     const body = req.body ?? {}
     const name = body.name ?? body.alias
     if (typeof name !== 'string' || !name) throw badRequest('name is required')
     if (body.tags !== undefined && (!Array.isArray(body.tags) || body.tags.some((t) => typeof t !== 'string'))) throw badRequest('tags must be an array of strings')
-    const made = builds.create(name, body.tags ?? [])
+    for (const k of ['cpuCount', 'memoryMB'] as const) {
+      if (body[k] !== undefined && (!Number.isInteger(body[k]) || body[k]! < 1)) throw badRequest(`${k} must be a positive integer`)
+    }
+    const made = builds.create(name, body.tags ?? [], { cpuCount: body.cpuCount, memoryMB: body.memoryMB })
     return reply.code(202).send({ templateID: made.templateId, buildID: made.buildId, names: [made.name], aliases: [made.name], tags: made.tags, public: false })
   })
 

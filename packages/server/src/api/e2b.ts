@@ -247,9 +247,10 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
   app.get('/v2/sandboxes/:id/logs', notYet('Reading sandbox logs'))
   app.get('/snapshots', notYet('Listing snapshots'))
   // What of E2B's template API is not built yet (e2b-templates.ts has the rest; its routes win over these).
-  for (const route of ['/templates', '/templates/*', '/v2/templates', '/v2/templates/*', '/v3/templates/*']) {
-    app.all(route, notYet('Building and managing templates through the E2B API'))
-  }
+  // The legacy builds (POST /templates, /v2/templates) and the rest under these prefixes.
+  const templatesNotYet = notYet('Building and managing templates through this route of the E2B API')
+  for (const route of ['/templates', '/v2/templates']) app.post(route, templatesNotYet)
+  for (const route of ['/templates/*', '/v2/templates/*', '/v3/templates/*']) app.all(route, templatesNotYet)
   // Without these a 404 would read as "volume/secret not found" in the SDK (VolumeNotFoundError, exists() → false).
   for (const route of ['/volumes', '/volumes/*', '/volumecontent/*']) app.all(route, notYet('Using volumes'))
   for (const route of ['/secrets', '/secrets/*']) app.all(route, notYet('Managing secrets'))

@@ -107,6 +107,35 @@ export function templateRoutes(app: FastifyInstance, builds: TemplateBuilds, tem
     })),
   ])
 
+  // One template with its builds, newest first: status, tags, when, and how often it was used.
+  app.get<{ Params: { name: string } }>('/api/v1/templates/:name', async (req) => {
+    const { alias } = parseTemplateRef(req.params.name)
+    const store = templates.builds
+    const spawns = store.spawns(alias)
+    const used = { spawnCount: spawns.count, lastSpawnedAt: spawns.lastAt && new Date(spawns.lastAt).toISOString() }
+    const base = alias === 'base' ? templates.base() : undefined
+    if (base) return { name: 'base', id: 'base', tags: ['default'], builtBy: 'sandlot', createdAt: new Date(base.builtAt).toISOString(), ...used, builds: [] }
+    const t = store.templateByName(alias) ?? store.templateById(alias)
+    if (!t) throw new SandlotError(404, 'template_not_found', `Unknown template "${alias}". Available templates: ${templates.available().join(', ')}`)
+    const tags = store.tags(t.id)
+    return {
+      name: t.name,
+      id: t.id,
+      tags: tags.map((x) => x.tag),
+      createdAt: new Date(t.createdAt).toISOString(),
+      ...used,
+      builds: store.buildsOf(t.id).reverse().map((b) => ({
+        buildId: b.id,
+        status: b.status,
+        tags: tags.filter((x) => x.buildId === b.id).map((x) => x.tag),
+        createdAt: new Date(b.createdAt).toISOString(),
+        finishedAt: b.finishedAt && new Date(b.finishedAt).toISOString(),
+        ...(b.config && { config: b.config }),
+        ...(b.reason && { reason: b.reason }),
+      })),
+    }
+  })
+
   app.post<{ Body: BuildBody }>('/api/v1/templates', { schema: buildSchema }, async (req, reply) => {
     const spec = buildSpecOf(req.body)
     // A base template must exist before anything is recorded (a 400 that lists what does); an

@@ -257,6 +257,7 @@ export class SandboxManager {
       throw err
     }
     this.store.setSandboxState(id, 'running')
+    this.templates.builds.recordSpawn(template, Date.now())
     row.state = 'running'
     this.armDeadline(row)
     this.log.info({ sandboxId: id, template, ms: Date.now() - now }, 'sandbox created')

@@ -161,6 +161,9 @@ CREATE TABLE IF NOT EXISTS template_build_logs (
 );
 ALTER TABLE sandboxes ADD COLUMN template_layers TEXT;
 `,
+  // How often each template (by name, the base too) was created from, and when last: E2B's
+  // spawnCount and lastSpawnedAt.
+  `CREATE TABLE IF NOT EXISTS template_spawns (name TEXT PRIMARY KEY, count INTEGER NOT NULL, last_at INTEGER NOT NULL)`,
 ]
 
 export interface NetworkRow {

@@ -105,6 +105,7 @@ export class TemplateStore {
         this.db.prepare('DELETE FROM template_build_logs WHERE build_id = ?').run(b.id)
       }
       this.db.prepare('DELETE FROM template_builds WHERE template_id = ?').run(id)
+      this.db.prepare('DELETE FROM template_spawns WHERE name = (SELECT name FROM custom_templates WHERE id = ?)').run(id)
       this.db.prepare('DELETE FROM custom_templates WHERE id = ?').run(id)
     })()
   }
@@ -191,6 +192,18 @@ export class TemplateStore {
         .prepare('SELECT at, level, message, step FROM template_build_logs WHERE build_id = ? AND seq >= ? ORDER BY seq LIMIT ?')
         .all(buildId, offset, limit) as { at: number; level: LogEntry['level']; message: string; step: string | null }[]
     ).map((r) => ({ at: r.at, level: r.level, message: r.message, ...(r.step !== null && { step: r.step }) }))
+  }
+
+  // --- use ---
+  recordSpawn(name: string, at: number): void {
+    this.db
+      .prepare('INSERT INTO template_spawns (name, count, last_at) VALUES (?, 1, ?) ON CONFLICT(name) DO UPDATE SET count = count + 1, last_at = excluded.last_at')
+      .run(name, at)
+  }
+
+  spawns(name: string): { count: number; lastAt: number | null } {
+    const r = this.db.prepare('SELECT count, last_at AS lastAt FROM template_spawns WHERE name = ?').get(name) as { count: number; lastAt: number } | undefined
+    return r ?? { count: 0, lastAt: null }
   }
 
   // --- layers ---

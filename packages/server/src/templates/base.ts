@@ -51,7 +51,29 @@ export function debianSources(mirror: string, securityMirror: string): string[] 
   ]
 }
 
-function run(cmd: string, args: string[], log: Logger, step: string): Promise<void> {
+/**
+ * mmdebstrap's phases as the log shows them, numbered so a person sees how far the build is; its
+ * other lines (hooks, temp dirs, apt's own output) go to the debug level.
+ */
+const MMDEBSTRAP_PHASES: [RegExp, string][] = [
+  [/^I: running apt-get update/, '[1/5] updating the package lists'],
+  [/^I: downloading packages/, '[2/5] downloading packages'],
+  [/^I: extracting archives/, '[3/5] unpacking the essential packages'],
+  [/^I: installing remaining packages/, '[4/5] installing packages (the longest step)'],
+  [/^I: creating tarball/, '[5/5] packing the rootfs'],
+]
+
+/** The level and message a tool's output line is logged with (undefined: debug, as it is). */
+type LineView = (line: string) => { level: 'info' | 'warn'; msg: string } | undefined
+
+const mmdebstrapView: LineView = (line) => {
+  const phase = MMDEBSTRAP_PHASES.find(([re]) => re.test(line))
+  if (phase) return { level: 'info', msg: phase[1] }
+  if (/^[WE]: /.test(line)) return { level: 'warn', msg: line }
+  return undefined
+}
+
+function run(cmd: string, args: string[], log: Logger, step: string, view: LineView = () => undefined): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     const tail: string[] = []
@@ -60,7 +82,9 @@ function run(cmd: string, args: string[], log: Logger, step: string): Promise<vo
         if (!line.trim()) continue
         tail.push(line)
         if (tail.length > 20) tail.shift()
-        log.info({ step }, line)
+        const shown = view(line)
+        if (shown) log[shown.level]({ step }, shown.msg)
+        else log.debug({ step }, line)
       }
     }
     child.stdout.on('data', onLine)
@@ -97,7 +121,8 @@ export async function buildTemplate(o: BuildOptions): Promise<void> {
   // The unpack, as the templates' ids, must get through to the scratch directory and the tarball.
   fs.chmodSync(path.dirname(o.rootfs), 0o711)
   try {
-    o.log.info({ template: o.recipe.name }, `building template "${o.recipe.name}" from Debian packages (about a minute)`)
+    const started = Date.now()
+    o.log.info({ template: o.recipe.name }, `building template "${o.recipe.name}" from Debian packages (${o.recipe.packages.length} packages and their dependencies; one to three minutes, once)`)
     await run(
       'mmdebstrap',
       [
@@ -111,6 +136,7 @@ export async function buildTemplate(o: BuildOptions): Promise<void> {
       ],
       o.log,
       'mmdebstrap',
+      mmdebstrapView,
     )
     // Unpack inside a user namespace mapped onto the templates' range: the files land owned by it,
     // setuid bits and capabilities intact. Device nodes are skipped; the runtime provides /dev.
@@ -126,7 +152,7 @@ export async function buildTemplate(o: BuildOptions): Promise<void> {
     )
     fs.rmSync(o.rootfs, { recursive: true, force: true })
     fs.renameSync(scratch, o.rootfs)
-    o.log.info({ template: o.recipe.name }, `template "${o.recipe.name}" is ready`)
+    o.log.info({ template: o.recipe.name }, `template "${o.recipe.name}" is ready (built in ${Math.round((Date.now() - started) / 1000)} s)`)
   } catch (err) {
     fs.rmSync(scratch, { recursive: true, force: true })
     throw err

@@ -116,7 +116,7 @@ export class TemplateBuilds {
    * A new build of template `name` ("alias[:tag]"): an existing alias keeps its id. Tags: the one in
    * the name and `tags`, lower-cased, deduplicated; "default" when none.
    */
-  create(name: string, extraTags: string[] = []): NewBuild {
+  create(name: string, extraTags: string[] = [], resources: Pick<BuildSpec, 'cpuCount' | 'memoryMB'> = {}): NewBuild {
     if (typeof name !== 'string' || !name) throw badRequest('name is required')
     const { alias } = parseTemplateRef(name)
     const inName = name.split('/').pop()!.split(':')[1]
@@ -131,7 +131,8 @@ export class TemplateBuilds {
       this.registry.builds.insertTemplate(t)
     }
     const buildId = crypto.randomUUID()
-    this.registry.builds.insertBuild({ id: buildId, templateId: t.id, spec: { tags: tags.length ? tags : ['default'] }, createdAt: now })
+    // E2B names a template's resources when it is created (POST /v3/templates), before its build starts.
+    this.registry.builds.insertBuild({ id: buildId, templateId: t.id, spec: { tags: tags.length ? tags : ['default'], ...resources }, createdAt: now })
     return { templateId: t.id, buildId, name: alias, tags: tags.length ? tags : ['default'] }
   }
 
@@ -140,7 +141,9 @@ export class TemplateBuilds {
     const b = this.registry.builds.getBuild(buildId)
     if (!b || b.templateId !== templateId) throw badRequest(`Build '${buildId}' not found`)
     if (b.status !== 'waiting' || (b.spec as { started?: boolean }).started) throw badRequest('build is not in waiting state')
-    const tags = (b.spec as { tags?: string[] }).tags ?? ['default']
+    const made = b.spec as { tags?: string[]; cpuCount?: number; memoryMB?: number }
+    const tags = made.tags ?? ['default']
+    spec = { ...spec, cpuCount: spec.cpuCount ?? made.cpuCount, memoryMB: spec.memoryMB ?? made.memoryMB }
     // Stored without a registry password.
     const stored = spec.fromImage ? { ...spec, fromImage: { ref: spec.fromImage.ref, username: spec.fromImage.username } } : spec
     this.registry.builds.setBuildSpec(buildId, { ...stored, tags, started: true })
@@ -175,24 +178,31 @@ export class TemplateBuilds {
   }
 
   /**
-   * Removes layers nothing stands on: no ready build lists them, no sandbox uses them, and they are
-   * older than an hour (a failed build's layers stay that long, so retrying it hits the cache; a
-   * running build's are younger). Also what an interrupted capture left. Each removal is a child
-   * process (a layer may hold many files).
+   * Removes layers and unpacked images nothing stands on: no ready build lists them, no sandbox uses
+   * them, and they are older than an hour (a failed build's stay that long, so retrying it hits the
+   * cache; a running build's are younger, and an image a build reuses is touched). Also what an
+   * interrupted capture or pull left. Each removal is a child process (a layer may hold many files).
    */
-  async collectLayers(layersDir: string, sandboxLayers: () => string[], removeTree: (dir: string) => Promise<void>): Promise<void> {
+  async collectLayers(dirs: { layers: string; images: string }, sandboxLayers: () => string[], removeTree: (dir: string) => Promise<void>): Promise<void> {
     const store = this.registry.builds
     const used = new Set(sandboxLayers())
     for (const t of store.listTemplates()) for (const b of store.buildsOf(t.id)) for (const l of b.layers ?? []) used.add(l)
     const cutoff = Date.now() - LAYER_GRACE_MS
     const cached = new Map(store.listLayers().map((l) => [l.path, l.id]))
-    for (const name of fs.existsSync(layersDir) ? fs.readdirSync(layersDir) : []) {
-      const dir = path.join(layersDir, name)
-      const interrupted = /\.capture-(\d+)-/.exec(name)
-      if (interrupted ? !processAlive(Number(interrupted[1])) : !used.has(dir) && fs.statSync(dir).mtimeMs < cutoff) {
-        const id = cached.get(dir)
-        if (id) store.deleteLayer(id)
-        await removeTree(dir).catch((err) => this.log.warn({ err, dir }, 'cannot remove a template layer'))
+    // A layer is its directory; an image is <digest>/rootfs.
+    const kinds = [
+      { dir: dirs.layers, scratch: /\.capture-(\d+)-/, stands: (d: string) => d },
+      { dir: dirs.images, scratch: /^pull-(\d+)-/, stands: (d: string) => path.join(d, 'rootfs') },
+    ]
+    for (const kind of kinds) {
+      for (const name of fs.existsSync(kind.dir) ? fs.readdirSync(kind.dir) : []) {
+        const dir = path.join(kind.dir, name)
+        const interrupted = kind.scratch.exec(name)
+        if (interrupted ? !processAlive(Number(interrupted[1])) : !used.has(kind.stands(dir)) && fs.statSync(dir).mtimeMs < cutoff) {
+          const id = cached.get(dir)
+          if (id) store.deleteLayer(id)
+          await removeTree(dir).catch((err) => this.log.warn({ err, dir }, 'cannot remove a template layer or image'))
+        }
       }
     }
   }

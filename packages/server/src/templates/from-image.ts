@@ -25,13 +25,13 @@ export interface PulledBase {
   note?: string
 }
 
-export async function pullBase(image: ImageBase, o: { imagesDir: string; idRange: IdRange; log: Logger; insecureRegistries: string[]; maxCompressedBytes: number; signal?: AbortSignal }): Promise<PulledBase> {
+export async function pullBase(image: ImageBase, o: { imagesDir: string; idRange: IdRange; log: Logger; insecureRegistries: string[]; maxCompressedBytes: number; maxUnpackedBytes: number; signal?: AbortSignal }): Promise<PulledBase> {
   fs.mkdirSync(o.imagesDir, { recursive: true, mode: 0o711 })
   const scratch = path.join(o.imagesDir, `pull-${process.pid}-${crypto.randomBytes(6).toString('hex')}`)
   fs.mkdirSync(scratch, { mode: 0o711 })
   try {
     const pulled = await pullImage(
-      { ref: image.ref, username: image.username, password: image.password, insecureRegistries: o.insecureRegistries, maxCompressedBytes: o.maxCompressedBytes, signal: o.signal },
+      { ref: image.ref, username: image.username, password: image.password, insecureRegistries: o.insecureRegistries, maxCompressedBytes: o.maxCompressedBytes, maxUnpackedBytes: o.maxUnpackedBytes, signal: o.signal },
       path.join(scratch, 'rootfs'),
       o.idRange,
       o.log,
@@ -41,6 +41,10 @@ export async function pullBase(image: ImageBase, o: { imagesDir: string; idRange
     if (!fs.existsSync(path.join(dir, 'rootfs'))) {
       fs.rmSync(dir, { recursive: true, force: true })
       fs.renameSync(scratch, dir)
+    } else {
+      // In use again: the collection (builds.ts collectLayers) leaves recently used images alone.
+      const now = new Date()
+      fs.utimesSync(dir, now, now)
     }
     // Root's alone, as the templates: a host user who ran the image's setuid files could change it.
     fs.chmodSync(dir, 0o700)

@@ -4,7 +4,7 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import { badRequest } from '../errors.js'
 import type { IdRange } from '../runtime/idmap.js'
-import type { Store } from '../store/db.js'
+import type { Store, TemplateRow } from '../store/db.js'
 import { TemplateStore, type TemplateConfig } from '../store/templates.js'
 import { BASE_RECIPE, buildTemplate, recipeHash, type TemplateRecipe } from './base.js'
 
@@ -62,6 +62,11 @@ export class TemplateRegistry {
       if (!fs.existsSync(layer)) throw badRequest(`Template "${ref}" is damaged: a layer of its build ${build.id} is missing; build it again`)
     }
     return { name: t.name, layers: build.layers, config: build.config, buildId: build.id }
+  }
+
+  /** The base template's build (recipe hash, rootfs, when built), once built. */
+  base(): TemplateRow | undefined {
+    return this.store.getTemplate(BASE_RECIPE.name)
   }
 
   /** Every name a sandbox can be created from. */

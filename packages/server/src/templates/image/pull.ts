@@ -8,9 +8,10 @@
 //      checked against the digest the manifest gives;
 //   3. skopeo copy docker://NAME@DIGEST oci:LAYOUT: exactly the manifest inspected, even if the tag
 //      moves meanwhile; skopeo checks every blob against its digest;
-//   4. umoci raw unpack in the user namespace: files owned by the range, setuid bits kept, device
+//   4. the layers' decompressed size is counted against SANDLOT_IMAGE_MAX_UNPACKED_MB (unpacked-size.ts);
+//   5. umoci raw unpack in the user namespace: files owned by the range, setuid bits kept, device
 //      nodes left as empty files (the runtime provides /dev), every path kept inside the rootfs;
-//   5. the scratch directory is renamed into place: a failed or interrupted pull leaves nothing there.
+//   6. the scratch directory is renamed into place: a failed or interrupted pull leaves nothing there.
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
@@ -19,8 +20,10 @@ import { ImagePullError } from './errors.js'
 import { checkLayers, choosePlatform, hostPlatform, parseImageConfig, parseManifest, sha256Digest, type ImageConfig, type Platform } from './manifest.js'
 import { isInsecureRegistry, parseInsecureRegistries, parseReference } from './reference.js'
 import { classifySkopeoFailure, runTool, ToolFailure, type RegistryContext } from './tools.js'
+import { checkUnpackedSize } from './unpacked-size.js'
 
 export const DEFAULT_MAX_IMAGE_MB = 4096
+export const DEFAULT_MAX_UNPACKED_MB = 16384
 const INSPECT_TIMEOUT_MS = 120_000
 const DEFAULT_TIMEOUT_MS = 30 * 60_000
 
@@ -33,6 +36,8 @@ export interface PullRequest {
   insecureRegistries?: readonly string[]
   /** The most the image may weigh compressed (layers and config), checked before anything is downloaded. */
   maxCompressedBytes?: number
+  /** The most its layers may hold once decompressed, counted before anything is unpacked. */
+  maxUnpackedBytes?: number
   /** Each of the download and the unpack may take this long (default 30 min). */
   timeoutMs?: number
   /** Stops the pull; it fails as cancelled and leaves nothing behind. */
@@ -50,12 +55,19 @@ export interface PulledImage extends ImageConfig {
   compressedBytes: number
 }
 
-/** The server settings for pulls: SANDLOT_INSECURE_REGISTRIES and SANDLOT_IMAGE_MAX_MB. */
-export function imagePullSettings(env: NodeJS.ProcessEnv = process.env): { insecureRegistries: string[]; maxCompressedBytes: number } {
-  const raw = env.SANDLOT_IMAGE_MAX_MB
-  const mb = raw === undefined || raw === '' ? DEFAULT_MAX_IMAGE_MB : Number(raw)
-  if (!Number.isInteger(mb) || mb <= 0) throw new Error(`SANDLOT_IMAGE_MAX_MB must be a positive integer, got "${raw}"`)
-  return { insecureRegistries: parseInsecureRegistries(env.SANDLOT_INSECURE_REGISTRIES), maxCompressedBytes: mb * 2 ** 20 }
+/** The server settings for pulls: SANDLOT_INSECURE_REGISTRIES, SANDLOT_IMAGE_MAX_MB and SANDLOT_IMAGE_MAX_UNPACKED_MB. */
+export function imagePullSettings(env: NodeJS.ProcessEnv = process.env): { insecureRegistries: string[]; maxCompressedBytes: number; maxUnpackedBytes: number } {
+  const mib = (name: string, fallback: number) => {
+    const raw = env[name]
+    const mb = raw === undefined || raw === '' ? fallback : Number(raw)
+    if (!Number.isInteger(mb) || mb <= 0) throw new Error(`${name} must be a positive integer, got "${raw}"`)
+    return mb * 2 ** 20
+  }
+  return {
+    insecureRegistries: parseInsecureRegistries(env.SANDLOT_INSECURE_REGISTRIES),
+    maxCompressedBytes: mib('SANDLOT_IMAGE_MAX_MB', DEFAULT_MAX_IMAGE_MB),
+    maxUnpackedBytes: mib('SANDLOT_IMAGE_MAX_UNPACKED_MB', DEFAULT_MAX_UNPACKED_MB),
+  }
 }
 
 /**
@@ -140,14 +152,20 @@ export async function pullImage(req: PullRequest, dest: string, idRange: IdRange
       { timeoutMs, logStdout: true },
     )
 
-    // 4. Unpack inside a user namespace mapped onto the templates' range, which reads the layout as
+    // 4. What it unpacks to, counted before anything is written.
+    const unpacked = await checkUnpackedSize(layout, manifest.layers, ref.canonical, req.maxUnpackedBytes ?? DEFAULT_MAX_UNPACKED_MB * 2 ** 20, req.signal).catch((err: Error) => {
+      throw err.name === 'AbortError' ? new ImagePullError('failed', `pulling ${ref.canonical} was cancelled`) : err
+    })
+    log.info({ step: 'pull' }, `${ref.canonical} unpacks to ${(unpacked / 2 ** 20).toFixed(1)} MiB`)
+
+    // 5. Unpack inside a user namespace mapped onto the templates' range, which reads the layout as
     // its own whatever the daemon's umask made of it.
     for (const entry of ['', ...fs.readdirSync(layout, { recursive: true }).map(String)]) fs.lchownSync(path.join(layout, entry), idRange.hostId, idRange.hostId)
     fs.mkdirSync(scratch, { mode: 0o755 })
     fs.chownSync(scratch, idRange.hostId, idRange.hostId)
     await unpack(layout, scratch, idRange, { log, timeoutMs, signal: req.signal, ref: ref.canonical })
 
-    // 5. Into place.
+    // 6. Into place.
     fs.rmSync(dest, { recursive: true, force: true })
     fs.renameSync(scratch, dest)
     log.info({ step: 'pull' }, `${ref.canonical} unpacked`)
