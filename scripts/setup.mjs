@@ -35,6 +35,10 @@ const SYSTEM_PACKAGES = {
   // templates from OCI images (packages/server/src/templates/image): skopeo pulls, umoci unpacks
   skopeo: 'skopeo',
   umoci: 'umoci',
+  // what a zstd layer unpacks to, counted before umoci unpacks it (templates/image/unpacked-size.ts)
+  zstd: 'zstd',
+  // each sandbox's own memory and CPUs in free, top and /proc (runtime/lxcfs.ts)
+  lxcfs: 'lxcfs',
 }
 
 // What only the tests need, installed by `npm test` alone (never by `npm start`: Debian's

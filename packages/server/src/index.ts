@@ -16,6 +16,7 @@ import { PortDialer, agentTunnelWay, directWay } from './proxy/dialer.js'
 import { EnvdProxy } from './proxy/envd.js'
 import { PreviewProxy } from './proxy/preview.js'
 import { IdRanges, ensureIdLayout } from './runtime/idmap.js'
+import { ensureLxcfs } from './runtime/lxcfs.js'
 import { OciDriver } from './runtime/oci.js'
 import { Store } from './store/db.js'
 import { BuildRunner } from './templates/build.js'
@@ -163,6 +164,9 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
   // keep theirs; then the networks of sandboxes that ended meanwhile go.
   const ready = networks
     .init()
+    .then(async () => {
+      driver.lxcfs = await ensureLxcfs(config.home, log)
+    })
     .then(() => manager.prepare())
     .then(() => networks.sweep((id) => store.getSandbox(id) !== undefined))
     .then(collect)

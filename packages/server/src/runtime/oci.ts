@@ -14,6 +14,7 @@ import type { IdRange, SandboxIds } from './idmap.js'
 import { mountAgentFiles, unmountAgentFiles } from './agent-files.js'
 import { BlankImages, checkLayerTools, mountLayer, mountsUnder, removeLayerImage, unmount } from './layer.js'
 import { processStartTime } from '../lifecycle/home-lock.js'
+import { CpuSets } from './cpusets.js'
 import { MAX_OPEN_FILES, ociSpec } from './spec.js'
 
 const exec = promisify(execFile)
@@ -56,6 +57,11 @@ export class OciDriver implements RuntimeDriver {
   private readonly runPrefix = (hostOpenFilesLimit() ?? 0) > MAX_OPEN_FILES ? ['prlimit', `--nofile=${MAX_OPEN_FILES}:${MAX_OPEN_FILES}`, '--'] : []
   private readonly blankImages: BlankImages
 
+  /** A running lxcfs (lxcfs.ts) for sandboxes' /proc figures, once the daemon has one. */
+  lxcfs?: string
+  /** Sandboxes' CPUs (cpusets.ts); those of sandboxes already running are read at the first create. */
+  private cpuSets?: CpuSets
+
   constructor(
     private readonly config: Config,
     /** The host ids that own the templates' files. */
@@ -90,6 +96,21 @@ export class OciDriver implements RuntimeDriver {
       pidFile: path.join(dir, 'init.pid'),
       startFile: path.join(dir, 'init.start'),
     }
+  }
+
+  private cpusOf(): CpuSets {
+    if (this.cpuSets) return this.cpuSets
+    this.cpuSets = new CpuSets()
+    for (const id of fs.readdirSync(this.sandboxesDir)) {
+      try {
+        const spec = JSON.parse(fs.readFileSync(path.join(this.paths(id).bundle, 'config.json'), 'utf8')) as { linux?: { resources?: { cpu?: { cpus?: string } } } }
+        const cpus = spec.linux?.resources?.cpu?.cpus
+        if (cpus) this.cpuSets.adopt(id, cpus)
+      } catch {
+        // Not a sandbox's bundle (yet, or any more).
+      }
+    }
+    return this.cpuSets
   }
 
   private agentFiles(): string {
@@ -220,6 +241,8 @@ export class OciDriver implements RuntimeDriver {
           noNewPrivileges: this.config.noNewPrivileges,
           networkNamespace,
           args,
+          lxcfs: this.lxcfs,
+          cpus: this.cpusOf().take(spec.id, spec.limits.cpuCount),
         }),
       ),
     )
@@ -359,6 +382,7 @@ export class OciDriver implements RuntimeDriver {
     const p = this.paths(id)
     // Nothing may write to the layer while it is copied: the container and all its processes go.
     await exec(this.name, this.runtimeArgs('delete', '--force', id)).catch(() => {})
+    this.cpuSets?.release(id)
     const view = path.join(p.dir, 'capture')
     const scratch = `${dest}.capture-${process.pid}-${Date.now()}`
     // What an interrupted capture of this sandbox left (its mount goes with destroy) is reused.
@@ -387,6 +411,7 @@ export class OciDriver implements RuntimeDriver {
     const p = this.paths(id)
     // delete --force kills every process (SIGKILL) and removes the container's cgroups.
     await exec(this.name, this.runtimeArgs('delete', '--force', id)).catch(() => {})
+    this.cpuSets?.release(id)
     // The overlay, the template's idmapped mount below it, then the sandbox's own filesystem: its
     // files go with it in one step.
     const mounted = await mountsUnder(p.dir)

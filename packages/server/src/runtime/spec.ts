@@ -1,8 +1,10 @@
 // Builds the OCI runtime spec (config.json) of a sandbox: namespaces, user mapping, mounts, limits,
 // capabilities, seccomp and the masked /proc and /sys paths.
+import path from 'node:path'
 import type { Limits } from '../config.js'
 import { AGENT_LOADER } from './agent-files.js'
 import type { IdRange } from './idmap.js'
+import { LXCFS_FILES } from './lxcfs.js'
 import { defaultSeccompProfile } from './seccomp.js'
 
 export interface SpecInput {
@@ -23,6 +25,10 @@ export interface SpecInput {
   networkNamespace?: string
   /** Command run by the init; defaults to the agent. */
   args?: string[]
+  /** A running lxcfs (lxcfs.ts), whose files replace /proc's and /sys's host-wide figures. */
+  lxcfs?: string
+  /** The host CPUs it may run on ("0,1"; cpusets.ts); all when absent. */
+  cpus?: string
 }
 
 /** The fd of the agent's listening socket (made by the daemon, passed by the runtime's --preserve-fds). */
@@ -94,6 +100,8 @@ export function ociSpec(i: SpecInput): object {
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
       { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
       bind(i.agentFiles, '/opt/sandlot'),
+      // After /proc and /sys, over their files: the sandbox's own memory, CPUs and uptime.
+      ...(i.lxcfs ? LXCFS_FILES.map((f) => ({ destination: f, type: 'bind', source: path.join(i.lxcfs!, f), options: ['bind', 'nosuid', 'nodev', 'noexec', 'ro'] })) : []),
     ],
     linux: {
       uidMappings: [{ containerID: 0, hostID: i.ids.hostId, size: i.ids.size }],
@@ -107,7 +115,7 @@ export function ociSpec(i: SpecInput): object {
       resources: {
         devices: [{ allow: false, access: 'rwm' }],
         memory: { limit: memory, swap: memory },
-        cpu: { period: 100000, quota: i.limits.cpuCount * 100000 },
+        cpu: { period: 100000, quota: i.limits.cpuCount * 100000, ...(i.cpus && { cpus: i.cpus }) },
         pids: { limit: i.limits.pids },
       },
       seccomp: defaultSeccompProfile(),
