@@ -21,6 +21,7 @@ import { nativeRoutes } from './native.js'
 import { templateRoutes } from './templates.js'
 import { UPLOAD_PREFIX, e2bTemplateRoutes } from './e2b-templates.js'
 import { logAccess } from './access-log.js'
+import { errorSchema, openApiRoute, registerOpenApi } from './openapi.js'
 import type { TemplateBuilds } from '../templates/builds.js'
 import type { TemplateRegistry } from '../templates/registry.js'
 
@@ -223,15 +224,19 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     if (!isValidApiKey(deps.store, apiKeyOf(req.raw))) return reply.code(401).send({ code: 401, message: UNAUTHORIZED })
   })
 
-  app.get('/health', async (_req, reply) => {
-    const { ready, reason } = deps.manager.isReady()
-    if (!ready) return reply.code(503).send({ code: 503, message: `not ready: ${reason}` })
-    return { status: 'ok' }
+  registerOpenApi(app)
+  // In a plugin of their own, registered after the OpenAPI generator, which sees each of them.
+  app.register(async (api) => {
+    api.get('/health', { schema: { summary: 'Whether the server can create sandboxes', tags: ['server'], security: [], response: { 200: { type: 'object', properties: { status: { type: 'string', enum: ['ok'] } } }, 503: errorSchema } } }, async (_req, reply) => {
+      const { ready, reason } = deps.manager.isReady()
+      if (!ready) return reply.code(503).send({ code: 503, message: `not ready: ${reason}` })
+      return { status: 'ok' }
+    })
+    openApiRoute(api)
+    nativeRoutes(api, deps.manager, deps.config)
+    templateRoutes(api, deps.builds, deps.templates)
+    e2bTemplateRoutes(api, deps.builds, deps.templates, deps.config.defaultLimits)
+    e2bRoutes(api, deps.manager, deps.config)
   })
-
-  nativeRoutes(app, deps.manager, deps.config)
-  templateRoutes(app, deps.builds, deps.templates)
-  e2bTemplateRoutes(app, deps.builds, deps.templates, deps.config.defaultLimits)
-  e2bRoutes(app, deps.manager, deps.config)
   return app
 }

@@ -7,6 +7,7 @@ import { ingressConfigOf } from '../lifecycle/ingress.js'
 import type { CreateRequest, SandboxManager, SandboxState } from '../lifecycle/manager.js'
 import { parseNativeIngress, parseNativeNetwork, parseNativeNetworkUpdate } from '../network/config.js'
 import { MIN_DISK_MB } from '../runtime/driver.js'
+import { errorSchema, errors, holdSchema, idParams, networkBodySchema, sandboxSchema } from './openapi.js'
 import { holdView, sandboxView } from './serialize.js'
 
 const stringMap = { type: 'object', additionalProperties: { type: 'string' }, maxProperties: 256 } as const
@@ -14,29 +15,53 @@ const stringMap = { type: 'object', additionalProperties: { type: 'string' }, ma
 type CreateBody = Omit<CreateRequest, 'endAt' | 'network' | 'ingress'> & { keepAliveMs?: number; network?: unknown }
 
 const createSchema = {
+  summary: 'Create a sandbox',
+  description: 'Answers once the sandbox runs (and its template\'s ready command passed). Limits default to the server\'s (SANDLOT_DEFAULT_*) and are capped by SANDLOT_MAX_*. Without a hold it lives keepAliveMs (default: the longest allowed); with one, while the hold is renewed.',
+  tags: ['sandboxes'],
   body: {
     type: 'object',
     additionalProperties: false,
     properties: {
-      template: { type: 'string', minLength: 1, maxLength: 128 },
-      metadata: stringMap,
-      envVars: stringMap,
+      template: { type: 'string', minLength: 1, maxLength: 128, description: 'A template name ("name" or "name:tag"); default base' },
+      metadata: { ...stringMap, description: 'Your labels, to find it by (list ?metadata=)' },
+      envVars: { ...stringMap, description: "Environment of every process in it (over the template's)" },
       cpuCount: { type: 'integer', minimum: 1 },
       memoryMB: { type: 'integer', minimum: 64 },
-      pids: { type: 'integer', minimum: 32 },
-      diskSizeMB: { type: 'integer', minimum: MIN_DISK_MB },
-      hold: { type: 'boolean' },
-      keepAliveMs: { type: 'integer', minimum: 0 },
-      // { allowInternetAccess?, allowOut?, denyOut?, allowPublicTraffic?, maskRequestHost? }, checked
-      // by network/config.ts (which names what is wrong).
-      network: {},
+      pids: { type: 'integer', minimum: 32, description: 'The most processes and threads at once' },
+      diskSizeMB: { type: 'integer', minimum: MIN_DISK_MB, description: 'Its own filesystem' },
+      hold: { type: 'boolean', description: 'Also open a hold (in the answer), renewed by the client' },
+      keepAliveMs: { type: 'integer', minimum: 0, description: 'Destroyed this long from now unless held or extended' },
+      // Checked by network/config.ts (which names what is wrong).
+      network: networkBodySchema,
     },
   },
+  response: { 201: sandboxSchema, ...errors, 503: errorSchema },
 } as const
 
 const keepAliveSchema = {
+  summary: "Set a sandbox's deadline",
+  description: 'It is destroyed `ms` from now unless a client holds it (at most SANDLOT_KEEP_ALIVE_LIMIT_MS).',
+  tags: ['sandboxes'],
+  params: idParams,
   body: { type: 'object', additionalProperties: false, required: ['ms'], properties: { ms: { type: 'integer', minimum: 0 } } },
+  response: { 200: sandboxSchema, ...errors },
 } as const
+
+const listSchema = {
+  summary: 'List running sandboxes',
+  tags: ['sandboxes'],
+  querystring: {
+    type: 'object',
+    properties: {
+      metadata: { type: 'string', description: 'Only those with these labels: "key=value&key2=value2", each part URL-encoded' },
+      template: { type: 'string', description: 'Only those from this template' },
+    },
+  },
+  response: { 200: { type: 'array', items: sandboxSchema }, ...errors },
+} as const
+
+const byId = (summary: string, tags: string[], response: Record<number, unknown>, extra: Record<string, unknown> = {}) => ({ summary, tags, params: idParams, response: { ...response, ...errors }, ...extra })
+const holdParams = { type: 'object', required: ['id', 'holdId'], properties: { id: { type: 'string' }, holdId: { type: 'string' } } } as const
 
 /** Parses a metadata filter given as one query-string value ("k=v&k2=v2", each part URL-encoded). */
 export function parseMetadataFilter(raw: unknown): Record<string, string> {
@@ -71,7 +96,7 @@ export function nativeRoutes(app: FastifyInstance, manager: SandboxManager, conf
     return reply.code(201).send({ ...view(created.sandbox), ...(created.hold && { hold: holdView(created.hold) }) })
   })
 
-  app.get<{ Querystring: { metadata?: string; template?: string } }>('/api/v1/sandboxes', async (req) => {
+  app.get<{ Querystring: { metadata?: string; template?: string } }>('/api/v1/sandboxes', { schema: listSchema }, async (req) => {
     const filter = parseMetadataFilter(req.query.metadata)
     return manager
       .list()
@@ -79,9 +104,9 @@ export function nativeRoutes(app: FastifyInstance, manager: SandboxManager, conf
       .map(view)
   })
 
-  app.get<IdParams>('/api/v1/sandboxes/:id', async (req) => view(manager.get(req.params.id)))
+  app.get<IdParams>('/api/v1/sandboxes/:id', { schema: byId('Describe a sandbox', ['sandboxes'], { 200: sandboxSchema }) }, async (req) => view(manager.get(req.params.id)))
 
-  app.delete<IdParams>('/api/v1/sandboxes/:id', async (req, reply) => {
+  app.delete<IdParams>('/api/v1/sandboxes/:id', { schema: byId('Kill a sandbox', ['sandboxes'], { 204: { type: 'null', description: 'Gone, with everything in it' } }) }, async (req, reply) => {
     await manager.kill(req.params.id)
     return reply.code(204).send()
   })
@@ -92,15 +117,17 @@ export function nativeRoutes(app: FastifyInstance, manager: SandboxManager, conf
   })
 
   // A full replace: what the body leaves out is cleared ({} lifts every rule). In force once it answers.
-  app.put<IdParams & { Body: unknown }>('/api/v1/sandboxes/:id/network', async (req) =>
+  app.put<IdParams & { Body: unknown }>('/api/v1/sandboxes/:id/network', {
+    schema: byId("Replace a sandbox's network settings", ['sandboxes'], { 200: sandboxSchema }, { description: 'A full replace: what the body leaves out is cleared ({} lifts every rule). In force once it answers.', body: networkBodySchema }),
+  }, async (req) =>
     view(await manager.updateNetwork(req.params.id, parseNativeNetworkUpdate(req.body))),
   )
 
-  app.post<IdParams>('/api/v1/sandboxes/:id/holds', async (req, reply) => reply.code(201).send(holdView(manager.openHold(req.params.id))))
+  app.post<IdParams>('/api/v1/sandboxes/:id/holds', { schema: byId('Open a hold', ['holds'], { 201: holdSchema }, { description: 'The sandbox lives while a hold is renewed (every renewEveryMs; it lapses after ttlMs), whatever its deadline.' }) }, async (req, reply) => reply.code(201).send(holdView(manager.openHold(req.params.id))))
 
-  app.put<HoldParams>('/api/v1/sandboxes/:id/holds/:holdId', async (req) => holdView(manager.renewHold(req.params.id, req.params.holdId)))
+  app.put<HoldParams>('/api/v1/sandboxes/:id/holds/:holdId', { schema: { summary: 'Renew a hold', tags: ['holds'], params: holdParams, response: { 200: holdSchema, ...errors } } }, async (req) => holdView(manager.renewHold(req.params.id, req.params.holdId)))
 
-  app.delete<HoldParams>('/api/v1/sandboxes/:id/holds/:holdId', async (req, reply) => {
+  app.delete<HoldParams>('/api/v1/sandboxes/:id/holds/:holdId', { schema: { summary: 'Release a hold', tags: ['holds'], params: holdParams, response: { 204: { type: 'null' }, ...errors } } }, async (req, reply) => {
     manager.releaseHold(req.params.id, req.params.holdId)
     return reply.code(204).send()
   })

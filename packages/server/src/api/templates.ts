@@ -7,6 +7,7 @@ import type { BuildSpec } from '../templates/build.js'
 import { checkSteps, type TemplateBuilds } from '../templates/builds.js'
 import { parseTemplateRef, type TemplateRegistry } from '../templates/registry.js'
 import type { LogEntry } from '../store/templates.js'
+import { errorSchema } from './openapi.js'
 
 /** A build log entry as both APIs show it (E2B's BuildLogEntry). */
 export const logEntryView = (e: LogEntry) => ({ timestamp: new Date(e.at).toISOString(), level: e.level, message: e.message, ...(e.step && { step: e.step }) })
@@ -45,7 +46,13 @@ interface BuildBody {
 const TAG = /^[a-z0-9][a-z0-9_.-]{0,127}$/
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
+const nameParams = { type: 'object', required: ['name'], properties: { name: { type: 'string', description: 'A template name, "name" or "name:tag"' } } } as const
+
 const tagSchema = {
+  summary: 'Tag a build',
+  description: 'More tags for the build a tag points at (target, else the tag in the name, else "default"); a tag that exists moves.',
+  tags: ['templates'],
+  params: nameParams,
   body: {
     type: 'object',
     additionalProperties: false,
@@ -58,6 +65,9 @@ const tagSchema = {
 } as const
 
 const buildSchema = {
+  summary: 'Build a template',
+  description: 'From a template (default base) or an OCI image, then steps (RUN, COPY, ENV, WORKDIR, USER: E2B\'s), each a cached layer; the start command runs at every create and the create answers once the ready command passes. Runs in the background: follow it with GET …/builds/{buildId}. COPY steps name an archive uploaded first (PUT /api/v1/templates/files/{hash}).',
+  tags: ['templates'],
   body: {
     type: 'object',
     additionalProperties: false,
@@ -97,7 +107,7 @@ export function buildSpecOf(b: Omit<BuildBody, 'name' | 'tags'>): BuildSpec {
 }
 
 export function templateRoutes(app: FastifyInstance, builds: TemplateBuilds, templates: TemplateRegistry): void {
-  app.get('/api/v1/templates', async () => [
+  app.get('/api/v1/templates', { schema: { summary: 'List templates', tags: ['templates'], response: { 200: { type: 'array', items: { type: 'object', properties: { name: { type: 'string' }, id: { type: 'string' }, tags: { type: 'array', items: { type: 'string' } }, createdAt: { type: 'string', format: 'date-time' }, builtBy: { type: 'string' } } } } } } }, async () => [
     { name: 'base', id: 'base', tags: ['default'], builtBy: 'sandlot' },
     ...templates.builds.listTemplates().map((t) => ({
       name: t.name,
@@ -108,7 +118,7 @@ export function templateRoutes(app: FastifyInstance, builds: TemplateBuilds, tem
   ])
 
   // One template with its builds, newest first: status, tags, when, and how often it was used.
-  app.get<{ Params: { name: string } }>('/api/v1/templates/:name', async (req) => {
+  app.get<{ Params: { name: string } }>('/api/v1/templates/:name', { schema: { summary: 'Describe a template and its builds', tags: ['templates'], params: nameParams, response: { 404: errorSchema } } }, async (req) => {
     const { alias } = parseTemplateRef(req.params.name)
     const store = templates.builds
     const spawns = store.spawns(alias)
@@ -148,6 +158,15 @@ export function templateRoutes(app: FastifyInstance, builds: TemplateBuilds, tem
 
   app.get<{ Params: { templateId: string; buildId: string }; Querystring: { logsOffset?: string; limit?: string } }>(
     '/api/v1/templates/:templateId/builds/:buildId',
+    {
+      schema: {
+        summary: "A build's status and logs",
+        description: 'status: waiting, building, ready or error (with reason: message and the failing step, "base", "1"…"N" or "finalize"). Poll with logsOffset advancing by the entries received, until the status is final and a page is empty.',
+        tags: ['templates'],
+        querystring: { type: 'object', properties: { logsOffset: { type: 'string', description: 'integer ≥ 0' }, limit: { type: 'string', description: 'integer, at most 100' } } },
+        response: { 400: errorSchema },
+      },
+    },
     async (req) => {
       const b = builds.build(req.params.templateId, req.params.buildId)
       const offset = Number(req.query.logsOffset ?? 0)
@@ -179,15 +198,16 @@ export function templateRoutes(app: FastifyInstance, builds: TemplateBuilds, tem
     return reply.code(201).send({ name: alias, buildId, tags: templates.builds.tags(t.id).filter((x) => x.buildId === buildId).map((x) => x.tag) })
   })
 
-  app.delete<{ Params: { name: string } }>('/api/v1/templates/:name', async (req, reply) => {
+  app.delete<{ Params: { name: string } }>('/api/v1/templates/:name', { schema: { summary: 'Delete a template and its builds', description: 'Refused (400) while a sandbox stands on it, 409 while it is being built.', tags: ['templates'], params: nameParams, response: { 204: { type: 'null' }, 400: errorSchema, 404: errorSchema, 409: errorSchema } } }, async (req, reply) => {
     builds.delete(req.params.name)
     return reply.code(204).send()
   })
 
   // The files of COPY steps: a gzip tar named by its hash (E2B's files hash), streamed to disk.
   rawBodyRoutes(app, (scope) => {
-    scope.get<{ Params: { hash: string } }>('/api/v1/templates/files/:hash', async (req) => ({ present: builds.archivePath(req.params.hash) !== undefined }))
-    scope.put<{ Params: { hash: string } }>('/api/v1/templates/files/:hash', async (req, reply) => {
+    const hashParams = { type: 'object', required: ['hash'], properties: { hash: { type: 'string', description: 'sha256 of the archive (E2B\'s files hash), 64 lowercase hex' } } } as const
+    scope.get<{ Params: { hash: string } }>('/api/v1/templates/files/:hash', { schema: { summary: 'Whether a COPY archive is here', tags: ['templates'], params: hashParams } }, async (req) => ({ present: builds.archivePath(req.params.hash) !== undefined }))
+    scope.put<{ Params: { hash: string } }>('/api/v1/templates/files/:hash', { schema: { summary: 'Upload a COPY archive', description: 'A gzip-compressed tar, streamed (at most SANDLOT_MAX_TEMPLATE_UPLOAD_MB).', tags: ['templates'], params: hashParams, response: { 201: { type: 'object', properties: { present: { type: 'boolean' } } }, 400: errorSchema, 413: errorSchema } } }, async (req, reply) => {
       await uploadArchive(builds, req.params.hash, req)
       return reply.code(201).send({ present: true })
     })
