@@ -35,6 +35,8 @@ export function explain(err: unknown): { message: string; exitCode: number } {
   if (err instanceof AuthenticationError && err.status !== undefined) {
     return { message: `The server at ${client().apiUrl} refused the API key: check SANDLOT_API_KEY (on the server's machine, it is in $SANDLOT_HOME/api-key).`, exitCode: 1 }
   }
+  // No key found: the SDK's words, less its option (the CLI has none).
+  if (err instanceof AuthenticationError) return { message: err.message.replace('pass { apiKey }, ', ''), exitCode: 1 }
   if (err instanceof ConnectionError || err instanceof SandlotError) return { message: err.message, exitCode: 1 }
   const e = err as Error
   const detail = process.env.SANDLOT_DEBUG ? `\n${e?.stack}` : ' (SANDLOT_DEBUG=1 shows where)'

@@ -52,10 +52,10 @@ export async function ls(json: boolean): Promise<void> {
   const list = await client().listSandboxes()
   if (json) return printJson(list)
   // ENDS: when the sandbox is destroyed if no client holds it then.
-  const rows = [['ID', 'TEMPLATE', 'STARTED', 'HOLDS', 'ENDS', 'METADATA']]
+  const rows = [['ID', 'TEMPLATE', 'STARTED', 'ENDS', 'HOLDS', 'METADATA']]
   for (const s of list) {
     const meta = Object.entries(s.metadata).map(([k, v]) => `${k}=${v}`).join(',')
-    rows.push([s.id, s.template, relativeTime(s.startedAt), String(s.holds), s.endAt ? relativeTime(s.endAt) : s.holds ? 'when released' : '-', meta])
+    rows.push([s.id, s.template, relativeTime(s.startedAt), s.endAt ? relativeTime(s.endAt) : s.holds ? 'when released' : '-', String(s.holds), meta])
   }
   printTable(rows)
 }

@@ -16,21 +16,20 @@ export function outputWidth(): number {
 }
 
 /**
- * Prints rows in columns, two spaces apart. When they are wider than `width`, the last column is
- * cut (with "…") to fit, and dropped if less than 8 characters of it would be left.
+ * Prints rows in columns, two spaces apart, the most useful first. When they are wider than
+ * `width`, the last column is cut (with "…") to fit, or dropped if less than 8 characters of it
+ * would be left, and so on leftwards; the first column always stays.
  */
 export function printTable(rows: string[][], width = outputWidth()): void {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
-  const last = widths.length - 1
-  const before = widths.slice(0, last).reduce((a, w) => a + w + 2, 0)
-  let keep = widths.length
-  if (before + widths[last]! > width) {
-    const room = width - before
-    if (room >= 8) widths[last] = room
-    else keep = last
+  const total = () => widths.reduce((a, w) => a + w, 0) + 2 * (widths.length - 1)
+  while (widths.length > 1 && total() > width) {
+    const room = widths.at(-1)! - (total() - width)
+    if (room >= 8) widths[widths.length - 1] = room
+    else widths.pop()
   }
   const cut = (s: string, w: number) => (s.length > w ? `${s.slice(0, w - 1)}…` : s)
-  for (const r of rows) console.log(r.slice(0, keep).map((cell, i) => cut(cell, widths[i]!).padEnd(widths[i]!)).join('  ').trimEnd())
+  for (const r of rows) console.log(widths.map((w, i) => cut(r[i]!, w).padEnd(w)).join('  ').trimEnd())
 }
 
 /** Prints data as JSON (the --json of every command that prints data). */

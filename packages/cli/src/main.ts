@@ -57,7 +57,7 @@ function program(): Command {
   const p = new Command('sandlot')
     .description('Create and use Sandlot sandboxes: isolated Linux machines on a Sandlot server.')
     .version(version, '-v, --version', 'print the version')
-    .helpOption('-h, --help', 'help for a command (sandlot help COMMAND works too)')
+    .helpOption('-h, --help', 'show help')
     .addHelpText('after', NETWORK_HELP + '\n' + ENV_HELP)
     .showHelpAfterError('(sandlot --help lists the commands; sandlot COMMAND --help tells more)')
     .enablePositionalOptions()
