@@ -14,5 +14,7 @@ try {
 } catch (err) {
   throw new Error(`cannot compile packages/server/native/sandlot-idmap.c (${err.message}); install a C compiler: apt-get install gcc libc6-dev`)
 }
+// The CLI ships dist/ as it is (npm pack): nothing of an earlier build may linger in it.
+fs.rmSync('packages/cli/dist', { recursive: true, force: true })
 run('npx', ['tsc', '-p', 'packages/cli'])
 fs.chmodSync('packages/cli/dist/main.js', 0o755)

@@ -222,7 +222,7 @@ describe('sandlot template (real server)', { concurrency: false }, () => {
     assert.equal(ls.code, 0, ls.stderr)
     assert.match(ls.stdout, /^NAME\s+TAGS\s+CREATED$/m)
     assert.match(ls.stdout, /^base\s+default\s+-$/m)
-    assert.match(ls.stdout, /^tplweb\s+default,v1\s+\d{4}-\d\d-\d\dT/m)
+    assert.match(ls.stdout, /^tplweb\s+default,v1\s+(just now|\d+ s ago|\d+ min ago)$/m)
     const tagged = await cli(['template', 'tag', 'tplweb:v1', 'stable', 'prod'])
     assert.equal(tagged.code, 0, tagged.stderr)
     assert.match(tagged.stdout, /tplweb: build [0-9a-f-]{36} is tagged prod, stable, v1/)

@@ -197,7 +197,7 @@ describe('network settings: the CLI', () => {
 
     const badEntry = cli(['network', id, '--allow-out', 'example.com'])
     assert.equal(badEntry.code, 1)
-    assert.match(badEntry.stderr, /Error 400: When specifying allowed domains in allow out/)
+    assert.match(badEntry.stderr, /^sandlot: When specifying allowed domains in allow out/)
 
     assert.equal(cli(['network', id, '--clear', '--no-internet']).code, 2)
     const cleared = cli(['network', id, '--clear'])

@@ -1,5 +1,5 @@
 // Builds the SDK for both module systems: esbuild bundles dist/index.mjs and dist/index.cjs (the
-// private @sandlot/envd-proto is bundled in; Connect and protobuf stay dependencies), and tsc
+// private @sandlot/envd-proto is bundled in; Connect, protobuf and undici stay dependencies), and tsc
 // emits the declarations once, copied for require() under a {"type":"commonjs"} marker so
 // TypeScript reads them as CommonJS there.
 import { build } from 'esbuild'
@@ -17,11 +17,18 @@ const common = {
   bundle: true,
   platform: 'node',
   target: 'node20',
-  external: ['@connectrpc/connect', '@connectrpc/connect-node', '@bufbuild/protobuf', '@bufbuild/protobuf/*'],
+  external: ['@connectrpc/connect', '@connectrpc/connect-web', '@bufbuild/protobuf', '@bufbuild/protobuf/*', 'undici'],
   logLevel: 'warning',
 }
 await build({ ...common, format: 'esm', outfile: path.join(dist, 'index.mjs') })
-await build({ ...common, format: 'cjs', outfile: path.join(dist, 'index.cjs') })
+// import.meta.url (lifeline.ts resolves undici from the SDK's own place) as CommonJS knows it.
+await build({
+  ...common,
+  format: 'cjs',
+  outfile: path.join(dist, 'index.cjs'),
+  define: { 'import.meta.url': '__sandlotModuleUrl' },
+  banner: { js: "const __sandlotModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
+})
 
 execFileSync(process.execPath, [path.join(here, '../../node_modules/typescript/bin/tsc'), '-p', here], { stdio: 'inherit' })
 const types = path.join(dist, 'types')

@@ -1,5 +1,5 @@
 // Durations on the command line: "90s", "15m", "1h", "1h30m", "500ms"; a bare number is seconds.
-import { CliError } from './api.js'
+import { CliError } from './client.js'
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
 

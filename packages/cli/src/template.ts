@@ -4,26 +4,18 @@
 // step, CACHED marked, each step's output indented, the failing step and its output on error.
 import fs from 'node:fs'
 import path from 'node:path'
-import { parseArgs } from 'node:util'
-import { CliError, clientConfig, request, type ClientConfig } from './api.js'
+import { CliError, client } from './client.js'
 import { BuildContext, ContextError } from './build-context.js'
 import { DockerfileError, parseDockerfile, type PlannedStep } from './dockerfile.js'
+import { printJson, printTable, relativeTime } from './format.js'
 
-export const TEMPLATE_USAGE = `Usage: sandlot template <command>
-
-  build NAME [-f Dockerfile] [CONTEXT] [--tag T]… [--build-arg K=V]… [--no-cache]
-        [--cpu N] [--memory MB] [--start-cmd CMD] [--ready-cmd CMD] [--json]
-                         build template NAME ("name", its tag "default", or "name:tag"; --tag adds
-                         more) from a Dockerfile (default
-                         CONTEXT/Dockerfile; CONTEXT defaults to "."). FROM names a template (base,
-                         or one of yours) or else an image in a registry (credentials: --registry-user
-                         and SANDLOT_REGISTRY_PASSWORD). CMD/ENTRYPOINT become the start command, run
-                         at each create; the create answers once the ready command passes
-                         (--ready-cmd; default "sleep 20", as E2B's). Progress goes to stderr; the
-                         result to stdout (JSON with --json). Exit code 1 if the build fails.
-  ls [--json]            list templates: name, tags, created
-  rm NAME                delete a template (refused while a sandbox uses it)
-  tag NAME[:TAG] NEWTAG… give the build NAME:TAG (default: NAME's "default") more tags
+/** More than each command's own help says: what a Dockerfile may hold. */
+export const DOCKERFILE_HELP = `
+FROM names a template (base, or one of yours) or else an image in a registry (credentials:
+--registry-user and SANDLOT_REGISTRY_PASSWORD). CMD/ENTRYPOINT become the start command, run at
+each create; the create answers once the ready command passes (--ready-cmd; default "sleep 20", as
+E2B's). Progress goes to stderr; the result to stdout (JSON with --json). Exit code 1 if the build
+fails.
 
 Dockerfile support: one stage; RUN (shell, exec and heredoc forms), COPY/ADD of local files
 (--chown, --chmod; .dockerignore applies), ENV, ARG, WORKDIR, USER, CMD, ENTRYPOINT. EXPOSE,
@@ -46,101 +38,33 @@ interface TemplateView {
 /** The REST's steps (docs/api.md). */
 type RestStep = { type: string; args: string[]; filesHash?: string }
 
-export async function templateMain(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv
-  if (!sub || sub === 'help' || sub === '--help' || sub === '-h') {
-    console.log(TEMPLATE_USAGE)
-    return sub ? 0 : 2
-  }
-  const { values, positionals } = parseArgs({
-    args: rest,
-    allowPositionals: true,
-    options: {
-      file: { type: 'string', short: 'f' },
-      tag: { type: 'string', short: 't', multiple: true },
-      'build-arg': { type: 'string', multiple: true },
-      'no-cache': { type: 'boolean' },
-      cpu: { type: 'string' },
-      memory: { type: 'string' },
-      'start-cmd': { type: 'string' },
-      'ready-cmd': { type: 'string' },
-      'registry-user': { type: 'string' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  })
-  if (values.help) {
-    console.log(TEMPLATE_USAGE)
-    return 0
-  }
-  switch (sub) {
-    case 'build': {
-      if (!positionals[0] || positionals.length > 2) throw new CliError('Usage: sandlot template build NAME [-f Dockerfile] [CONTEXT] (see sandlot template --help)', 2)
-      const int = (v: string | undefined, what: string) => {
-        if (v === undefined) return undefined
-        if (!/^\d+$/.test(v) || Number(v) < 1) throw new CliError(`${what} takes a positive whole number, got "${v}"`, 2)
-        return Number(v)
-      }
-      return build({
-        name: positionals[0],
-        context: positionals[1] ?? '.',
-        file: values.file,
-        tags: values.tag ?? [],
-        buildArgs: parsePairs(values['build-arg'] ?? [], '--build-arg'),
-        noCache: !!values['no-cache'],
-        cpuCount: int(values.cpu, '--cpu'),
-        memoryMB: int(values.memory, '--memory'),
-        startCmd: values['start-cmd'],
-        readyCmd: values['ready-cmd'],
-        registryUser: values['registry-user'],
-        json: !!values.json,
-      })
-    }
-    case 'ls':
-    case 'list':
-      await ls(!!values.json)
-      return 0
-    case 'rm':
-    case 'delete': {
-      if (positionals.length !== 1) throw new CliError('Usage: sandlot template rm NAME', 2)
-      await request(clientConfig(), 'DELETE', `/api/v1/templates/${encodeURIComponent(positionals[0]!)}`)
-      console.error(`Removed template ${positionals[0]}.`)
-      return 0
-    }
-    case 'tag': {
-      if (positionals.length < 2) throw new CliError('Usage: sandlot template tag NAME[:TAG] NEWTAG…', 2)
-      const [ref, ...tags] = positionals as [string, ...string[]]
-      const [name, target] = ref.split(':')
-      const r = await request<{ name: string; buildId: string; tags: string[] }>(clientConfig(), 'POST', `/api/v1/templates/${encodeURIComponent(name!)}/tags`, { ...(target && { target }), tags })
-      console.log(`${r.name}: build ${r.buildId} is tagged ${r.tags.join(', ')}`)
-      return 0
-    }
-    default:
-      throw new CliError(`Unknown template command "${sub}".\n\n${TEMPLATE_USAGE}`, 2)
+/** `--cpu`, `--memory`: a positive whole number. */
+export function positiveInt(what: string) {
+  return (v: string): number => {
+    if (!/^\d+$/.test(v) || Number(v) < 1) throw new CliError(`${what} takes a positive whole number, got "${v}"`, 2)
+    return Number(v)
   }
 }
 
-function parsePairs(pairs: string[], flag: string): Record<string, string> {
-  const out: Record<string, string> = {}
-  for (const p of pairs) {
-    const i = p.indexOf('=')
-    // Docker's `--build-arg NAME` takes the value from the environment.
-    if (i < 0 && /^[A-Za-z_][A-Za-z0-9_]*$/.test(p) && process.env[p] !== undefined) out[p] = process.env[p]!
-    else if (i <= 0) throw new CliError(`${flag} takes NAME=VALUE, got "${p}"`, 2)
-    else out[p.slice(0, i)] = p.slice(i + 1)
-  }
-  return out
+export async function remove(name: string): Promise<void> {
+  await client().request('DELETE', `/api/v1/templates/${encodeURIComponent(name)}`)
+  console.error(`Removed template ${name}.`)
 }
 
-async function ls(json: boolean): Promise<void> {
-  const list = await request<TemplateView[]>(clientConfig(), 'GET', '/api/v1/templates')
-  if (json) return console.log(JSON.stringify(list, null, 2))
-  const rows = [['NAME', 'TAGS', 'CREATED'], ...list.map((t) => [t.name, t.tags.join(',') || '-', t.createdAt ?? '-'])]
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
-  for (const r of rows) console.log(r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd())
+export async function tag(ref: string, tags: string[], json: boolean): Promise<void> {
+  const [name, target] = ref.split(':')
+  const r = await client().request<{ name: string; buildId: string; tags: string[] }>('POST', `/api/v1/templates/${encodeURIComponent(name!)}/tags`, { body: { ...(target && { target }), tags } })
+  if (json) return printJson(r)
+  console.log(`${r.name}: build ${r.buildId} is tagged ${r.tags.join(', ')}`)
 }
 
-interface BuildOptions {
+export async function ls(json: boolean): Promise<void> {
+  const list = await client().request<TemplateView[]>('GET', '/api/v1/templates', { retry: true })
+  if (json) return printJson(list)
+  printTable([['NAME', 'TAGS', 'CREATED'], ...list.map((t) => [t.name, t.tags.join(',') || '-', t.createdAt ? relativeTime(t.createdAt) : '-'])])
+}
+
+export interface BuildOptions {
   name: string
   context: string
   file?: string
@@ -156,11 +80,11 @@ interface BuildOptions {
 }
 
 /** `FROM base`, E2B's `e2bdev/base`, a template of this server, or else an image. */
-async function baseOf(c: ClientConfig, from: string, registryUser: string | undefined): Promise<{ fromTemplate: string } | { fromImage: { ref: string; username?: string; password?: string } }> {
+async function baseOf(from: string, registryUser: string | undefined): Promise<{ fromTemplate: string } | { fromImage: { ref: string; username?: string; password?: string } }> {
   const [repo, tag] = from.split(':')
   if ((repo === 'base' || repo === 'e2bdev/base') && (!tag || tag === 'latest')) return { fromTemplate: 'base' }
   if (!from.includes('/')) {
-    const list = await request<TemplateView[]>(c, 'GET', '/api/v1/templates')
+    const list = await client().request<TemplateView[]>('GET', '/api/v1/templates', { retry: true })
     if (list.some((t) => t.name === repo)) return { fromTemplate: from }
   }
   const password = process.env.SANDLOT_REGISTRY_PASSWORD
@@ -168,30 +92,18 @@ async function baseOf(c: ClientConfig, from: string, registryUser: string | unde
   return { fromImage: { ref: from, ...(registryUser && { username: registryUser, password }) } }
 }
 
-/** PUTs an archive unless the server has it already (by hash). */
-async function upload(c: ClientConfig, hash: string, file: string, size: number): Promise<boolean> {
-  const have = await request<{ present: boolean }>(c, 'GET', `/api/v1/templates/files/${hash}`)
+/** PUTs an archive unless the server has it already (by hash), streamed from its file. */
+async function upload(hash: string, file: string, size: number): Promise<boolean> {
+  const route = `/api/v1/templates/files/${hash}`
+  const have = await client().request<{ present: boolean }>('GET', route, { retry: true })
   if (have.present) return false
-  let res: Response
-  try {
-    res = await fetch(`${c.apiUrl}/api/v1/templates/files/${hash}`, {
-      method: 'PUT',
-      headers: { 'x-api-key': c.apiKey, 'content-type': 'application/gzip', 'content-length': String(size) },
-      body: fs.createReadStream(file) as unknown as BodyInit,
-      duplex: 'half',
-    } as RequestInit)
-  } catch (err) {
-    throw new CliError(`Cannot upload the build context to ${c.apiUrl}: ${(err as Error).message}`)
-  }
-  const text = await res.text()
-  if (!res.ok) throw new CliError(`Error ${res.status} uploading the build context: ${(JSON.parse(text || '{}') as { message?: string }).message ?? text}`)
+  await client().request('PUT', route, { stream: { body: fs.createReadStream(file), contentType: 'application/gzip', length: size } })
   return true
 }
 
 const kb = (n: number) => (n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 / 1024).toFixed(1)} MiB`)
 
-async function build(o: BuildOptions): Promise<number> {
-  const c = clientConfig()
+export async function build(o: BuildOptions): Promise<number> {
   const dockerfilePath = path.resolve(o.file ?? path.join(o.context, 'Dockerfile'))
   let text: string
   try {
@@ -226,7 +138,7 @@ async function build(o: BuildOptions): Promise<number> {
       }
       if (!sent.has(a.hash)) {
         sent.add(a.hash)
-        if (await upload(c, a.hash, a.file, a.size)) {
+        if (await upload(a.hash, a.file, a.size)) {
           uploaded++
           bytes += a.size
         }
@@ -236,9 +148,9 @@ async function build(o: BuildOptions): Promise<number> {
     if (copies.length) console.error(`Context ${context!.dir}: ${sent.size} archive${sent.size === 1 ? '' : 's'} for ${copies.length} COPY step${copies.length === 1 ? '' : 's'}${uploaded ? `, ${uploaded} uploaded (${kb(bytes)})` : ', all on the server already'}`)
     const startCmd = o.startCmd ?? plan.startCmd
     if (o.readyCmd && !startCmd) throw new CliError('--ready-cmd needs a start command: CMD or ENTRYPOINT in the Dockerfile, or --start-cmd', 2)
-    const base = await baseOf(c, plan.from, o.registryUser)
+    const base = await baseOf(plan.from, o.registryUser)
     const started = Date.now()
-    const made = await request<{ templateId: string; buildId: string; name: string; tags: string[] }>(c, 'POST', '/api/v1/templates', {
+    const made = await client().request<{ templateId: string; buildId: string; name: string; tags: string[] }>('POST', '/api/v1/templates', { body: {
       name: o.name,
       // NAME alone is NAME's "default" tag, --tag or not (the REST gives "default" only without tags).
       ...(o.tags.length && { tags: o.name.includes(':') ? o.tags : ['default', ...o.tags] }),
@@ -248,10 +160,10 @@ async function build(o: BuildOptions): Promise<number> {
       ...(o.noCache && { force: true }),
       ...(o.cpuCount && { cpuCount: o.cpuCount }),
       ...(o.memoryMB && { memoryMB: o.memoryMB }),
-    })
+    } })
     const baseName = 'fromTemplate' in base ? `template ${base.fromTemplate}` : `image ${base.fromImage.ref}`
     console.error(`Building ${made.name} (build ${made.buildId}) from ${baseName}: ${plan.steps.length} steps`)
-    return await follow(c, made, plan.steps, o, started)
+    return await follow(made, plan.steps, o, started)
   } catch (err) {
     if (err instanceof DockerfileError) throw new CliError(`${shown}: ${err.message.replace(/^Dockerfile /, '')}`)
     if (err instanceof ContextError) throw new CliError(err.message)
@@ -262,13 +174,13 @@ async function build(o: BuildOptions): Promise<number> {
 }
 
 /** Follows a build's logs to its end, printing progress; 0 when it is ready, 1 when it failed. */
-async function follow(c: ClientConfig, made: { templateId: string; buildId: string; name: string; tags: string[] }, planned: PlannedStep[], o: BuildOptions, started: number): Promise<number> {
+async function follow(made: { templateId: string; buildId: string; name: string; tags: string[] }, planned: PlannedStep[], o: BuildOptions, started: number): Promise<number> {
   const view = new Progress(planned, process.stderr)
   const route = `/api/v1/templates/${made.templateId}/builds/${made.buildId}`
   let offset = 0
   let s: BuildStatus
   for (;;) {
-    s = await request<BuildStatus>(c, 'GET', `${route}?logsOffset=${offset}`)
+    s = await client().request<BuildStatus>('GET', `${route}?logsOffset=${offset}`, { retry: true })
     for (const e of s.logEntries) view.entry(e)
     offset += s.logEntries.length
     if ((s.status === 'ready' || s.status === 'error') && s.logEntries.length === 0) break

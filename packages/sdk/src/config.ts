@@ -2,7 +2,7 @@
 // defaults of a server on this machine (its key file).
 import fs from 'node:fs'
 import path from 'node:path'
-import { AuthenticationError } from './errors.js'
+import { AuthenticationError, InvalidArgumentError } from './errors.js'
 
 /** Options every call that talks to the server accepts. */
 export interface ConnectionOptions {
@@ -14,12 +14,22 @@ export interface ConnectionOptions {
    * server's own machine.
    */
   apiKey?: string
+  /**
+   * How long (ms) calls that are safe to repeat (list, reconnect, getInfo, keepAlive, kill, …) go
+   * on retrying, with backoff, while the server cannot be reached or answers 502/503 (e.g. during
+   * its restart), before they throw. Calls that are not safe to repeat (create, starting a
+   * process) are never retried. Default: `SANDLOT_RETRY_TIMEOUT_MS`, else 10 000; `0` turns retries off.
+   */
+  retryTimeout?: number
 }
 
 export interface ResolvedConfig {
   apiUrl: string
   apiKey: string
+  retryTimeout: number
 }
+
+export const DEFAULT_RETRY_TIMEOUT_MS = 10_000
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:3000'
 export const DEFAULT_HOME = '/var/lib/sandlot'
@@ -38,5 +48,7 @@ export function resolveConfig(opts: ConnectionOptions = {}, env: NodeJS.ProcessE
       )
     }
   }
-  return { apiUrl, apiKey }
+  const retryTimeout = opts.retryTimeout ?? (env.SANDLOT_RETRY_TIMEOUT_MS ? Number(env.SANDLOT_RETRY_TIMEOUT_MS) : DEFAULT_RETRY_TIMEOUT_MS)
+  if (!Number.isFinite(retryTimeout) || retryTimeout < 0) throw new InvalidArgumentError(`retryTimeout (SANDLOT_RETRY_TIMEOUT_MS) is a number of milliseconds, 0 or more; got ${String(opts.retryTimeout ?? env.SANDLOT_RETRY_TIMEOUT_MS)}`)
+  return { apiUrl, apiKey, retryTimeout }
 }

@@ -1,10 +1,11 @@
 // The data plane: envd's Connect services (Filesystem, Process) and /files, reached through the
-// server's own port with the sandbox's id and access token in headers.
+// server's own port (over transport.ts) with the sandbox's id and access token in headers.
 import { createClient, type Client, type Interceptor, type Transport } from '@connectrpc/connect'
-import { createConnectTransport } from '@connectrpc/connect-node'
+import { createConnectTransport } from '@connectrpc/connect-web'
 import { Filesystem, Process } from '@sandlot/envd-proto'
 import path from 'node:path'
 import { fromConnect, SandlotError, type ErrorContext } from './errors.js'
+import { httpFetch } from './transport.js'
 
 /** The port envd listens on inside a sandbox; the server routes by it. */
 const ENVD_PORT = '49983'
@@ -31,7 +32,8 @@ export class EnvdConnection {
       for (const [k, v] of Object.entries(this.routingHeaders())) req.header.set(k, v)
       return next(req)
     }
-    this.transport = createConnectTransport({ baseUrl: apiUrl, httpVersion: '1.1', useBinaryFormat: true, interceptors: [headers] })
+    // Connect over the SDK's one HTTP stack (transport.ts): its proxy settings and TLS apply here too.
+    this.transport = createConnectTransport({ baseUrl: apiUrl, useBinaryFormat: true, interceptors: [headers], fetch: httpFetch })
     this.filesystem = createClient(Filesystem, this.transport)
     this.process = createClient(Process, this.transport)
   }

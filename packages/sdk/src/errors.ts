@@ -1,6 +1,7 @@
 // Typed errors. Every error the SDK throws is a SandlotError with a stable `code`; the subclasses
 // are the cases a caller may want to handle, with messages that say what to do.
 import { Code, ConnectError } from '@connectrpc/connect'
+import { networkErrorCode } from './transport.js'
 
 /** Base class of every error the SDK throws. */
 export class SandlotError extends Error {
@@ -111,7 +112,7 @@ export function fromHttp(status: number, body: ServerErrorBody | undefined, text
   const message = body?.message ?? (text.trim() || `HTTP ${status}`)
   const code = body?.error_code
   // The agent answers 401 for a user that does not exist in the sandbox.
-  if (status === 401) return /invalid user/.test(message) ? new InvalidArgumentError(message, 'invalid_argument', status) : new AuthenticationError(authHelp(ctx.apiUrl), status)
+  if (status === 401) return /invalid user/.test(message) ? unknownUser(message, ctx, status) : new AuthenticationError(authHelp(ctx.apiUrl), status)
   if (status === 403) return new SandlotError(message, 'permission_denied', status)
   if (code === 'sandbox_not_found' || status === 502) return new SandboxNotFoundError(ctx.sandboxId ?? '', ctx.sandboxId ? undefined : message, status)
   if (status === 404) return ctx.path ? new FileNotFoundError(ctx.path, message, status) : new NotFoundError(message, code ?? 'not_found', status)
@@ -127,6 +128,8 @@ export function fromConnect(err: unknown, ctx: ErrorContext = {}): SandlotError 
     return new SandlotError(err instanceof Error ? err.message : String(err), 'unknown', undefined, { cause: err })
   }
   const message = err.rawMessage
+  // fetch wraps a refused or broken connection (as "fetch failed"); that is the server, not the sandbox.
+  if (isConnectionFailure(err)) return new ConnectionError(`Cannot reach the Sandlot server${ctx.apiUrl ? ` at ${ctx.apiUrl}` : ''} (${networkErrorCode(err)}). Is it running?`, { cause: err })
   switch (err.code) {
     case Code.NotFound:
       return ctx.path ? new FileNotFoundError(ctx.path, message) : new NotFoundError(message)
@@ -138,7 +141,7 @@ export function fromConnect(err: unknown, ctx: ErrorContext = {}): SandlotError 
       return new InvalidArgumentError(message)
     case Code.Unauthenticated:
       // The agent answers Unauthenticated for a user that does not exist in the sandbox.
-      if (/invalid user/.test(message)) return new InvalidArgumentError(message)
+      if (/invalid user/.test(message)) return unknownUser(message, ctx)
       return new AuthenticationError(authHelp(ctx.apiUrl))
     case Code.PermissionDenied:
       return new SandlotError(message, 'permission_denied')
@@ -146,8 +149,7 @@ export function fromConnect(err: unknown, ctx: ErrorContext = {}): SandlotError 
       return new TimeoutError(message, { cause: err })
     case Code.Unavailable:
     case Code.Unimplemented:
-      // The server answers 502 for a sandbox it does not know; a refused connection is the server itself.
-      if (isConnectionFailure(err)) return new ConnectionError(`Cannot reach the Sandlot server${ctx.apiUrl ? ` at ${ctx.apiUrl}` : ''}: ${message}`, { cause: err })
+      // The server answers 502 for a sandbox it does not know.
       return new SandboxNotFoundError(ctx.sandboxId ?? '')
     default:
       return new SandlotError(message, Code[err.code]?.toLowerCase() ?? 'unknown', undefined, { cause: err })
@@ -155,6 +157,16 @@ export function fromConnect(err: unknown, ctx: ErrorContext = {}): SandlotError 
 }
 
 function isConnectionFailure(err: ConnectError): boolean {
-  const cause = err.cause as { code?: string } | undefined
-  return typeof cause?.code === 'string' && /^(ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EPIPE)$/.test(cause.code)
+  const code = networkErrorCode(err)
+  return !!code && /^(ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EPIPE|UND_ERR_SOCKET|UND_ERR_CONNECT_TIMEOUT)$/.test(code)
+}
+
+/** The agent's "invalid username: 'x'", said as what it means. */
+function unknownUser(message: string, ctx: ErrorContext, status?: number): InvalidArgumentError {
+  const name = /'([^']*)'/.exec(message)?.[1]
+  return new InvalidArgumentError(
+    `${name === undefined ? 'The user' : `User "${name}"`} does not exist in ${ctx.sandboxId ? `sandbox ${ctx.sandboxId}` : 'the sandbox'} (${message}); use "user", "root" or an account the template has.`,
+    'unknown_user',
+    status,
+  )
 }

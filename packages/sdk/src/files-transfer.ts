@@ -1,13 +1,12 @@
 // File content over envd's /files (GET streams a file out, POST with an octet-stream body streams
-// one in). node:http with stream.pipeline keeps backpressure end to end, so a file of any size
+// one in), on the SDK's one HTTP stack (transport.ts). Streams both ways keep backpressure end to end, so a file of any size
 // moves through a bounded buffer rather than through memory whole.
 import fs from 'node:fs'
-import http, { type IncomingMessage } from 'node:http'
-import https from 'node:https'
 import { Readable, type Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { ConnectionError, fromHttp, InvalidArgumentError, SandlotError, type ServerErrorBody } from './errors.js'
 import { userHeader, type SandboxContext, type SandboxUser } from './envd.js'
+import { httpRequest, networkErrorCode, type HttpResponse } from './transport.js'
 
 /**
  * What {@link Sandbox.uploadFile} sends: a path of a local file (read as a stream), bytes, or a
@@ -26,13 +25,19 @@ export interface TransferOptions {
   signal?: AbortSignal
 }
 
+/** An answer of /files whose status was 2xx: its headers, and its body as a stream. */
+interface FilesResponse {
+  headers: Record<string, string | string[] | undefined>
+  body: Readable
+}
+
 /** Sends one /files request; resolves with the response once its headers arrived, or throws a typed error for a non-2xx one. */
 async function filesRequest(
   ctx: SandboxContext,
   method: 'GET' | 'POST',
   sandboxPath: string,
   opts: TransferOptions & { body?: Uint8Array | Readable } = {},
-): Promise<IncomingMessage> {
+): Promise<FilesResponse> {
   ctx.assertUsable()
   const url = new URL(`${ctx.envd.apiUrl}/files`)
   url.searchParams.set('path', sandboxPath)
@@ -40,32 +45,23 @@ async function filesRequest(
   const headers: Record<string, string> = { ...ctx.envd.routingHeaders(), ...userHeader(opts.user) }
   if (method === 'POST') headers['content-type'] = 'application/octet-stream'
   if (opts.body instanceof Uint8Array) headers['content-length'] = String(opts.body.byteLength)
-  const request = url.protocol === 'https:' ? https.request : http.request
-
-  const res = await new Promise<IncomingMessage>((resolve, reject) => {
-    const signal = opts.signal ? AbortSignal.any([opts.signal, ctx.closedSignal]) : ctx.closedSignal
-    const req = request(url, { method, headers, signal })
-    req.once('response', resolve)
-    req.once('error', reject)
-    if (opts.body instanceof Uint8Array) req.end(opts.body)
-    else if (opts.body) {
-      const source = opts.body
-      let sourceFailed: Error | undefined
-      source.once('error', (err) => (sourceFailed = err))
-      // A failing source aborts the request; say it was the source, not the network.
-      pipeline(source, req).catch((err: Error) =>
-        reject(sourceFailed ? new SandlotError(`Reading the upload's source failed: ${sourceFailed.message}`, 'upload_source_failed', undefined, { cause: sourceFailed }) : err),
-      )
-    } else req.end()
-  }).catch((err: Error & { code?: string }) => {
-    if (err instanceof SandlotError) throw err
+  const signal = opts.signal ? AbortSignal.any([opts.signal, ctx.closedSignal]) : ctx.closedSignal
+  // A failing source aborts the request; say it was the source, not the network.
+  let sourceFailed: Error | undefined
+  if (opts.body instanceof Readable) opts.body.once('error', (err) => (sourceFailed = err))
+  let res: HttpResponse
+  try {
+    // undici streams a Readable body with backpressure, and the answer's body as one.
+    res = await httpRequest(url, { method, headers, body: opts.body, signal })
+  } catch (e) {
+    const err = e as Error
+    if (sourceFailed) throw new SandlotError(`Reading the upload's source failed: ${sourceFailed.message}`, 'upload_source_failed', undefined, { cause: sourceFailed })
     if (opts.signal?.aborted || ctx.closedSignal.aborted) throw ctx.error(err)
-    throw new ConnectionError(`Cannot reach the Sandlot server at ${ctx.envd.apiUrl} (${err.code ?? err.message}).`, { cause: err })
-  })
-
-  const status = res.statusCode ?? 0
-  if (status >= 200 && status < 300) return res
-  const text = await readAll(res, sandboxPath).then((b) => b.toString('utf8').slice(0, 4096), () => '')
+    throw new ConnectionError(`Cannot reach the Sandlot server at ${ctx.envd.apiUrl} (${networkErrorCode(err) ?? err.message}).`, { cause: err })
+  }
+  const status = res.statusCode
+  if (status >= 200 && status < 300) return { headers: res.headers, body: res.body }
+  const text = await readAll(res.body, sandboxPath).then((b) => b.toString('utf8').slice(0, 4096), () => '')
   let body: ServerErrorBody | undefined
   try {
     body = JSON.parse(text) as ServerErrorBody
@@ -107,10 +103,10 @@ export async function readFileBytes(ctx: SandboxContext, sandboxPath: string, op
   // Refused before a byte is read when the agent says how big it is.
   const declared = Number(res.headers['content-length'])
   if (Number.isFinite(declared) && declared > MAX_READ_BYTES) {
-    res.destroy()
+    res.body.destroy()
     throw tooLarge(sandboxPath, `${declared} bytes`)
   }
-  const buf = await readAll(res, sandboxPath).catch((err) => {
+  const buf = await readAll(res.body, sandboxPath).catch((err) => {
     if (err instanceof SandlotError && err.code === 'file_too_large') throw err
     throw ctx.error(err, sandboxPath)
   })
@@ -118,8 +114,8 @@ export async function readFileBytes(ctx: SandboxContext, sandboxPath: string, op
 }
 
 /** A readable stream of a file's content. @internal */
-export function openReadStream(ctx: SandboxContext, sandboxPath: string, opts?: TransferOptions): Promise<Readable> {
-  return filesRequest(ctx, 'GET', sandboxPath, opts)
+export async function openReadStream(ctx: SandboxContext, sandboxPath: string, opts?: TransferOptions): Promise<Readable> {
+  return (await filesRequest(ctx, 'GET', sandboxPath, opts)).body
 }
 
 /** Streams a file out of the sandbox into a local file or a Writable; resolves with the number of bytes. @internal */
@@ -134,7 +130,7 @@ export async function downloadTo(ctx: SandboxContext, sandboxPath: string, dest:
   }
   const out = typeof dest === 'string' ? fs.createWriteStream(dest) : dest
   try {
-    await pipeline(res, count, out)
+    await pipeline(res.body, count, out)
   } catch (err) {
     // Leave no half-written local file behind.
     if (typeof dest === 'string') await fs.promises.rm(dest, { force: true }).catch(() => {})
@@ -155,6 +151,6 @@ export async function uploadFrom(ctx: SandboxContext, sandboxPath: string, sourc
   } else if (source instanceof Uint8Array || source instanceof Readable) body = source
   else body = Readable.from(source as AsyncIterable<Uint8Array>, { objectMode: false })
   const res = await filesRequest(ctx, 'POST', sandboxPath, { ...opts, body })
-  const written = JSON.parse((await readAll(res, sandboxPath)).toString('utf8') || '[]') as { path: string }[]
+  const written = JSON.parse((await readAll(res.body, sandboxPath)).toString('utf8') || '[]') as { path: string }[]
   return written[0]?.path ?? sandboxPath
 }

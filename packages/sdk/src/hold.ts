@@ -27,7 +27,8 @@ export class HoldKeeper {
 
   /** Opens a new hold on a running sandbox (a reconnect). */
   static open(api: ApiClient, sandboxId: string, signal?: AbortSignal): Promise<HoldJSON> {
-    return api.request<HoldJSON>('POST', `${sandboxRoute(sandboxId)}/holds`, { sandboxId, signal })
+    // Retried: a second hold from a retry whose first attempt did reach the server lapses in 15 s.
+    return api.request<HoldJSON>('POST', `${sandboxRoute(sandboxId)}/holds`, { sandboxId, signal, retry: true })
   }
 
   get holdId(): string {

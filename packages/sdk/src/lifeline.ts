@@ -5,6 +5,7 @@
 // It is only a backup: the main thread still renews, and handles lapsed holds and vanished
 // sandboxes when it runs again. One worker serves every handle of the process; it is unref'd (it
 // never keeps a script alive) and ends with the last hold.
+import { createRequire } from 'node:module'
 import { Worker } from 'node:worker_threads'
 
 /** How much later than its period a renewal must be for the worker to step in. */
@@ -22,31 +23,52 @@ interface Watched {
 
 // Evaluated by the worker: the SDK ships as one bundle per module system, with no separate worker
 // file to find. getBuiltinModule works whether the eval is read as CommonJS or as a module.
-// node:http rather than fetch, whose undici would cost the worker ~20 MB more.
+// Its renewals go the way of every other call (transport.ts: undici, EnvHttpProxyAgent) when a proxy
+// is set; otherwise node:http/https, whose TLS is the same Node's (NODE_EXTRA_CA_CERTS included) and
+// which costs the worker ~15 MB less than loading undici.
 const WORKER_SOURCE = `
-const { parentPort } = process.getBuiltinModule('node:worker_threads')
-const http = process.getBuiltinModule('node:http')
-const https = process.getBuiltinModule('node:https')
+const { parentPort, workerData } = process.getBuiltinModule('node:worker_threads')
 const holds = new Map()
 const inFlight = new Set()
+const renewed = (h) => Atomics.store(h.lastRenewed, 0, BigInt(Date.now()))
+let renew
+if (workerData.undici) {
+  const undici = process.getBuiltinModule('node:module').createRequire(workerData.undici)(workerData.undici)
+  const dispatcher = new undici.EnvHttpProxyAgent()
+  renew = (h, done) =>
+    undici
+      .request(h.url, { method: 'PUT', headers: { 'x-api-key': h.apiKey }, dispatcher, signal: AbortSignal.timeout(h.ttlMs) })
+      .then((res) => (res.statusCode === 200 && renewed(h), res.body.dump()))
+      .catch(() => {})
+      .finally(done)
+} else {
+  const http = process.getBuiltinModule('node:http')
+  const https = process.getBuiltinModule('node:https')
+  renew = (h, done) => {
+    const url = new URL(h.url)
+    const req = (url.protocol === 'https:' ? https : http).request(url, { method: 'PUT', headers: { 'x-api-key': h.apiKey }, timeout: h.ttlMs }, (res) => {
+      if (res.statusCode === 200) renewed(h)
+      res.resume()
+    })
+    req.on('timeout', () => req.destroy())
+    req.on('error', () => {})
+    req.on('close', done)
+    req.end()
+  }
+}
 parentPort.on('message', (m) => (m.url ? holds.set(m.key, m) : holds.delete(m.key)))
 setInterval(() => {
   for (const h of holds.values()) {
     // The main thread renews every renewEveryMs; a renewal later than that by ${LATE_MS} ms means it is stuck.
     if (inFlight.has(h.key) || Date.now() - Number(Atomics.load(h.lastRenewed, 0)) < h.renewEveryMs + ${LATE_MS}) continue
     inFlight.add(h.key)
-    const url = new URL(h.url)
-    const req = (url.protocol === 'https:' ? https : http).request(url, { method: 'PUT', headers: { 'x-api-key': h.apiKey }, timeout: h.ttlMs }, (res) => {
-      if (res.statusCode === 200) Atomics.store(h.lastRenewed, 0, BigInt(Date.now()))
-      res.resume()
-    })
-    req.on('timeout', () => req.destroy())
-    req.on('error', () => {})
-    req.on('close', () => inFlight.delete(h.key))
-    req.end()
+    renew(h, () => inFlight.delete(h.key))
   }
 }, 1000)
 `
+
+/** Whether a proxy variable is set, so that the worker must speak through undici's proxy agent. */
+const proxySet = () => ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'].some((k) => process.env[k])
 
 let worker: Worker | undefined
 /** The worker failed: the main thread's renewals go on alone. */
@@ -68,7 +90,8 @@ export class Lifeline {
     this.url = url
     if (!worker) {
       // No execArgv: the client's own flags (--import hooks, --input-type, --inspect) are not the worker's.
-      const started = new Worker(WORKER_SOURCE, { eval: true, name: 'sandlot-lifeline', execArgv: [] })
+      const undici = proxySet() ? createRequire(import.meta.url).resolve('undici') : undefined
+      const started = new Worker(WORKER_SOURCE, { eval: true, name: 'sandlot-lifeline', execArgv: [], workerData: { undici } })
       started.on('error', () => {
         if (worker !== started) return
         workerFailed = true

@@ -1,16 +1,12 @@
 // The Sandbox handle: create, reconnect, list and kill sandboxes; a handle holds its sandbox open
 // (a renewed lease) until close(), and gives access to its files, processes and terminals.
 import { posix } from 'node:path'
-import type { Readable } from 'node:stream'
 import { resolveConfig, type ConnectionOptions } from './config.js'
-import { EnvdConnection, expandHome, HOME, SandboxContext } from './envd.js'
+import { SandboxConnection } from './connection.js'
+import { expandHome, HOME } from './envd.js'
 import { InvalidArgumentError, SandboxNotFoundError, SandlotError, TimeoutError } from './errors.js'
-import { downloadTo, openReadStream, uploadFrom, type DownloadTarget, type TransferOptions, type UploadSource } from './files-transfer.js'
-import { Filesystem } from './filesystem.js'
 import { HoldKeeper } from './hold.js'
 import { abortError, ApiClient, sandboxRoute, type HoldJSON, type NetworkJSON, type SandboxJSON } from './http.js'
-import { ProcessManager } from './process.js'
-import { TerminalManager } from './terminal.js'
 
 /** How long creating or reconnecting may take by default (ms). */
 const DEFAULT_OPEN_TIMEOUT_MS = 60_000
@@ -135,7 +131,7 @@ const networkOf = (n: NetworkJSON | undefined): NetworkInfo => ({
   maskRequestHost: n?.maskRequestHost ?? null,
 })
 
-const infoOf = (s: SandboxJSON): SandboxInfo => ({
+export const infoOf = (s: SandboxJSON): SandboxInfo => ({
   id: s.id,
   sandboxID: s.id,
   template: s.template,
@@ -150,7 +146,7 @@ const infoOf = (s: SandboxJSON): SandboxInfo => ({
 })
 
 /** The checks the SDK can make itself; the server checks each entry and names the one it refuses. */
-function checkNetwork(network: unknown, atCreate: boolean): NetworkOptions | undefined {
+export function checkNetwork(network: unknown, atCreate: boolean): NetworkOptions | undefined {
   if (network === undefined) return undefined
   const keys = ['allowInternetAccess', 'allowOut', 'denyOut', ...(atCreate ? ['allowPublicTraffic', 'maskRequestHost'] : [])]
   if (typeof network !== 'object' || network === null || Array.isArray(network)) throw new InvalidArgumentError(`network is an object: { ${keys.map((k) => `${k}?`).join(', ')} }`)
@@ -190,7 +186,7 @@ async function withTimeout<T>(ms: number | undefined, what: string, fn: (signal:
   }
 }
 
-function checkStringMap(name: string, map: unknown): void {
+export function checkStringMap(name: string, map: unknown): void {
   if (map === undefined) return
   if (typeof map !== 'object' || map === null || Object.values(map).some((v) => typeof v !== 'string')) {
     throw new InvalidArgumentError(`${name} is an object of string values`)
@@ -216,22 +212,7 @@ function checkStringMap(name: string, map: unknown): void {
  * await again.close()
  * ```
  */
-export class Sandbox {
-  /** The sandbox's id. */
-  readonly id: string
-  /** Files and directories in the sandbox. */
-  readonly filesystem: Filesystem
-  /** Commands in the sandbox. */
-  readonly process: ProcessManager
-  /** Interactive terminals in the sandbox. */
-  readonly terminal: TerminalManager
-  /**
-   * The token its port previews require in the `e2b-traffic-access-token` header when it was
-   * created with `network: { allowPublicTraffic: false }`; undefined when they are public.
-   */
-  readonly trafficAccessToken: string | undefined
-  private readonly domain: string | undefined
-  private readonly ctx: SandboxContext
+export class Sandbox extends SandboxConnection {
   private readonly keeper: HoldKeeper
   private readonly metadata: Record<string, string>
   private closing: Promise<void> | undefined
@@ -242,39 +223,9 @@ export class Sandbox {
     hold: HoldJSON,
     opts: OpenOptions,
   ) {
-    this.id = info.id
+    super(api.config.apiUrl, info, opts.cwd === undefined ? undefined : posix.resolve(HOME, expandHome(opts.cwd)), opts.envVars)
     this.metadata = { ...info.metadata }
-    this.domain = info.domain
-    this.trafficAccessToken = info.trafficAccessToken ?? undefined
-    const cwd = opts.cwd === undefined ? undefined : posix.resolve(HOME, expandHome(opts.cwd))
-    this.ctx = new SandboxContext(new EnvdConnection(api.config.apiUrl, info.id, info.envdAccessToken), cwd, { ...opts.envVars })
-    this.filesystem = new Filesystem(this.ctx)
-    this.process = new ProcessManager(this.ctx)
-    this.terminal = new TerminalManager(this.ctx)
     this.keeper = new HoldKeeper(api, info.id, hold, (err) => this.ctx.shutDown(err))
-  }
-
-  /** The sandbox's id, under E2B v0's name. */
-  get sandboxID(): string {
-    return this.id
-  }
-
-  /**
-   * The host name under which a server listening on `port` inside the sandbox is reached through
-   * Sandlot's port (E2B v0's name; E2B's `getHost`): `<port>-<id>.<domain>`, with the server's
-   * port when it is not the default one. Put `http://` or `https://` in front (Sandlot serves both);
-   * WebSocket servers work too (`ws://`, `wss://`). A server bound to 127.0.0.1 inside is reached as
-   * well as one bound to 0.0.0.0.
-   *
-   * ```ts
-   * await sandbox.process.start({ cmd: 'python3 -m http.server 8000' })
-   * const res = await fetch(`http://${sandbox.getHostname(8000)}/`)
-   * ```
-   */
-  getHostname(port: number): string {
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidArgumentError(`getHostname takes a port number from 1 to 65535; got ${String(port)}`)
-    if (!this.domain) throw new SandlotError('The server did not say under which domain its sandboxes are reached: it predates port previews', 'unsupported_server')
-    return `${port}-${this.id}.${this.domain}`
   }
 
   /** Whether this handle is open: not closed, and its sandbox not found gone. */
@@ -341,7 +292,7 @@ export class Sandbox {
       const hold = await HoldKeeper.open(api, sandboxId, signal)
       let info: SandboxJSON
       try {
-        info = await api.request<SandboxJSON>('GET', sandboxRoute(sandboxId), { sandboxId, signal })
+        info = await api.request<SandboxJSON>('GET', sandboxRoute(sandboxId), { sandboxId, signal, retry: true })
       } catch (err) {
         await api.request('DELETE', `${sandboxRoute(sandboxId)}/holds/${encodeURIComponent(hold.id)}`, { sandboxId }).catch(() => {})
         throw err
@@ -355,7 +306,7 @@ export class Sandbox {
     checkStringMap('metadata', opts.metadata)
     const api = new ApiClient(resolveConfig(opts))
     const filter = opts.metadata && Object.keys(opts.metadata).length ? `?metadata=${encodeURIComponent(new URLSearchParams(opts.metadata).toString())}` : ''
-    const list = await api.request<SandboxJSON[]>('GET', `/api/v1/sandboxes${filter}`)
+    const list = await api.request<SandboxJSON[]>('GET', `/api/v1/sandboxes${filter}`, { retry: true })
     return list.map(infoOf)
   }
 
@@ -374,7 +325,7 @@ export class Sandbox {
   /** The sandbox as the server sees it now (its deadline, how many handles hold it, …). */
   async getInfo(): Promise<SandboxInfo> {
     this.ctx.assertUsable()
-    return infoOf(await this.api.request<SandboxJSON>('GET', sandboxRoute(this.id), { sandboxId: this.id }))
+    return infoOf(await this.api.request<SandboxJSON>('GET', sandboxRoute(this.id), { sandboxId: this.id, retry: true }))
   }
 
   /**
@@ -385,7 +336,7 @@ export class Sandbox {
   async updateNetwork(network: Omit<NetworkOptions, 'allowPublicTraffic' | 'maskRequestHost'>): Promise<void> {
     const body = checkNetwork(network, false) ?? {}
     this.ctx.assertUsable()
-    await this.api.request('PUT', `${sandboxRoute(this.id)}/network`, { body, sandboxId: this.id })
+    await this.api.request('PUT', `${sandboxRoute(this.id)}/network`, { body, sandboxId: this.id, retry: true })
   }
 
   /**
@@ -399,7 +350,7 @@ export class Sandbox {
       throw new InvalidArgumentError(`keepAlive takes a whole number of milliseconds, 0 or more; got ${String(ms)}`)
     }
     this.ctx.assertUsable()
-    await this.api.request('POST', `${sandboxRoute(this.id)}/keep-alive`, { body: { ms }, sandboxId: this.id })
+    await this.api.request('POST', `${sandboxRoute(this.id)}/keep-alive`, { body: { ms }, sandboxId: this.id, retry: true })
   }
 
   /**
@@ -431,31 +382,5 @@ export class Sandbox {
     } catch (err) {
       if (!(err instanceof SandboxNotFoundError)) throw err
     }
-  }
-
-  /**
-   * Streams a file into the sandbox without holding it in memory (created or replaced, parent
-   * directories created); resolves with its absolute path there.
-   *
-   * @param path - where in the sandbox (relative: under `cwd`, else `/home/user`)
-   * @param source - a local file's path, bytes, or a stream (Node `Readable`, web `ReadableStream`, async iterable of bytes)
-   */
-  uploadFile(path: string, source: UploadSource, opts?: TransferOptions): Promise<string> {
-    return uploadFrom(this.ctx, this.ctx.resolve(path), source, opts)
-  }
-
-  /**
-   * Streams a file out of the sandbox without holding it in memory; resolves with its size in bytes.
-   *
-   * @param path - the file in the sandbox
-   * @param dest - a local file's path (created or replaced; removed again if the download fails) or a Node `Writable`
-   */
-  downloadFile(path: string, dest: DownloadTarget, opts?: TransferOptions): Promise<number> {
-    return downloadTo(this.ctx, this.ctx.resolve(path), dest, opts)
-  }
-
-  /** A readable stream of a file in the sandbox. Throws {@link FileNotFoundError} if it does not exist. */
-  downloadStream(path: string, opts?: TransferOptions): Promise<Readable> {
-    return openReadStream(this.ctx, this.ctx.resolve(path), opts)
   }
 }
