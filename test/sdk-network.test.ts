@@ -11,12 +11,12 @@ import { apiKey, apiUrl, home, killSandbox, spawnDaemon, waitFor, type Daemon } 
 import { runScript } from './sdk-env.js'
 
 describe('SDK retries across a server restart', () => {
-  const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 8
+  const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 11
   const url = `http://127.0.0.1:${port}`
-  const testHome = path.resolve('.sandlot-test/sdk-retry-home')
+  const testHome = path.resolve(`.sandlot-test/sdk-retry-${port}`)
   let daemon: Daemon | undefined
   const start = async () => {
-    daemon = spawnDaemon(port, { SANDLOT_HOME: testHome }, fs.openSync(path.resolve('.sandlot-test/sdk-retry-server.log'), 'a'))
+    daemon = spawnDaemon(port, { SANDLOT_HOME: testHome }, fs.openSync(path.resolve(`.sandlot-test/sdk-retry-${port}.log`), 'a'))
     await waitFor(() => fetch(`${url}/health`).then((r) => r.ok, () => false), 120_000, 'the daemon to be ready')
   }
   const conn = () => ({ apiUrl: url, apiKey: fs.readFileSync(path.join(testHome, 'api-key'), 'utf8').trim() })
