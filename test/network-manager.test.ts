@@ -17,6 +17,7 @@ import type { RuntimeDriver, SandboxSpec } from '../packages/server/src/runtime/
 import type { IdRanges } from '../packages/server/src/runtime/idmap.js'
 import { Store } from '../packages/server/src/store/db.js'
 import type { TemplateRegistry } from '../packages/server/src/templates/registry.js'
+import { TemplateStore } from '../packages/server/src/store/templates.js'
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sandlot-netmgr-'))
 after(() => fs.rmSync(dir, { recursive: true, force: true }))
@@ -86,7 +87,9 @@ const idRanges = {
 async function setUp(name: string, enforcer?: NetworkEnforcer) {
   const store = new Store(path.join(dir, `${name}.db`))
   const driver = new FakeDriver()
-  const manager = new SandboxManager(store, driver, templates, config, pino({ level: 'silent' }), 'seed', idRanges, enforcer)
+  // The registry's store of builds is the real one, on this test's database (create counts spawns there).
+  const registry = Object.assign(Object.create(templates) as TemplateRegistry, { builds: new TemplateStore(store.db) })
+  const manager = new SandboxManager(store, driver, registry, config, pino({ level: 'silent' }), 'seed', idRanges, enforcer)
   await manager.prepare()
   return { store, driver, manager }
 }

@@ -54,14 +54,14 @@ const get = (s: Sandbox, url: string, extra = '') =>
 const addressOf = async (s: Sandbox) => (await sh(s, "ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1")).trim()
 
 describe('sandbox networks', { concurrency: false }, () => {
+  // No warm pool: this file counts and compares every veth and rule of the daemon's exactly, and a
+  // pool's sandboxes (made anew, on new addresses, after the restart) would be among them. The
+  // pool's own networks are pool.test.ts's.
+  const daemonEnv = { SANDLOT_HOME: ownHome, SANDLOT_LISTEN: `0.0.0.0:${port}`, SANDLOT_DNS_SERVERS: [DNS, ...hostResolvers].join(','), SANDLOT_POOL: '0' }
   before(async () => {
     internet = await startInternet()
     fs.rmSync(ownHome, { recursive: true, force: true })
-    daemon = spawnDaemon(port, {
-      SANDLOT_HOME: ownHome,
-      SANDLOT_LISTEN: `0.0.0.0:${port}`,
-      SANDLOT_DNS_SERVERS: [DNS, ...hostResolvers].join(','),
-    }, fs.openSync(`${ownHome}.log`, 'w'))
+    daemon = spawnDaemon(port, daemonEnv, fs.openSync(`${ownHome}.log`, 'w'))
     await waitFor(async () => (await fetch(`${daemon.url}/health`).catch(() => undefined))?.ok, 120_000, 'the network daemon')
     process.env.E2B_API_URL = daemon.url
     process.env.E2B_SANDBOX_URL = daemon.url
@@ -212,7 +212,7 @@ describe('sandbox networks', { concurrency: false }, () => {
 
     const before = ruleset()
     await daemon.stop()
-    daemon = spawnDaemon(port, { SANDLOT_HOME: ownHome, SANDLOT_LISTEN: `0.0.0.0:${port}`, SANDLOT_DNS_SERVERS: [DNS, ...hostResolvers].join(',') }, fs.openSync(`${ownHome}.log`, 'a'))
+    daemon = spawnDaemon(port, daemonEnv, fs.openSync(`${ownHome}.log`, 'a'))
     await waitFor(async () => (await fetch(`${daemon.url}/health`).catch(() => undefined))?.ok, 60_000, 'the restarted daemon')
     // The same rules (the proxy's ports aside, which a new daemon picks afresh), none lost or doubled.
     const normalise = (r: string) => r.replace(/redirect to :\d+/g, 'redirect to :P').replace(/tcp dport \{ 53, \d+, \d+ \}/, 'tcp dport { 53, P, P }')

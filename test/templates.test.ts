@@ -16,6 +16,8 @@ const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 7
 const ownHome = path.resolve(`.sandlot-test/templates-${port}`)
 const registryPort = port + 1
 let daemon: Daemon
+// No warm pool: the tests count the daemon's containers (no build sandbox may be left behind).
+const daemonEnv = { SANDLOT_HOME: ownHome, SANDLOT_READY_TIMEOUT_MS: '3000', SANDLOT_INSECURE_REGISTRIES: `127.0.0.1:${registryPort}`, SANDLOT_POOL: '0' }
 let registry: Registry | undefined
 let key = ''
 
@@ -77,7 +79,7 @@ describe('templates (Sandlot REST)', { concurrency: false }, () => {
   before(async () => {
     fs.rmSync(ownHome, { recursive: true, force: true })
     fs.mkdirSync(path.dirname(ownHome), { recursive: true })
-    daemon = spawnDaemon(port, { SANDLOT_HOME: ownHome, SANDLOT_READY_TIMEOUT_MS: '3000', SANDLOT_INSECURE_REGISTRIES: `127.0.0.1:${registryPort}` }, fs.openSync(`${ownHome}.log`, 'w'))
+    daemon = spawnDaemon(port, daemonEnv, fs.openSync(`${ownHome}.log`, 'w'))
     await waitFor(async () => (await fetch(`${daemon.url}/health`).catch(() => undefined))?.ok, 120_000, 'the templates daemon')
     key = fs.readFileSync(path.join(ownHome, 'api-key'), 'utf8').trim()
   })
@@ -316,7 +318,7 @@ describe('templates (Sandlot REST)', { concurrency: false }, () => {
     const old = new Date(Date.now() - 2 * 60 * 60_000)
     for (const d of [...before.images.map((n) => path.join(images, n)), ...before.layers.map((n) => path.join(layers, n))]) fs.utimesSync(d, old, old)
     await daemon.stop()
-    daemon = spawnDaemon(port, { SANDLOT_HOME: ownHome, SANDLOT_READY_TIMEOUT_MS: '3000', SANDLOT_INSECURE_REGISTRIES: `127.0.0.1:${registryPort}` }, fs.openSync(`${ownHome}.log`, 'a'))
+    daemon = spawnDaemon(port, daemonEnv, fs.openSync(`${ownHome}.log`, 'a'))
     await waitFor(async () => (await fetch(`${daemon.url}/health`).catch(() => undefined))?.ok, 120_000, 'the templates daemon')
     await waitFor(async () => fs.readdirSync(images).length === 1, 30_000, 'the unused image collected')
     const s = await createFrom('from-busybox')

@@ -1,6 +1,7 @@
 // Server settings: every one comes from the environment and has a working default.
 import fs from 'node:fs'
 import path from 'node:path'
+import { parsePoolSizes } from './lifecycle/pool.js'
 import { fileURLToPath } from 'node:url'
 import { systemResolvers } from './network/dns.js'
 import type { NetworkSettings } from './network/networks.js'
@@ -73,6 +74,8 @@ export interface Config {
   logLevel: string
   /** One log line per request (SANDLOT_ACCESS_LOG=1): api/access-log.ts. */
   accessLog: boolean
+  /** Ready sandboxes kept per template (SANDLOT_POOL, default base=2): lifecycle/pool.ts. */
+  poolSizes: Map<string, number>
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -148,6 +151,7 @@ export function loadConfig(env = process.env): Config {
     tlsKeyFile: env.SANDLOT_TLS_KEY ? path.resolve(env.SANDLOT_TLS_KEY) : undefined,
     logLevel: env.SANDLOT_LOG_LEVEL ?? 'info',
     accessLog: env.SANDLOT_ACCESS_LOG === '1' || env.SANDLOT_ACCESS_LOG === 'true',
+    poolSizes: parsePoolSizes(env.SANDLOT_POOL, 'base=2'),
   }
 }
 

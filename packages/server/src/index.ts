@@ -11,6 +11,7 @@ import { ensureApiKey, isValidApiKey } from './api/auth.js'
 import { defaultDomain, loadConfig, type Config } from './config.js'
 import { lockHome } from './lifecycle/home-lock.js'
 import { SandboxManager } from './lifecycle/manager.js'
+import { SandboxPool } from './lifecycle/pool.js'
 import { SandboxNetworks } from './network/networks.js'
 import { PortDialer, agentTunnelWay, directWay } from './proxy/dialer.js'
 import { EnvdProxy } from './proxy/envd.js'
@@ -93,6 +94,22 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
   const templates = new TemplateRegistry(store, config.templatesDir, layout.template, log)
   // The networks apply a running sandbox's new egress rules (updateNetwork); create hands them over through the runtime.
   const manager = new SandboxManager(store, driver, templates, config, log, seed, idRanges, networks)
+  // Ready sandboxes per template, handed out by create (lifecycle/pool.ts); filled once prepared.
+  const pool = new SandboxPool(
+    {
+      resolve: (name) => templates.resolve(name),
+      defaultLimits: (t) => manager.defaultLimitsOf(t),
+      startPooled: (t, limits) => manager.startPooled(t, limits),
+      destroyPooled: (id) => manager.destroyPooled(id),
+      alive: (id) => driver.alive(id),
+      get busy() {
+        return manager.busy
+      },
+    },
+    config.poolSizes,
+    log,
+  )
+  manager.pool = pool
   // Template builds: layers under $SANDLOT_HOME/layers (root's alone, like the templates), the
   // uploaded files of COPY steps under template-files.
   const layersDir = path.join(config.home, 'layers')
@@ -120,7 +137,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
     timeoutMs: config.builds.timeoutMs,
     readyTimeoutMs: config.readyTimeoutMs,
   })
-  const builds: TemplateBuilds = new TemplateBuilds(templates, runner, path.join(config.home, 'template-files'), log, config.builds.maxConcurrent, () => new Set(store.listSandboxes().map((s) => s.template)), config.builds.maxUploadBytes)
+  const builds: TemplateBuilds = new TemplateBuilds(templates, runner, path.join(config.home, 'template-files'), log, config.builds.maxConcurrent, () => new Set(store.listSandboxes().filter((s) => s.state !== 'pooled').map((s) => s.template)), config.builds.maxUploadBytes)
   // Layers nothing stands on go at start and every hour.
   const removeTree = (dir: string) => promisify(execFile)('rm', ['-rf', '--one-file-system', '--', dir]).then(() => {})
   const collect = () => void builds.collectLayers({ layers: layersDir, images: imagesDir }, () => store.listSandboxes().flatMap((s) => s.templateLayers), removeTree).catch((err) => log.warn({ err }, 'layer collection failed'))
@@ -150,7 +167,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
     if (config.tlsCertFile || config.tlsKeyFile) throw err
     log.error({ err }, `https:// is off: cannot make the local CA (${(err as Error).message}); is openssl installed?`)
   }
-  const app = buildApp({ store, manager, proxy, preview, log, config, tls, builds, templates })
+  const app = buildApp({ store, manager, proxy, preview, log, config, tls, builds, templates, pool })
   // Listen first, so /health reports progress while the base template is built.
   await app.listen({ host: config.listenHost, port: config.listenPort })
   const address = app.server.address()
@@ -162,14 +179,16 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
 
   // The network first (bridge, resolver, rules of the sandboxes it had), so re-adopted sandboxes
   // keep theirs; then the networks of sandboxes that ended meanwhile go.
+
   const ready = networks
     .init()
     .then(async () => {
-      driver.lxcfs = await ensureLxcfs(config.home, log)
+      driver.lxcfs = await ensureLxcfs(log)
     })
     .then(() => manager.prepare())
     .then(() => networks.sweep((id) => store.getSandbox(id) !== undefined))
     .then(collect)
+    .then(() => pool.start())
     .then(
     () => log.info('ready: sandboxes can be created'),
     (err: Error) => {
@@ -191,6 +210,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
       runner.cancelAll()
       manager.shutdown()
       await app.close()
+      await pool.drain()
       await driver.shutdown()
       await networks.close()
       store.close()

@@ -22,6 +22,8 @@ import { templateRoutes } from './templates.js'
 import { UPLOAD_PREFIX, e2bTemplateRoutes } from './e2b-templates.js'
 import { logAccess } from './access-log.js'
 import { errorSchema, openApiRoute, registerOpenApi } from './openapi.js'
+import { poolRoutes } from './pools.js'
+import type { SandboxPool } from '../lifecycle/pool.js'
 import type { TemplateBuilds } from '../templates/builds.js'
 import type { TemplateRegistry } from '../templates/registry.js'
 
@@ -35,6 +37,7 @@ export interface AppDeps {
   preview: PreviewProxy
   log: Logger
   config: Config
+  pool: SandboxPool
   /** Serve https:// on the same port with this certificate (tls/); absent: http:// only. */
   tls?: TlsMaterial
 }
@@ -235,6 +238,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     openApiRoute(api)
     nativeRoutes(api, deps.manager, deps.config)
     templateRoutes(api, deps.builds, deps.templates)
+    poolRoutes(api, deps.pool)
     e2bTemplateRoutes(api, deps.builds, deps.templates, deps.config.defaultLimits)
     e2bRoutes(api, deps.manager, deps.config)
   })

@@ -111,6 +111,7 @@ export function registerOpenApi(app: FastifyInstance): void {
         { name: 'sandboxes', description: 'Create, find, keep alive and kill sandboxes' },
         { name: 'holds', description: 'Leases a client renews while it uses a sandbox' },
         { name: 'templates', description: 'Build templates from a base and steps; their files, tags and builds' },
+        { name: 'pools', description: 'Sandboxes made ahead per template, handed out by create' },
         { name: 'server', description: 'The server itself' },
       ],
     },

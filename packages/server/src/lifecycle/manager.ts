@@ -4,12 +4,13 @@ import type { Logger } from 'pino'
 import type { Config, Limits } from '../config.js'
 import { SandlotError, badRequest, conflict, sandboxNotFound, unavailable } from '../errors.js'
 import { egressPolicyOf, type EgressPolicy, type SandboxNetwork } from '../network/config.js'
+import { isOpenPolicy } from '../network/policy.js'
 import { MIN_DISK_MB, type RuntimeDriver } from '../runtime/driver.js'
 import type { IdRanges } from '../runtime/idmap.js'
 import type { HoldRow, SandboxRow, Store } from '../store/db.js'
 import { AgentClient } from '../runtime/agent-client.js'
 import { startAndWaitReady } from '../templates/build.js'
-import type { TemplateRegistry } from '../templates/registry.js'
+import type { ResolvedTemplate, TemplateRegistry } from '../templates/registry.js'
 import { accessTokenFor, newHoldId, newSandboxId, trafficTokenFor } from './ids.js'
 import type { IngressConfig } from './ingress.js'
 import { HOLD_TTL_MS, isAlive } from './lifetime.js'
@@ -79,6 +80,10 @@ export class SandboxManager {
   /** Each sandbox's network updates run one after another (the last one asked for is the one in force and stored). */
   private networkUpdates = new Map<string, Promise<unknown>>()
   private notReadyReason = 'the server is starting'
+  /** Fresh creates in flight (the pool waits for none before refilling). */
+  private creating = 0
+  /** Ready sandboxes to hand out (pool.ts); set once the server is prepared. */
+  pool?: { take(t: ResolvedTemplate, limits: Limits): string | undefined }
   /** Called when a sandbox is gone, so the proxy can drop its connections. */
   onDestroyed: (id: string) => void = () => {}
 
@@ -163,6 +168,10 @@ export class SandboxManager {
         }
         this.log.info({ sandboxId: s.id }, 're-adopted running sandbox')
         this.armDeadline(s)
+      } else if (s.state === 'pooled') {
+        // The pool is made anew by each server (pool.ts).
+        this.log.info({ sandboxId: s.id }, 'removing a pooled sandbox of the previous server')
+        await this.destroyNow(s.id)
       } else {
         this.log.warn({ sandboxId: s.id, state: s.state }, 'sandbox did not survive; cleaning up')
         await this.destroyNow(s.id)
@@ -199,72 +208,142 @@ export class SandboxManager {
     if (!ready) throw unavailable(`The server cannot create sandboxes yet: ${reason}. Try again shortly.`)
     const envVars = checkedEnvVars(req.envVars ?? {})
     const t = this.templates.resolve(req.template ?? 'base')
-    const template = t.name
-    const rootfs = t.layers[t.layers.length - 1]!
     // The template's build may set default resources; the request's win.
     const limits = this.limitsFrom({ ...req, cpuCount: req.cpuCount ?? t.config.cpuCount, memoryMB: req.memoryMB ?? t.config.memoryMB })
+    // A ready one from the pool (pool.ts), when it fits: same template build and limits, and no env
+    // vars for a start command that already runs (it started without them, as on E2B).
+    const pooled = envVars && Object.keys(envVars).length && t.config.startCmd ? undefined : this.pool?.take(t, limits)
+    if (pooled) {
+      try {
+        return await this.handOut(pooled, { ...req, envVars }, t)
+      } catch (err) {
+        this.log.warn({ err, sandboxId: pooled }, 'a pooled sandbox could not be handed out; creating a fresh one')
+        await this.destroyNow(pooled).catch(() => {})
+      }
+    }
+    this.creating++
+    try {
+      return await this.createFresh({ ...req, envVars }, t, limits)
+    } finally {
+      this.creating--
+    }
+  }
+
+  /** The limits a create of `t` gets when it asks for none (the pool makes its sandboxes with them). */
+  defaultLimitsOf(t: ResolvedTemplate): Limits {
+    return this.limitsFrom({ cpuCount: t.config.cpuCount, memoryMB: t.config.memoryMB, endAt: null })
+  }
+
+  /** Creates that are being served now: the pool refills only when there are none. */
+  get busy(): boolean {
+    return this.creating > 0
+  }
+
+  /** A new sandbox's row, not yet stored. */
+  private rowOf(t: ResolvedTemplate, limits: Limits, state: SandboxRow['state'], req: Partial<CreateRequest>): SandboxRow {
     const id = newSandboxId()
-    const ids = this.idRanges.claim(id)
-    const now = Date.now()
-    const row: SandboxRow = {
+    return {
       id,
-      template,
-      templateRootfs: rootfs,
+      template: t.name,
+      templateRootfs: t.layers[t.layers.length - 1]!,
       templateLayers: t.layers,
-      state: 'starting',
+      state,
       metadata: req.metadata ?? {},
-      envVars,
+      envVars: req.envVars ?? {},
       ...limits,
-      startedAt: now,
-      endAt: req.endAt,
+      startedAt: Date.now(),
+      endAt: req.endAt ?? null,
       accessToken: this.accessTokenOf(id),
-      ids,
+      ids: this.idRanges.claim(id),
       network: req.network?.config ?? { allowOut: [], denyOut: [] },
       allowInternetAccess: req.network?.allowInternetAccess ?? null,
       ingress: req.ingress ?? null,
     }
-    // Recorded before the runtime starts it, so a crash mid-create is cleaned up on restart.
+  }
+
+  /**
+   * Records the sandbox (before the runtime starts it, so a crash mid-create is cleaned up on
+   * restart), starts it, and runs its template's start command until its ready command passes
+   * (Sandlot keeps no memory snapshot). Anything that fails leaves nothing behind.
+   */
+  private async launch(row: SandboxRow, t: ResolvedTemplate): Promise<void> {
     try {
       this.store.insertSandbox(row)
     } catch (err) {
-      this.idRanges.release(id, ids)
+      this.idRanges.release(row.id, row.ids!)
       throw err
     }
     try {
       await this.driver.create({
-        id,
+        id: row.id,
         templateLayers: t.layers,
-        limits,
+        limits: { cpuCount: row.cpuCount, memoryMB: row.memoryMB, pids: row.pids, diskSizeMB: row.diskSizeMB },
         // The template's ENV under the request's own.
         envVars: { ...t.config.env, ...row.envVars },
         accessToken: row.accessToken,
-        ids,
+        ids: row.ids!,
         egress: egressPolicyOf(row.network, row.allowInternetAccess),
         defaultUser: t.config.user,
         defaultWorkdir: t.config.workdir ?? undefined,
       })
-      // The template's start command runs at every create (Sandlot keeps no memory snapshot); the
-      // create answers once its ready command passes.
       if (t.config.startCmd || t.config.readyCmd) {
-        const agent = new AgentClient(this.driver.agentSocket(id), row.accessToken)
+        const agent = new AgentClient(this.driver.agentSocket(row.id), row.accessToken)
         await startAndWaitReady(agent, { ...t.config, env: { ...t.config.env, ...row.envVars } }, this.config.readyTimeoutMs, undefined).catch((err: Error) => {
-          throw new SandlotError(500, 'template_start_failed', `The start command of template "${template}" did not become ready: ${err.message}`)
+          throw new SandlotError(500, 'template_start_failed', `The start command of template "${t.name}" did not become ready: ${err.message}`)
         })
       }
     } catch (err) {
-      this.log.error({ sandboxId: id, err }, 'sandbox failed to start')
-      await this.destroyNow(id)
+      this.log.error({ sandboxId: row.id, err }, 'sandbox failed to start')
+      await this.destroyNow(row.id)
       throw err
     }
-    this.store.setSandboxState(id, 'running')
-    this.templates.builds.recordSpawn(template, Date.now())
+  }
+
+  private async createFresh(req: CreateRequest, t: ResolvedTemplate, limits: Limits): Promise<{ sandbox: SandboxState; hold?: HoldRow }> {
+    const row = this.rowOf(t, limits, 'starting', req)
+    await this.launch(row, t)
+    this.store.setSandboxState(row.id, 'running')
     row.state = 'running'
+    return this.begin(row, req, Date.now() - row.startedAt)
+  }
+
+  /** A running sandbox starts its life: its deadline armed, counted, and held in the same tick if asked. */
+  private begin(row: SandboxRow, req: CreateRequest, ms: number, pooled = false): { sandbox: SandboxState; hold?: HoldRow } {
+    this.templates.builds.recordSpawn(row.template, Date.now())
     this.armDeadline(row)
-    this.log.info({ sandboxId: id, template, ms: Date.now() - now }, 'sandbox created')
+    this.log.info({ sandboxId: row.id, template: row.template, ms, ...(pooled && { pooled }) }, 'sandbox created')
     // Taken in the same tick as the sandbox turns running, so it is never running unheld; the
     // lease starts once the sandbox is up, not when the request came in.
-    const hold = req.hold ? this.insertHold(id) : undefined
+    const hold = req.hold ? this.insertHold(row.id) : undefined
     return { sandbox: this.withHolds(row), hold }
+  }
+
+  /** A sandbox for the pool: running, its start command ready, invisible until handed out. */
+  async startPooled(t: ResolvedTemplate, limits: Limits): Promise<string> {
+    const row = this.rowOf(t, limits, 'pooled', {})
+    await this.launch(row, t)
+    return row.id
+  }
+
+  /**
+   * Makes a pooled sandbox the requester's: its env vars (the agent's POST /init), its egress rules
+   * (only when it has any: a pooled sandbox has none), then its metadata, lifetime and start time,
+   * all at once in the store. Its id, token and hostname were made for it alone and never used.
+   */
+  private async handOut(id: string, req: CreateRequest, t: ResolvedTemplate): Promise<{ sandbox: SandboxState; hold?: HoldRow }> {
+    const started = Date.now()
+    const row = this.store.getSandbox(id)
+    if (!row || row.state !== 'pooled' || !this.driver.alive(id)) throw new Error('the pooled sandbox is gone')
+    const envVars = req.envVars ?? {}
+    if (Object.keys(envVars).length) await new AgentClient(this.driver.agentSocket(id), row.accessToken).init({ envVars: { ...t.config.env, ...envVars } })
+    const network = req.network?.config ?? { allowOut: [], denyOut: [] }
+    const allowInternetAccess = req.network?.allowInternetAccess ?? null
+    const policy = egressPolicyOf(network, allowInternetAccess)
+    if (this.enforcer && !isOpenPolicy(policy)) await this.enforcer.apply(id, policy)
+    const now = Date.now()
+    Object.assign(row, { state: 'running', metadata: req.metadata ?? {}, envVars, network, allowInternetAccess, ingress: req.ingress ?? null, startedAt: now, endAt: req.endAt })
+    this.store.handOutSandbox(row)
+    return this.begin(row, req, now - started, true)
   }
 
   private withHolds(s: SandboxRow, summary?: Map<string, { count: number; latestExpiry: number }>): SandboxState {
@@ -448,7 +527,9 @@ export class SandboxManager {
   async kill(id: string): Promise<void> {
     const pending = this.killing.get(id)
     if (pending) return pending
-    if (!this.store.getSandbox(id)) throw sandboxNotFound(id)
+    const row = this.store.getSandbox(id)
+    // A pooled sandbox is nobody's yet: only the pool ends it (destroyPooled).
+    if (!row || row.state === 'pooled') throw sandboxNotFound(id)
     const p = this.destroyNow(id).finally(() => this.killing.delete(id))
     this.killing.set(id, p)
     return p
@@ -465,6 +546,11 @@ export class SandboxManager {
     // Only once nothing of the sandbox is left on the host may another have its ids.
     if (ids) this.idRanges.release(id, ids)
     this.log.info({ sandboxId: id }, 'sandbox destroyed')
+  }
+
+  /** Ends a pooled sandbox (a stale one, or the pool draining). */
+  destroyPooled(id: string): Promise<void> {
+    return this.destroyNow(id)
   }
 
   /** Stops deadline timers; sandboxes keep running (they outlive the daemon). */

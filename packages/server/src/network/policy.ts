@@ -12,6 +12,8 @@ export interface EgressPolicy {
 /** No rules: everything the platform allows (the internet) is allowed. */
 export const OPEN_POLICY: EgressPolicy = { allowOut: [], denyOut: [] }
 
+export const isOpenPolicy = (p: EgressPolicy): boolean => p.allowOut.length === 0 && p.denyOut.length === 0
+
 export const isDomainPattern = (entry: string): boolean => !entry.includes('/') && net.isIP(entry) === 0
 
 /**

@@ -93,6 +93,25 @@ export class AgentClient {
     }
   }
 
+  /** envd's POST /init: merges env vars (and the like) into the agent's config, for every later process. */
+  init(config: { envVars?: Record<string, string> }): Promise<void> {
+    const body = JSON.stringify(config)
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        { socketPath: this.socketPath, method: 'POST', path: '/init', headers: { 'x-access-token': this.token, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, timeout: 10_000 },
+        (res) => {
+          let text = ''
+          res.on('data', (d: Buffer) => (text = (text + d.toString()).slice(0, 2000)))
+          res.on('end', () => (res.statusCode === 204 ? resolve() : reject(new Error(`the agent refused its config (${res.statusCode}): ${text}`))))
+          res.on('error', reject)
+        },
+      )
+      req.on('timeout', () => req.destroy(new Error('the agent did not answer POST /init within 10 s')))
+      req.on('error', reject)
+      req.end(body)
+    })
+  }
+
   /** Writes a host file into the sandbox at `path` (as `user`), streamed. */
   upload(file: string, path: string, user: string): Promise<void> {
     return new Promise((resolve, reject) => {

@@ -2,8 +2,9 @@
 // own cgroup's limits, so `free`, `top`, `uptime`, /proc/cpuinfo and what programs size themselves
 // by (Python's os.cpu_count(), Node's os.cpus(), the JVM) show the sandbox's memory and CPUs, not the
 // host's. One FUSE filesystem for all sandboxes: the system's own (/var/lib/lxcfs, where its service
-// runs), else one Sandlot starts under its home, detached so it outlives the daemon (sandboxes keep
-// their binds across a daemon restart). Without lxcfs sandboxes see the host's figures; nothing breaks.
+// runs), else one Sandlot starts at /run/sandlot-lxcfs for every Sandlot server on the host, detached
+// so it outlives them (sandboxes keep their binds across a restart). Without lxcfs sandboxes see the
+// host's figures; nothing breaks.
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -35,35 +36,64 @@ function isLxcfsMount(dir: string): boolean {
   })
 }
 
+/** Where Sandlot's own lxcfs serves, for every Sandlot server on the host (lxcfs is host-wide: each
+ * read is answered for the reader's own cgroup). Under /run: it goes with the host's next boot, as
+ * lxcfs itself does. */
+export const SANDLOT_MOUNT = '/run/sandlot-lxcfs'
+
 /**
  * The directory of a running lxcfs, started when needed; undefined (with a warning saying why) when
  * it cannot run here or SANDLOT_LXCFS=0.
  */
-export async function ensureLxcfs(home: string, log: Logger, env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+export async function ensureLxcfs(log: Logger, env: NodeJS.ProcessEnv = process.env, dir = SANDLOT_MOUNT): Promise<string | undefined> {
   if (env.SANDLOT_LXCFS === '0' || env.SANDLOT_LXCFS === 'false') return undefined
   if (live(SYSTEM_MOUNT)) return SYSTEM_MOUNT
-  const dir = path.join(home, 'lxcfs')
   if (live(dir)) return dir
-  // A dead one (its process gone) leaves a mount that fails every read: away with it first.
-  if (fs.existsSync(dir) && isLxcfsMount(dir)) await new Promise((r) => spawn('umount', ['-l', dir]).once('close', r))
-  fs.mkdirSync(dir, { recursive: true, mode: 0o755 })
-  const out = fs.openSync(path.join(home, 'lxcfs.log'), 'a')
-  // --enable-cfs: CPUs from the cgroup's quota (cpu.cfs_quota_us), which is how sandboxes are limited.
-  const child = spawn('lxcfs', ['--enable-cfs', '--enable-pidfd', '-p', path.join(home, 'lxcfs.pid'), dir], { detached: true, stdio: ['ignore', out, out] })
-  fs.closeSync(out)
-  const failed = new Promise<string>((resolve) => {
-    child.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ENOENT' ? 'lxcfs is not installed (apt-get install lxcfs)' : err.message))
-    child.once('exit', (code, signal) => resolve(`lxcfs exited (${signal ?? `code ${code}`}); see ${path.join(home, 'lxcfs.log')}`))
-  })
-  child.unref()
+  // Servers starting at once: one starts lxcfs (the one that makes the lock), the others wait for it.
+  const lock = `${dir}.starting`
+  let mine = false
+  try {
+    fs.writeFileSync(lock, String(process.pid), { flag: 'wx' })
+    mine = true
+  } catch {
+    // Another server is starting it (or died doing so: its lock is stale after the timeout).
+    const age = Date.now() - (fs.statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? 0)
+    if (age > START_TIMEOUT_MS * 2) {
+      fs.rmSync(lock, { force: true })
+      return ensureLxcfs(log, env, dir)
+    }
+  }
+  try {
+    if (!mine) return (await waitLive(dir, () => undefined)) ? dir : warn(log, 'another Sandlot server was starting lxcfs and it did not answer in time')
+    // A dead one (its process gone) leaves a mount that fails every read: away with it first.
+    if (fs.existsSync(dir) && isLxcfsMount(dir)) await new Promise((r) => spawn('umount', ['-l', dir]).once('close', r))
+    fs.mkdirSync(dir, { recursive: true, mode: 0o755 })
+    const out = fs.openSync(`${dir}.log`, 'a')
+    // --enable-cfs: CPUs from the cgroup's quota (cpu.cfs_quota_us), which is how sandboxes are limited.
+    const child = spawn('lxcfs', ['--enable-cfs', '--enable-pidfd', '-p', `${dir}.pid`, dir], { detached: true, stdio: ['ignore', out, out] })
+    fs.closeSync(out)
+    let why: string | undefined
+    child.once('error', (err: NodeJS.ErrnoException) => (why = err.code === 'ENOENT' ? 'lxcfs is not installed (apt-get install lxcfs)' : err.message))
+    child.once('exit', (code, signal) => (why ??= `lxcfs exited (${signal ?? `code ${code}`}); see ${dir}.log`))
+    child.unref()
+    if (await waitLive(dir, () => why)) return dir
+    if (!why) child.kill()
+    return warn(log, why ?? 'lxcfs did not answer in time')
+  } finally {
+    if (mine) fs.rmSync(lock, { force: true })
+  }
+}
+
+async function waitLive(dir: string, failed: () => string | undefined): Promise<boolean> {
   const deadline = Date.now() + START_TIMEOUT_MS
-  let why: string | undefined
-  void failed.then((w) => (why = w))
-  while (!why && Date.now() < deadline) {
-    if (live(dir)) return dir
+  while (!failed() && Date.now() < deadline) {
+    if (live(dir)) return true
     await new Promise((r) => setTimeout(r, 50))
   }
-  log.warn(`sandboxes see the host's memory and CPUs in free, top and /proc: ${why ?? 'lxcfs did not answer in time'}`)
-  if (!why) child.kill()
+  return false
+}
+
+function warn(log: Logger, why: string): undefined {
+  log.warn(`sandboxes see the host's memory and CPUs in free, top and /proc: ${why}`)
   return undefined
 }

@@ -13,7 +13,8 @@ export interface SandboxRow {
   templateRootfs: string
   /** The template layers it stands on, top first (the base template alone: [templateRootfs]). */
   templateLayers: string[]
-  state: 'starting' | 'running' | 'stopping'
+  /** pooled: made ahead by the pool (lifecycle/pool.ts), nobody's yet, invisible until handed out. */
+  state: 'pooled' | 'starting' | 'running' | 'stopping'
   metadata: Record<string, string>
   envVars: Record<string, string>
   cpuCount: number
@@ -284,6 +285,26 @@ export class Store {
 
   listSandboxes(): SandboxRow[] {
     return (this.db.prepare('SELECT * FROM sandboxes ORDER BY started_at DESC, id ASC').all() as RawSandbox[]).map(toSandbox)
+  }
+
+  /** A pooled sandbox becomes a requester's: what the request sets, in one statement. */
+  handOutSandbox(s: SandboxRow): void {
+    this.db
+      .prepare(
+        `UPDATE sandboxes SET state = @state, metadata = @metadata, env_vars = @envVars, network = @network, allow_internet_access = @allowInternetAccess,
+           ingress = @ingress, started_at = @startedAt, end_at = @endAt WHERE id = @id AND state = 'pooled'`,
+      )
+      .run({
+        id: s.id,
+        state: s.state,
+        metadata: JSON.stringify(s.metadata),
+        envVars: JSON.stringify(s.envVars),
+        network: JSON.stringify(s.network),
+        allowInternetAccess: flagOf(s.allowInternetAccess),
+        ingress: s.ingress ? JSON.stringify(s.ingress) : null,
+        startedAt: s.startedAt,
+        endAt: s.endAt,
+      })
   }
 
   setSandboxState(id: string, state: SandboxRow['state']): void {
