@@ -81,6 +81,8 @@ export class SandboxManager {
   private notReadyReason = 'the server is starting'
   /** Called when a sandbox is gone, so the proxy can drop its connections. */
   onDestroyed: (id: string) => void = () => {}
+  /** Called before a create resolves its template: waits for a template Sandlot builds itself. */
+  prepareTemplate?: (ref: string) => Promise<void>
 
   constructor(
     private readonly store: Store,
@@ -198,6 +200,8 @@ export class SandboxManager {
     const { ready, reason } = this.isReady()
     if (!ready) throw unavailable(`The server cannot create sandboxes yet: ${reason}. Try again shortly.`)
     const envVars = checkedEnvVars(req.envVars ?? {})
+    // A template Sandlot builds itself may still be building (templates/builtin.ts).
+    await this.prepareTemplate?.(req.template ?? 'base')
     const t = this.templates.resolve(req.template ?? 'base')
     const template = t.name
     const rootfs = t.layers[t.layers.length - 1]!
