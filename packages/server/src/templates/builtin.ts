@@ -32,7 +32,7 @@ function entries(source: string, exclude: string[]): { rel: string; abs: string;
   const out: { rel: string; abs: string; mode: number }[] = []
   const walk = (dir: string, rel: string) => {
     for (const name of fs.readdirSync(dir).sort()) {
-      if (!rel && exclude.includes(name)) continue
+      if ((!rel && exclude.includes(name)) || name === '__pycache__') continue
       const abs = path.join(dir, name)
       const s = fs.statSync(abs)
       if (s.isDirectory()) walk(abs, rel ? `${rel}/${name}` : name)
