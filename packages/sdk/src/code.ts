@@ -14,8 +14,11 @@ export type CodeLanguage = 'python' | 'javascript' | 'js' | 'typescript' | 'ts' 
 
 /** A kernel of its own: state (variables, imports, the working directory) is kept per context. */
 export interface CodeContext {
+  /** The context's id (its kernel's). */
   id: string
+  /** Its language: `python`, `javascript`, `typescript` or `bash`. */
   language: string
+  /** Its kernel's working directory. */
   cwd: string
 }
 
@@ -23,37 +26,64 @@ export interface CodeContext {
 export interface Result {
   /** Whether this is the value of the code's last expression (else it was displayed, e.g. a chart). */
   isMainResult: boolean
+  /** Plain text (`text/plain`; a string's repr without its quotes). */
   text?: string
+  /** HTML (`text/html`), e.g. a DataFrame's table. */
   html?: string
+  /** Markdown (`text/markdown`). */
   markdown?: string
+  /** An SVG image (`image/svg+xml`). */
   svg?: string
-  /** Base64. */
+  /** A PNG image, base64 (`image/png`), e.g. a matplotlib figure. */
   png?: string
-  /** Base64. */
+  /** A JPEG image, base64 (`image/jpeg`). */
   jpeg?: string
+  /** A PDF, base64 (`application/pdf`). */
   pdf?: string
+  /** LaTeX (`text/latex`). */
   latex?: string
+  /** JSON data (`application/json`). */
   json?: unknown
+  /** JavaScript (`application/javascript`). */
   javascript?: string
   /** A pandas DataFrame as `{ column: values[] }`. */
   data?: Record<string, unknown[]>
   /** A matplotlib figure as data: `{ type: 'line' | 'scatter' | 'bar' | 'pie' | 'box_and_whisker' | 'superchart' | 'unknown', title, elements, … }`. */
-  chart?: { type: string; title: string; elements: unknown[]; [k: string]: unknown }
+  chart?: {
+    /** `line`, `scatter`, `bar`, `pie`, `box_and_whisker`, `superchart` (its elements are charts) or `unknown`. */
+    type: string
+    /** The axes' title (a superchart's: the figure's). */
+    title: string
+    /** Lines or point sets (`{ label, points }`), bars (`{ label, value, group }`), wedges (`{ label, angle, radius }`), boxes (`{ label, min, first_quartile, median, third_quartile, max, outliers }`). */
+    elements: unknown[]
+    [k: string]: unknown
+  }
   /** Other MIME types, by type. */
   extra?: Record<string, unknown>
 }
 
 /** An error the code raised: its class, message and traceback (as the kernel formats it). */
 export interface ExecutionError {
+  /** The error's class, e.g. `ZeroDivisionError` (a bash cell's non-zero status: `Error`). */
   name: string
+  /** Its message (a bash cell's: the exit status). */
   value: string
+  /** The traceback, lines joined by newlines (with the kernel's terminal colours). */
   traceback: string
 }
 
 /** What running code produced. */
 export interface Execution {
+  /** What the code displayed and evaluated to, in order (the main result among them). */
   results: Result[]
-  logs: { stdout: string[]; stderr: string[] }
+  /** Its output, in the pieces the kernel sent. */
+  logs: {
+    /** Standard output. */
+    stdout: string[]
+    /** Standard error. */
+    stderr: string[]
+  }
+  /** The error the code raised, if any (the first). */
   error?: ExecutionError
   /** The context's execution counter after this run. */
   executionCount?: number
@@ -69,9 +99,13 @@ export interface RunCodeOptions {
   context?: CodeContext
   /** Environment variables for this run only; the previous values are back afterwards. */
   envVars?: Record<string, string>
+  /** Called with each piece of standard output as it comes. */
   onStdout?: (text: string) => void | Promise<void>
+  /** Called with each piece of standard error as it comes. */
   onStderr?: (text: string) => void | Promise<void>
+  /** Called with each result as it comes. */
   onResult?: (result: Result) => void | Promise<void>
+  /** Called with the error the code raised. */
   onError?: (error: ExecutionError) => void | Promise<void>
   /** Milliseconds the run may take; then it is interrupted and a {@link TimeoutError} thrown. Default 60 000. */
   timeout?: number
