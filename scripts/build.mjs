@@ -1,4 +1,4 @@
-// Builds every workspace in dependency order: envd protos, the SDK, the agent bundle, the server, the CLI.
+// Builds every workspace in dependency order: envd protos, the SDK, the agent and code interpreter bundles, the server, the CLI.
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 
@@ -6,6 +6,7 @@ const run = (cmd, args) => execFileSync(cmd, args, { stdio: 'inherit' })
 run('npm', ['run', '--silent', 'build', '-w', '@sandlot/envd-proto'])
 run('npm', ['run', '--silent', 'build', '-w', 'sandlot'])
 run('npm', ['run', '--silent', 'build', '-w', '@sandlot/agent'])
+run('npm', ['run', '--silent', 'build', '-w', '@sandlot/code-interpreter'])
 run('npx', ['tsc', '-p', 'packages/server'])
 // sandlot-idmap: user namespaces owned by a sandbox's own uid and idmapped mounts, which neither
 // Debian 12's util-linux nor runc 1.1 can make (packages/server/native/sandlot-idmap.c).

@@ -11,7 +11,7 @@ const server = await startHarnessServer({ name: process.env.SANDLOT_TEST_NAME ??
 
 const inDir = (dir) => fs.readdirSync(`${root}/${dir}`).filter((f) => f.endsWith('.test.ts')).map((f) => `${dir}/${f}`)
 const files = process.argv.slice(2)
-const suite = files.length ? files : [...inDir('test'), ...inDir('packages/agent/test')]
+const suite = files.length ? files : [...inDir('test'), ...inDir('packages/agent/test'), ...inDir('packages/code-interpreter/test')]
 const tests = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...suite], { cwd: root, env: server.env, stdio: 'inherit' })
 const code = await new Promise((resolve) => tests.on('exit', (c, s) => resolve(c ?? (s ? 1 : 0))))
 

@@ -7,6 +7,7 @@
  */
 export { Sandbox } from './sandbox.js'
 export type { ListOptions, NetworkInfo, NetworkOptions, OpenOptions, SandboxInfo, SandboxOptions } from './sandbox.js'
+export type { CodeContext, CodeContextOptions, CodeLanguage, Execution, ExecutionError, Result, RunCodeOptions } from './code.js'
 export type { ConnectionOptions } from './config.js'
 export { SandlotClient } from './client.js'
 export type { ApiRequestOptions, CreateSandboxOptions, StreamBody } from './client.js'

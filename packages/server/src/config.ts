@@ -26,6 +26,8 @@ export interface Config {
   runtime: RuntimeName
   /** Where the agent bundle (agent.mjs) lives on the host; mounted read-only into every sandbox. */
   agentDir: string
+  /** The code interpreter's bundle (packages/code-interpreter), mounted read-only at /opt/sandlot/code-interpreter. */
+  codeInterpreterDir: string
   /**
    * The agent's native modules on the host, by name, each mounted read-only at
    * /opt/sandlot/node_modules/<name>: node-pty (terminals), fs-xattr (file metadata).
@@ -59,6 +61,8 @@ export interface Config {
   builds: { maxConcurrent: number; timeoutMs: number; maxUploadBytes: number }
   /** How long a template's ready command may take to pass at create (ms). */
   readyTimeoutMs: number
+  /** Templates Sandlot builds itself (templates/builtin.ts): how long a create waits for one being built, and which to build at start. */
+  builtinTemplates: { waitMs: number; prebuild: string[] }
   /**
    * The domain sandboxes are reached under, `<port>-<id>.<domain>` (E2B's sandbox domain, returned to
    * clients): SANDLOT_DOMAIN, else `sandlot.localhost:<port>`, a name every *.localhost of which
@@ -113,6 +117,7 @@ export function loadConfig(env = process.env): Config {
     listenPort: listen.port,
     runtime,
     agentDir: path.resolve(env.SANDLOT_AGENT_DIR ?? path.join(repoRoot, 'packages/agent/dist')),
+    codeInterpreterDir: path.resolve(env.SANDLOT_CODE_INTERPRETER_DIR ?? path.join(repoRoot, 'packages/code-interpreter/dist')),
     nativeModules: {
       'node-pty': path.resolve(env.SANDLOT_NODE_PTY_DIR ?? path.join(repoRoot, 'node_modules/node-pty')),
       'fs-xattr': path.resolve(env.SANDLOT_FS_XATTR_DIR ?? path.join(repoRoot, 'node_modules/fs-xattr')),
@@ -145,6 +150,10 @@ export function loadConfig(env = process.env): Config {
       maxUploadBytes: intFrom('SANDLOT_MAX_TEMPLATE_UPLOAD_MB', 1024) * 1024 * 1024,
     },
     readyTimeoutMs: intFrom('SANDLOT_READY_TIMEOUT_MS', 10 * 60_000),
+    builtinTemplates: {
+      waitMs: intFrom('SANDLOT_BUILTIN_TEMPLATE_WAIT_MS', 45_000),
+      prebuild: (env.SANDLOT_PREBUILD_TEMPLATES ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    },
     domain: env.SANDLOT_DOMAIN || defaultDomain(listen.port),
     domainFromEnv: !!env.SANDLOT_DOMAIN,
     tlsCertFile: env.SANDLOT_TLS_CERT ? path.resolve(env.SANDLOT_TLS_CERT) : undefined,

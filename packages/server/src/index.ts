@@ -24,7 +24,9 @@ import { BuildRunner } from './templates/build.js'
 import { pullBase } from './templates/from-image.js'
 import { imagePullSettings } from './templates/image/index.js'
 import { TemplateBuilds } from './templates/builds.js'
-import { TemplateRegistry } from './templates/registry.js'
+import { BuiltinTemplates } from './templates/builtin.js'
+import { codeInterpreterTemplate } from './templates/code-interpreter.js'
+import { TemplateRegistry, parseTemplateRef } from './templates/registry.js'
 import { ensureTls, type TlsMaterial } from './tls/certs.js'
 
 export { loadConfig, type Config } from './config.js'
@@ -138,6 +140,19 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
     readyTimeoutMs: config.readyTimeoutMs,
   })
   const builds: TemplateBuilds = new TemplateBuilds(templates, runner, path.join(config.home, 'template-files'), log, config.builds.maxConcurrent, () => new Set(store.listSandboxes().filter((s) => s.state !== 'pooled').map((s) => s.template)), config.builds.maxUploadBytes)
+  // Templates Sandlot builds itself through the same pipeline, on first use (or at start when listed).
+  const builtins = new BuiltinTemplates(templates, builds, log, [codeInterpreterTemplate])
+  templates.builtins = builtins.names()
+  manager.prepareTemplate = async (ref) => {
+    const { alias, tag } = parseTemplateRef(ref)
+    if (tag === 'default' && builtins.has(alias)) await builtins.whenReady(alias, config.builtinTemplates.waitMs)
+  }
+  const prebuild = () => {
+    for (const name of config.builtinTemplates.prebuild) {
+      if (!builtins.has(name)) log.warn(`SANDLOT_PREBUILD_TEMPLATES: "${name}" is not a template Sandlot builds (those are ${builtins.names().join(', ')})`)
+      else builtins.ensure(name).catch((err: Error) => log.error({ err }, `cannot build template "${name}": ${err.message}`))
+    }
+  }
   // Layers nothing stands on go at start and every hour.
   const removeTree = (dir: string) => promisify(execFile)('rm', ['-rf', '--one-file-system', '--', dir]).then(() => {})
   const collect = () => void builds.collectLayers({ layers: layersDir, images: imagesDir }, () => store.listSandboxes().flatMap((s) => s.templateLayers), removeTree).catch((err) => log.warn({ err }, 'layer collection failed'))
@@ -188,6 +203,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
     .then(() => manager.prepare())
     .then(() => networks.sweep((id) => store.getSandbox(id) !== undefined))
     .then(collect)
+    .then(prebuild)
     .then(() => pool.start())
     .then(
     () => log.info('ready: sandboxes can be created'),

@@ -204,7 +204,7 @@ export function e2bTemplateRoutes(app: FastifyInstance, builds: TemplateBuilds, 
       ...(typeof b.readyCmd === 'string' && b.readyCmd && { readyCmd: b.readyCmd }),
       ...(b.force === true && { force: true }),
     }
-    builds.start(t.id, req.params.bid, spec)
+    void builds.start(t.id, req.params.bid, spec)
     return reply.code(202).send()
   })
 

@@ -114,6 +114,7 @@ export function templateRoutes(app: FastifyInstance, builds: TemplateBuilds, tem
       id: t.id,
       tags: templates.builds.tags(t.id).map((x) => x.tag),
       createdAt: new Date(t.createdAt).toISOString(),
+      ...(templates.builtins.includes(t.name) && { builtBy: 'sandlot' }),
     })),
   ])
 
@@ -152,7 +153,7 @@ export function templateRoutes(app: FastifyInstance, builds: TemplateBuilds, tem
     // image is pulled by the build.
     if (spec.fromTemplate) templates.resolve(spec.fromTemplate)
     const made = builds.create(req.body.name, req.body.tags)
-    builds.start(made.templateId, made.buildId, spec)
+    void builds.start(made.templateId, made.buildId, spec)
     return reply.code(202).send(made)
   })
 

@@ -86,6 +86,8 @@ export class SandboxManager {
   pool?: { take(t: ResolvedTemplate, limits: Limits): string | undefined }
   /** Called when a sandbox is gone, so the proxy can drop its connections. */
   onDestroyed: (id: string) => void = () => {}
+  /** Called before a create resolves its template: waits for a template Sandlot builds itself. */
+  prepareTemplate?: (ref: string) => Promise<void>
 
   constructor(
     private readonly store: Store,
@@ -207,6 +209,8 @@ export class SandboxManager {
     const { ready, reason } = this.isReady()
     if (!ready) throw unavailable(`The server cannot create sandboxes yet: ${reason}. Try again shortly.`)
     const envVars = checkedEnvVars(req.envVars ?? {})
+    // A template Sandlot builds itself may still be building (templates/builtin.ts).
+    await this.prepareTemplate?.(req.template ?? 'base')
     const t = this.templates.resolve(req.template ?? 'base')
     // The template's build may set default resources; the request's win.
     const limits = this.limitsFrom({ ...req, cpuCount: req.cpuCount ?? t.config.cpuCount, memoryMB: req.memoryMB ?? t.config.memoryMB })

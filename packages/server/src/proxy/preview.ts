@@ -199,6 +199,10 @@ export class PreviewProxy {
     const mayRetry = RETRYABLE.has(req.method ?? '') && !hasBody
     const send = (retried: boolean) => {
       const upstream = http.request({ agent: this.agentFor(sandbox.id, port), method: req.method, path: req.url, headers })
+      // The pool's 4 s is for idle connections only: a request in progress may be silent for as long
+      // as its server likes (a stream with a keepalive every 5 s, a long poll). The agent puts its
+      // timeout back when the connection returns to the pool.
+      upstream.setTimeout(0)
       let answered = false
       upstream.on('response', (up) => {
         answered = true

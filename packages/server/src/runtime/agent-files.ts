@@ -7,6 +7,8 @@
 //                   the native modules need (found with ldd at image build time)
 //   bin/tini        the init: Debian's static tini (tini-static), no library at all
 //   agent/          the agent bundle and its static helper sandlot-exec (packages/agent/native)
+//   code-interpreter/ the code interpreter's supervisor and execution server (packages/code-interpreter),
+//                   which the code-interpreter-v1 template's start command runs
 //   node_modules/   the native modules (node-pty, fs-xattr)
 //
 // The agent runs as `lib/ld.so --inhibit-cache --library-path /opt/sandlot/lib bin/node …`: the
@@ -34,6 +36,8 @@ export interface AgentFileSources {
   /** A statically linked init (Debian's /usr/bin/tini-static). */
   initBinary: string
   agentDir: string
+  /** The code interpreter's bundle (packages/code-interpreter): a template's start command runs it. */
+  codeInterpreterDir: string
   /** Native modules by name, each at node_modules/<name>. */
   nativeModules: Record<string, string>
 }
@@ -90,6 +94,7 @@ async function layout(src: AgentFileSources): Promise<Layout> {
     [src.nodeBinary, 'bin/node'],
     [src.initBinary, 'bin/tini'],
     [src.agentDir, 'agent'],
+    [src.codeInterpreterDir, 'code-interpreter'],
     ...Object.entries(src.nativeModules).map(([name, dir]): [string, string] => [dir, `node_modules/${name}`]),
   ]
   const libs = new Map<string, string>()

@@ -140,7 +140,7 @@ export class OciDriver implements RuntimeDriver {
     await checkLayerTools()
     await this.blankImages.init()
     if (!fs.existsSync(this.config.initBinary)) throw new Error(`${this.config.initBinary}, the sandboxes' init, is missing: apt-get install tini`)
-    const needed = [this.config.nodeBinary, this.config.idmapHelper, path.join(this.config.agentDir, 'agent.mjs'), ...Object.values(this.config.nativeModules)]
+    const needed = [this.config.nodeBinary, this.config.idmapHelper, path.join(this.config.agentDir, 'agent.mjs'), path.join(this.config.codeInterpreterDir, 'code-interpreter.mjs'), ...Object.values(this.config.nativeModules)]
     for (const file of needed) {
       if (!fs.existsSync(file)) throw new Error(`${file} is missing: run "npm run build" first`)
     }

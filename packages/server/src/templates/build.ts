@@ -35,6 +35,8 @@ export interface BuildSpec {
   force?: boolean
   cpuCount?: number
   memoryMB?: number
+  /** A built-in template's definition (builtin.ts), kept with the build to tell when it changed. */
+  definitionHash?: string
 }
 
 export interface BaseOfTemplate {

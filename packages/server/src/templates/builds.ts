@@ -60,7 +60,8 @@ export class TemplateBuilds {
   constructor(
     private readonly registry: TemplateRegistry,
     private readonly runner: BuildRunner,
-    private readonly filesDir: string,
+    /** The uploaded archives of COPY steps, by files hash. */
+    readonly filesDir: string,
     private readonly log: Logger,
     private readonly maxConcurrent: number,
     /** Names of templates sandboxes stand on now. */
@@ -116,12 +117,12 @@ export class TemplateBuilds {
    * A new build of template `name` ("alias[:tag]"): an existing alias keeps its id. Tags: the one in
    * the name and `tags`, lower-cased, deduplicated; "default" when none.
    */
-  create(name: string, extraTags: string[] = [], resources: Pick<BuildSpec, 'cpuCount' | 'memoryMB'> = {}): NewBuild {
+  create(name: string, extraTags: string[] = [], o: { builtin?: boolean } & Pick<BuildSpec, 'cpuCount' | 'memoryMB'> = {}): NewBuild {
     if (typeof name !== 'string' || !name) throw badRequest('name is required')
     const { alias } = parseTemplateRef(name)
     const inName = name.split('/').pop()!.split(':')[1]
     if (!ALIAS.test(alias)) throw badRequest(`Invalid template name "${alias}": lowercase letters, digits, "-" and "_" only`)
-    if (alias === 'base') throw badRequest('"base" is built by Sandlot itself; give your template another name (build it from base with fromTemplate)')
+    if ((alias === 'base' || this.registry.builtins.includes(alias)) && !o.builtin) throw badRequest(`"${alias}" is built by Sandlot itself; give your template another name (build it from ${alias} with fromTemplate)`)
     const tags = [...new Set([...(inName ? [inName] : []), ...extraTags].map((t) => String(t).toLowerCase()))]
     for (const t of tags) if (!TAG.test(t) || UUID.test(t)) throw badRequest(`Invalid tag "${t}": lowercase letters, digits, ".", "-" and "_", not a UUID`)
     const now = Date.now()
@@ -132,12 +133,15 @@ export class TemplateBuilds {
     }
     const buildId = crypto.randomUUID()
     // E2B names a template's resources when it is created (POST /v3/templates), before its build starts.
-    this.registry.builds.insertBuild({ id: buildId, templateId: t.id, spec: { tags: tags.length ? tags : ['default'], ...resources }, createdAt: now })
+    this.registry.builds.insertBuild({ id: buildId, templateId: t.id, spec: { tags: tags.length ? tags : ['default'], ...(o.cpuCount && { cpuCount: o.cpuCount }), ...(o.memoryMB && { memoryMB: o.memoryMB }) }, createdAt: now })
     return { templateId: t.id, buildId, name: alias, tags: tags.length ? tags : ['default'] }
   }
 
-  /** Starts a waiting build; it runs in the background (or waits for a free slot). */
-  start(templateId: string, buildId: string, spec: BuildSpec): void {
+  /**
+   * Starts a waiting build; it runs in the background (or waits for a free slot). The promise
+   * resolves when it has ended, ready or not (its row says which).
+   */
+  start(templateId: string, buildId: string, spec: BuildSpec): Promise<void> {
     const b = this.registry.builds.getBuild(buildId)
     if (!b || b.templateId !== templateId) throw badRequest(`Build '${buildId}' not found`)
     if (b.status !== 'waiting' || (b.spec as { started?: boolean }).started) throw badRequest('build is not in waiting state')
@@ -163,8 +167,8 @@ export class TemplateBuilds {
     }
     // Status reads "building" at once, as E2B's does, even while it waits for a slot.
     this.registry.builds.setBuildStatus(buildId, 'building')
-    if (this.active < this.maxConcurrent) void go()
-    else this.queue.push(() => void go())
+    if (this.active < this.maxConcurrent) return go()
+    return new Promise((resolve) => this.queue.push(() => void go().then(resolve)))
   }
 
   build(templateId: string, buildId: string): BuildRow {

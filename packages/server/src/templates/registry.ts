@@ -30,6 +30,8 @@ export function parseTemplateRef(ref: string): { alias: string; tag: string } {
 export class TemplateRegistry {
   private building = new Map<string, Promise<string>>()
   readonly builds: TemplateStore
+  /** Names of the templates Sandlot builds itself through the pipeline (builtin.ts), listed even before their first build. */
+  builtins: string[] = []
 
   constructor(
     private readonly store: Store,
@@ -71,7 +73,7 @@ export class TemplateRegistry {
 
   /** Every name a sandbox can be created from. */
   available(): string[] {
-    return [...this.names(), ...this.builds.listTemplates().map((t) => t.name)].sort()
+    return [...new Set([...this.names(), ...this.builtins, ...this.builds.listTemplates().map((t) => t.name)])].sort()
   }
 
   /** The rootfs of a built template, or a 400 naming the template. */

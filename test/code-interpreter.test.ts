@@ -1,0 +1,90 @@
+// Sandlot's SDK on the code-interpreter-v1 template: runCode and code contexts (the same execution
+// server the e2b suite drives with @e2b/code-interpreter), and the template's own behaviour.
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import { InvalidArgumentError, NotFoundError, Sandbox, SandlotError, TimeoutError, type Result } from 'sandlot'
+import { TEMPLATE, templateReady } from './code-interpreter-env.js'
+import { api } from './helpers.js'
+
+let sandbox: Sandbox
+before(async () => {
+  await templateReady()
+  sandbox = await Sandbox.create(TEMPLATE, { metadata: { suite: 'code-interpreter' }, envVars: { FROM_CREATE: 'yes' } })
+})
+after(async () => {
+  await sandbox?.kill()
+})
+
+describe('runCode', () => {
+  test('the main result, streamed output and state between runs', async () => {
+    const out: string[] = []
+    const first = await sandbox.runCode('import sys\nx = 41\nprint("hello")\nprint("warn", file=sys.stderr)\nx + 1', { onStdout: (t) => void out.push(t) })
+    assert.equal(first.text, '42')
+    assert.deepEqual(first.logs, { stdout: ['hello\n'], stderr: ['warn\n'] })
+    assert.deepEqual(out, ['hello\n'])
+    assert.equal((await sandbox.runCode('x')).text, '41')
+    assert.equal(typeof first.executionCount, 'number')
+  })
+
+  test('errors, results of other kinds and the onResult/onError callbacks', async () => {
+    const errors: string[] = []
+    const e = await sandbox.runCode('{}["missing"]', { onError: (err) => void errors.push(err.name) })
+    assert.equal(e.error?.name, 'KeyError')
+    assert.deepEqual(errors, ['KeyError'])
+    const results: Result[] = []
+    const df = await sandbox.runCode('import pandas as pd\npd.DataFrame({"n": [1, 2]})', { onResult: (r) => void results.push(r) })
+    assert.deepEqual(df.results[0]!.data, { n: [1, 2] })
+    assert.equal(results.length, 1)
+    assert.equal(results[0]!.isMainResult, true)
+  })
+
+  test('a matplotlib chart, as PNG and chart data', async () => {
+    const e = await sandbox.runCode('import matplotlib.pyplot as plt\nplt.scatter([1, 2, 3], [3, 1, 2], label="pts")\nplt.title("Dots")\nplt.show()')
+    const r = e.results[0]!
+    assert.ok(r.png)
+    assert.equal(r.chart?.type, 'scatter')
+    assert.equal(r.chart?.title, 'Dots')
+    assert.deepEqual((r.chart?.elements[0] as any).points, [[1, 3], [2, 1], [3, 2]])
+  })
+
+  test("languages, contexts, the sandbox's and a run's environment variables", async () => {
+    assert.equal((await sandbox.runCode('[1, 2].map((n) => n * 2)', { language: 'javascript' })).text, '[ 2, 4 ]')
+    assert.equal((await sandbox.runCode('echo "$FROM_CREATE $ONLY_NOW"', { language: 'bash', envVars: { ONLY_NOW: 'now' } })).logs.stdout.join(''), 'yes now\n')
+    assert.equal((await sandbox.runCode('import os; os.getenv("ONLY_NOW", "gone")')).text, 'gone')
+    const ctx = await sandbox.createCodeContext({ cwd: '/tmp' })
+    assert.equal(ctx.cwd, '/tmp')
+    await sandbox.runCode('x = "other"', { context: ctx })
+    assert.equal((await sandbox.runCode('x', { context: ctx })).text, 'other')
+    assert.equal((await sandbox.runCode('x')).text, '41')
+    await assert.rejects(sandbox.runCode('1', { context: { ...ctx, id: 'nope' } }), NotFoundError)
+    await assert.rejects(sandbox.runCode('1', { context: ctx, language: 'python' }), InvalidArgumentError)
+    await assert.rejects(sandbox.runCode('1', { language: 'cobol' }), InvalidArgumentError)
+  })
+
+  test('a timeout interrupts the run; the context stays usable', async () => {
+    await assert.rejects(sandbox.runCode('import time; time.sleep(120)', { timeout: 1500 }), TimeoutError)
+    assert.equal((await sandbox.runCode('1 + 1')).text, '2')
+  })
+
+  test('on a sandbox without a code interpreter, a clear error', async () => {
+    const plain = await Sandbox.create({ metadata: { suite: 'code-interpreter' } })
+    try {
+      await assert.rejects(plain.runCode('1'), (err: SandlotError) => err.code === 'code_interpreter_unavailable' && /code-interpreter-v1/.test(err.message))
+    } finally {
+      await plain.kill()
+    }
+  })
+})
+
+describe('the template', () => {
+  test('is listed, runs as user in /home/user with its 2 vCPU and 2048 MB, and its name is reserved', async () => {
+    const info = await api('GET', `/api/v1/sandboxes/${sandbox.id}`)
+    assert.equal(info.json.template, TEMPLATE)
+    assert.equal(info.json.cpuCount, 2)
+    assert.equal(info.json.memoryMB, 2048)
+    assert.equal((await sandbox.runCode('import getpass, os; (getpass.getuser(), os.getcwd())')).text, "('user', '/home/user')")
+    const build = await api('POST', '/api/v1/templates', { name: TEMPLATE, steps: [] })
+    assert.equal(build.status, 400)
+    assert.match(build.json.message, /built by Sandlot itself/)
+  })
+})

@@ -1,0 +1,264 @@
+// The official @e2b/code-interpreter SDK, unchanged, against Sandlot's code-interpreter-v1 template
+// and its execution server on port 49999 (E2B's protocol: docs/e2b-compatibility.md).
+import { NotFoundError, Sandbox, TimeoutError, type Execution } from '@e2b/code-interpreter'
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import { RUN, sleep } from './e2b-env.js'
+import { templateReady } from './code-interpreter-env.js'
+import { apiUrl } from './helpers.js'
+
+const sandboxes: Sandbox[] = []
+async function create(opts: Parameters<typeof Sandbox.create>[0] = {}): Promise<Sandbox> {
+  const s = await Sandbox.create({ ...opts, metadata: { suite: 'e2b-code-interpreter', run: RUN } })
+  sandboxes.push(s)
+  return s
+}
+
+let sbx: Sandbox
+before(async () => {
+  await templateReady()
+  sbx = await create()
+})
+after(async () => {
+  await Promise.all(sandboxes.map((s) => s.kill().catch(() => false)))
+})
+
+const mainText = (e: Execution) => e.results.find((r) => r.isMainResult)?.text
+
+describe('execution', () => {
+  test('basic: the last expression is the main result', async () => {
+    const e = await sbx.runCode('x = 1; x')
+    assert.equal(e.text, '1')
+    assert.equal(e.error, undefined)
+  })
+
+  test('stdout and stderr stream to the callbacks and the logs', async () => {
+    const out: string[] = []
+    const err: string[] = []
+    const e = await sbx.runCode('import sys\nprint("Hello World!")\nprint("oops", file=sys.stderr)', {
+      onStdout: (m) => void out.push(m.line),
+      onStderr: (m) => void err.push(m.line),
+    })
+    assert.deepEqual(e.logs.stdout, ['Hello World!\n'])
+    assert.deepEqual(e.logs.stderr, ['oops\n'])
+    assert.deepEqual(out, ['Hello World!\n'])
+    assert.deepEqual(err, ['oops\n'])
+  })
+
+  test('state is kept between runs, and the execution count grows (silent runs do not count)', async () => {
+    const ctx = await sbx.createCodeContext()
+    await sbx.runCode('y = 21', { context: ctx, envs: { SOME: 'x' } })
+    const e = await sbx.runCode('y * 2', { context: ctx })
+    assert.equal(e.text, '42')
+    assert.equal(e.executionCount, 2)
+  })
+
+  test('an error has its name, value and traceback; a string result loses its quotes', async () => {
+    const e = await sbx.runCode('1 / 0')
+    assert.equal(e.error?.name, 'ZeroDivisionError')
+    assert.equal(e.error?.value, 'division by zero')
+    assert.match(e.error!.traceback, /ZeroDivisionError/)
+    const errors: string[] = []
+    await sbx.runCode('raise ValueError("bad")', { onError: (err) => void errors.push(err.name) })
+    assert.deepEqual(errors, ['ValueError'])
+    assert.equal((await sbx.runCode('"abc"')).text, 'abc')
+  })
+
+  test('a run cut short by the client is interrupted; the context goes on', async () => {
+    await assert.rejects(sbx.runCode('import time; time.sleep(300)', { timeoutMs: 3000 }), TimeoutError)
+    const e = await sbx.runCode('1 + 1')
+    assert.equal(e.text, '2')
+  })
+})
+
+describe('contexts', () => {
+  test('python and javascript exist from the start; new ones are listed last, with their cwd', async () => {
+    const ctx = await sbx.createCodeContext({ language: 'python', cwd: '/tmp' })
+    assert.equal(ctx.language, 'python')
+    assert.equal(ctx.cwd, '/tmp')
+    const list = await sbx.listCodeContexts()
+    assert.ok(list.some((c) => c.language === 'python'))
+    assert.ok(list.some((c) => c.language === 'javascript'))
+    assert.deepEqual(list.at(-1), ctx)
+    assert.equal((await sbx.runCode('import os; os.getcwd()', { context: ctx })).text, '/tmp')
+    // The default context is a kernel of its own.
+    assert.equal((await sbx.runCode('import os; os.getcwd()')).text, '/home/user')
+  })
+
+  test('restart clears the state; delete removes it', async () => {
+    const ctx = await sbx.createCodeContext()
+    await sbx.runCode('z = 3', { context: ctx })
+    await sbx.restartCodeContext(ctx)
+    const e = await sbx.runCode('z', { context: ctx })
+    assert.equal(e.error?.name, 'NameError')
+    await sbx.removeCodeContext(ctx.id)
+    assert.ok(!(await sbx.listCodeContexts()).some((c) => c.id === ctx.id))
+    await assert.rejects(sbx.runCode('1', { context: ctx }), NotFoundError)
+  })
+
+  test('javascript, typescript and bash', async () => {
+    const js = await sbx.runCode('const a = 1; a + 1', { language: 'js' })
+    assert.equal(js.text, '2')
+    assert.deepEqual((await sbx.runCode('console.log("Hello World!")', { language: 'javascript' })).logs.stdout, ['Hello World!\n'])
+    const ts = await sbx.runCode('const n: number = 40; console.log(n + 2)', { language: 'ts' })
+    assert.deepEqual(ts.logs.stdout, ['42\n'])
+    const sh = await sbx.runCode('cd /tmp && export GREETING=hi\necho "$GREETING from $(pwd)"', { language: 'bash' })
+    assert.equal(sh.logs.stdout.join(''), 'hi from /tmp\n')
+    assert.equal((await sbx.runCode('echo $GREETING', { language: 'bash' })).logs.stdout.join(''), 'hi\n')
+    assert.equal((await sbx.runCode('exit 3', { language: 'bash' })).error?.value, '3')
+    // Shell escapes from Python run where the kernel is.
+    assert.equal((await sbx.runCode('!pwd')).logs.stdout.join('').trim(), '/home/user')
+  })
+})
+
+describe('environment variables', () => {
+  test("the sandbox's own in every language; a run's own for that run only", async () => {
+    const s = await create({ envs: { SBX_VAR: 'sandbox' } })
+    assert.equal((await s.runCode('import os; os.getenv("SBX_VAR")')).text, 'sandbox')
+    assert.equal((await s.runCode('process.env.SBX_VAR', { language: 'js' })).text, 'sandbox')
+    assert.equal((await s.runCode('echo $SBX_VAR', { language: 'bash' })).logs.stdout.join(''), 'sandbox\n')
+    const during = await s.runCode('import os; (os.getenv("SBX_VAR"), os.getenv("RUN_VAR"))', { envs: { SBX_VAR: 'run', RUN_VAR: 'only now' } })
+    assert.equal(during.text, "('run', 'only now')")
+    const afterwards = await s.runCode('import os; (os.getenv("SBX_VAR"), os.getenv("RUN_VAR", "unset"))')
+    assert.equal(afterwards.text, "('sandbox', 'unset')")
+    // A value the code set itself is what comes back after a run that overrode it.
+    await s.runCode('os.environ["SBX_VAR"] = "changed"')
+    await s.runCode('1', { envs: { SBX_VAR: 'run' } })
+    assert.equal((await s.runCode('os.environ["SBX_VAR"]')).text, 'changed')
+    assert.equal((await s.runCode('process.env.RUN_VAR', { language: 'js', envs: { RUN_VAR: 'js run' } })).text, 'js run')
+    assert.equal((await s.runCode('process.env.RUN_VAR === undefined', { language: 'js' })).text, 'true')
+    assert.equal((await s.runCode('echo "$RUN_VAR"', { language: 'bash', envs: { RUN_VAR: "it's bash" } })).logs.stdout.join(''), "it's bash\n")
+    assert.equal((await s.runCode('echo "${RUN_VAR-unset}"', { language: 'bash' })).logs.stdout.join(''), 'unset\n')
+  })
+})
+
+describe('rich results', () => {
+  test('a matplotlib line chart comes back as PNG and as chart data', async () => {
+    const e = await sbx.runCode(`
+import datetime
+import numpy as np
+import matplotlib.pyplot as plt
+dates = [datetime.date(2023, 9, 1) + datetime.timedelta(seconds=i) for i in range(100)]
+x = np.linspace(0, 2 * np.pi, 100)
+plt.figure(figsize=(10, 6))
+plt.plot(dates, np.sin(x), label='sin(x)')
+plt.plot(dates, np.cos(x), label='cos(x)')
+plt.xlabel("Time (s)")
+plt.ylabel("Amplitude (Hz)")
+plt.title('Plot of sin(x) and cos(x)')
+plt.show()
+`)
+    assert.equal(e.error, undefined)
+    const r = e.results[0]!
+    assert.equal(r.isMainResult, false)
+    assert.match(r.png ?? '', /^iVBORw0KGgo/)
+    const chart = r.chart as any
+    assert.equal(chart.type, 'line')
+    assert.equal(chart.title, 'Plot of sin(x) and cos(x)')
+    assert.equal(chart.x_label, 'Time (s)')
+    assert.equal(chart.y_label, 'Amplitude (Hz)')
+    assert.equal(chart.x_unit, 's')
+    assert.equal(chart.y_unit, 'Hz')
+    assert.equal(chart.x_scale, 'datetime')
+    assert.equal(chart.y_scale, 'linear')
+    assert.deepEqual(chart.elements.map((l: any) => l.label), ['sin(x)', 'cos(x)'])
+    assert.equal(chart.elements[0].points.length, 100)
+    assert.equal(new Date(chart.elements[0].points[0][0]).toISOString(), '2023-09-01T00:00:00.000Z')
+    assert.equal(typeof chart.elements[0].points[0][1], 'number')
+  })
+
+  test('bar, pie and box-and-whisker charts', async () => {
+    const bar = (await sbx.runCode(`
+import matplotlib.pyplot as plt
+plt.figure()
+plt.bar(['Author A', 'Author B', 'Author C', 'Author D'], [100, 200, 300, 400])
+plt.xlabel('Authors'); plt.ylabel('Number of Books Sold'); plt.title('Book Sales by Authors')
+plt.show()
+`)).results[0]!.chart as any
+    assert.equal(bar.type, 'bar')
+    assert.equal(bar.title, 'Book Sales by Authors')
+    assert.equal(bar.x_label, 'Authors')
+    assert.equal(bar.x_unit, null)
+    assert.deepEqual(bar.elements.map((b: any) => b.label), ['Author A', 'Author B', 'Author C', 'Author D'])
+    assert.deepEqual(bar.elements.map((b: any) => b.value), [100, 200, 300, 400])
+
+    const pie = (await sbx.runCode(`
+fig, ax = plt.subplots()
+ax.pie([90, 10], labels=["No", "No, in blue"], startangle=90)
+plt.title('Will I wake up early tomorrow?')
+plt.show()
+`)).results[0]!.chart as any
+    assert.equal(pie.type, 'pie')
+    assert.equal(pie.title, 'Will I wake up early tomorrow?')
+    assert.deepEqual(pie.elements.map((p: any) => [p.label, p.angle, p.radius]), [['No', 324, 1], ['No, in blue', 36, 1]])
+
+    const box = (await sbx.runCode(`
+fig, ax = plt.subplots()
+data = {'Class A': [85, 90, 78, 92, 88], 'Class B': [95, 89, 76, 91, 84, 87], 'Class C': [75, 82, 88, 79, 86]}
+ax.set_title('Exam Scores Distribution'); ax.set_xlabel('Class'); ax.set_ylabel('Score')
+ax.boxplot(data.values(), labels=data.keys(), patch_artist=True)
+plt.show()
+`)).results[0]!.chart as any
+    assert.equal(box.type, 'box_and_whisker')
+    assert.equal(box.title, 'Exam Scores Distribution')
+    assert.deepEqual(box.elements.map((b: any) => b.label), ['Class A', 'Class B', 'Class C'])
+    assert.deepEqual(box.elements.map((b: any) => b.outliers), [[], [76], []])
+    assert.deepEqual(box.elements.map((b: any) => [b.min, b.first_quartile, b.median, b.third_quartile, b.max]), [
+      [78, 85, 88, 90, 92],
+      [84, 84.75, 88, 90.5, 95],
+      [75, 79, 82, 86, 88],
+    ])
+  })
+
+  test('a DataFrame comes back as HTML and as data; other display data by MIME type', async () => {
+    const e = await sbx.runCode('import pandas as pd\npd.DataFrame({"a": [1, 2, 3], "b": ["x", None, "z"]})')
+    const r = e.results[0]!
+    assert.equal(r.isMainResult, true)
+    assert.match(r.html ?? '', /<table/)
+    assert.deepEqual(r.data, { a: [1, 2, 3], b: ['x', null, 'z'] })
+    const shown = await sbx.runCode('from IPython.display import display, Markdown, SVG\ndisplay(Markdown("**hi**"))\ndisplay({"application/x-custom": {"k": 1}}, raw=True)')
+    assert.equal(shown.results[0]!.markdown, '**hi**')
+    assert.equal(shown.results[0]!.isMainResult, false)
+    // Other MIME types come under `extra` (the JS SDK keeps the line as it came in `raw`).
+    assert.deepEqual((shown.results[1] as any).raw.extra, { 'application/x-custom': { k: 1 } })
+  })
+})
+
+describe('the protocol, raw', () => {
+  const headers = (id: string) => ({ 'content-type': 'application/json', 'e2b-sandbox-id': id, 'e2b-sandbox-port': '49999' })
+
+  test('NDJSON lines: number_of_executions, keepalive while idle, end_of_execution last; bad requests', async () => {
+    const res = await fetch(`${apiUrl}/execute`, { method: 'POST', headers: headers(sbx.sandboxId), body: JSON.stringify({ code: 'import time; time.sleep(6); print("done")' }) })
+    assert.equal(res.status, 200)
+    const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l))
+    const types = lines.map((l) => l.type)
+    assert.equal(types[0], 'number_of_executions')
+    assert.ok(types.includes('keepalive'), types.join())
+    assert.deepEqual(types.slice(-2), ['stdout', 'end_of_execution'])
+    const both = await fetch(`${apiUrl}/execute`, { method: 'POST', headers: headers(sbx.sandboxId), body: JSON.stringify({ code: '1', language: 'python', context_id: 'x' }) })
+    assert.equal(both.status, 400)
+    const unknown = await fetch(`${apiUrl}/execute`, { method: 'POST', headers: headers(sbx.sandboxId), body: JSON.stringify({ code: '1', context_id: 'nope' }) })
+    assert.equal(unknown.status, 404)
+    assert.equal(await unknown.text(), 'Context nope not found')
+    const health = await fetch(`${apiUrl}/health`, { headers: headers(sbx.sandboxId) })
+    assert.equal(health.status, 200)
+    assert.equal(await health.json(), 'OK')
+  })
+})
+
+describe('supervision', () => {
+  test('killing jupyter: the code interpreter is healthy again within 30 s', async () => {
+    const s = await create()
+    await s.runCode('x = 1')
+    await s.commands.run("kill -9 $(pgrep -f 'jupyter-server')", { user: 'root' }).catch(() => {})
+    const start = Date.now()
+    let healthy = false
+    while (!healthy && Date.now() - start < 30_000) {
+      await sleep(500)
+      const r = await s.commands.run('curl -s -o /dev/null -w "%{http_code}" http://127.0.0.1:49999/health').catch(() => undefined)
+      healthy = r?.stdout.trim() === '200'
+    }
+    assert.ok(healthy, 'not healthy 30 s after jupyter was killed')
+    assert.equal(mainText(await s.runCode('x = 1; x')), '1')
+  })
+})
