@@ -99,7 +99,16 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
   // Ready sandboxes per template, handed out by create (lifecycle/pool.ts); filled once prepared.
   const pool = new SandboxPool(
     {
-      resolve: (name) => templates.resolve(name),
+      resolve: (name) => {
+        try {
+          return templates.resolve(name)
+        } catch (err) {
+          // A pool of a template Sandlot builds itself (code-interpreter-v1) starts its build; the
+          // pool's next check fills it once it is ready.
+          if (builtins.has(name)) builtins.ensure(name).catch((e: Error) => log.error({ err: e }, `cannot build template "${name}": ${e.message}`))
+          throw err
+        }
+      },
       defaultLimits: (t) => manager.defaultLimitsOf(t),
       startPooled: (t, limits) => manager.startPooled(t, limits),
       destroyPooled: (id) => manager.destroyPooled(id),
