@@ -37,9 +37,10 @@ const poolOf = async (template = 'base') => (await call<{ template: string; size
 const readyIs = (n: number, template = 'base') => waitFor(async () => (await poolOf(template))?.ready === n, 60_000, `${n} ready sandboxes of ${template} in the pool`)
 /** Containers the daemon's runtime has (handed out, pooled, anything). */
 const containers = () => execFileSync('runc', ['--root', path.join(ownHome, 'runtime/runc'), 'list', '-q']).toString().trim().split('\n').filter(Boolean)
-/** Whether the daemon's log says `id` was handed out of the pool. */
-const wasPooled = (id: string) =>
-  fs.readFileSync(logFile, 'utf8').split('\n').some((l) => l.includes(`"sandboxId":"${id}"`) && l.includes('"pooled":true') && l.includes('sandbox created'))
+/** When the runtime made sandbox `id`'s container (epoch ms). */
+const madeAt = (id: string) => Date.parse((JSON.parse(execFileSync('runc', ['--root', path.join(ownHome, 'runtime/runc'), 'state', id]).toString()) as { created: string }).created)
+/** Whether sandbox `id` came from the pool: its container was made before the create asking for it was sent. */
+const wasPooled = (id: string, asked: number) => madeAt(id) < asked
 const sh = (id: string, cmd: string) => run(id, cmd, { url: daemon.url, key })
 const kill = (id: string) => call('DELETE', `/api/v1/sandboxes/${id}`)
 
@@ -79,7 +80,7 @@ describe('the warm pool', { concurrency: false }, () => {
     })
     assert.equal(made.status, 201, JSON.stringify(made.json))
     const a = made.json
-    assert.ok(wasPooled(a.id), 'it came from the pool')
+    assert.ok(wasPooled(a.id, t0), 'it came from the pool')
     assert.ok(Date.parse(a.startedAt) >= t0, 'its life starts at the hand-out')
     assert.ok(a.hold?.id, 'the hold asked for')
     assert.deepEqual(a.metadata, { who: 'first' })
@@ -93,8 +94,9 @@ describe('the warm pool', { concurrency: false }, () => {
     assert.match(chain, /ip daddr 10\.20\.30\.0\/24 accept/)
     assert.match(chain, /ip daddr 0\.0\.0\.0\/0 goto refuse_conn/)
 
+    const askedB = Date.now()
     const b = (await call('POST', '/api/v1/sandboxes', { keepAliveMs: 120_000 })).json
-    assert.ok(wasPooled(b.id))
+    assert.ok(wasPooled(b.id, askedB))
     assert.notEqual(a.id, b.id)
     await sh(a.id, 'echo mine > /tmp/a-only')
     const other = await sh(b.id, 'hostname; echo "[$GREETING]"; ls /tmp/a-only 2>&1 | grep -c "No such"')
@@ -107,8 +109,9 @@ describe('the warm pool', { concurrency: false }, () => {
 
   test('a request the pool cannot serve exactly is created fresh: other limits', async () => {
     await readyIs(2)
+    const asked = Date.now()
     const s = (await call('POST', '/api/v1/sandboxes', { memoryMB: 256, keepAliveMs: 60_000 })).json
-    assert.equal(wasPooled(s.id), false)
+    assert.equal(wasPooled(s.id, asked), false)
     assert.match((await sh(s.id, 'grep MemTotal /proc/meminfo')).stdout, new RegExp(`${256 * 1024} kB`))
     assert.equal((await poolOf())?.ready, 2, 'the pool kept its sandboxes')
     await kill(s.id)
@@ -116,9 +119,10 @@ describe('the warm pool', { concurrency: false }, () => {
 
   test('it refills after a burst', async () => {
     await readyIs(2)
+    const asked = Date.now()
     const burst = await Promise.all(Array.from({ length: 5 }, () => call('POST', '/api/v1/sandboxes', { keepAliveMs: 60_000 })))
     assert.deepEqual(burst.map((r) => r.status), [201, 201, 201, 201, 201])
-    assert.equal(burst.filter((r) => wasPooled(r.json.id)).length, 2, 'two from the pool, three made on the spot')
+    assert.equal(burst.filter((r) => wasPooled(r.json.id, asked)).length, 2, 'two from the pool, three made on the spot')
     await Promise.all(burst.map((r) => kill(r.json.id)))
     await readyIs(2)
     assert.equal(containers().length, 2, 'nothing leaked')
@@ -164,16 +168,18 @@ describe('the warm pool', { concurrency: false }, () => {
     await build('v1')
     await call('PUT', '/api/v1/pools/pooled-tpl', { size: 1 })
     await readyIs(1, 'pooled-tpl')
+    let asked = Date.now()
     const first = (await call('POST', '/api/v1/sandboxes', { template: 'pooled-tpl', keepAliveMs: 60_000 })).json
-    assert.ok(wasPooled(first.id))
+    assert.ok(wasPooled(first.id, asked))
     assert.equal((await sh(first.id, 'cat /tmp/version; pgrep -c -x sleep')).stdout, 'v1\n1\n', 'its start command already runs')
     await readyIs(1, 'pooled-tpl')
     await build('v2')
     const second = (await call('POST', '/api/v1/sandboxes', { template: 'pooled-tpl', keepAliveMs: 60_000 })).json
     assert.equal((await sh(second.id, 'cat /tmp/version')).stdout, 'v2\n')
     await readyIs(1, 'pooled-tpl')
+    asked = Date.now()
     const third = (await call('POST', '/api/v1/sandboxes', { template: 'pooled-tpl', keepAliveMs: 60_000 })).json
-    assert.ok(wasPooled(third.id), 'the pool holds the new build now')
+    assert.ok(wasPooled(third.id, asked), 'the pool holds the new build now')
     assert.equal((await sh(third.id, 'cat /tmp/version')).stdout, 'v2\n')
     await Promise.all([first, second, third].map((s) => kill(s.id)))
     await readyIs(1, 'pooled-tpl')

@@ -78,6 +78,8 @@ export interface Config {
   logLevel: string
   /** One log line per request (SANDLOT_ACCESS_LOG=1): api/access-log.ts. */
   accessLog: boolean
+  /** Node's flags for the agent in each sandbox (SANDLOT_AGENT_NODE_FLAGS; runtime/spec.ts has the default). */
+  agentNodeFlags?: string[]
   /** Ready sandboxes kept per template (SANDLOT_POOL, default base=2): lifecycle/pool.ts. */
   poolSizes: Map<string, number>
 }
@@ -161,6 +163,7 @@ export function loadConfig(env = process.env): Config {
     logLevel: env.SANDLOT_LOG_LEVEL ?? 'info',
     accessLog: env.SANDLOT_ACCESS_LOG === '1' || env.SANDLOT_ACCESS_LOG === 'true',
     poolSizes: parsePoolSizes(env.SANDLOT_POOL, 'base=2'),
+    agentNodeFlags: agentNodeFlagsFrom(env.SANDLOT_AGENT_NODE_FLAGS),
   }
 }
 
@@ -192,4 +195,13 @@ export function hostOpenFilesLimit(): number | undefined {
  */
 function defaultMaxConnections(): number {
   return Math.max(64, Math.min(16_384, Math.floor((hostOpenFilesLimit() ?? 1024) / 4)))
+}
+
+/** SANDLOT_AGENT_NODE_FLAGS: Node options (each "--name" or "--name=value"), space-separated; "" for none. */
+function agentNodeFlagsFrom(raw: string | undefined): string[] | undefined {
+  if (raw === undefined) return undefined
+  const flags = raw.split(/\s+/).filter(Boolean)
+  const bad = flags.find((f) => !/^--[a-z0-9-]+(=[\w.,:-]+)?$/.test(f))
+  if (bad) throw new Error(`SANDLOT_AGENT_NODE_FLAGS: "${bad}" is not a Node option (--name or --name=value)`)
+  return flags
 }

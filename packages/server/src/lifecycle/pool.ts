@@ -63,7 +63,8 @@ export function parsePoolSizes(raw: string | undefined, fallback: string): Map<s
 export class SandboxPool {
   private readonly ready = new Map<string, Entry[]>()
   private readonly starting = new Map<string, number>()
-  private readonly filling = new Set<string>()
+  /** Each template's refill in progress (one at a time). */
+  private readonly filling = new Map<string, Promise<void>>()
   private readonly retryAfter = new Map<string, { at: number; ms: number }>()
   private closed = false
   private timer: NodeJS.Timeout | undefined
@@ -111,8 +112,10 @@ export class SandboxPool {
     if (size > 0) this.host.resolve(template)
     if (size === 0) this.sizes.delete(template)
     else this.sizes.set(template, size)
+    // A sandbox being made now is dropped when it is ready (fillNow); the ready ones beyond the size go at once.
     const entries = this.ready.get(template) ?? []
     await Promise.all(entries.splice(size).map((e) => this.discard(e, 'the pool shrank')))
+    if (size < (this.starting.get(template) ?? 0) + entries.length) await this.filling.get(template)
     this.fill(template)
   }
 
@@ -133,8 +136,8 @@ export class SandboxPool {
   /** Brings `template`'s pool to its size, one start at a time, yielding to creates being served. */
   private fill(template: string): void {
     if (this.closed || this.filling.has(template)) return
-    this.filling.add(template)
-    void this.fillNow(template).finally(() => this.filling.delete(template))
+    const done = this.fillNow(template).finally(() => this.filling.delete(template))
+    this.filling.set(template, done)
   }
 
   private async fillNow(template: string): Promise<void> {
@@ -163,8 +166,9 @@ export class SandboxPool {
       this.starting.set(template, (this.starting.get(template) ?? 0) + 1)
       try {
         const id = await this.host.startPooled(t, limits)
-        if (this.closed) {
-          await this.discard({ id, layers, limits }, 'the server is stopping')
+        // Stopped, or shrunk, while it was being made: it is not wanted any more.
+        if (this.closed || entries.length >= (this.sizes.get(template) ?? 0)) {
+          await this.discard({ id, layers, limits }, this.closed ? 'the server is stopping' : 'the pool shrank')
           return
         }
         entries.push({ id, layers, limits })

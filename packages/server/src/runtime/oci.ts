@@ -242,6 +242,7 @@ export class OciDriver implements RuntimeDriver {
           networkNamespace,
           args,
           lxcfs: this.lxcfs,
+          agentNodeFlags: this.config.agentNodeFlags,
           cpus: this.cpusOf().take(spec.id, spec.limits.cpuCount),
         }),
       ),

@@ -29,6 +29,8 @@ export interface SpecInput {
   lxcfs?: string
   /** The host CPUs it may run on ("0,1"; cpusets.ts); all when absent. */
   cpus?: string
+  /** Node's flags for the agent (AGENT_NODE_FLAGS unless the server is told otherwise). */
+  agentNodeFlags?: readonly string[]
 }
 
 /** The fd of the agent's listening socket (made by the daemon, passed by the runtime's --preserve-fds). */
@@ -61,11 +63,21 @@ const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
  * there, named on the loader's command line, so neither the template's /lib (nor its ld.so.cache:
  * --inhibit-cache) nor the environment of what the agent starts is involved.
  */
-export const AGENT_COMMAND = [
-  '/opt/sandlot/bin/tini', '-g', '--',
-  `/opt/sandlot/lib/${AGENT_LOADER}`, '--inhibit-cache', '--library-path', '/opt/sandlot/lib',
-  '/opt/sandlot/bin/node', '/opt/sandlot/agent/agent.mjs',
-]
+export function agentCommand(nodeFlags: readonly string[] = AGENT_NODE_FLAGS): string[] {
+  return [
+    '/opt/sandlot/bin/tini', '-g', '--',
+    `/opt/sandlot/lib/${AGENT_LOADER}`, '--inhibit-cache', '--library-path', '/opt/sandlot/lib',
+    '/opt/sandlot/bin/node', ...nodeFlags, '/opt/sandlot/agent/agent.mjs',
+  ]
+}
+
+/**
+ * Node's settings for the agent: none by default. Measured (BENCHMARKS.md, "What an idle agent
+ * holds"): 1 MiB semi-spaces and one V8 worker thread changed nothing; --lite-mode saved ~1 MiB fresh
+ * and ~4 MiB after use at a cost in speed not measured yet. SANDLOT_AGENT_NODE_FLAGS sets them
+ * (space-separated), for an operator who trades speed for density.
+ */
+export const AGENT_NODE_FLAGS: readonly string[] = []
 
 export function ociSpec(i: SpecInput): object {
   const bind = (source: string, destination: string, ro = true) => ({
@@ -80,7 +92,7 @@ export function ociSpec(i: SpecInput): object {
     process: {
       terminal: false,
       user: { uid: 0, gid: 0 },
-      args: i.args ?? AGENT_COMMAND,
+      args: i.args ?? agentCommand(i.agentNodeFlags),
       // SANDLOT_AGENT_ENSURE_USER: the agent makes E2B's `user` where the image lacks it (account.ts).
       env: [`PATH=${PATH}`, 'HOME=/root', `SANDLOT_AGENT_LISTEN_FD=${AGENT_LISTEN_FD}`, 'SANDLOT_AGENT_CONFIG=/run/sandlot/agent.json', 'SANDLOT_AGENT_ENSURE_USER=user'],
       cwd: '/',
