@@ -6,6 +6,8 @@ import { startHarnessServer } from './harness.mjs'
 import { root, setup } from './setup.mjs'
 
 setup()
+// A /16 of its own (the suites' servers have /24s): the density measure goes up to 1000 sandboxes.
+process.env.SANDLOT_SUBNET ??= process.env.SANDLOT_BENCH_SUBNET ?? '10.213.0.0/16'
 const server = await startHarnessServer({ name: 'bench-home', port: Number(process.env.SANDLOT_BENCH_PORT ?? 3193) })
 const files = process.argv.slice(2)
 const suite = files.length ? files : fs.readdirSync(`${root}/bench`).filter((f) => f.endsWith('.bench.ts')).map((f) => `bench/${f}`)

@@ -294,4 +294,37 @@ describe('sandlot template (real server)', { concurrency: false }, () => {
     assert.equal(usage.code, 2)
     assert.equal((await cli(['template', 'frobnicate'])).code, 2)
   })
+
+  test('a heredoc with a shebang runs with its interpreter, its ARGs in the environment; $HOME in WORKDIR and COPY is the step user\'s home', async () => {
+    made.push('tplheredoc')
+    const dir = context({
+      Dockerfile: [
+        'FROM base',
+        'ARG WHO=the-heredoc',
+        'USER user',
+        'WORKDIR $HOME/app',
+        'COPY note.txt $HOME/notes/',
+        'RUN <<EOF',
+        '#!/usr/bin/env python3',
+        'import os',
+        'open("made-by-python.txt", "w").write("python saw " + os.environ["WHO"] + " in " + os.getcwd() + "\\n")',
+        'EOF',
+      ].join('\n'),
+      'note.txt': `a note ${nonce}\n`,
+    })
+    try {
+      const r = await cli(['template', 'build', 'tplheredoc', dir])
+      assert.equal(r.code, 0, r.stderr)
+      const created = await cli(['create', '--template', 'tplheredoc', '--keep-alive', '5m'])
+      const id = created.stdout.trim().split('\n').at(-1)!
+      try {
+        const x = await cli(['exec', id, '--', 'bash', '-lc', 'pwd; cat made-by-python.txt ~/notes/note.txt'])
+        assert.equal(x.stdout, `/home/user/app\npython saw the-heredoc in /home/user/app\na note ${nonce}\n`, x.stderr)
+      } finally {
+        await api('DELETE', `/api/v1/sandboxes/${id}`)
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
 })

@@ -1,6 +1,10 @@
 // Sandlot's SDK on the code-interpreter-v1 template: runCode and code contexts (the same execution
 // server the e2b suite drives with @e2b/code-interpreter), and the template's own behaviour.
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { InvalidArgumentError, NotFoundError, Sandbox, SandlotError, TimeoutError, type Result } from 'sandlot'
 import { TEMPLATE, templateReady } from './code-interpreter-env.js'
@@ -86,5 +90,36 @@ describe('the template', () => {
     const build = await api('POST', '/api/v1/templates', { name: TEMPLATE, steps: [] })
     assert.equal(build.status, 400)
     assert.match(build.json.message, /built by Sandlot itself/)
+  })
+})
+
+describe('sandlot run (the CLI)', () => {
+  const cli = (args: string[], input?: string) => {
+    const r = spawnSync(process.execPath, ['packages/cli/dist/main.js', ...args], { encoding: 'utf8', input })
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+  }
+
+  test('code from stdin or a file: its output, then the value of the last expression; an error exits 1', () => {
+    assert.deepEqual(cli(['run', sandbox.id, '-'], 'print("hi")\n6 * 7'), { code: 0, stdout: 'hi\n42\n', stderr: '' })
+    const file = path.join(os.tmpdir(), `sandlot-run-${process.pid}.js`)
+    fs.writeFileSync(file, 'const a = 20; a + 22')
+    try {
+      assert.equal(cli(['run', sandbox.id, file, '--language', 'javascript']).stdout, '42\n')
+    } finally {
+      fs.rmSync(file)
+    }
+    const failed = cli(['run', sandbox.id], '1 / 0')
+    assert.equal(failed.code, 1)
+    assert.match(failed.stderr, /ZeroDivisionError/)
+    assert.match(cli(['run', sandbox.id, '-l', 'bash'], 'echo from-bash').stdout, /from-bash/)
+    const json = JSON.parse(cli(['run', sandbox.id, '--json'], 'print("x")\n1 + 1').stdout)
+    assert.deepEqual([json.text, json.logs.stdout, json.error], ['2', ['x\n'], null])
+  })
+
+  test('bad input: a clear message and exit 2', () => {
+    const bad = cli(['run', sandbox.id, '-l', 'cobol'], '1')
+    assert.equal(bad.code, 2)
+    assert.match(bad.stderr, /--language must be one of python, javascript, typescript, bash/)
+    assert.match(cli(['run', sandbox.id, '/no/such/file.py']).stderr, /Cannot read \/no\/such\/file\.py: no such file/)
   })
 })

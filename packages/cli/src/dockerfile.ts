@@ -103,10 +103,28 @@ function runCommand(content: string): string {
   const lines = rest!.split('\n')
   const end = lines.findIndex((l) => (dash ? l.replace(/^\t+/, '') : l) === name)
   if (end !== lines.length - 1) return content // more after the heredoc: bash reads it as written
-  return lines
+  const script = lines
     .slice(0, end)
     .map((l) => (dash ? l.replace(/^\t+/, '') : l))
     .join('\n')
+  return script.startsWith('#!') ? runWithShebang(script) : script
+}
+
+/**
+ * A heredoc script with a shebang (`#!/usr/bin/env python3`) is run by that interpreter, as
+ * BuildKit does: written to a file, made executable, run, removed. The delimiter is one the script
+ * does not contain.
+ */
+function runWithShebang(script: string): string {
+  let delimiter = 'SANDLOT_SCRIPT'
+  while (script.split('\n').includes(delimiter)) delimiter += '_'
+  return [
+    'f=$(mktemp)',
+    `cat > "$f" <<'${delimiter}'`,
+    script,
+    delimiter,
+    'chmod +x "$f"; "$f"; s=$?; rm -f "$f"; exit $s',
+  ].join('\n')
 }
 
 export interface ParseOptions {
@@ -208,9 +226,10 @@ export function parseDockerfile(text: string, opts: ParseOptions = {}): Dockerfi
         if (mode && !/^[0-7]{3,4}$/.test(mode)) throw new DockerfileError(`${keyword} --chmod=${mode}: give an octal mode such as 755`, line)
         const words = execForm(content) ?? i.getArguments().map((a) => a.getValue())
         if (words.length < 2) throw new DockerfileError(`${keyword} takes at least one source and a destination`, line)
-        const expanded = words.map((w) => expandVars(w, known))
-        const dest = expanded.at(-1)!
-        const sources = expanded.slice(0, -1)
+        // Sources are the context's, so every variable is known here; the destination may name the
+        // base's ($HOME/app), which the server expands for the step's user.
+        const sources = words.slice(0, -1).map((w) => expandVars(w, known))
+        const dest = expandVars(words.at(-1)!, known, true)
         if (sources.length > 1 && !dest.endsWith('/')) throw new DockerfileError(`${keyword} with several sources needs a destination ending in "/"`, line)
         for (const src of sources) {
           if (/^[a-z][a-z0-9+.-]*:\/\//i.test(src) || src.startsWith('git@')) {
@@ -238,7 +257,8 @@ export function parseDockerfile(text: string, opts: ParseOptions = {}): Dockerfi
         break
       }
       case 'WORKDIR': {
-        const dir = expandVars(content.trim(), known)
+        // Variables of the base ($HOME) are left for the server, which expands them for the step's user.
+        const dir = expandVars(content.trim(), known, true)
         if (!dir) throw new DockerfileError('WORKDIR takes a path', line)
         steps.push({ type: 'WORKDIR', args: [dir], line, label })
         workdirSet = true

@@ -10,6 +10,7 @@ import { completion } from './completion.js'
 import { cp } from './cp.js'
 import { parseDuration } from './duration.js'
 import { exec, shell } from './exec.js'
+import { run as runCode } from './run.js'
 import * as template from './template.js'
 
 const { version } = createRequire(import.meta.url)('../package.json') as { version: string }
@@ -146,6 +147,18 @@ function program(): Command {
     .argument('<dest>', 'ID:PATH or LOCAL')
     .addOption(userOption())
     .action(async (src: string, dest: string, o: { user: string }) => cp(src, dest, o))
+
+  p.command('run')
+    .description('run code in a code interpreter sandbox (template code-interpreter-v1): Python unless --language; its output, then the value of the last expression; exits 1 if the code raised an error')
+    .argument('<id>', 'the sandbox')
+    .argument('[file]', 'a file of code, or - for stdin (the default when stdin is piped)')
+    .option('-l, --language <language>', 'python (default), javascript, typescript or bash')
+    .option('-t, --timeout <duration>', 'how long the code may run before it is interrupted (e.g. 30s, 5m; default 60s)')
+    .option('--json', 'print { text, logs, results, error, executionCount } as JSON')
+    .action(async (id: string, file: string | undefined, o: { language?: string; timeout?: string; json?: boolean }) => {
+      const timeout = o.timeout === undefined ? undefined : parseDuration(o.timeout)
+      exitCode = await runCode(id, file, { language: o.language, timeout, json: !!o.json })
+    })
 
   p.command('kill')
     .description('destroy a sandbox')

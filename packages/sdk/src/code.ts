@@ -92,11 +92,11 @@ export interface Execution {
   readonly text: string | undefined
 }
 
-/** Options of {@link Sandbox.runCode}. */
+/** Options of {@link SandboxConnection.runCode}. */
 export interface RunCodeOptions {
   /** The language's default context (default `python`). Not with `context`. */
   language?: CodeLanguage
-  /** A context from {@link Sandbox.createCodeContext}. Not with `language`. */
+  /** A context from {@link SandboxConnection.createCodeContext}. Not with `language`. */
   context?: CodeContext
   /** Environment variables for this run only; the previous values are back afterwards. */
   envVars?: Record<string, string>
@@ -112,7 +112,7 @@ export interface RunCodeOptions {
   timeout?: number
 }
 
-/** Options of {@link Sandbox.createCodeContext}. */
+/** Options of {@link SandboxConnection.createCodeContext}. */
 export interface CodeContextOptions {
   /** Default `python`. */
   language?: CodeLanguage

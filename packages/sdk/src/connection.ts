@@ -2,6 +2,7 @@
 // previews. Reached without a hold (SandlotClient.connect); a Sandbox is one of these that also
 // holds its sandbox open.
 import { FileType } from '@sandlot/envd-proto'
+import { CodeInterpreter, type CodeContext, type CodeContextOptions, type Execution, type RunCodeOptions } from './code.js'
 import type { Readable } from 'node:stream'
 import { EnvdConnection, SandboxContext, userHeader, type SandboxUser } from './envd.js'
 import { InvalidArgumentError, SandlotError } from './errors.js'
@@ -49,18 +50,44 @@ export class SandboxConnection {
    */
   readonly trafficAccessToken: string | undefined
   private readonly domain: string | undefined
+  private readonly apiUrl: string
   /** @internal */
   protected readonly ctx: SandboxContext
 
   /** @internal */
   constructor(apiUrl: string, json: SandboxJSON, cwd?: string, envVars: Record<string, string> = {}) {
     this.id = json.id
+    this.apiUrl = apiUrl
     this.domain = json.domain
     this.trafficAccessToken = json.trafficAccessToken ?? undefined
     this.ctx = new SandboxContext(new EnvdConnection(apiUrl, json.id, json.envdAccessToken), cwd, { ...envVars })
     this.filesystem = new Filesystem(this.ctx)
     this.process = new ProcessManager(this.ctx)
     this.terminal = new TerminalManager(this.ctx)
+  }
+
+  /**
+   * Runs code in the sandbox's code interpreter (a sandbox of the `code-interpreter-v1` template):
+   * Python by default, or `language: 'javascript' | 'typescript' | 'bash'`, or in a context of
+   * {@link SandboxConnection.createCodeContext}. State is kept between runs of a context.
+   *
+   * ```ts
+   * const sandbox = await Sandbox.create('code-interpreter-v1')
+   * const run = await sandbox.runCode('x = 1; x + 1', { onStdout: (t) => process.stdout.write(t) })
+   * console.log(run.text) // 2
+   * ```
+   */
+  runCode(code: string, opts?: RunCodeOptions): Promise<Execution> {
+    return this.code.runCode(code, opts)
+  }
+
+  /** A new code context (a kernel of its own) for {@link SandboxConnection.runCode}. */
+  createCodeContext(opts?: CodeContextOptions): Promise<CodeContext> {
+    return this.code.createContext(opts)
+  }
+
+  private get code(): CodeInterpreter {
+    return new CodeInterpreter(this.apiUrl, this.id, this.trafficAccessToken)
   }
 
   /** The sandbox's id, under E2B v0's name. */

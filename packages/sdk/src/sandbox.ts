@@ -1,7 +1,6 @@
 // The Sandbox handle: create, reconnect, list and kill sandboxes; a handle holds its sandbox open
 // (a renewed lease) until close(), and gives access to its files, processes and terminals.
 import { posix } from 'node:path'
-import { CodeInterpreter, type CodeContext, type CodeContextOptions, type Execution, type RunCodeOptions } from './code.js'
 import { resolveConfig, type ConnectionOptions } from './config.js'
 import { SandboxConnection } from './connection.js'
 import { expandHome, HOME } from './envd.js'
@@ -227,30 +226,6 @@ export class Sandbox extends SandboxConnection {
     super(api.config.apiUrl, info, opts.cwd === undefined ? undefined : posix.resolve(HOME, expandHome(opts.cwd)), opts.envVars)
     this.metadata = { ...info.metadata }
     this.keeper = new HoldKeeper(api, info.id, hold, (err) => this.ctx.shutDown(err))
-  }
-
-  /**
-   * Runs code in the sandbox's code interpreter (a sandbox of the `code-interpreter-v1` template):
-   * Python by default, or `language: 'javascript' | 'typescript' | 'bash'`, or in a context of
-   * {@link Sandbox.createCodeContext}. State is kept between runs of a context.
-   *
-   * ```ts
-   * const sandbox = await Sandbox.create('code-interpreter-v1')
-   * const run = await sandbox.runCode('x = 1; x + 1', { onStdout: (t) => process.stdout.write(t) })
-   * console.log(run.text) // 2
-   * ```
-   */
-  runCode(code: string, opts?: RunCodeOptions): Promise<Execution> {
-    return this.code.runCode(code, opts)
-  }
-
-  /** A new code context (a kernel of its own) for {@link Sandbox.runCode}. */
-  createCodeContext(opts?: CodeContextOptions): Promise<CodeContext> {
-    return this.code.createContext(opts)
-  }
-
-  private get code(): CodeInterpreter {
-    return new CodeInterpreter(this.api.config.apiUrl, this.id, this.trafficAccessToken)
   }
 
   /** Whether this handle is open: not closed, and its sandbox not found gone. */

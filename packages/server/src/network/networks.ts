@@ -5,6 +5,7 @@
 import crypto from 'node:crypto'
 import net from 'node:net'
 import type { Logger } from 'pino'
+import { unavailable } from '../errors.js'
 import type { NetworkRow, Store } from '../store/db.js'
 import { Resolver } from './dns.js'
 import { EgressProxy } from './egress-proxy.js'
@@ -163,7 +164,8 @@ export class SandboxNetworks {
     const taken = new Set(this.store.listNetworks().map((n) => n.address))
     const cursor = ipToInt(this.store.getSetting(`network_cursor:${this.settings.bridge}`) ?? intToIp(subnet.last))
     const n = nextFree(subnet, taken, cursor)
-    if (n === undefined) throw new Error(`every address of the sandboxes' subnet ${subnet.cidr} is in use (SANDLOT_SUBNET)`)
+    // The server is full, not broken: a 503 the client may retry once sandboxes end.
+    if (n === undefined) throw unavailable(`every address of the sandboxes' subnet ${subnet.cidr} is in use: this server holds no more sandboxes until some end (a larger SANDLOT_SUBNET holds more)`)
     const address = intToIp(n)
     const veth = `${this.vethPrefix}${crypto.createHash('sha256').update(id).digest('hex').slice(0, 10)}`
     const port: Port = { veth, mac: macOf(address), address }

@@ -84,6 +84,13 @@ export function expandEnv(value: string, env: Record<string, string>): string {
   return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (_, a: string | undefined, b: string | undefined) => env[(a ?? b)!] ?? '')
 }
 
+/**
+ * Variables in a WORKDIR or a COPY destination (`$HOME/app`, `${APP_DIR}`), as a shell would
+ * expand them for the step's user: the template's ENV so far, and HOME as that user's home unless
+ * ENV set it.
+ */
+const pathVars = (p: string, config: TemplateConfig) => expandEnv(p, { HOME: homeOf(config.user), ...config.env })
+
 /** The directory a relative path is taken from: the workdir, else the user's home. */
 const homeOf = (user: string) => (user === 'root' ? '/root' : `/home/${user}`)
 const resolveFrom = (base: string, p: string) => path.posix.resolve(base, p)
@@ -205,7 +212,7 @@ export class BuildRunner {
       }
       await layer(label, `CACHED ${label}`, n, (agent) => this.exec(step, agent, config, buildId, n, signal))
       if (step.type === 'USER') config.user = step.args[0]!
-      if (step.type === 'WORKDIR') config.workdir = resolveFrom(config.workdir ?? homeOf(config.user), step.args[0]!)
+      if (step.type === 'WORKDIR') config.workdir = resolveFrom(config.workdir ?? homeOf(config.user), pathVars(step.args[0]!, config))
     }
     config.startCmd = spec.startCmd || null
     config.readyCmd = spec.readyCmd || (spec.startCmd ? 'sleep 20' : null)
@@ -271,7 +278,7 @@ export class BuildRunner {
         return run(`id -u ${q(name)} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash ${q(name)}`, 'root', `USER ${name}`)
       }
       case 'WORKDIR': {
-        const dir = resolveFrom(config.workdir ?? homeOf(config.user), step.args[0]!)
+        const dir = resolveFrom(config.workdir ?? homeOf(config.user), pathVars(step.args[0]!, config))
         // New directories belong to the current user (E2B chowns what it makes).
         return run(`d=${q(dir)}; made=$(mkdir -pv "$d" | sed -n "s/^mkdir: created directory '\\(.*\\)'$/\\1/p"); [ -z "$made" ] || printf '%s\\n' "$made" | xargs -d '\\n' chown ${q(`${config.user}:${config.user}`)}`, 'root', `WORKDIR ${dir}`)
       }
@@ -281,7 +288,7 @@ export class BuildRunner {
         if (!archive) throw new StepFailed(`COPY ${src} ${dest}: the files (hash ${step.filesHash}) were never uploaded`, n)
         const inside = `/tmp/.sandlot-copy-${step.filesHash.slice(0, 16)}.tar.gz`
         await agent.upload(archive, inside, 'root')
-        const target = resolveFrom(config.workdir ?? homeOf(config.user), dest)
+        const target = resolveFrom(config.workdir ?? homeOf(config.user), pathVars(dest, config))
         const into = dest.endsWith('/')
         const ownerSpec = owner || `${config.user}:${config.user}`
         if (mode && !/^[0-7]{3,4}$/.test(mode)) throw new StepFailed(`COPY ${src} ${dest}: mode "${mode}" is not octal`, n)
