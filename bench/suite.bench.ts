@@ -15,6 +15,8 @@
 //                memory per sandbox (PSS of its processes + its cgroup's kernel memory + its share of
 //                the daemon), fresh, and after a sample of them served commands and file calls
 //   runc, podman a bare `runc run` and `podman run --rm --rootfs` of `echo ok` on the base rootfs
+//   tti_code     create of code-interpreter-v1 → runCode('1 + 1') → result, with a pool of 1 (refilled
+//                between runs, untimed); run_code: runCode('1 + 1') in a warm context, 200 runs
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -24,7 +26,7 @@ import { Sandbox } from 'sandlot'
 import { api, apiKey, apiUrl, home } from '../test/helpers.js'
 import { fmt, stats } from './stats.js'
 
-const RUNS = { tti: 100, burst: 50, exec: 200, file4k: 200, file1m: 50, reference: 30 }
+const RUNS = { tti: 100, burst: 50, exec: 200, file4k: 200, file1m: 50, reference: 30, code: 20 }
 const DENSITY_MAX = Number(process.env.BENCH_DENSITY_MAX ?? 1000)
 const DENSITY_SAMPLE = 20
 const TRANSFER_MIB = 100
@@ -56,14 +58,14 @@ async function timedLoop(name: string, n: number, fn: (i: number) => Promise<voi
   return out
 }
 
-async function poolReady(size: number, timeoutMs = 120_000): Promise<void> {
+async function poolReady(size: number, timeoutMs = 120_000, template = 'base'): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
     const pools = (await api<{ template: string; ready: number }[]>('GET', '/api/v1/pools')).json
-    if ((pools.find((p) => p.template === 'base')?.ready ?? 0) >= size) return
+    if ((pools.find((p) => p.template === template)?.ready ?? 0) >= size) return
     await new Promise((r) => setTimeout(r, 100))
   }
-  throw new Error(`the pool of base did not reach ${size} ready sandboxes`)
+  throw new Error(`the pool of ${template} did not reach ${size} ready sandboxes`)
 }
 
 // --- warm-up, then time to interactive ---
@@ -158,6 +160,29 @@ if (got !== bytes) throw new Error(`downloaded ${got} bytes of ${bytes}`)
 fs.rmSync(local)
 fs.rmSync(`${local}.back`)
 await s.kill()
+
+// --- the code interpreter (issue 16): create → first runCode result with its pool, runCode warm ---
+const CODE = 'code-interpreter-v1'
+progress(`code interpreter: a pool of 1 (the first run builds ${CODE}: a few minutes)`)
+await api('PUT', `/api/v1/pools/${CODE}`, { size: 1 })
+await poolReady(1, 15 * 60_000, CODE)
+const ttiCode = await timedLoop('tti_code', RUNS.code, async () => {
+  const c = await Sandbox.create(CODE, opts)
+  const r = await c.runCode('1 + 1')
+  if (r.text !== '2') throw new Error(`unexpected result ${JSON.stringify(r.text)}`)
+  last = c
+}, async () => {
+  await last?.kill()
+  await poolReady(1, 120_000, CODE)
+})
+results.tti_code = latency(ttiCode)
+const coder = await Sandbox.create(CODE, opts)
+await coder.runCode('1 + 1')
+results.run_code = latency(await timedLoop('run_code', RUNS.exec, async () => {
+  if ((await coder.runCode('1 + 1')).text !== '2') throw new Error('unexpected result')
+}))
+await coder.kill()
+await api('PUT', `/api/v1/pools/${CODE}`, { size: 0 })
 
 // --- density ---
 const memInfo = () => Object.fromEntries(fs.readFileSync('/proc/meminfo', 'utf8').split('\n').filter(Boolean).map((l) => [l.split(':')[0]!, Number(l.split(/\s+/)[1]) * 1024]))
@@ -319,6 +344,8 @@ const section = [
   row('burst', `${RUNS.burst} creates at once → one command each (pool sized ${RUNS.burst}); errors: ${results.burst_errors}`, L('burst')),
   row('burst_default_pool', `the same with the default pool (${defaultPool}); errors: ${results.burst_default_pool_errors}`, L('burst_default_pool')),
   row('exec', '`true` in a running sandbox', L('exec')),
+  row('tti_code', `code interpreter: create → \`runCode('1 + 1')\` → result, its pool of 1 refilled between runs`, L('tti_code')),
+  row('run_code', "`runCode('1 + 1')` in a warm context", L('run_code')),
   row('file_4k', 'write then read back 4 KiB', L('file_4k')),
   row('file_1m', 'write then read back 1 MiB', L('file_1m')),
   row('runc', 'reference: bare `runc run` of `echo ok` on the base rootfs', L('runc')),

@@ -93,6 +93,22 @@ describe('the template', () => {
   })
 })
 
+describe('kill while a run streams', () => {
+  test('the run ends with an error, not a hang', async () => {
+    const s = await Sandbox.create(TEMPLATE, { metadata: { suite: 'code-interpreter' } })
+    let firstLine!: () => void
+    const printing = new Promise<void>((r) => (firstLine = r))
+    const started = Date.now()
+    const run = s.runCode('import time\nfor i in range(600):\n    print(i, flush=True)\n    time.sleep(0.1)', { onStdout: () => firstLine(), timeout: 120_000 })
+    const outcome = run.then(() => 'finished', (err: Error) => err)
+    await printing
+    await s.kill()
+    const err = await outcome
+    assert.ok(err instanceof SandlotError && err.code === 'execution_interrupted', `the run ${String(err)} after its sandbox was killed`)
+    assert.ok(Date.now() - started < 30_000, 'it ended soon after the kill')
+  })
+})
+
 describe('sandlot run (the CLI)', () => {
   const cli = (args: string[], input?: string) => {
     const r = spawnSync(process.execPath, ['packages/cli/dist/main.js', ...args], { encoding: 'utf8', input })

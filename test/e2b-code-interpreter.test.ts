@@ -246,6 +246,22 @@ describe('the protocol, raw', () => {
   })
 })
 
+describe('kill while a run streams', () => {
+  test('the run ends with an error, not a hang', async () => {
+    const s = await create()
+    let firstLine!: () => void
+    const printing = new Promise<void>((r) => (firstLine = r))
+    const started = Date.now()
+    const run = s.runCode('import time\nfor i in range(600):\n    print(i, flush=True)\n    time.sleep(0.1)', { onStdout: () => firstLine(), timeoutMs: 120_000 })
+    const outcome = run.then(() => 'finished', (err: Error) => err)
+    await printing
+    await s.kill()
+    const err = await outcome
+    assert.ok(err instanceof Error, `the run ${String(err)} after its sandbox was killed`)
+    assert.ok(Date.now() - started < 30_000, 'it ended soon after the kill')
+  })
+})
+
 describe('supervision', () => {
   test('killing jupyter: the code interpreter is healthy again within 30 s', async () => {
     const s = await create()

@@ -128,6 +128,8 @@ function resultOf(line: Record<string, unknown>): Result {
   return r
 }
 
+const INTERRUPTED = "The code interpreter's answer stopped before the run ended: the sandbox was killed, or its code interpreter restarted"
+
 /** @internal The code interpreter of one sandbox. */
 export class CodeInterpreter {
   constructor(
@@ -172,19 +174,27 @@ export class CodeInterpreter {
       const res = await this.request('POST', '/execute', { code, context_id: opts.context?.id, language: opts.language, env_vars: opts.envVars }, controller.signal)
       const decoder = new TextDecoder()
       let buffer = ''
+      let ended = false
       for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
         buffer += decoder.decode(chunk, { stream: true })
         let nl: number
         while ((nl = buffer.indexOf('\n')) >= 0) {
           const line = buffer.slice(0, nl).trim()
           buffer = buffer.slice(nl + 1)
-          if (line) await this.apply(execution, JSON.parse(line), opts)
+          if (!line) continue
+          const parsed = JSON.parse(line) as Record<string, unknown>
+          if (parsed.type === 'end_of_execution') ended = true
+          await this.apply(execution, parsed, opts)
         }
       }
+      // A stream that stops short never passes for a finished run.
+      if (!ended) throw new SandlotError(INTERRUPTED, 'execution_interrupted')
       return execution
     } catch (err) {
       if (controller.signal.aborted) throw new TimeoutError(`The code ran longer than ${timeout} ms (the timeout option) and was interrupted`, { cause: err })
-      throw err
+      if (err instanceof SandlotError) throw err
+      // The connection broke mid-run (undici's "terminated"): the sandbox was killed, or its server died.
+      throw new SandlotError(INTERRUPTED, 'execution_interrupted', undefined, { cause: err })
     } finally {
       clearTimeout(timer)
       controller.abort()
