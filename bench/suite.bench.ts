@@ -164,7 +164,8 @@ await s.kill()
 // --- the code interpreter (issue 16): create → first runCode result with its pool, runCode warm ---
 const CODE = 'code-interpreter-v1'
 progress(`code interpreter: a pool of 1 (the first run builds ${CODE}: a few minutes)`)
-await api('PUT', `/api/v1/pools/${CODE}`, { size: 1 })
+const codePool = await api('PUT', `/api/v1/pools/${CODE}`, { size: 1 })
+if (codePool.status !== 200) throw new Error(`cannot give ${CODE} a pool: ${JSON.stringify(codePool.json)}`)
 await poolReady(1, 15 * 60_000, CODE)
 const ttiCode = await timedLoop('tti_code', RUNS.code, async () => {
   const c = await Sandbox.create(CODE, opts)

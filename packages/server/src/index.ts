@@ -109,6 +109,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
           throw err
         }
       },
+      buildsItself: (name) => builtins.has(name),
       defaultLimits: (t) => manager.defaultLimitsOf(t),
       startPooled: (t, limits) => manager.startPooled(t, limits),
       destroyPooled: (id) => manager.destroyPooled(id),

@@ -13,6 +13,8 @@ import type { ResolvedTemplate } from '../templates/registry.js'
 /** What the pool needs of the manager and the runtime. */
 export interface PoolHost {
   resolve(template: string): ResolvedTemplate
+  /** Whether Sandlot builds `template` itself (templates/builtin.ts): a pool of it may be set before its first build. */
+  buildsItself(template: string): boolean
   /** The limits a create of `t` gets without any of its own. */
   defaultLimits(t: ResolvedTemplate): Limits
   startPooled(t: ResolvedTemplate, limits: Limits): Promise<string>
@@ -108,8 +110,15 @@ export class SandboxPool {
   /** Sets how many ready sandboxes `template` keeps: grows in the background, shrinks at once. */
   async setSize(template: string, size: number): Promise<void> {
     if (!Number.isInteger(size) || size < 0 || size > MAX_POOL_SIZE) throw new Error(`a pool holds 0 to ${MAX_POOL_SIZE} sandboxes`)
-    // A pool of a template that exists (one deleted since may still be emptied).
-    if (size > 0) this.host.resolve(template)
+    // A pool of a template that exists (one deleted since may still be emptied), or of one Sandlot
+    // builds itself, whose build resolve starts (index.ts).
+    if (size > 0) {
+      try {
+        this.host.resolve(template)
+      } catch (err) {
+        if (!this.host.buildsItself(template)) throw err
+      }
+    }
     if (size === 0) this.sizes.delete(template)
     else this.sizes.set(template, size)
     // A sandbox being made now is dropped when it is ready (fillNow); the ready ones beyond the size go at once.
