@@ -17,15 +17,21 @@ export interface ApiResult<T = any> {
   headers: Headers
 }
 
-export async function api<T = any>(method: string, route: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResult<T>> {
-  const res = await fetch(`${apiUrl}${route}`, {
-    method,
-    headers: { 'x-api-key': apiKey(), ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
-    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-  })
-  const text = await res.text()
-  return { status: res.status, json: text ? JSON.parse(text) : undefined, headers: res.headers }
+/** The REST of the server at `url()` with the key `key()` (read at each call: a test's own daemon may restart). */
+export function apiAt(url: () => string, key: () => string) {
+  return async <T = any>(method: string, route: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResult<T>> => {
+    const res = await fetch(`${url()}${route}`, {
+      method,
+      headers: { 'x-api-key': key(), ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    })
+    const text = await res.text()
+    return { status: res.status, json: text ? JSON.parse(text) : undefined, headers: res.headers }
+  }
 }
+
+/** The suite's server. */
+export const api = apiAt(() => apiUrl, apiKey)
 
 export interface Sandbox {
   id: string

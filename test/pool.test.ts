@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { run, spawnDaemon, waitFor, type Daemon } from './helpers.js'
+import { apiAt, run, spawnDaemon, waitFor, type Daemon } from './helpers.js'
 
 const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 12
 const ownHome = path.resolve(`.sandlot-test/pool-${port}`)
@@ -17,15 +17,7 @@ const env = { SANDLOT_HOME: ownHome, SANDLOT_POOL: 'base=2' }
 let daemon: Daemon
 let key = ''
 
-async function call<T = any>(method: string, route: string, body?: unknown): Promise<{ status: number; json: T }> {
-  const res = await fetch(`${daemon.url}${route}`, {
-    method,
-    headers: { 'x-api-key': key, ...(body !== undefined && { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  })
-  const text = await res.text()
-  return { status: res.status, json: text ? JSON.parse(text) : undefined }
-}
+const call = apiAt(() => daemon.url, () => key)
 
 async function start(): Promise<void> {
   daemon = spawnDaemon(port, env, fs.openSync(logFile, 'a'))

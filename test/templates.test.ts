@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { run, spawnDaemon, terminal, waitFor, type Daemon } from './helpers.js'
+import { apiAt, run, spawnDaemon, terminal, waitFor, type Daemon } from './helpers.js'
 import { makeImage, push, startRegistry, type Registry } from './oci-registry.js'
 
 const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 7
@@ -21,15 +21,7 @@ const daemonEnv = { SANDLOT_HOME: ownHome, SANDLOT_READY_TIMEOUT_MS: '3000', SAN
 let registry: Registry | undefined
 let key = ''
 
-async function call<T = any>(method: string, route: string, body?: unknown): Promise<{ status: number; json: T }> {
-  const res = await fetch(`${daemon.url}${route}`, {
-    method,
-    headers: { 'x-api-key': key, ...(body !== undefined && { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  })
-  const text = await res.text()
-  return { status: res.status, json: text ? JSON.parse(text) : undefined }
-}
+const call = apiAt(() => daemon.url, () => key)
 
 interface BuildStatus {
   status: string
