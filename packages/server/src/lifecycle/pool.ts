@@ -135,6 +135,9 @@ export class SandboxPool {
     const all = [...this.ready.values()].flat()
     this.ready.clear()
     await Promise.all(all.map((e) => this.discard(e, 'the server is stopping')))
+    // A sandbox being made now is discarded when it is ready (fillNow sees `closed`): waited for, so
+    // nothing of the pool outlives the server's store.
+    await Promise.all(this.filling.values())
   }
 
   private async discard(e: Entry, why: string): Promise<void> {
