@@ -2,24 +2,19 @@
 // SDK's runCode: its output streamed as it comes, then the text of the last expression's value and
 // the error, if any. Exits 1 when the code raised one.
 import fs from 'node:fs'
+import { text } from 'node:stream/consumers'
 import type { CodeLanguage, Execution } from 'sandlot'
 import { CliError, client } from './client.js'
 import { printJson } from './format.js'
 
 const LANGUAGES = ['python', 'javascript', 'typescript', 'bash', 'js', 'ts']
 
-async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
-  const chunks: Buffer[] = []
-  for await (const chunk of stream) chunks.push(Buffer.from(chunk as Buffer))
-  return Buffer.concat(chunks).toString('utf8')
-}
-
 export async function run(id: string, file: string | undefined, o: { language?: string; timeout?: number; json?: boolean }): Promise<number> {
   if (o.language && !LANGUAGES.includes(o.language)) throw new CliError(`--language must be one of ${LANGUAGES.join(', ')}; got "${o.language}"`, 2)
   if (!file && process.stdin.isTTY) throw new CliError('Usage: sandlot run <sandbox-id> FILE, or code on stdin (sandlot run ID - < code.py)', 2)
   let code: string
   try {
-    code = !file || file === '-' ? await readAll(process.stdin) : fs.readFileSync(file, 'utf8')
+    code = !file || file === '-' ? await text(process.stdin) : fs.readFileSync(file, 'utf8')
   } catch (err) {
     throw new CliError(`Cannot read ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`)
   }

@@ -5,9 +5,9 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import crypto from 'node:crypto'
 import { SandlotError, badRequest } from '../errors.js'
 import type { Limits } from '../config.js'
-import type { BuildRow } from '../store/templates.js'
+import type { BuildRow, CustomTemplate } from '../store/templates.js'
 import type { BuildSpec } from '../templates/build.js'
-import { checkSteps, type TemplateBuilds } from '../templates/builds.js'
+import { TEMPLATE_TAG, checkSteps, type TemplateBuilds } from '../templates/builds.js'
 import { parseTemplateRef, type TemplateRegistry } from '../templates/registry.js'
 import { ENVD_VERSION } from './serialize.js'
 import { logEntryView, rawBodyRoutes, uploadArchive } from './templates.js'
@@ -65,63 +65,46 @@ export function e2bTemplateRoutes(app: FastifyInstance, builds: TemplateBuilds, 
   }
 
   /**
-   * Every template as E2B's list shows it (Template): the base, which Sandlot builds from its recipe,
-   * and each built one with its default tag's build (else its latest), newest build first.
+   * One template as E2B's list shows it (Template), with its builds newest first (TemplateWithBuilds'):
+   * the base, which Sandlot builds from its recipe, as one ready build; a built one with its default
+   * tag's build (else its latest) as the current one.
    */
-  const listing = () => {
-    const base = templates.base()
-    const baseSpawns = store.spawns('base')
-    const own = store.listTemplates().map((t) => {
-      const all = store.buildsOf(t.id).reverse()
-      const current = all.find((b) => b.id === store.buildOfTag(t.id, 'default')) ?? all[0]
-      const spawns = store.spawns(t.name)
-      const view = current ? buildView(current, defaults) : undefined
-      return {
-        templateID: t.id,
-        buildID: current?.id ?? null,
-        cpuCount: view?.cpuCount ?? defaults.cpuCount,
-        memoryMB: view?.memoryMB ?? defaults.memoryMB,
-        diskSizeMB: defaults.diskSizeMB,
-        public: false,
-        aliases: [t.name],
-        names: [t.name],
-        createdAt: iso(t.createdAt),
-        updatedAt: all.length ? iso(Math.max(...all.map((b) => b.finishedAt ?? b.createdAt))) : iso(t.createdAt),
-        createdBy: null,
-        lastSpawnedAt: iso(spawns.lastAt),
-        spawnCount: spawns.count,
-        buildCount: all.length,
-        buildStatus: current?.status ?? 'waiting',
-        envdVersion: ENVD_VERSION,
-        builds: all,
-      }
-    })
-    return [
-      ...(base
-        ? [{
-            templateID: 'base',
-            buildID: base.recipeHash,
-            cpuCount: defaults.cpuCount,
-            memoryMB: defaults.memoryMB,
-            diskSizeMB: defaults.diskSizeMB,
-            public: true,
-            aliases: ['base'],
-            names: ['base'],
-            createdAt: iso(base.builtAt),
-            updatedAt: iso(base.builtAt),
-            createdBy: null,
-            lastSpawnedAt: iso(baseSpawns.lastAt),
-            spawnCount: baseSpawns.count,
-            buildCount: 1,
-            buildStatus: 'ready' as const,
-            envdVersion: ENVD_VERSION,
-            builds: [] as BuildRow[],
-          }]
-        : []),
-      ...own,
-    ]
+  const viewOf = (name: string, o: { id: string; isPublic: boolean; createdAt: number; builds: ReturnType<typeof buildView>[]; current?: ReturnType<typeof buildView> }) => {
+    const spawns = store.spawns(name)
+    return {
+      templateID: o.id,
+      buildID: o.current?.buildID ?? null,
+      cpuCount: o.current?.cpuCount ?? defaults.cpuCount,
+      memoryMB: o.current?.memoryMB ?? defaults.memoryMB,
+      diskSizeMB: defaults.diskSizeMB,
+      public: o.isPublic,
+      aliases: [name],
+      names: [name],
+      createdAt: iso(o.createdAt),
+      updatedAt: o.builds.length ? o.builds.map((b) => b.updatedAt!).sort().at(-1)! : iso(o.createdAt),
+      createdBy: null,
+      lastSpawnedAt: iso(spawns.lastAt),
+      spawnCount: spawns.count,
+      buildCount: o.builds.length,
+      buildStatus: o.current?.status ?? 'waiting',
+      envdVersion: ENVD_VERSION,
+      builds: o.builds,
+    }
   }
-  const summary = ({ builds: _, ...t }: ReturnType<typeof listing>[number]) => t
+  const baseView = () => {
+    const base = templates.base()
+    if (!base) return undefined
+    const at = iso(base.builtAt)
+    const build = { buildID: base.recipeHash, status: 'ready' as const, createdAt: at, updatedAt: at, finishedAt: at, cpuCount: defaults.cpuCount, memoryMB: defaults.memoryMB, diskSizeMB: defaults.diskSizeMB, envdVersion: ENVD_VERSION }
+    return viewOf('base', { id: 'base', isPublic: true, createdAt: base.builtAt, builds: [build], current: build })
+  }
+  const builtView = (t: CustomTemplate) => {
+    const builds = store.buildsOf(t.id).reverse().map((b) => buildView(b, defaults))
+    const tagged = store.buildOfTag(t.id, 'default')
+    return viewOf(t.name, { id: t.id, isPublic: false, createdAt: t.createdAt, builds, current: builds.find((b) => b.buildID === tagged) ?? builds[0] })
+  }
+  const listing = () => [baseView(), ...store.listTemplates().map(builtView)].filter((t) => t !== undefined)
+  const summary = ({ builds: _, ...t }: NonNullable<ReturnType<typeof baseView>>) => t
 
   app.get('/templates', async () => listing().map(summary))
   // The paged list: `limit` (default 100) and the `x-next-token` header, as /v2/sandboxes.
@@ -133,18 +116,14 @@ export function e2bTemplateRoutes(app: FastifyInstance, builds: TemplateBuilds, 
     return page.map(summary)
   })
   app.get<{ Params: { tid: string }; Querystring: { limit?: string; nextToken?: string } }>('/templates/:tid', async (req, reply) => {
-    const tid = req.params.tid
-    const t = listing().find((x) => x.templateID === tid || x.aliases.includes(parseTemplateRef(tid).alias))
-    if (!t) throw notFound(`Template '${tid}' not found`)
+    const { alias } = parseTemplateRef(req.params.tid)
+    const custom = store.templateById(req.params.tid) ?? store.templateByName(alias)
+    const t = custom ? builtView(custom) : alias === 'base' ? baseView() : undefined
+    if (!t) throw notFound(`Template '${req.params.tid}' not found`)
     const { limit, start } = pageOf(req.query)
     if (start + limit < t.builds.length) reply.header('x-next-token', String(start + limit))
-    const { builds: all, templateID, public: isPublic, aliases, names, createdAt, updatedAt, lastSpawnedAt, spawnCount } = t
-    return {
-      templateID, public: isPublic, aliases, names, createdAt, updatedAt, lastSpawnedAt, spawnCount,
-      builds: templateID === 'base'
-        ? [{ buildID: t.buildID, status: 'ready', createdAt, updatedAt, finishedAt: createdAt, cpuCount: t.cpuCount, memoryMB: t.memoryMB, diskSizeMB: t.diskSizeMB, envdVersion: ENVD_VERSION }]
-        : all.slice(start, start + limit).map((b) => buildView(b, defaults)),
-    }
+    const { templateID, public: isPublic, aliases, names, createdAt, updatedAt, lastSpawnedAt, spawnCount } = t
+    return { templateID, public: isPublic, aliases, names, createdAt, updatedAt, lastSpawnedAt, spawnCount, builds: t.builds.slice(start, start + limit) }
   })
 
   app.post<{ Body: { name?: string; alias?: string; tags?: string[]; cpuCount?: number; memoryMB?: number } }>('/v3/templates', async (req, reply) => {
@@ -235,7 +214,7 @@ export function e2bTemplateRoutes(app: FastifyInstance, builds: TemplateBuilds, 
   app.post<{ Body: { target?: string; tags?: string[] } }>('/templates/tags', async (req, reply) => {
     const { target, tags } = req.body ?? {}
     if (typeof target !== 'string' || !/^[^:]+:[^:]+$/.test(target)) throw badRequest('target must be "name:tag"')
-    if (!Array.isArray(tags) || !tags.length || tags.some((t) => typeof t !== 'string' || !/^[a-z0-9][a-z0-9_.-]{0,127}$/.test(t.toLowerCase()))) throw badRequest('tags must be a non-empty array of tags')
+    if (!Array.isArray(tags) || !tags.length || tags.some((t) => typeof t !== 'string' || !TEMPLATE_TAG.test(t.toLowerCase()))) throw badRequest('tags must be a non-empty array of tags')
     const { alias, tag } = parseTemplateRef(target)
     const t = store.templateByName(alias)
     const buildId = t && store.buildOfTag(t.id, tag)

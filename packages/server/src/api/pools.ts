@@ -3,6 +3,7 @@
 import type { FastifyInstance } from 'fastify'
 import { badRequest } from '../errors.js'
 import { MAX_POOL_SIZE, type SandboxPool } from '../lifecycle/pool.js'
+import { TEMPLATE_NAME } from '../templates/builds.js'
 import { errors } from './openapi.js'
 
 const poolStatus = {
@@ -32,7 +33,7 @@ export function poolRoutes(app: FastifyInstance, pool: SandboxPool): void {
     },
     async (req) => {
       const template = req.params.template
-      if (!/^[a-z0-9][a-z0-9_-]{0,127}$/.test(template)) throw badRequest(`"${template.slice(0, 80)}" is not a template name (a pool is per template, on its default tag)`)
+      if (!TEMPLATE_NAME.test(template)) throw badRequest(`"${template.slice(0, 80)}" is not a template name (a pool is per template, on its default tag)`)
       await pool.setSize(template, req.body.size)
       return pool.status().find((p) => p.template === template) ?? { template, size: 0, ready: 0, starting: 0 }
     },

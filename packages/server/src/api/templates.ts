@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Readable } from 'node:stream'
 import { SandlotError, badRequest } from '../errors.js'
 import type { BuildSpec } from '../templates/build.js'
-import { checkSteps, type TemplateBuilds } from '../templates/builds.js'
+import { checkSteps, checkedTags, type TemplateBuilds } from '../templates/builds.js'
 import { parseTemplateRef, type TemplateRegistry } from '../templates/registry.js'
 import type { LogEntry } from '../store/templates.js'
 import { errorSchema } from './openapi.js'
@@ -42,9 +42,6 @@ interface BuildBody {
   cpuCount?: number
   memoryMB?: number
 }
-
-const TAG = /^[a-z0-9][a-z0-9_.-]{0,127}$/
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 const nameParams = { type: 'object', required: ['name'], properties: { name: { type: 'string', description: 'A template name, "name" or "name:tag"' } } } as const
 
@@ -188,8 +185,7 @@ export function templateRoutes(app: FastifyInstance, builds: TemplateBuilds, tem
   app.post<{ Params: { name: string }; Body: { target?: string; tags: string[] } }>('/api/v1/templates/:name/tags', { schema: tagSchema }, async (req, reply) => {
     const { alias, tag: inName } = parseTemplateRef(req.params.name)
     const target = (req.body.target ?? inName).toLowerCase()
-    const tags = [...new Set(req.body.tags.map((t) => t.toLowerCase()))]
-    for (const t of tags) if (!TAG.test(t) || UUID.test(t)) throw badRequest(`Invalid tag "${t}": lowercase letters, digits, ".", "-" and "_", not a UUID`)
+    const tags = checkedTags(req.body.tags)
     if (alias === 'base') throw badRequest('"base" is built by Sandlot itself and takes no tags')
     const t = templates.builds.templateByName(alias)
     if (!t) throw new SandlotError(404, 'template_not_found', `Unknown template "${alias}"`)

@@ -216,7 +216,7 @@ export class SandboxManager {
     const limits = this.limitsFrom({ ...req, cpuCount: req.cpuCount ?? t.config.cpuCount, memoryMB: req.memoryMB ?? t.config.memoryMB })
     // A ready one from the pool (pool.ts), when it fits: same template build and limits, and no env
     // vars for a start command that already runs (it started without them, as on E2B).
-    const pooled = envVars && Object.keys(envVars).length && t.config.startCmd ? undefined : this.pool?.take(t, limits)
+    const pooled = Object.keys(envVars).length && t.config.startCmd ? undefined : this.pool?.take(t, limits)
     if (pooled) {
       try {
         return await this.handOut(pooled, { ...req, envVars }, t)

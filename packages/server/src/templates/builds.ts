@@ -12,8 +12,9 @@ import type { BuildRow, LogEntry } from '../store/templates.js'
 import type { BuildRunner, BuildSpec, Step } from './build.js'
 import { parseTemplateRef, processAlive, type TemplateRegistry } from './registry.js'
 
-const ALIAS = /^[a-z0-9][a-z0-9_-]{0,127}$/
-const TAG = /^[a-z0-9][a-z0-9_.-]{0,127}$/
+/** A template's name (E2B's alias) and a tag of it. */
+export const TEMPLATE_NAME = /^[a-z0-9][a-z0-9_-]{0,127}$/
+export const TEMPLATE_TAG = /^[a-z0-9][a-z0-9_.-]{0,127}$/
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const HASH = /^[0-9a-f]{64}$/
 const STEP_TYPES = ['RUN', 'COPY', 'ENV', 'WORKDIR', 'USER']
@@ -29,6 +30,13 @@ export interface NewBuild {
   buildId: string
   name: string
   tags: string[]
+}
+
+/** Tags as given: lower-cased, deduplicated, each checked (E2B's rules: not a UUID); a 400 naming a bad one. */
+export function checkedTags(tags: string[]): string[] {
+  const out = [...new Set(tags.map((t) => String(t).toLowerCase()))]
+  for (const t of out) if (!TEMPLATE_TAG.test(t) || UUID.test(t)) throw badRequest(`Invalid tag "${t}": lowercase letters, digits, ".", "-" and "_", not a UUID`)
+  return out
 }
 
 /** Checks a build request's steps (types, argument counts and sizes); a 400 naming the step otherwise. */
@@ -121,10 +129,9 @@ export class TemplateBuilds {
     if (typeof name !== 'string' || !name) throw badRequest('name is required')
     const { alias } = parseTemplateRef(name)
     const inName = name.split('/').pop()!.split(':')[1]
-    if (!ALIAS.test(alias)) throw badRequest(`Invalid template name "${alias}": lowercase letters, digits, "-" and "_" only`)
+    if (!TEMPLATE_NAME.test(alias)) throw badRequest(`Invalid template name "${alias}": lowercase letters, digits, "-" and "_" only`)
     if ((alias === 'base' || this.registry.builtins.includes(alias)) && !o.builtin) throw badRequest(`"${alias}" is built by Sandlot itself; give your template another name (build it from ${alias} with fromTemplate)`)
-    const tags = [...new Set([...(inName ? [inName] : []), ...extraTags].map((t) => String(t).toLowerCase()))]
-    for (const t of tags) if (!TAG.test(t) || UUID.test(t)) throw badRequest(`Invalid tag "${t}": lowercase letters, digits, ".", "-" and "_", not a UUID`)
+    const tags = checkedTags([...(inName ? [inName] : []), ...extraTags])
     const now = Date.now()
     let t = this.registry.builds.templateByName(alias)
     if (!t) {
