@@ -17,6 +17,11 @@ describe("a sandbox's view of its machine", () => {
       assert.equal(free, '384')
       assert.match(r.stdout, /MiB Mem :\s+384\.0 total/)
       assert.ok(os.totalmem() > 1024 * 2 ** 20, 'the host has far more')
+      // Root inside can neither take the view away nor write through it.
+      const hostile = await run(s.id, 'umount /proc/meminfo; umount -l /proc/meminfo; echo x > /proc/meminfo; grep MemTotal /proc/meminfo', { user: 'root' })
+      assert.match(hostile.stdout, new RegExp(`^MemTotal: +${384 * 1024} kB$`, 'm'))
+      assert.match(hostile.stderr, /umount: .*(permission denied|must be superuser|not permitted)/i)
+      assert.match(hostile.stderr, /Read-only file system|Permission denied/)
     } finally {
       await killSandbox(s.id)
     }
