@@ -103,9 +103,11 @@ export class ApiClient {
         return await this.once<T>(method, route, opts)
       } catch (err) {
         if (!(err instanceof Retriable)) throw err
-        // Backoff: 100 ms doubling to 1 s, jittered; never past the deadline.
-        const wait = Math.min(1000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2)
-        if (Date.now() + wait > deadline) throw err.failure
+        // Backoff: 100 ms doubling to 1 s, jittered; cut short at the deadline, where the last try
+        // is made (giving up a whole backoff early left up to a second of retryTimeout unused).
+        const left = deadline - Date.now()
+        if (left <= 0) throw err.failure
+        const wait = Math.min(left, Math.min(1000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2))
         await sleep(wait, opts.signal).catch(() => {
           throw abortError(opts.signal!, `${method} ${route}`)
         })
