@@ -2,9 +2,14 @@
 // limits (LXCFS, runtime/lxcfs.ts; its own CPUs, runtime/cpusets.ts), not the host's, and its uptime
 // starts at its creation.
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
 import os from 'node:os'
+import path from 'node:path'
 import { describe, test } from 'node:test'
+import { pino } from 'pino'
 import { CpuSets, parseCpuList } from '../packages/server/src/runtime/cpusets.js'
+import { ensureLxcfs } from '../packages/server/src/runtime/lxcfs.js'
 import { createSandbox, killSandbox, run } from './helpers.js'
 
 describe("a sandbox's view of its machine", () => {
@@ -53,6 +58,32 @@ describe("a sandbox's view of its machine", () => {
     sets.adopt('f', '2-3')
     assert.equal(sets.take('g', 2), '0,1')
     assert.deepEqual(parseCpuList('0-2,5,7-8'), [0, 1, 2, 5, 7, 8])
+  })
+
+  test('an lxcfs that died (its mount left failing every call with ENOTCONN) is unmounted and started again', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sandlot-lxcfs-'))
+    const mount = path.join(dir, 'mnt')
+    const warnings: string[] = []
+    const log = pino({ level: 'warn' }, { write: (s: string) => void warnings.push(JSON.parse(s).msg) })
+    const pid = () => Number(fs.readFileSync(`${mount}.pid`, 'utf8'))
+    try {
+      assert.equal(await ensureLxcfs(log, {}, mount), mount)
+      const first = pid()
+      process.kill(first, 'SIGKILL')
+      for (let i = 0; i < 100 && fs.existsSync(`/proc/${first}`); i++) await new Promise((r) => setTimeout(r, 20))
+      assert.throws(() => fs.statSync(mount), /ENOTCONN/, 'the dead mount is left behind')
+      assert.equal(await ensureLxcfs(log, {}, mount), mount)
+      assert.notEqual(pid(), first)
+      assert.match(fs.readFileSync(path.join(mount, 'proc/meminfo'), 'utf8'), /^MemTotal:/)
+      assert.deepEqual(warnings, [])
+    } finally {
+      try { process.kill(pid(), 'SIGKILL') } catch {}
+      for (let i = 0; i < 5 && fs.readFileSync('/proc/self/mounts', 'utf8').includes(` ${mount} `); i++) {
+        await new Promise((r) => setTimeout(r, 50))
+        spawnSync('umount', ['-l', mount])
+      }
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   test('CPUs: /proc/cpuinfo, the online CPUs and what Python and Node count follow its CPU limit; uptime is its own', async () => {

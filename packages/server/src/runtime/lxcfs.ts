@@ -47,6 +47,11 @@ export const SANDLOT_MOUNT = '/run/sandlot-lxcfs'
  */
 export async function ensureLxcfs(log: Logger, env: NodeJS.ProcessEnv = process.env, dir = SANDLOT_MOUNT): Promise<string | undefined> {
   if (env.SANDLOT_LXCFS === '0' || env.SANDLOT_LXCFS === 'false') return undefined
+  // Host views are a nicety: whatever goes wrong here, sandboxes are still made (with the host's figures).
+  return startLxcfs(log, dir).catch((err: Error) => warn(log, err.message))
+}
+
+async function startLxcfs(log: Logger, dir: string): Promise<string | undefined> {
   if (live(SYSTEM_MOUNT)) return SYSTEM_MOUNT
   if (live(dir)) return dir
   // Servers starting at once: one starts lxcfs (the one that makes the lock), the others wait for it.
@@ -60,13 +65,14 @@ export async function ensureLxcfs(log: Logger, env: NodeJS.ProcessEnv = process.
     const age = Date.now() - (fs.statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? 0)
     if (age > START_TIMEOUT_MS * 2) {
       fs.rmSync(lock, { force: true })
-      return ensureLxcfs(log, env, dir)
+      return startLxcfs(log, dir)
     }
   }
   try {
     if (!mine) return (await waitLive(dir, () => undefined)) ? dir : warn(log, 'another Sandlot server was starting lxcfs and it did not answer in time')
-    // A dead one (its process gone) leaves a mount that fails every read: away with it first.
-    if (fs.existsSync(dir) && isLxcfsMount(dir)) await new Promise((r) => spawn('umount', ['-l', dir]).once('close', r))
+    // A dead one (its process gone) leaves a mount that fails every call on it with ENOTCONN, even a
+    // stat (so existsSync says it is not there): away with it first, by the mount table.
+    for (let i = 0; i < 5 && isLxcfsMount(dir); i++) await new Promise((r) => spawn('umount', ['-l', dir]).once('close', r))
     fs.mkdirSync(dir, { recursive: true, mode: 0o755 })
     const out = fs.openSync(`${dir}.log`, 'a')
     // --enable-cfs: CPUs from the cgroup's quota (cpu.cfs_quota_us), which is how sandboxes are limited.
