@@ -217,7 +217,7 @@ describe('e2b SDK: sandbox lifecycle', { concurrency: true }, () => {
     assert.equal(await Sandbox.kill(UNKNOWN), false)
   })
 
-  test('pause, snapshots, fork, metrics, autoPause, volumes, templates: a clear 501 error, never a fake success', async () => {
+  test('snapshots, fork, metrics, volumes: a clear 501 error, never a fake success', async () => {
     const s = await create()
     const notSupported = (what: RegExp, cls: new (...args: never[]) => Error = SandboxError) => (e: Error) => {
       assert.ok(e instanceof cls && !(e instanceof SandboxNotFoundError), `${e.constructor.name}: ${e.message}`)
@@ -226,17 +226,15 @@ describe('e2b SDK: sandbox lifecycle', { concurrency: true }, () => {
       assert.match(e.message, /not supported/)
       return true
     }
-    await assert.rejects(s.pause(), notSupported(/Pausing/))
     await assert.rejects(s.createSnapshot(), notSupported(/Taking snapshots/))
     await assert.rejects(s.listSnapshots().nextItems(), notSupported(/Listing snapshots/))
     await assert.rejects(s.fork(), notSupported(/Forking/))
     await assert.rejects(s.getMetrics(), notSupported(/metrics/))
-    await assert.rejects(create({ lifecycle: { onTimeout: 'pause' }, metadata: { refused: `autopause-${RUN}` } }), notSupported(/autoPause/))
     await assert.rejects(create({ volumeMounts: { '/data': 'vol' }, metadata: { refused: `vol-${RUN}` } }), notSupported(/volume mounts/))
     await assert.rejects(Volume.create('vol'), notSupported(/volumes/, VolumeError))
     // Templates are built now (e2b-templates.test.ts, templates.test.ts).
     assert.equal(await Template.exists('base'), true)
-    for (const refused of ['autopause', 'vol']) assert.deepEqual(await listIds({ query: { metadata: { refused: `${refused}-${RUN}` } } }), [])
+    for (const refused of ['vol']) assert.deepEqual(await listIds({ query: { metadata: { refused: `${refused}-${RUN}` } } }), [])
     // Nothing happened to the sandbox.
     assert.equal((await s.getInfo()).state, 'running')
     assert.equal((await s.commands.run('echo still here')).stdout, 'still here\n')

@@ -16,6 +16,13 @@
 //     never reconfigure it, while its own sysctls are set here): loopback up, IPv6 off, ports below
 //     1024 and ICMP echo sockets open to the sandbox's users. The line printed is then "PID NETPID";
 //     sandlotd attaches /proc/NETPID/ns/net and moves the sandbox's veth into it.
+//     If the daemon writes "bootid INITPID" before closing stdin (once the runtime has started the
+//     sandbox), the sandbox's own /run/sandlot/boot_id is bound read-only over its
+//     /proc/sys/kernel/random/boot_id, in the mount namespace of INITPID: each boot of a sandbox has
+//     an id of its own, and none shows the host's (which would tell sandboxes on one host apart from
+//     sandboxes on two). runc refuses mounts inside /proc but a few lxcfs files, and util-linux's
+//     mount (new mount API) cannot attach into another namespace's tree: a classic mount(2) after
+//     setns can.
 //
 // A map is "inner outer count". The first step that fails ends the run with a message, exit code 1.
 //
@@ -232,6 +239,18 @@ static struct holder new_netns(pid_t holder, unsigned long size) {
   return fork_holder(netns_setup, &arg, "the network namespace's creator");
 }
 
+/* In the mount namespace of the sandbox's init: its own boot id file, read-only, over the host's. */
+static void bind_boot_id(pid_t init) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/ns/mnt", init);
+  int ns = open(path, O_RDONLY | O_CLOEXEC);
+  if (ns < 0) die("open %s", path);
+  if (setns(ns, CLONE_NEWNS)) die("setns into the mount namespace of %d", init);
+  const char *source = "/run/sandlot/boot_id", *target = "/proc/sys/kernel/random/boot_id";
+  if (mount(source, target, NULL, MS_BIND, NULL)) die("bind %s over %s", source, target);
+  if (mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) die("remount %s read-only", target);
+}
+
 static int userns(const char *owner, const char *map, int with_netns) {
   struct holder h = new_userns((long)number(owner, "OWNER"), map);
   struct holder net = {0, -1};
@@ -246,13 +265,20 @@ static int userns(const char *owner, const char *map, int with_netns) {
   fflush(stdout);
   // Until the daemon closes stdin (or dies): runc joins the namespace meanwhile.
   char buf[64];
+  size_t used = 0;
   for (;;) {
-    ssize_t n = read(0, buf, sizeof buf);
-    if (n > 0 || (n < 0 && errno == EINTR)) continue;
-    break;
+    ssize_t n = read(0, buf + used, sizeof buf - 1 - used);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    used += (size_t)n;
+    if (used == sizeof buf - 1) used = 0; // not a request of ours: ignored
   }
+  buf[used] = 0;
   if (with_netns) end_holder(net);
   end_holder(h);
+  long init;
+  char nl;
+  if (sscanf(buf, "bootid %ld%c", &init, &nl) == 2 && nl == '\n' && init > 0) bind_boot_id((pid_t)init);
   return 0;
 }
 

@@ -51,6 +51,8 @@ export interface Config {
   maxLifetimeMs: number
   /** E2B sandboxes created without a timeout live this long (E2B's documented 5 minutes). */
   e2bDefaultTimeoutMs: number
+  /** A paused sandbox is kept this long after its pause (ms), then destroyed unless resumed. */
+  pausedRetentionMs: number
   /** How long an agent may take to begin its answer to a proxied request (ms); then 504. */
   agentReplyTimeoutMs: number
   /** Open client connections the server accepts at once (SANDLOT_MAX_CONNECTIONS); more are refused. */
@@ -142,6 +144,8 @@ export function loadConfig(env = process.env): Config {
     keepAliveLimitMs: intFrom('SANDLOT_KEEP_ALIVE_LIMIT_MS', 3_600_000),
     maxLifetimeMs: intFrom('SANDLOT_MAX_LIFETIME_MS', 3_600_000),
     e2bDefaultTimeoutMs: intFrom('SANDLOT_E2B_DEFAULT_TIMEOUT_MS', 300_000),
+    // 30 days: long enough for a workspace left over a holiday; its disk is what it costs.
+    pausedRetentionMs: intFrom('SANDLOT_PAUSED_RETENTION_MS', 30 * 24 * 3_600_000),
     noNewPrivileges: env.SANDLOT_NO_NEW_PRIVILEGES === '1' || env.SANDLOT_NO_NEW_PRIVILEGES === 'true',
     agentReplyTimeoutMs: intFrom('SANDLOT_AGENT_REPLY_TIMEOUT_MS', 120_000),
     maxConnections: intFrom('SANDLOT_MAX_CONNECTIONS', defaultMaxConnections()),

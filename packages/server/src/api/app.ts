@@ -76,6 +76,8 @@ function handleEnvd(req: http.IncomingMessage, res: http.ServerResponse, deps: A
   if (!sandbox) {
     // Tokens are derived from the id, so a client that knew this sandbox's token still hears it is gone.
     if (!tokenIs(deps.manager.accessTokenOf(sandboxId)) && !byKey()) return sendJson(res, 401, { code: 401, message: UNAUTHORIZED_ENVD })
+    // Paused with autoResume: this request, authenticated, wakes it, then goes on.
+    if (deps.manager.wakesOnRequest(sandboxId)) return wakeThen(deps, sandboxId, () => handleEnvd(req, res, deps, sandboxId), (status, body) => sendJson(res, status, body))
     return sendJson(res, 502, { sandboxId, message: 'The sandbox was not found', code: 502 })
   }
   if (tokenIs(sandbox.accessToken) || byKey()) {
@@ -90,10 +92,23 @@ function handleEnvd(req: http.IncomingMessage, res: http.ServerResponse, deps: A
  * A port preview's gate (E2B's proxy): a gone sandbox is E2B's 502, a private one wants its traffic
  * token. No API key is needed or looked at: previews are public by default, as on E2B.
  */
-function admitPreview(req: http.IncomingMessage, deps: AppDeps, sandboxId: string): { sandbox: PreviewSandbox } | PreviewReply {
+function admitPreview(req: http.IncomingMessage, deps: AppDeps, sandboxId: string): { sandbox: PreviewSandbox } | PreviewReply | { wake: true } {
   const sandbox = deps.manager.find(sandboxId)
-  if (!sandbox) return { status: 502, body: { sandboxId, message: 'The sandbox was not found', code: 502 } }
-  return trafficRefusal(req, sandbox, () => deps.manager.trafficTokenOf(sandboxId), tokensEqual) ?? { sandbox }
+  const refusal = (s: PreviewSandbox) => trafficRefusal(req, s, () => deps.manager.trafficTokenOf(sandboxId), tokensEqual)
+  if (!sandbox) {
+    // Paused with autoResume: traffic that may reach it (a private one's token first) wakes it.
+    if (deps.manager.wakesOnRequest(sandboxId)) return refusal(deps.manager.get(sandboxId)) ?? { wake: true }
+    return { status: 502, body: { sandboxId, message: 'The sandbox was not found', code: 502 } }
+  }
+  return refusal(sandbox) ?? { sandbox }
+}
+
+/** Resumes a paused sandbox a request woke (E2B's autoResume), then serves the request; E2B's 502 if it cannot be. */
+function wakeThen(deps: AppDeps, sandboxId: string, next: () => void, fail: (status: number, body: object) => void): void {
+  deps.manager.wake(sandboxId).then(next, (err: Error) => {
+    deps.log.warn({ err, sandboxId }, 'a request could not resume a paused sandbox')
+    fail(502, { sandboxId, message: `The sandbox is paused and could not be resumed: ${err.message}`, code: 502 })
+  })
 }
 
 /** Upgrade requests (WebSocket and others): only port previews take them; Sandlot's own routes do not. */
@@ -111,6 +126,7 @@ function handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, 
   }
   const admitted = admitPreview(req, deps, target.sandboxId)
   if ('status' in admitted) return sendRawJson(socket, admitted.status, admitted.body)
+  if ('wake' in admitted) return wakeThen(deps, target.sandboxId, () => handleUpgrade(req, socket, head, deps), (status, body) => sendRawJson(socket, status, body))
   deps.preview.upgrade(req, socket, head, admitted.sandbox, target.port)
 }
 
@@ -132,6 +148,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         if (target && target.port !== ENVD_PORT) {
           const admitted = admitPreview(req, deps, target.sandboxId)
           if ('status' in admitted) return sendJson(res, admitted.status, admitted.body)
+          if ('wake' in admitted) return wakeThen(deps, target.sandboxId, () => route(req, res), (status, body) => sendJson(res, status, body))
           return deps.preview.forward(req, res, admitted.sandbox, target.port)
         }
         if (target) return handleEnvd(req, res, deps, target.sandboxId)

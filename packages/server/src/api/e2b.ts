@@ -9,6 +9,7 @@ import { checkIam, parseE2BCreateNetwork, parseE2BNetworkUpdate } from '../netwo
 import { parseTemplateRef } from '../templates/registry.js'
 import { matchesMetadata, parseMetadataFilter } from './native.js'
 import { ingressConfigOf } from '../lifecycle/ingress.js'
+import type { Lifecycle } from '../lifecycle/pause.js'
 import { ENVD_VERSION, ingressOf, trafficTokenView } from './serialize.js'
 
 /** Deprecated in E2B but required by its SDK's types; E2B's own infra always answers this. */
@@ -58,6 +59,11 @@ const newSandboxSchema = {
 const timeoutBody = (required: boolean) =>
   ({ body: { type: 'object', ...(required && { required: ['timeout'] }), properties: { timeout: { type: 'integer' } } } }) as const
 
+const pauseBody = { body: { type: ['object', 'null'], properties: { memory: { type: 'boolean' } } } } as const
+const resumeBody = {
+  body: { type: ['object', 'null'], properties: { timeout: { type: ['integer', 'null'], minimum: 0 }, memory: { type: ['boolean', 'null'] }, autoPause: { type: 'boolean' } } },
+} as const
+
 const refreshBody = { body: { type: ['object', 'null'], properties: { duration: { type: 'integer', minimum: 0, maximum: 3600 } } } } as const
 
 /** The ingress part of E2B's network config as getInfo() reads it (no maskRequestHost when unset). */
@@ -81,10 +87,19 @@ function templateNameOf(templateID: string): string {
   return templateID.split('/').pop()!
 }
 
+/**
+ * E2B's lifecycle fields (autoPause, autoPauseMemory, autoResume) as a sandbox's lifecycle, with
+ * E2B's checks: a files-only auto-pause needs autoPause, and never auto-resumes.
+ */
+function lifecycleOf(body: NewSandbox, timeoutMs: number): Lifecycle | undefined {
+  if (body.autoPauseMemory === false && !body.autoPause) throw badRequest('autoPauseMemory can only be set when autoPause is true')
+  if (body.autoPauseMemory === false && body.autoResume?.enabled) throw badRequest('autoResume cannot be enabled when autoPauseMemory is false: a sandbox paused without its memory is never resumed by a request')
+  if (!body.autoPause && !body.autoResume?.enabled) return undefined
+  return { onTimeout: body.autoPause ? 'pause' : 'kill', keepMemory: body.autoPauseMemory ?? true, autoResume: !!body.autoResume?.enabled, timeoutMs }
+}
+
 /** Fails with a clear error when a request asks for a feature E2B has and Sandlot does not yet. */
 function refuseUnsupported(body: NewSandbox): void {
-  if (body.autoPause) throw notImplemented('autoPause (lifecycle.onTimeout "pause") is not supported by Sandlot yet: sandboxes are killed at their timeout')
-  if (body.autoResume?.enabled) throw notImplemented('autoResume is not supported by Sandlot yet')
   if (body.mcp) throw notImplemented('MCP gateways are not supported by Sandlot yet')
   if (body.volumeMounts?.length) throw notImplemented('volume mounts are not supported by Sandlot yet')
   checkIam(body.iam)
@@ -93,8 +108,10 @@ function refuseUnsupported(body: NewSandbox): void {
 export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config: Config): void {
   const viewContext = { get domain() { return config.domain }, trafficTokenOf: (id: string) => manager.trafficTokenOf(id) }
 
-  /** When E2B's clients should expect the sandbox to end: its deadline, else its holds' lease. */
-  const endAtOf = (s: SandboxState) => new Date(s.endAt ?? s.holdsUntil ?? Date.now()).toISOString()
+  /** When E2B's clients should expect the sandbox to end: its deadline, else its holds' lease; a paused one's is its pause time. */
+  const endAtOf = (s: SandboxState) => new Date(s.pause ? s.pause.at : (s.endAt ?? s.holdsUntil ?? Date.now())).toISOString()
+  /** E2B shows two states: pausing counts as paused, resuming too until it runs. */
+  const stateOf = (s: SandboxState) => (s.state === 'running' ? 'running' : 'paused')
 
   const sandboxOf = (s: SandboxState) => ({
     templateID: s.template,
@@ -119,7 +136,7 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
     memoryMB: s.memoryMB,
     diskSizeMB: s.diskSizeMB,
     metadata: s.metadata,
-    state: 'running' as const,
+    state: stateOf(s),
     envdVersion: ENVD_VERSION,
     volumeMounts: [],
   })
@@ -139,7 +156,7 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
       egressProxy: null,
       ...e2bIngressOf(s),
     },
-    lifecycle: { onTimeout: 'kill', autoResume: false },
+    lifecycle: { onTimeout: s.lifecycle?.onTimeout ?? 'kill', autoResume: s.lifecycle?.autoResume ?? false },
   })
 
   const create = async (body: NewSandbox) => {
@@ -160,6 +177,7 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
       network,
       endAt: null,
       ingress,
+      lifecycle: lifecycleOf(body, timeoutMs),
     })
     // The timeout counts from when the sandbox is up, not from when it was asked for.
     return manager.setDeadline(sandbox.id, (s) => e2bTimeoutDeadline(timeoutMs, s.startedAt, Date.now(), config))
@@ -174,14 +192,14 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
     const filter = parseMetadataFilter(req.query.metadata)
     return manager
       .list()
-      .filter((s) => matchesMetadata(s.metadata, filter))
+      .filter((s) => s.state === 'running' && matchesMetadata(s.metadata, filter))
       .map(listedOf)
   })
 
   app.get<{ Querystring: ListQuery }>('/v2/sandboxes', async (req, reply) => {
     const all = manager.list()
     const page = listPage(all, req.query)
-    reply.header('x-total-running', String(all.length))
+    reply.header('x-total-running', String(all.filter((s) => s.state === 'running').length))
     if (page.nextToken) reply.header('x-next-token', page.nextToken)
     return page.items.map(listedOf)
   })
@@ -201,17 +219,45 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
     return reply.code(204).send()
   })
 
-  // connect never shortens the deadline; v2's timeout is optional (absent: the deadline stays).
-  const connect = (raw: string, timeout: number | undefined) => {
+  /** A paused sandbox resumed: it runs `timeout` from now (its start time is now). */
+  const resumeFor = (id: string, timeoutS: number, memory: boolean | undefined) =>
+    manager.resume(id, (s) => e2bTimeoutDeadline(timeoutS * 1000, s.startedAt, Date.now(), config), { memory })
+
+  // connect: a running sandbox's deadline is only ever extended (200); a paused one is resumed
+  // (201) and runs `timeout` from then. v2's timeout is optional: a running sandbox's deadline
+  // stays, a resumed one gets 300 s.
+  const connect = async (raw: string, timeout: number | undefined, memory: boolean | undefined) => {
     const s = find(raw)
-    if (timeout === undefined) return s
-    return manager.setDeadline(s.id, (cur) => e2bConnectDeadline(timeout * 1000, cur.endAt, cur.startedAt, Date.now(), config))
+    if (s.state !== 'running') {
+      const { sandbox, resumed } = await resumeFor(s.id, timeout ?? 300, memory)
+      if (resumed) return { status: 201, sandbox }
+    }
+    if (timeout === undefined) return { status: 200, sandbox: manager.getRunning(s.id) }
+    return { status: 200, sandbox: manager.setDeadline(s.id, (cur) => e2bConnectDeadline(timeout * 1000, cur.endAt, cur.startedAt, Date.now(), config)) }
   }
-  app.post<IdParams & { Body: { timeout: number } }>('/sandboxes/:id/connect', { schema: timeoutBody(true) }, async (req) => sandboxOf(connect(req.params.id, req.body.timeout)))
-  app.post<IdParams & { Body?: { timeout?: number; memory?: boolean } }>('/v2/sandboxes/:id/connect', async (req) => {
-    const timeout = req.body?.timeout
-    if (timeout !== undefined && !Number.isInteger(timeout)) throw badRequest('timeout must be a whole number of seconds')
-    return sandboxOf(connect(req.params.id, timeout))
+  app.post<IdParams & { Body: { timeout: number } }>('/sandboxes/:id/connect', { schema: timeoutBody(true) }, async (req, reply) => {
+    const { status, sandbox } = await connect(req.params.id, req.body.timeout, undefined)
+    return reply.code(status).send(sandboxOf(sandbox))
+  })
+  app.post<IdParams & { Body?: { timeout?: number; memory?: boolean } | null }>('/v2/sandboxes/:id/connect', { schema: resumeBody }, async (req, reply) => {
+    const { status, sandbox } = await connect(req.params.id, req.body?.timeout ?? undefined, req.body?.memory ?? undefined)
+    return reply.code(status).send(sandboxOf(sandbox))
+  })
+
+  // pause: memory kept unless { memory: false } (files only). 409 when it is paused already.
+  app.post<IdParams & { Body?: { memory?: boolean } | null }>('/sandboxes/:id/pause', { schema: pauseBody }, async (req, reply) => {
+    await manager.pause(find(req.params.id).id, { keepMemory: req.body?.memory ?? true })
+    return reply.code(204).send()
+  })
+
+  // The older SDKs' resume: 201 with the sandbox, 409 when it runs; timeout defaults to 15 s, and
+  // autoPause sets what its next deadline does.
+  app.post<IdParams & { Body?: { timeout?: number; autoPause?: boolean; memory?: boolean } | null }>('/sandboxes/:id/resume', { schema: resumeBody }, async (req, reply) => {
+    const s = find(req.params.id)
+    if (s.state === 'running') throw new SandlotError(409, 'conflict', `Sandbox "${s.id}" is already running`)
+    if (req.body?.autoPause !== undefined) manager.setLifecycle(s.id, req.body.autoPause ? { ...(s.lifecycle ?? { keepMemory: true, autoResume: false }), onTimeout: 'pause' } : s.lifecycle && { ...s.lifecycle, onTimeout: 'kill' })
+    const { sandbox } = await resumeFor(s.id, req.body?.timeout ?? 15, req.body?.memory ?? undefined)
+    return reply.code(201).send(sandboxOf(sandbox))
   })
 
   // updateNetwork: a full replace of the egress settings (what the body leaves out is cleared), in
@@ -235,11 +281,6 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
     if (id !== undefined) find(id)
     throw notImplemented(`${what} is not supported by this Sandlot server yet (see docs/e2b-compatibility.md)`)
   }
-  app.post('/sandboxes/:id/pause', notYet('Pausing a sandbox'))
-  app.post<IdParams>('/sandboxes/:id/resume', async (req) => {
-    find(req.params.id)
-    throw new SandlotError(409, 'conflict', `Sandbox "${sandboxIdOf(req.params.id)}" is already running`)
-  })
   app.post('/sandboxes/:id/snapshots', notYet('Taking snapshots'))
   app.post('/sandboxes/:id/fork', notYet('Forking a sandbox'))
   app.get('/sandboxes/:id/metrics', notYet('Reading sandbox metrics'))
@@ -298,8 +339,7 @@ export function listPage(all: SandboxState[], q: ListQuery): { items: SandboxSta
     a.startedAt !== b.startedAt ? sign * (a.startedAt - b.startedAt) : a.id < b.id ? -1 : a.id > b.id ? 1 : 0
   const cursor = q.nextToken ? decodeToken(q.nextToken, order) : undefined
   const matching = all
-    // Sandlot has no paused sandboxes yet: every one is running.
-    .filter((s) => states.includes('running'))
+    .filter((s) => states.includes(s.state === 'running' ? 'running' : 'paused'))
     .filter((s) => matchesMetadata(s.metadata, filter))
     .filter((s) => !q.template || s.template === parseTemplateRef(q.template).alias)
     // Inclusive, as on E2B: a sandbox started at that very time is listed.

@@ -7,12 +7,23 @@ import { ingressConfigOf } from '../lifecycle/ingress.js'
 import type { CreateRequest, SandboxManager, SandboxState } from '../lifecycle/manager.js'
 import { parseNativeIngress, parseNativeNetwork, parseNativeNetworkUpdate } from '../network/config.js'
 import { MIN_DISK_MB } from '../runtime/driver.js'
-import { errorSchema, errors, holdSchema, idParams, networkBodySchema, sandboxSchema } from './openapi.js'
+import type { Lifecycle } from '../lifecycle/pause.js'
+import { errorSchema, errors, holdSchema, idParams, lifecycleSchema, networkBodySchema, sandboxSchema } from './openapi.js'
 import { holdView, sandboxView } from './serialize.js'
+import type { HoldRow } from '../store/db.js'
 
 const stringMap = { type: 'object', additionalProperties: { type: 'string' }, maxProperties: 256 } as const
 
-type CreateBody = Omit<CreateRequest, 'endAt' | 'network' | 'ingress'> & { keepAliveMs?: number; network?: unknown }
+type LifecycleBody = Partial<Lifecycle>
+type CreateBody = Omit<CreateRequest, 'endAt' | 'network' | 'ingress' | 'lifecycle'> & { keepAliveMs?: number; network?: unknown; lifecycle?: LifecycleBody }
+
+/** A lifecycle as the native API takes it (each part optional); absent, or all defaults: none. */
+function lifecycleFrom(body: LifecycleBody | undefined): Lifecycle | undefined {
+  if (!body) return undefined
+  const lifecycle: Lifecycle = { onTimeout: body.onTimeout ?? 'kill', keepMemory: body.keepMemory ?? true, autoResume: body.autoResume ?? false }
+  if (lifecycle.autoResume && !lifecycle.keepMemory) throw badRequest('lifecycle.autoResume needs keepMemory: a sandbox paused without its memory is never resumed by a request')
+  return lifecycle.onTimeout === 'kill' && !lifecycle.autoResume ? undefined : lifecycle
+}
 
 const createSchema = {
   summary: 'Create a sandbox',
@@ -33,9 +44,33 @@ const createSchema = {
       keepAliveMs: { type: 'integer', minimum: 0, description: 'Destroyed this long from now unless held or extended' },
       // Checked by network/config.ts (which names what is wrong).
       network: networkBodySchema,
+      lifecycle: lifecycleSchema,
     },
   },
   response: { 201: sandboxSchema, ...errors, 503: errorSchema },
+} as const
+
+const pauseSchema = {
+  summary: 'Pause a sandbox',
+  description:
+    'keepMemory (default true): every process stopped where it is, CPU freed, resumed as it was. keepMemory false: its processes end and everything but its files is freed; a resume boots it again from its files. A paused sandbox has no deadline and no holds; it is kept until resumed, killed, or SANDLOT_PAUSED_RETENTION_MS (30 days) after its pause. 409 if it is paused already.',
+  tags: ['sandboxes'],
+  params: idParams,
+  body: { type: ['object', 'null'], additionalProperties: false, properties: { keepMemory: { type: 'boolean' } } },
+  response: { 200: sandboxSchema, ...errors },
+} as const
+
+const resumeSchema = {
+  summary: 'Resume a paused sandbox',
+  description: 'A running one is left as it is. It then lives keepAliveMs (default: the longest allowed), or while the hold asked for here is renewed.',
+  tags: ['sandboxes'],
+  params: idParams,
+  body: {
+    type: ['object', 'null'],
+    additionalProperties: false,
+    properties: { keepAliveMs: { type: 'integer', minimum: 0 }, hold: { type: 'boolean', description: 'Also open a hold (in the answer), from the moment it runs' } },
+  },
+  response: { 200: sandboxSchema, ...errors },
 } as const
 
 const keepAliveSchema = {
@@ -43,7 +78,12 @@ const keepAliveSchema = {
   description: 'It is destroyed `ms` from now unless a client holds it (at most SANDLOT_KEEP_ALIVE_LIMIT_MS).',
   tags: ['sandboxes'],
   params: idParams,
-  body: { type: 'object', additionalProperties: false, required: ['ms'], properties: { ms: { type: 'integer', minimum: 0 } } },
+  body: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['ms'],
+    properties: { ms: { type: 'integer', minimum: 0 }, lifecycle: { ...lifecycleSchema, description: 'What the deadline does (kill, or pause); replaces the one set before' } },
+  },
   response: { 200: sandboxSchema, ...errors },
 } as const
 
@@ -82,17 +122,20 @@ type IdParams = { Params: { id: string } }
 type HoldParams = { Params: { id: string; holdId: string } }
 
 export function nativeRoutes(app: FastifyInstance, manager: SandboxManager, config: Config): void {
+  /** A sandbox that starts (or resumes) without a hold gets the longest keepAlive unless told; with one, none. */
+  const initialDeadline = (keepAliveMs: number | undefined, hold: boolean | undefined): number | null => {
+    const ms = keepAliveMs ?? (hold ? undefined : config.keepAliveLimitMs)
+    if (ms === 0 && !hold) throw badRequest('keepAliveMs 0 without a hold would end the sandbox at once: give a keepAlive, or hold it')
+    return ms === undefined ? null : keepAliveDeadline(ms, Date.now(), config)
+  }
   // config.domain is read per call: with the default domain it names the port, known once listening.
   const view = (s: SandboxState) => sandboxView(s, { domain: config.domain, trafficTokenOf: (id) => manager.trafficTokenOf(id) })
   app.post<{ Body: CreateBody }>('/api/v1/sandboxes', { schema: createSchema }, async (req, reply) => {
-    const { hold, keepAliveMs, network: rawNetwork, ...rest } = req.body ?? {}
+    const { hold, keepAliveMs, network: rawNetwork, lifecycle, ...rest } = req.body ?? {}
     const network = parseNativeNetwork(rawNetwork)
     const ingress = ingressConfigOf(parseNativeIngress(rawNetwork))
-    // Nobody holds a sandbox created without a hold: it gets the longest keepAlive unless told.
-    const ms = keepAliveMs ?? (hold ? undefined : config.keepAliveLimitMs)
-    if (ms === 0 && !hold) throw badRequest('keepAliveMs 0 without a hold would destroy the sandbox as soon as it is made: give a keepAlive, or hold it')
-    const endAt = ms === undefined ? null : keepAliveDeadline(ms, Date.now(), config)
-    const created = await manager.create({ ...rest, endAt, hold, network, ingress })
+    const endAt = initialDeadline(keepAliveMs, hold)
+    const created = await manager.create({ ...rest, endAt, hold, network, ingress, lifecycle: lifecycleFrom(lifecycle) })
     return reply.code(201).send({ ...view(created.sandbox), ...(created.hold && { hold: holdView(created.hold) }) })
   })
 
@@ -111,9 +154,24 @@ export function nativeRoutes(app: FastifyInstance, manager: SandboxManager, conf
     return reply.code(204).send()
   })
 
-  app.post<IdParams & { Body: { ms: number } }>('/api/v1/sandboxes/:id/keep-alive', { schema: keepAliveSchema }, async (req) => {
+  app.post<IdParams & { Body: { ms: number; lifecycle?: LifecycleBody } }>('/api/v1/sandboxes/:id/keep-alive', { schema: keepAliveSchema }, async (req) => {
     const endAt = keepAliveDeadline(req.body.ms, Date.now(), config)
+    if (req.body.lifecycle) manager.setLifecycle(manager.getRunning(req.params.id).id, lifecycleFrom(req.body.lifecycle) ?? null)
     return view(manager.setDeadline(req.params.id, () => endAt))
+  })
+
+  app.post<IdParams & { Body: { keepMemory?: boolean } | null }>('/api/v1/sandboxes/:id/pause', { schema: pauseSchema }, async (req) =>
+    view(await manager.pause(req.params.id, { keepMemory: req.body?.keepMemory })),
+  )
+
+  app.post<IdParams & { Body: { keepAliveMs?: number; hold?: boolean } | null }>('/api/v1/sandboxes/:id/resume', { schema: resumeSchema }, async (req) => {
+    const { keepAliveMs, hold } = req.body ?? {}
+    const endAt = initialDeadline(keepAliveMs, hold)
+    let opened: HoldRow | undefined
+    const { sandbox } = await manager.resume(req.params.id, () => (endAt === null ? null : Math.max(endAt, Date.now())), {}, () => {
+      if (hold) opened = manager.holdFor(req.params.id)
+    })
+    return { ...view(sandbox), ...(opened && { hold: holdView(opened) }) }
   })
 
   // A full replace: what the body leaves out is cleared ({} lifts every rule). In force once it answers.
@@ -123,7 +181,7 @@ export function nativeRoutes(app: FastifyInstance, manager: SandboxManager, conf
     view(await manager.updateNetwork(req.params.id, parseNativeNetworkUpdate(req.body))),
   )
 
-  app.post<IdParams>('/api/v1/sandboxes/:id/holds', { schema: byId('Open a hold', ['holds'], { 201: holdSchema }, { description: 'The sandbox lives while a hold is renewed (every renewEveryMs; it lapses after ttlMs), whatever its deadline.' }) }, async (req, reply) => reply.code(201).send(holdView(manager.openHold(req.params.id))))
+  app.post<IdParams>('/api/v1/sandboxes/:id/holds', { schema: byId('Open a hold', ['holds'], { 201: holdSchema }, { description: 'The sandbox lives while a hold is renewed (every renewEveryMs; it lapses after ttlMs), whatever its deadline.' }) }, async (req, reply) => reply.code(201).send(holdView(await manager.openHold(req.params.id))))
 
   app.put<HoldParams>('/api/v1/sandboxes/:id/holds/:holdId', { schema: { summary: 'Renew a hold', tags: ['holds'], params: holdParams, response: { 200: holdSchema, ...errors } } }, async (req) => holdView(manager.renewHold(req.params.id, req.params.holdId)))
 

@@ -33,12 +33,33 @@ export const holdSchema = {
   },
 } as const
 
+/** What a sandbox's deadline (or its last hold lapsing) does, and whether a request wakes it from a pause. */
+export const lifecycleSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    onTimeout: { type: 'string', enum: ['kill', 'pause'], description: 'kill (default) or pause' },
+    keepMemory: { type: 'boolean', description: 'A pause at the deadline keeps its memory (default true)' },
+    autoResume: { type: 'boolean', description: 'A request to it (its envd, a preview port) resumes it from a pause that kept its memory (default false)' },
+  },
+} as const
+
 export const sandboxSchema = {
   type: 'object',
   properties: {
     id: { type: 'string' },
     template: { type: 'string' },
-    state: { type: 'string', enum: ['starting', 'running', 'stopping'] },
+    state: { type: 'string', enum: ['running', 'paused'] },
+    paused: {
+      type: ['object', 'null'],
+      description: 'How it is paused; null while it runs',
+      properties: {
+        at: { type: 'string', format: 'date-time' },
+        keepMemory: { type: 'boolean', description: 'Its processes frozen as they were (else its files alone: it boots again on resume)' },
+        memoryLost: { type: 'boolean', description: 'Paused with its memory, which was lost (its container was gone, as after a host restart): it resumes from its files' },
+      },
+    },
+    lifecycle: lifecycleSchema,
     metadata: stringMap,
     cpuCount: { type: 'integer' },
     memoryMB: { type: 'integer' },

@@ -32,7 +32,12 @@ export interface NetworkView {
 export interface SandboxView {
   id: string
   template: string
-  state: string
+  /** running or paused (lifecycle/pause.ts). */
+  state: 'running' | 'paused'
+  /** How it is paused; null while it runs. */
+  paused: { at: string; keepMemory: boolean; memoryLost: boolean } | null
+  /** What its deadline (or its last hold lapsing) does: kill, or pause; and whether a request wakes it from a pause. */
+  lifecycle: { onTimeout: 'kill' | 'pause'; keepMemory: boolean; autoResume: boolean }
   metadata: Record<string, string>
   cpuCount: number
   memoryMB: number
@@ -82,7 +87,9 @@ export function sandboxView(s: SandboxState, ctx: ViewContext): SandboxView {
   return {
     id: s.id,
     template: s.template,
-    state: s.state,
+    state: s.state === 'running' ? 'running' : 'paused',
+    paused: s.pause && { at: new Date(s.pause.at).toISOString(), keepMemory: s.pause.memory, memoryLost: !!s.pause.memoryLost },
+    lifecycle: { onTimeout: s.lifecycle?.onTimeout ?? 'kill', keepMemory: s.lifecycle?.keepMemory ?? true, autoResume: s.lifecycle?.autoResume ?? false },
     metadata: s.metadata,
     cpuCount: s.cpuCount,
     memoryMB: s.memoryMB,

@@ -14,8 +14,11 @@ import type { ResolvedTemplate, TemplateRegistry } from '../templates/registry.j
 import { accessTokenFor, newHoldId, newSandboxId, trafficTokenFor } from './ids.js'
 import type { IngressConfig } from './ingress.js'
 import { HOLD_TTL_MS, isAlive } from './lifetime.js'
+import { AUTO_RESUME_MIN_MS, PauseControl, wakesOnRequest, type Lifecycle, type ResumeOptions } from './pause.js'
 
 const WATCHDOG_INTERVAL_MS = 2000
+/** Paused sandboxes' retention is checked every this many watchdog ticks (a minute). */
+const PAUSED_CHECK_TICKS = 30
 /** A watchdog tick this much later than due means the daemon was stalled, not that clients were. */
 const STALL_GRACE_MS = 1000
 
@@ -36,6 +39,8 @@ export interface CreateRequest {
   network?: SandboxNetwork
   /** Port previews: public or token-only, and the Host they see (ingress.ts); default public. */
   ingress?: IngressConfig
+  /** What its deadline does (pause.ts); absent: it is killed. */
+  lifecycle?: Lifecycle
 }
 
 /**
@@ -88,6 +93,9 @@ export class SandboxManager {
   onDestroyed: (id: string) => void = () => {}
   /** Called before a create resolves its template: waits for a template Sandlot builds itself. */
   prepareTemplate?: (ref: string) => Promise<void>
+  /** Pauses and resumes (pause.ts); each sandbox's run one at a time, in `transitions`. */
+  private readonly pauses: PauseControl
+  private transitions = new Map<string, Promise<unknown>>()
 
   constructor(
     private readonly store: Store,
@@ -98,7 +106,13 @@ export class SandboxManager {
     private readonly tokenSeed: string,
     private readonly idRanges: IdRanges,
     private readonly enforcer?: NetworkEnforcer,
-  ) {}
+  ) {
+    this.pauses = new PauseControl(store, driver, log, (s) => ({
+      accessToken: s.accessToken,
+      egress: egressPolicyOf(s.network, s.allowInternetAccess),
+      envVars: s.envVars,
+    }))
+  }
 
   isReady(): { ready: boolean; reason: string } {
     return { ready: this.ready, reason: this.notReadyReason }
@@ -126,6 +140,7 @@ export class SandboxManager {
     this.idRanges.sweep(new Set(kept.map((s) => s.id)))
     this.templates.prune(new Set(kept.map((s) => s.templateRootfs)))
     let lastTick = Date.now()
+    let ticks = 0
     this.watchdog = setInterval(() => {
       const now = Date.now()
       const late = now - lastTick - WATCHDOG_INTERVAL_MS
@@ -139,6 +154,7 @@ export class SandboxManager {
       }
       this.expireHolds()
       this.reapDead()
+      if (++ticks % PAUSED_CHECK_TICKS === 0) this.expirePaused(now)
     }, WATCHDOG_INTERVAL_MS)
     this.watchdog.unref()
     this.ready = true
@@ -160,7 +176,20 @@ export class SandboxManager {
     const known = new Set<string>()
     for (const s of this.store.listSandboxes()) {
       known.add(s.id)
-      const state = s.state === 'running' ? await this.driver.state(s.id) : 'missing'
+      if (s.state === 'pausing' || s.state === 'paused' || s.state === 'resuming') {
+        const now = await this.pauses.recover(s).catch((err: Error) => err)
+        if (now instanceof Error) {
+          this.log.error({ err: now, sandboxId: s.id }, 'a paused sandbox could not be recovered; it stays paused from its files')
+        } else if (now === 'running') {
+          this.store.setSandboxResumed(s.id, Date.now(), s.endAt)
+          this.armDeadline({ ...s, state: 'running' })
+        }
+        if (s.ids && !this.idRanges.adopt(s.id, s.ids)) this.log.error({ sandboxId: s.id, ids: s.ids }, 'the id range of this paused sandbox is claimed by another sandbox')
+        continue
+      }
+      let state = s.state === 'running' ? await this.driver.state(s.id) : 'missing'
+      // Frozen while stored as running: a pause that had not reached the store; it runs on.
+      if (state === 'paused') state = await this.driver.thaw(s.id).then(() => 'running' as const, () => 'missing' as const)
       if (state === 'running' && !this.wanted(s)) {
         this.log.info({ sandboxId: s.id }, 'sandbox reached its deadline while the server was down; destroying it')
         await this.destroyNow(s.id)
@@ -262,6 +291,8 @@ export class SandboxManager {
       network: req.network?.config ?? { allowOut: [], denyOut: [] },
       allowInternetAccess: req.network?.allowInternetAccess ?? null,
       ingress: req.ingress ?? null,
+      pause: null,
+      lifecycle: req.lifecycle ?? null,
     }
   }
 
@@ -352,7 +383,7 @@ export class SandboxManager {
     const policy = egressPolicyOf(network, allowInternetAccess)
     if (this.enforcer && !isOpenPolicy(policy)) await this.enforcer.apply(id, policy)
     const now = Date.now()
-    Object.assign(row, { state: 'running', metadata: req.metadata ?? {}, envVars, network, allowInternetAccess, ingress: req.ingress ?? null, startedAt: now, endAt: req.endAt })
+    Object.assign(row, { state: 'running', metadata: req.metadata ?? {}, envVars, network, allowInternetAccess, ingress: req.ingress ?? null, lifecycle: req.lifecycle ?? null, startedAt: now, endAt: req.endAt })
     this.store.handOutSandbox(row)
     return this.begin(row, req, now - started, true)
   }
@@ -365,6 +396,11 @@ export class SandboxManager {
   /** Running, and not being destroyed. */
   private isLive(s: SandboxRow): boolean {
     return s.state === 'running' && !this.killing.has(s.id)
+  }
+
+  /** Running or paused (or between the two), and not being destroyed: what the APIs show. */
+  private isVisible(s: SandboxRow): boolean {
+    return (s.state === 'running' || s.state === 'pausing' || s.state === 'paused' || s.state === 'resuming') && !this.killing.has(s.id)
   }
 
   /** Whether a client holds it or its deadline is ahead (lifetime.ts). */
@@ -382,11 +418,18 @@ export class SandboxManager {
     return trafficTokenFor(this.tokenSeed, id)
   }
 
-  /** A running sandbox, or SandboxNotFound. */
+  /** A running or paused sandbox, or SandboxNotFound. */
   get(id: string): SandboxState {
-    const s = this.find(id)
-    if (!s) throw sandboxNotFound(id)
+    const s = this.store.getSandbox(id)
+    if (!s || !this.isVisible(s)) throw sandboxNotFound(id)
     return this.withHolds(s)
+  }
+
+  /** A running sandbox: SandboxNotFound, or a 409 that says it is paused and how to resume it. */
+  getRunning(id: string): SandboxState {
+    const s = this.get(id)
+    if (s.state !== 'running') throw conflict(`Sandbox "${id}" is paused: resume it first (connect, or reconnect with the Sandlot SDK)`)
+    return s
   }
 
   /** The sandbox if it is running, without throwing (for the data plane's hot path). */
@@ -400,10 +443,13 @@ export class SandboxManager {
     return this.store.listSandboxes().filter((s) => this.isLive(s))
   }
 
-  /** Running sandboxes with their holds, newest first. */
+  /** Running and paused sandboxes with their holds, newest first. */
   list(): SandboxState[] {
     const summary = this.store.holdSummary()
-    return this.running().map((s) => this.withHolds(s, summary))
+    return this.store
+      .listSandboxes()
+      .filter((s) => this.isVisible(s))
+      .map((s) => this.withHolds(s, summary))
   }
 
   /**
@@ -411,12 +457,93 @@ export class SandboxManager {
    * deadline already past destroys a sandbox nobody holds.
    */
   setDeadline(id: string, deadlineOf: (s: SandboxState) => number | null): SandboxState {
-    const s = this.get(id)
+    const s = this.getRunning(id)
     s.endAt = deadlineOf(s)
     this.store.setSandboxEndAt(id, s.endAt)
     this.armDeadline(s)
     this.destroyIfUnwanted(id)
     return s
+  }
+
+  // --- pause and resume (pause.ts) ---
+
+  /** Runs `step` once the sandbox's pause or resume under way (if any) is over: one at a time. */
+  private serially<T>(id: string, step: () => Promise<T>): Promise<T> {
+    const run = (this.transitions.get(id) ?? Promise.resolve()).catch(() => {}).then(step)
+    const settled = run.catch(() => {})
+    this.transitions.set(id, settled)
+    void settled.then(() => {
+      if (this.transitions.get(id) === settled) this.transitions.delete(id)
+    })
+    return run
+  }
+
+  /**
+   * Pauses a running sandbox: its memory kept (processes frozen) unless keepMemory is false (its
+   * files alone). Its deadline and holds end: a paused sandbox is kept until resumed, killed or
+   * SANDLOT_PAUSED_RETENTION_MS after its pause.
+   */
+  pause(id: string, opts: { keepMemory?: boolean } = {}): Promise<SandboxState> {
+    return this.serially(id, async () => {
+      const s = this.get(id)
+      if (s.state === 'paused') throw new SandlotError(409, 'already_paused', `Error pausing sandbox - sandbox '${id}' is already paused`)
+      if (s.state !== 'running') throw conflict(`Error pausing sandbox - sandbox '${id}' cannot be paused while in '${s.state}' state`)
+      clearTimeout(this.deadlines.get(id))
+      this.deadlines.delete(id)
+      this.store.deleteHoldsOf(id)
+      // Its connections through the proxy go: a frozen agent would leave them hanging.
+      this.onDestroyed(id)
+      await this.pauses.pause(s, opts.keepMemory ?? true)
+      return this.get(id)
+    })
+  }
+
+  /**
+   * Runs a paused sandbox again (a running one is left as it is: resumed false). `deadlineOf` gives
+   * its deadline, computed from its new start time once it runs (and once before, so a deadline the
+   * rules refuse refuses the resume); `onRunning` runs in the same tick it is stored as running.
+   */
+  resume(id: string, deadlineOf: (s: SandboxState) => number | null, opts: ResumeOptions = {}, onRunning?: () => void): Promise<{ sandbox: SandboxState; resumed: boolean }> {
+    return this.serially(id, async () => {
+      const s = this.get(id)
+      if (s.state === 'running') return { sandbox: s, resumed: false }
+      deadlineOf({ ...s, startedAt: Date.now(), endAt: null })
+      const started = Date.now()
+      const how = await this.pauses.resume(s, opts)
+      const now = Date.now()
+      this.store.setSandboxResumed(id, now, deadlineOf({ ...s, state: 'running', startedAt: now, endAt: null }))
+      onRunning?.()
+      const row = this.store.getSandbox(id)!
+      this.armDeadline(row)
+      this.log.info({ sandboxId: id, ms: now - started, memory: how.memory, ...(s.pause?.memory && !how.memory && { memoryLost: true }) }, 'sandbox resumed')
+      return { sandbox: this.withHolds(row), resumed: true }
+    })
+  }
+
+  /** Replaces what the sandbox's deadline does (E2B's resume with autoPause). */
+  setLifecycle(id: string, lifecycle: Lifecycle | null): void {
+    this.get(id)
+    this.store.setSandboxLifecycle(id, lifecycle)
+  }
+
+  /** Whether a request to this sandbox should resume it first (paused with its memory, autoResume on). */
+  wakesOnRequest(id: string): boolean {
+    const s = this.store.getSandbox(id)
+    return !!s && !this.killing.has(id) && wakesOnRequest(s)
+  }
+
+  /** Resumes a sandbox a request woke (E2B's autoResume): it then runs max(its create timeout, 300 s). */
+  async wake(id: string): Promise<void> {
+    await this.resume(id, (s) => Math.min(s.startedAt + Math.max(s.lifecycle?.timeoutMs ?? 0, AUTO_RESUME_MIN_MS), s.startedAt + this.config.maxLifetimeMs))
+  }
+
+  /** Paused sandboxes kept past SANDLOT_PAUSED_RETENTION_MS are destroyed. */
+  private expirePaused(now: number): void {
+    for (const s of this.store.listSandboxes()) {
+      if (s.state !== 'paused' || !s.pause || s.pause.at + this.config.pausedRetentionMs > now || this.killing.has(s.id)) continue
+      this.log.info({ sandboxId: s.id }, 'destroying a paused sandbox kept past SANDLOT_PAUSED_RETENTION_MS')
+      void this.kill(s.id).catch((err) => this.log.error({ err, sandboxId: s.id }, 'destroying an expired paused sandbox failed'))
+    }
   }
 
   // --- network ---
@@ -442,7 +569,8 @@ export class SandboxManager {
     const row = this.store.getSandbox(id)
     if (!row) throw sandboxNotFound(id)
     if (!this.isLive(row)) {
-      throw conflict(`Sandbox "${id}" is ${row.state === 'starting' ? 'starting' : 'being killed'}: its network can be changed while it runs`)
+      const doing = row.state === 'starting' ? 'starting' : row.state === 'stopping' || this.killing.has(id) ? 'being killed' : 'paused'
+      throw conflict(`Sandbox "${id}" is ${doing}: its network can be changed while it runs`)
     }
     if (this.enforcer) {
       try {
@@ -481,14 +609,24 @@ export class SandboxManager {
     return hold
   }
 
-  /** A new hold on a running sandbox (a reconnect). */
-  openHold(sandboxId: string): HoldRow {
-    this.get(sandboxId)
+  /** A hold on a sandbox that runs (for a step that has just made it run). */
+  holdFor(sandboxId: string): HoldRow {
     return this.insertHold(sandboxId)
   }
 
+  /** A new hold on a sandbox (a reconnect), resumed first if it is paused. */
+  async openHold(sandboxId: string): Promise<HoldRow> {
+    if (this.get(sandboxId).state !== 'running') {
+      // Held from the moment it runs again, in the same step: its deadline goes (the hold keeps it).
+      let hold: HoldRow | undefined
+      await this.resume(sandboxId, () => null, {}, () => (hold = this.insertHold(sandboxId)))
+      if (hold) return hold
+    }
+    return this.insertHold(this.getRunning(sandboxId).id)
+  }
+
   renewHold(sandboxId: string, holdId: string): HoldRow {
-    this.get(sandboxId)
+    this.getRunning(sandboxId)
     const hold = this.store.getHold(holdId)
     const expiresAt = Date.now() + HOLD_TTL_MS
     if (!hold || hold.sandboxId !== sandboxId || !this.store.renewHold(holdId, expiresAt)) throw holdLapsed(sandboxId)
@@ -497,7 +635,7 @@ export class SandboxManager {
 
   /** Closes a hold; the sandbox goes now if that was its last one and no deadline is ahead. */
   releaseHold(sandboxId: string, holdId: string): void {
-    this.get(sandboxId)
+    this.getRunning(sandboxId)
     const hold = this.store.getHold(holdId)
     if (!hold || hold.sandboxId !== sandboxId) return
     this.store.deleteHold(holdId)
@@ -512,9 +650,15 @@ export class SandboxManager {
     }
   }
 
+  /** Ends a sandbox nobody wants any more: paused if its lifecycle says so, else destroyed. */
   private destroyIfUnwanted(id: string, reason = 'no client holds it and its deadline has passed'): void {
     const s = this.find(id)
     if (!s || this.wanted(s)) return
+    if (s.lifecycle?.onTimeout === 'pause') {
+      this.log.info({ sandboxId: id }, `pausing sandbox: ${reason}`)
+      void this.pause(id, { keepMemory: s.lifecycle.keepMemory }).catch((err) => this.log.error({ err, sandboxId: id }, 'pausing a sandbox at its deadline failed'))
+      return
+    }
     this.log.info({ sandboxId: id }, `destroying sandbox: ${reason}`)
     void this.kill(id).catch((err) => this.log.error({ err, sandboxId: id }, 'destroying a released sandbox failed'))
   }
@@ -541,7 +685,11 @@ export class SandboxManager {
     const row = this.store.getSandbox(id)
     // A pooled sandbox is nobody's yet: only the pool ends it (destroyPooled).
     if (!row || row.state === 'pooled') throw sandboxNotFound(id)
-    const p = this.destroyNow(id).finally(() => this.killing.delete(id))
+    // A pause or resume under way finishes first (its runtime calls must not race the destroy).
+    const p = (this.transitions.get(id) ?? Promise.resolve())
+      .catch(() => {})
+      .then(() => this.destroyNow(id))
+      .finally(() => this.killing.delete(id))
     this.killing.set(id, p)
     return p
   }

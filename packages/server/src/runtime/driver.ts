@@ -39,7 +39,17 @@ export interface NetworkAttacher {
 /** The smallest sandbox filesystem (MiB): room for its own files, the agent's socket and its log. */
 export const MIN_DISK_MB = 64
 
-export type RuntimeState = 'running' | 'stopped' | 'missing'
+/** paused: its processes frozen where they are (freeze()). */
+export type RuntimeState = 'running' | 'paused' | 'stopped' | 'missing'
+
+/** What a sandbox that starts again (restart) is given anew: never kept beside it on the host. */
+export interface RestartSpec {
+  accessToken: string
+  /** Its egress rules now (they may have changed since it was made). */
+  egress?: EgressPolicy
+  /** Environment variables given after it was made (a pooled sandbox's), over those it was made with. */
+  envVars: Record<string, string>
+}
 
 export interface RuntimeDriver {
   readonly name: string
@@ -47,6 +57,17 @@ export interface RuntimeDriver {
   check(probeRootfs: string, probeIds: SandboxIds): Promise<void>
   /** Starts the sandbox and resolves once its agent answers on its socket. */
   create(spec: SandboxSpec): Promise<void>
+  /** Stops every process of the sandbox where it is (the cgroup freezer): CPU freed, memory kept. */
+  freeze(id: string): Promise<void>
+  /** Lets a frozen sandbox's processes run on, as they were. */
+  thaw(id: string): Promise<void>
+  /**
+   * Ends the sandbox's processes and frees what it held on the host (memory, CPUs, network, mounts)
+   * but its files: its filesystem stays, for restart(). Idempotent.
+   */
+  stop(id: string): Promise<void>
+  /** Boots a stopped sandbox again from its files (a new boot: fresh processes and boot id); resolves once its agent answers. */
+  restart(id: string, spec: RestartSpec): Promise<void>
   /**
    * Stops and removes everything the sandbox had on the host: processes, mounts, cgroups, files.
    * Never blocks the event loop, however many files the sandbox made.

@@ -90,9 +90,9 @@ export class BlankImages {
   }
 }
 
-/** Mounts a formatted image; mount sets up its loop device with autoclear (detached at unmount). */
+/** Mounts a formatted image (again, for a sandbox that starts again); mount sets up its loop device with autoclear (detached at unmount). */
 export async function mountLayer(image: string, mountpoint: string): Promise<void> {
-  await fs.mkdir(mountpoint, { mode: 0o700 })
+  await fs.mkdir(mountpoint, { recursive: true, mode: 0o700 })
   await exec('mount', ['-t', 'ext4', '-o', MOUNT_OPTIONS, image, mountpoint])
 }
 

@@ -2,6 +2,7 @@
 // (template below through an idmapped mount, the sandbox's own layer above), in a user namespace of
 // its own, started detached by runc, crun or runsc.
 import { execFile, spawn } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
 import fs from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
@@ -9,7 +10,7 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import { hostOpenFilesLimit, type Config, type RuntimeName } from '../config.js'
 import { unavailable } from '../errors.js'
-import type { NetworkAttacher, RuntimeDriver, RuntimeState, SandboxSpec } from './driver.js'
+import type { NetworkAttacher, RestartSpec, RuntimeDriver, RuntimeState, SandboxSpec } from './driver.js'
 import type { IdRange, SandboxIds } from './idmap.js'
 import { mountAgentFiles, unmountAgentFiles } from './agent-files.js'
 import { BlankImages, checkLayerTools, mountLayer, mountsUnder, removeLayerImage, unmount } from './layer.js'
@@ -42,7 +43,12 @@ interface Paths {
   /** The init's host pid (written by the runtime) and its start time, against pid reuse. */
   pidFile: string
   startFile: string
+  /** What it was made with (KeptSpec), to start it again from its files after a stop. */
+  kept: string
 }
+
+/** The part of a sandbox's spec kept beside it (root's alone): its token and egress rules are given anew at each start. */
+type KeptSpec = Omit<SandboxSpec, 'id' | 'accessToken' | 'egress'>
 
 export class OciDriver implements RuntimeDriver {
   readonly name: RuntimeName
@@ -95,6 +101,7 @@ export class OciDriver implements RuntimeDriver {
       socket: path.join(dir, 'agent.sock'),
       pidFile: path.join(dir, 'init.pid'),
       startFile: path.join(dir, 'init.start'),
+      kept: path.join(dir, 'sandbox.json'),
     }
   }
 
@@ -171,14 +178,50 @@ export class OciDriver implements RuntimeDriver {
     }
   }
 
-  private async start(spec: SandboxSpec, args?: string[]): Promise<void> {
+  // Pausing goes through the runtime's own pause and resume (the cgroup freezer for runc and crun,
+  // gVisor's own for runsc), so its state says "paused" and every runtime is handled alike.
+  async freeze(id: string): Promise<void> {
+    await exec(this.name, this.runtimeArgs('pause', id))
+  }
+
+  async thaw(id: string): Promise<void> {
+    await exec(this.name, this.runtimeArgs('resume', id))
+  }
+
+  async stop(id: string): Promise<void> {
+    await this.teardown(id)
+  }
+
+  async restart(id: string, again: RestartSpec): Promise<void> {
+    const p = this.paths(id)
+    const kept = JSON.parse(fs.readFileSync(p.kept, 'utf8')) as KeptSpec
+    const spec: SandboxSpec = { ...kept, id, accessToken: again.accessToken, egress: again.egress, envVars: { ...kept.envVars, ...again.envVars } }
+    try {
+      await this.start(spec, undefined, true)
+      await this.waitForAgent(id, 15_000)
+    } catch (err) {
+      // Its files stay: a failed start is stopped again, never destroyed.
+      await this.teardown(id).catch(() => {})
+      throw err
+    }
+  }
+
+  /**
+   * Starts the sandbox: its directory, filesystem and runtime files made (or, `again`, its kept
+   * filesystem mounted once more), then the runtime run.
+   */
+  private async start(spec: SandboxSpec, args?: string[], again = false): Promise<void> {
     const p = this.paths(spec.id)
     const owner = spec.ids.hostId
-    // Root's and the sandbox's root's alone (runc's init reaches the rootfs as the latter): no other
-    // host user can list it or reach a file the sandbox made.
-    fs.mkdirSync(p.dir, { mode: 0o710 })
-    fs.chownSync(p.dir, 0, owner)
-    await this.blankImages.take(p.image, spec.limits.diskSizeMB)
+    if (!again) {
+      // Root's and the sandbox's root's alone (runc's init reaches the rootfs as the latter): no other
+      // host user can list it or reach a file the sandbox made.
+      fs.mkdirSync(p.dir, { mode: 0o710 })
+      fs.chownSync(p.dir, 0, owner)
+      const kept: KeptSpec = { templateLayers: spec.templateLayers, limits: spec.limits, envVars: spec.envVars, ids: spec.ids, defaultUser: spec.defaultUser, defaultWorkdir: spec.defaultWorkdir }
+      fs.writeFileSync(p.kept, JSON.stringify(kept), { mode: 0o600 })
+      await this.blankImages.take(p.image, spec.limits.diskSizeMB)
+    }
     await mountLayer(p.image, p.layer)
     fs.chownSync(p.layer, 0, owner)
     fs.chmodSync(p.layer, 0o710)
@@ -196,38 +239,53 @@ export class OciDriver implements RuntimeDriver {
       // Sandlot's resolver on the bridge (network/dns.ts); without a network, none.
       ['etc/resolv.conf', this.network && !args ? `nameserver ${this.network.gateway}\noptions edns0 trust-ad\n` : '', 0o644],
       ['run/sandlot/agent.json', JSON.stringify({ envVars: spec.envVars, defaultUser: spec.defaultUser ?? 'user', defaultWorkdir: spec.defaultWorkdir, accessToken: spec.accessToken || undefined }), 0o600],
+      // This boot's id, bound over /proc/sys/kernel/random/boot_id once it runs (sandlot-idmap).
+      ['run/sandlot/boot_id', `${randomUUID()}\n`, 0o444],
     ]
     for (const [name, content, mode] of files) {
       const parts = name.split('/')
+      // A sandbox that starts again made these paths itself: whatever is not a real directory
+      // (a symlink that would lead these root-owned writes out to the host, a file, a whiteout) is
+      // removed first. Nothing runs in the sandbox meanwhile.
       for (let i = 1; i < parts.length; i++) {
         const dir = path.join(p.upper, ...parts.slice(0, i))
-        if (fs.existsSync(dir)) continue
+        const st = fs.lstatSync(dir, { throwIfNoEntry: false })
+        if (st?.isDirectory()) continue
+        if (st) fs.rmSync(dir, { force: true })
         fs.mkdirSync(dir, { mode: dir.endsWith('/run/sandlot') ? 0o700 : 0o755 })
         fs.chownSync(dir, owner, owner)
       }
       const file = path.join(p.upper, name)
+      // Made anew at each start (the sandbox may have changed or replaced its own copy, or put a
+      // directory there).
+      const there = fs.lstatSync(file, { throwIfNoEntry: false })
+      if (there?.isDirectory()) await exec('rm', ['-rf', '--one-file-system', '--', file])
+      else if (there) fs.rmSync(file)
       fs.writeFileSync(file, content, { mode })
       fs.chownSync(file, owner, owner)
     }
     // The template's files are owned on the host by ids no sandbox has; an idmapped mount of it at
     // lower/ (read-only, nosuid, nodev) shows them as the sandbox's own, so it is shared unchanged.
-    fs.mkdirSync(p.lower)
-    for (let i = 0; i < spec.templateLayers.length; i++) fs.mkdirSync(path.join(p.lower, String(i)))
+    for (let i = 0; i < spec.templateLayers.length; i++) fs.mkdirSync(path.join(p.lower, String(i)), { recursive: true })
     // Relative layer paths (from the sandbox's directory): the sandbox's /proc/mounts shows the
     // options as given, and must not reveal host paths.
     const lowerdir = spec.templateLayers.map((_, i) => `lower/${i}`).join(':')
     const withNetwork = !!this.network && !args
     const userns = this.layersAndUserNamespace(spec, p, `lowerdir=${lowerdir},upperdir=layer/upper,workdir=layer/work`, withNetwork)
+    let init: number | undefined
     try {
       const { pid, netnsPid } = await userns.pids
       if (withNetwork) await this.network!.attach(spec.id, netnsPid!, spec.egress)
-      await this.run(spec, p, pid, args, withNetwork ? this.network!.netnsPath(spec.id) : undefined)
+      init = await this.run(spec, p, pid, args, withNetwork ? this.network!.netnsPath(spec.id) : undefined)
     } finally {
-      userns.release()
+      // A sandbox (not the runtime's probe) gets its own boot id as the helper lets the namespace go.
+      const done = userns.release(args ? undefined : init)
+      if (init !== undefined && !args) await done
     }
   }
 
-  private async run(spec: SandboxSpec, p: Paths, usernsPid: number, args?: string[], networkNamespace?: string): Promise<void> {
+  /** Runs the runtime; resolves with the init's host pid. */
+  private async run(spec: SandboxSpec, p: Paths, usernsPid: number, args?: string[], networkNamespace?: string): Promise<number> {
     fs.writeFileSync(
       path.join(p.bundle, 'config.json'),
       JSON.stringify(
@@ -272,6 +330,7 @@ export class OciDriver implements RuntimeDriver {
     }
     const pid = fs.readFileSync(p.pidFile, 'utf8').trim()
     fs.writeFileSync(p.startFile, processStartTime(pid) ?? '')
+    return Number(pid)
   }
 
   /**
@@ -283,8 +342,10 @@ export class OciDriver implements RuntimeDriver {
    * that uid and writes its maps as root; the pid of a process in it resolves once all is ready, and
    * release() lets that process go once runc has joined. With `netns`, also a network namespace
    * owned by that user namespace, held by a second process (netnsPid) until the same release.
+   * release(init) also has the helper bind the sandbox's boot id in the init's mount namespace, and
+   * resolves once it has (rejects saying why it could not).
    */
-  private layersAndUserNamespace(spec: SandboxSpec, p: Paths, overlayOptions: string, netns: boolean): { pids: Promise<{ pid: number; netnsPid?: number }>; release(): void } {
+  private layersAndUserNamespace(spec: SandboxSpec, p: Paths, overlayOptions: string, netns: boolean): { pids: Promise<{ pid: number; netnsPid?: number }>; release(init?: number): Promise<void> } {
     const ids = spec.ids
     // Each template layer idmapped at lower/<i> (top first, as overlay lists them).
     const layers = spec.templateLayers.flatMap((layer, i) => ['idmapped', layer, path.join(p.lower, String(i)), `${this.templateIds.hostId} ${ids.hostId} ${ids.size}`])
@@ -295,9 +356,10 @@ export class OciDriver implements RuntimeDriver {
     ]
     const child = spawn(this.config.idmapHelper, args, { stdio: ['pipe', 'pipe', 'pipe'] })
     child.stdin.on('error', () => {})
+    let err = ''
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve))
     const pids = new Promise<{ pid: number; netnsPid?: number }>((resolve, reject) => {
       let out = ''
-      let err = ''
       const timer = setTimeout(() => {
         child.kill('SIGKILL')
         reject(new Error('sandlot-idmap did not make the user namespace within 10 s'))
@@ -317,7 +379,14 @@ export class OciDriver implements RuntimeDriver {
       })
     })
     pids.catch(() => {}) // awaited later; a failure meanwhile must not be an unhandled rejection
-    return { pids, release: () => child.stdin.end() }
+    return {
+      pids,
+      release: async (init) => {
+        child.stdin.end(init === undefined ? undefined : `bootid ${init}\n`)
+        const code = await exited
+        if (init !== undefined && code !== 0) throw new Error(`cannot give the sandbox its boot id (sandlot-idmap exited with ${code}): ${err.trim()}`)
+      },
+    }
   }
 
   alive(id: string): boolean {
@@ -361,7 +430,8 @@ export class OciDriver implements RuntimeDriver {
     try {
       const { stdout } = await exec(this.name, this.runtimeArgs('state', id))
       const status = (JSON.parse(stdout) as { status: string }).status
-      return status === 'running' || status === 'created' || status === 'paused' ? 'running' : 'stopped'
+      if (status === 'paused') return 'paused'
+      return status === 'running' || status === 'created' ? 'running' : 'stopped'
     } catch {
       return 'missing'
     }
@@ -408,19 +478,25 @@ export class OciDriver implements RuntimeDriver {
     }
   }
 
-  async destroy(id: string): Promise<void> {
+  /** Everything of the sandbox on the host but its files: processes, cgroups, CPUs, mounts, network. */
+  private async teardown(id: string): Promise<void> {
     const p = this.paths(id)
-    // delete --force kills every process (SIGKILL) and removes the container's cgroups.
+    // delete --force kills every process (SIGKILL; a frozen sandbox's too) and removes the container's cgroups.
     await exec(this.name, this.runtimeArgs('delete', '--force', id)).catch(() => {})
     this.cpuSets?.release(id)
-    // The overlay, the template's idmapped mount below it, then the sandbox's own filesystem: its
-    // files go with it in one step.
+    // The overlay, the template's idmapped mounts below it, then the sandbox's own filesystem.
     const mounted = await mountsUnder(p.dir)
     const others = mounted.filter((m) => m !== p.rootfs && m !== p.lower && m !== p.layer).sort().reverse()
-    for (const target of [p.rootfs, p.lower, p.layer, ...others]) if (mounted.includes(target)) await unmount(target)
-    await removeLayerImage(p.image)
+    for (const target of [p.rootfs, ...others, p.lower, p.layer]) if (mounted.includes(target)) await unmount(target)
     // Its veth, address, rules and connection-tracking entries (the namespace is empty now).
     await this.network?.detach(id)
+  }
+
+  async destroy(id: string): Promise<void> {
+    const p = this.paths(id)
+    await this.teardown(id)
+    // Its files go with its filesystem's image, in one step.
+    await removeLayerImage(p.image)
     // What is left is a handful of small files (or, for a sandbox made before disk quotas, its layer
     // on the host's disk): rm walks it in a child process, and never into a mount.
     const rm = await exec('rm', ['-rf', '--one-file-system', '--', p.dir]).catch((err: Error) => err)

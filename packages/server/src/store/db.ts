@@ -4,6 +4,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type { NetworkConfig } from '../network/config.js'
 import type { IngressConfig } from '../lifecycle/ingress.js'
+import type { Lifecycle, PauseInfo } from '../lifecycle/pause.js'
 import type { SandboxIds } from '../runtime/idmap.js'
 
 export interface SandboxRow {
@@ -13,8 +14,12 @@ export interface SandboxRow {
   templateRootfs: string
   /** The template layers it stands on, top first (the base template alone: [templateRootfs]). */
   templateLayers: string[]
-  /** pooled: made ahead by the pool (lifecycle/pool.ts), nobody's yet, invisible until handed out. */
-  state: 'pooled' | 'starting' | 'running' | 'stopping'
+  /**
+   * pooled: made ahead by the pool (lifecycle/pool.ts), nobody's yet, invisible until handed out.
+   * pausing, paused, resuming: lifecycle/pause.ts (the first and last only while it happens, so a
+   * server that died meanwhile knows what to finish).
+   */
+  state: 'pooled' | 'starting' | 'running' | 'pausing' | 'paused' | 'resuming' | 'stopping'
   metadata: Record<string, string>
   envVars: Record<string, string>
   cpuCount: number
@@ -35,6 +40,10 @@ export interface SandboxRow {
   allowInternetAccess: boolean | null
   /** Who may reach its port previews and with which Host (lifecycle/ingress.ts); null = public, as before. */
   ingress: IngressConfig | null
+  /** How it was paused, while it is (pausing, paused, resuming); null otherwise. */
+  pause: PauseInfo | null
+  /** What happens at its deadline, and whether traffic wakes it (lifecycle/pause.ts); null = killed, as before. */
+  lifecycle: Lifecycle | null
 }
 
 export interface HoldRow {
@@ -165,6 +174,12 @@ ALTER TABLE sandboxes ADD COLUMN template_layers TEXT;
   // How often each template (by name, the base too) was created from, and when last: E2B's
   // spawnCount and lastSpawnedAt.
   `CREATE TABLE IF NOT EXISTS template_spawns (name TEXT PRIMARY KEY, count INTEGER NOT NULL, last_at INTEGER NOT NULL)`,
+  // Pause (lifecycle/pause.ts): how a paused sandbox was paused, and its lifecycle settings (what its
+  // deadline does, auto-resume), both JSON; NULL: not paused, killed at its deadline.
+  `
+ALTER TABLE sandboxes ADD COLUMN pause TEXT;
+ALTER TABLE sandboxes ADD COLUMN lifecycle TEXT;
+`,
 ]
 
 export interface NetworkRow {
@@ -194,6 +209,8 @@ interface RawSandbox {
   network: string | null
   allow_internet_access: number | null
   ingress: string | null
+  pause: string | null
+  lifecycle: string | null
 }
 
 const toSandbox = (r: RawSandbox): SandboxRow => ({
@@ -215,7 +232,11 @@ const toSandbox = (r: RawSandbox): SandboxRow => ({
   network: r.network ? JSON.parse(r.network) : { allowOut: [], denyOut: [] },
   allowInternetAccess: r.allow_internet_access === null ? null : r.allow_internet_access === 1,
   ingress: r.ingress ? JSON.parse(r.ingress) : null,
+  pause: r.pause ? JSON.parse(r.pause) : null,
+  lifecycle: r.lifecycle ? JSON.parse(r.lifecycle) : null,
 })
+
+const jsonOrNull = (v: object | null) => (v ? JSON.stringify(v) : null)
 
 const flagOf = (b: boolean | null) => (b === null ? null : b ? 1 : 0)
 
@@ -263,8 +284,8 @@ export class Store {
   insertSandbox(s: SandboxRow): void {
     this.db
       .prepare(
-        `INSERT INTO sandboxes (id, template, template_rootfs, template_layers, state, metadata, env_vars, cpu_count, memory_mb, pids, disk_size_mb, started_at, end_at, access_token, id_range, network, allow_internet_access, ingress)
-         VALUES (@id, @template, @templateRootfs, @templateLayers, @state, @metadata, @envVars, @cpuCount, @memoryMB, @pids, @diskSizeMB, @startedAt, @endAt, @accessToken, @ids, @network, @allowInternetAccess, @ingress)`,
+        `INSERT INTO sandboxes (id, template, template_rootfs, template_layers, state, metadata, env_vars, cpu_count, memory_mb, pids, disk_size_mb, started_at, end_at, access_token, id_range, network, allow_internet_access, ingress, pause, lifecycle)
+         VALUES (@id, @template, @templateRootfs, @templateLayers, @state, @metadata, @envVars, @cpuCount, @memoryMB, @pids, @diskSizeMB, @startedAt, @endAt, @accessToken, @ids, @network, @allowInternetAccess, @ingress, @pause, @lifecycle)`,
       )
       .run({
         ...s,
@@ -273,8 +294,10 @@ export class Store {
         ids: s.ids && JSON.stringify(s.ids),
         network: JSON.stringify(s.network),
         allowInternetAccess: flagOf(s.allowInternetAccess),
-        ingress: s.ingress ? JSON.stringify(s.ingress) : null,
+        ingress: jsonOrNull(s.ingress),
         templateLayers: JSON.stringify(s.templateLayers ?? [s.templateRootfs]),
+        pause: jsonOrNull(s.pause),
+        lifecycle: jsonOrNull(s.lifecycle),
       })
   }
 
@@ -292,7 +315,7 @@ export class Store {
     this.db
       .prepare(
         `UPDATE sandboxes SET state = @state, metadata = @metadata, env_vars = @envVars, network = @network, allow_internet_access = @allowInternetAccess,
-           ingress = @ingress, started_at = @startedAt, end_at = @endAt WHERE id = @id AND state = 'pooled'`,
+           ingress = @ingress, lifecycle = @lifecycle, started_at = @startedAt, end_at = @endAt WHERE id = @id AND state = 'pooled'`,
       )
       .run({
         id: s.id,
@@ -301,7 +324,8 @@ export class Store {
         envVars: JSON.stringify(s.envVars),
         network: JSON.stringify(s.network),
         allowInternetAccess: flagOf(s.allowInternetAccess),
-        ingress: s.ingress ? JSON.stringify(s.ingress) : null,
+        ingress: jsonOrNull(s.ingress),
+        lifecycle: jsonOrNull(s.lifecycle),
         startedAt: s.startedAt,
         endAt: s.endAt,
       })
@@ -309,6 +333,20 @@ export class Store {
 
   setSandboxState(id: string, state: SandboxRow['state']): void {
     this.db.prepare('UPDATE sandboxes SET state = ? WHERE id = ?').run(state, id)
+  }
+
+  /** A step of pausing or resuming: its state and how it is paused (null once it runs again), at once. */
+  setSandboxPause(id: string, state: SandboxRow['state'], pause: PauseInfo | null): void {
+    this.db.prepare('UPDATE sandboxes SET state = ?, pause = ? WHERE id = ?').run(state, jsonOrNull(pause), id)
+  }
+
+  /** A resumed sandbox runs again: its state, new start time and deadline, in one statement. */
+  setSandboxResumed(id: string, startedAt: number, endAt: number | null): void {
+    this.db.prepare(`UPDATE sandboxes SET state = 'running', pause = NULL, started_at = ?, end_at = ? WHERE id = ?`).run(startedAt, endAt, id)
+  }
+
+  setSandboxLifecycle(id: string, lifecycle: Lifecycle | null): void {
+    this.db.prepare('UPDATE sandboxes SET lifecycle = ? WHERE id = ?').run(jsonOrNull(lifecycle), id)
   }
 
   /** Replaces the sandbox's network configuration and internet flag (one statement: both or neither). */
@@ -340,6 +378,10 @@ export class Store {
   /** Moves a hold's expiry; false if it no longer exists. */
   renewHold(id: string, expiresAt: number): boolean {
     return this.db.prepare('UPDATE holds SET expires_at = ? WHERE id = ?').run(expiresAt, id).changes === 1
+  }
+
+  deleteHoldsOf(sandboxId: string): void {
+    this.db.prepare('DELETE FROM holds WHERE sandbox_id = ?').run(sandboxId)
   }
 
   deleteHold(id: string): void {
