@@ -86,6 +86,45 @@ describe('daemon restart', () => {
     assert.equal((await run(id, 'true', opts).catch((err: Error) => err)) instanceof Error, true)
   })
 
+  test('paused sandboxes survive kill -9 and a restart: a memory pause resumes with its processes and server, a files one with its files; one whose container vanished resumes from its files, its memory reported lost', async () => {
+    if (!server || server.process.exitCode !== null) await startDaemon()
+    await killAll()
+    const opts = { url, key: key() }
+    const create = async () => (await call('POST', '/api/v1/sandboxes', { keepAliveMs: 600_000 })).json.id as string
+    const [memory, files, vanished] = [await create(), await create(), await create()]
+    const sleeper = await startBackground(memory, 'sleep 3600', opts)
+    await startBackground(memory, 'python3 -m http.server 8000 --directory /etc', opts)
+    await run(memory, "for i in $(seq 100); do ss -Hltn 'sport = :8000' | grep -q 8000 && exit 0; sleep 0.1; done; exit 1", opts)
+    for (const id of [files, vanished]) await run(id, `echo kept-${id} > /home/user/kept`, opts)
+    assert.equal((await call('POST', `/api/v1/sandboxes/${memory}/pause`, {})).status, 200)
+    assert.equal((await call('POST', `/api/v1/sandboxes/${vanished}/pause`, {})).status, 200)
+    assert.equal((await call('POST', `/api/v1/sandboxes/${files}/pause`, { keepMemory: false })).status, 200)
+
+    await server!.stop('SIGKILL')
+    // As after a host restart, for one of them: its frozen container is gone.
+    execFileSync('runc', ['--root', path.join(testHome, 'runtime/runc'), 'delete', '--force', vanished])
+    await startDaemon()
+
+    const listed = (await call('GET', '/api/v1/sandboxes')).json as { id: string; state: string; paused: { keepMemory: boolean; memoryLost: boolean } }[]
+    const byId = new Map(listed.map((s) => [s.id, s]))
+    for (const id of [memory, files, vanished]) assert.equal(byId.get(id)?.state, 'paused', `${id} is still paused`)
+    assert.deepEqual(byId.get(memory)!.paused, { at: byId.get(memory)!.paused.at, keepMemory: true, memoryLost: false })
+    assert.equal(byId.get(vanished)!.paused.memoryLost, true)
+    for (const id of [memory, files, vanished]) assert.equal((await call('POST', `/api/v1/sandboxes/${id}/resume`, { keepAliveMs: 60_000 })).status, 200)
+    assert.match((await run(memory, `ps -o pid= -p ${sleeper}`, opts)).stdout.trim(), new RegExp(`^${sleeper}$`), 'the same sleep, the same PID')
+    const served = await fetch(`${url}/hostname`, { headers: { 'e2b-sandbox-id': memory, 'e2b-sandbox-port': '8000' } })
+    assert.equal(served.status, 200)
+    assert.equal(await served.text(), `${memory}\n`)
+    for (const id of [files, vanished]) {
+      assert.equal((await run(id, 'cat /home/user/kept', opts)).stdout, `kept-${id}\n`)
+      assert.equal((await run(id, 'pgrep -x sleep || echo none', opts)).stdout, 'none\n')
+    }
+    for (const id of [memory, files, vanished]) {
+      assert.equal((await call('DELETE', `/api/v1/sandboxes/${id}`)).status, 204)
+      assert.deepEqual(await leftovers(id), [])
+    }
+  })
+
   test('deadlines that passed while the daemon was down are carried out; holds get a fresh lease', async () => {
     if (!server || server.process.exitCode !== null) await startDaemon()
     await killAll()
