@@ -1,5 +1,5 @@
 // The CLI's sandbox commands on the SDK's lower layer (SandlotClient): create, ls, keep-alive,
-// network, url, kill. Each prints for people, or JSON with --json.
+// network, url, pause, resume, kill. Each prints for people, or JSON with --json.
 import type { NetworkInfo, NetworkOptions, SandboxInfo } from 'sandlot'
 import { CliError, client } from './client.js'
 import { formatDuration } from './duration.js'
@@ -42,20 +42,39 @@ export async function network(id: string, body: NetworkBody | undefined, json: b
   console.log(`Sandbox ${id}${body ? ' now' : ''}:\n${describeNetwork(s.network)}`)
 }
 
-export async function keepAlive(id: string, ms: number, json: boolean): Promise<void> {
-  const s = await client().keepAlive(id, ms)
+export async function keepAlive(id: string, ms: number, json: boolean, thenPause?: { keepMemory: boolean }): Promise<void> {
+  const s = await client().keepAlive(id, ms, thenPause && { onTimeout: 'pause', keepMemory: thenPause.keepMemory })
   if (json) return printJson(s)
-  console.error(`Sandbox ${id}: ${whenEnds(s)}.`)
+  const then = s.lifecycle.onTimeout === 'pause' ? `; then it is paused${s.lifecycle.keepMemory ? '' : ' (its files alone)'}, not destroyed` : ''
+  console.error(`Sandbox ${id}: ${whenEnds(s)}${then}.`)
+}
+
+export async function pause(id: string, keepMemory: boolean, json: boolean): Promise<void> {
+  const s = await client().pauseSandbox(id, { keepMemory })
+  if (json) return printJson(s)
+  const how = keepMemory ? 'its processes are stopped where they are and resume as they were' : 'its processes ended; its files are kept and it boots again on resume'
+  console.error(`Paused sandbox ${id}: ${how}. "sandlot resume ${id}" runs it again.`)
+}
+
+export async function resume(id: string, keepAliveMs: number | undefined, json: boolean): Promise<void> {
+  const before = await client().getSandbox(id)
+  const s = await client().resumeSandbox(id, { keepAlive: keepAliveMs })
+  if (json) return printJson(s)
+  if (before.state === 'running') return console.error(`Sandbox ${id} was running already.`)
+  const lost = before.paused?.memoryLost ? ' Its memory was lost while it was paused (its container was gone, as after a host restart): it booted again from its files.' : ''
+  console.error(`Resumed sandbox ${id}: ${whenEnds(s)}.${lost}`)
 }
 
 export async function ls(json: boolean): Promise<void> {
   const list = await client().listSandboxes()
   if (json) return printJson(list)
   // ENDS: when the sandbox is destroyed if no client holds it then.
-  const rows = [['ID', 'TEMPLATE', 'STARTED', 'ENDS', 'HOLDS', 'METADATA']]
+  const rows = [['ID', 'TEMPLATE', 'STATE', 'STARTED', 'ENDS', 'HOLDS', 'METADATA']]
   for (const s of list) {
     const meta = Object.entries(s.metadata).map(([k, v]) => `${k}=${v}`).join(',')
-    rows.push([s.id, s.template, relativeTime(s.startedAt), s.endAt ? relativeTime(s.endAt) : s.holds ? 'when released' : '-', String(s.holds), meta])
+    const state = s.paused ? `paused ${relativeTime(s.paused.at)}${s.paused.keepMemory ? '' : ' (files)'}` : s.state
+    const ends = s.paused ? '-' : s.endAt ? relativeTime(s.endAt) : s.holds ? 'when released' : '-'
+    rows.push([s.id, s.template, state, relativeTime(s.startedAt), ends, String(s.holds), meta])
   }
   printTable(rows)
 }

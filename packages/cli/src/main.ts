@@ -100,7 +100,7 @@ function program(): Command {
 
   p.command('ls')
     .alias('list')
-    .description('list running sandboxes')
+    .description('list sandboxes, running and paused')
     .option('--json', 'print them as JSON')
     .action(async (o: { json?: boolean }) => cmd.ls(!!o.json))
 
@@ -108,8 +108,27 @@ function program(): Command {
     .description('keep a sandbox alive DURATION from now (e.g. 90s, 15m, 1h; 0 clears the deadline)')
     .argument('<id>', 'the sandbox')
     .argument('<duration>', 'how long', parseDuration)
+    .option('--then-pause', 'pause it at the deadline instead of destroying it')
+    .option('--files-only', 'with --then-pause: keep its files alone (it boots again on resume)')
     .option('--json', 'print the sandbox as JSON')
-    .action(async (id: string, ms: number, o: { json?: boolean }) => cmd.keepAlive(id, ms, !!o.json))
+    .action(async (id: string, ms: number, o: { json?: boolean; thenPause?: boolean; filesOnly?: boolean }) => {
+      if (o.filesOnly && !o.thenPause) throw new CliError('--files-only goes with --then-pause', 2)
+      await cmd.keepAlive(id, ms, !!o.json, o.thenPause ? { keepMemory: !o.filesOnly } : undefined)
+    })
+
+  p.command('pause')
+    .description('pause a sandbox: its processes stopped where they are (CPU freed), resumed as they were by "sandlot resume"')
+    .argument('<id>', 'the sandbox')
+    .option('--files-only', 'end its processes and free its memory, keeping its files (it boots again on resume)')
+    .option('--json', 'print the sandbox as JSON')
+    .action(async (id: string, o: { filesOnly?: boolean; json?: boolean }) => cmd.pause(id, !o.filesOnly, !!o.json))
+
+  p.command('resume')
+    .description('resume a paused sandbox')
+    .argument('<id>', 'the sandbox')
+    .option('-k, --keep-alive <duration>', 'how long it then lives (default: the server\'s limit)', parseDuration)
+    .option('--json', 'print the sandbox as JSON')
+    .action(async (id: string, o: { keepAlive?: number; json?: boolean }) => cmd.resume(id, o.keepAlive, !!o.json))
 
   p.command('url')
     .description('print the URL of a server listening on PORT inside a sandbox (HTTP and WebSocket)')

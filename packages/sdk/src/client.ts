@@ -6,10 +6,10 @@ import { resolveConfig, type ConnectionOptions } from './config.js'
 import { SandboxConnection } from './connection.js'
 import { InvalidArgumentError } from './errors.js'
 import { ApiClient, sandboxRoute, type SandboxJSON } from './http.js'
-import { checkNetwork, checkStringMap, infoOf, type NetworkOptions, type SandboxInfo, type SandboxOptions } from './sandbox.js'
+import { checkLifecycle, checkNetwork, checkPauseOptions, checkStringMap, infoOf, type LifecycleOptions, type NetworkOptions, type PauseOptions, type SandboxInfo, type SandboxOptions } from './sandbox.js'
 
 /** Options of {@link SandlotClient.createSandbox}: the sandbox's settings as {@link Sandbox.create} takes them, and how long it lives. */
-export interface CreateSandboxOptions extends Pick<SandboxOptions, 'template' | 'metadata' | 'envVars' | 'cpuCount' | 'memoryMB' | 'diskSizeMB' | 'network'> {
+export interface CreateSandboxOptions extends Pick<SandboxOptions, 'template' | 'metadata' | 'envVars' | 'cpuCount' | 'memoryMB' | 'diskSizeMB' | 'network' | 'lifecycle'> {
   /** Milliseconds the sandbox lives from now (nothing holds it). Default: the server's keepAlive limit (1 h unless configured). */
   keepAlive?: number
 }
@@ -74,25 +74,38 @@ export class SandlotClient {
     checkStringMap('envVars', opts.envVars)
     if (opts.keepAlive !== undefined && !(Number.isInteger(opts.keepAlive) && opts.keepAlive >= 0)) throw new InvalidArgumentError('keepAlive is a whole number of milliseconds')
     const { keepAlive, ...rest } = opts
-    const body = { ...rest, network: checkNetwork(opts.network, true), keepAliveMs: keepAlive }
+    const body = { ...rest, network: checkNetwork(opts.network, true), lifecycle: checkLifecycle(opts.lifecycle), keepAliveMs: keepAlive }
     return infoOf(await this.api.request<SandboxJSON>('POST', '/api/v1/sandboxes', { body }))
   }
 
-  /** A running sandbox as the server describes it. Throws {@link SandboxNotFoundError} if it is gone. */
+  /** A sandbox as the server describes it. Throws {@link SandboxNotFoundError} if it is gone. */
   async getSandbox(id: string): Promise<SandboxInfo> {
     return infoOf(await this.api.request<SandboxJSON>('GET', sandboxRoute(id), { sandboxId: id, retry: true }))
   }
 
-  /** The running sandboxes (those whose metadata has all of `metadata`'s pairs, if given). */
+  /** The sandboxes, running and paused (those whose metadata has all of `metadata`'s pairs, if given). */
   async listSandboxes(opts: { metadata?: Record<string, string> } = {}): Promise<SandboxInfo[]> {
     checkStringMap('metadata', opts.metadata)
     const filter = opts.metadata && Object.keys(opts.metadata).length ? `?metadata=${encodeURIComponent(new URLSearchParams(opts.metadata).toString())}` : ''
     return (await this.api.request<SandboxJSON[]>('GET', `/api/v1/sandboxes${filter}`, { retry: true })).map(infoOf)
   }
 
-  /** Keeps a sandbox alive `ms` from now (0 clears the deadline); resolves with its new state. */
-  async keepAlive(id: string, ms: number): Promise<SandboxInfo> {
-    return infoOf(await this.api.request<SandboxJSON>('POST', `${sandboxRoute(id)}/keep-alive`, { body: { ms }, sandboxId: id, retry: true }))
+  /** Keeps a sandbox alive `ms` from now (0 clears the deadline), and sets what the deadline does if given; resolves with its new state. */
+  async keepAlive(id: string, ms: number, lifecycle?: LifecycleOptions): Promise<SandboxInfo> {
+    const body = { ms, lifecycle: checkLifecycle(lifecycle) }
+    return infoOf(await this.api.request<SandboxJSON>('POST', `${sandboxRoute(id)}/keep-alive`, { body, sandboxId: id, retry: true }))
+  }
+
+  /** Pauses a running sandbox (see {@link PauseOptions}); resolves with its new state. */
+  async pauseSandbox(id: string, opts: PauseOptions = {}): Promise<SandboxInfo> {
+    const body = checkPauseOptions(opts)
+    return infoOf(await this.api.request<SandboxJSON>('POST', `${sandboxRoute(id)}/pause`, { body, sandboxId: id }))
+  }
+
+  /** Resumes a paused sandbox (a running one is left as it is); it then lives `keepAlive` ms (default: the server's limit). */
+  async resumeSandbox(id: string, opts: { keepAlive?: number } = {}): Promise<SandboxInfo> {
+    if (opts.keepAlive !== undefined && !(Number.isInteger(opts.keepAlive) && opts.keepAlive >= 0)) throw new InvalidArgumentError('keepAlive is a whole number of milliseconds')
+    return infoOf(await this.api.request<SandboxJSON>('POST', `${sandboxRoute(id)}/resume`, { body: { keepAliveMs: opts.keepAlive }, sandboxId: id, retry: true }))
   }
 
   /** Replaces a sandbox's network rules (what `network` leaves out is cleared); resolves with its new state. */

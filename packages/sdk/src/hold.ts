@@ -17,8 +17,8 @@ export class HoldKeeper {
     private readonly api: ApiClient,
     private readonly sandboxId: string,
     hold: HoldJSON,
-    /** Called once when a renewal learns the sandbox is gone. */
-    private readonly onGone: (err: SandboxNotFoundError) => void,
+    /** Called once when a renewal learns the sandbox is gone, or was paused (which ends every hold). */
+    private readonly onGone: (err: SandlotError) => void,
   ) {
     this.hold = hold
     this.watch()
@@ -65,6 +65,9 @@ export class HoldKeeper {
     } catch (err) {
       if (this.stopped) return
       if (err instanceof SandboxNotFoundError) return this.gone(err)
+      if (err instanceof SandlotError && err.code === 'sandbox_paused') {
+        return this.gone(new SandlotError(`Sandbox ${this.sandboxId} was paused (by another client, or at its deadline); Sandbox.reconnect("${this.sandboxId}") resumes it`, 'sandbox_paused', err.status))
+      }
       // The hold lapsed (e.g. the process slept, or the server was down) but the sandbox runs: take a new one.
       if (err instanceof SandlotError && err.code === 'hold_not_found') {
         try {
@@ -79,7 +82,7 @@ export class HoldKeeper {
     }
   }
 
-  private gone(err: SandboxNotFoundError): void {
+  private gone(err: SandlotError): void {
     this.stop()
     this.onGone(err)
   }

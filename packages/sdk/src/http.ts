@@ -27,6 +27,17 @@ export interface SandboxJSON {
   /** Present when the sandbox's previews are not public. */
   trafficAccessToken?: string | null
   hold?: HoldJSON
+  /** How it is paused, while it is (absent from servers before pause). */
+  paused?: { at: string; keepMemory: boolean; memoryLost: boolean } | null
+  /** What its deadline does (absent from servers before pause). */
+  lifecycle?: LifecycleJSON
+}
+
+/** What a sandbox's deadline does, and whether a request wakes it from a pause. */
+export interface LifecycleJSON {
+  onTimeout: 'kill' | 'pause'
+  keepMemory: boolean
+  autoResume: boolean
 }
 
 /** A sandbox's network settings as the server describes them. */

@@ -6,7 +6,7 @@ import { SandboxConnection } from './connection.js'
 import { expandHome, HOME } from './envd.js'
 import { InvalidArgumentError, SandboxNotFoundError, SandlotError, TimeoutError } from './errors.js'
 import { HoldKeeper } from './hold.js'
-import { abortError, ApiClient, sandboxRoute, type HoldJSON, type NetworkJSON, type SandboxJSON } from './http.js'
+import { abortError, ApiClient, sandboxRoute, type HoldJSON, type LifecycleJSON, type NetworkJSON, type SandboxJSON } from './http.js'
 
 /** How long creating or reconnecting may take by default (ms). */
 const DEFAULT_OPEN_TIMEOUT_MS = 60_000
@@ -73,6 +73,40 @@ export interface NetworkInfo {
   maskRequestHost: string | null
 }
 
+/**
+ * What a sandbox's deadline does when no handle holds it (and what its last hold lapsing does):
+ * `kill` (the default) or `pause`, keeping its memory unless `keepMemory` is false. With
+ * `autoResume`, a request to it while paused with its memory (a command, a file, a port preview)
+ * resumes it first.
+ */
+export interface LifecycleOptions {
+  /** At its deadline: destroyed (`kill`, the default) or paused (`pause`). */
+  onTimeout: 'kill' | 'pause'
+  /** A pause at the deadline keeps its memory: processes resume as they were. Default `true`; `false` keeps its files alone. */
+  keepMemory?: boolean
+  /** A request to the paused sandbox resumes it first (only a pause that kept its memory). Default `false`. */
+  autoResume?: boolean
+}
+
+/** Options of {@link Sandbox.pause}. */
+export interface PauseOptions {
+  /**
+   * `true` (default): every process is stopped where it is and resumes as it was (same PIDs, open
+   * files, servers). `false`: processes end and only its files are kept; a resume boots it again.
+   */
+  keepMemory?: boolean
+}
+
+/** How a paused sandbox is paused ({@link SandboxInfo.paused}). */
+export interface PausedInfo {
+  /** When it was paused. */
+  at: Date
+  /** Its memory was kept (see {@link PauseOptions.keepMemory}). */
+  keepMemory: boolean
+  /** Paused with its memory, which was lost before it resumed (its container was gone, as after a host restart): it resumes from its files. */
+  memoryLost: boolean
+}
+
 /** Options of {@link Sandbox.create}. */
 export interface SandboxOptions extends OpenOptions {
   /** The template to start from. Default `base`. */
@@ -89,6 +123,8 @@ export interface SandboxOptions extends OpenOptions {
   diskSizeMB?: number
   /** What it may reach on the network (default: the internet, no rules; change it later with {@link Sandbox.updateNetwork}) and who may reach its port previews. */
   network?: NetworkOptions
+  /** What its deadline does: kill (default) or pause (see {@link LifecycleOptions}); {@link Sandbox.keepAlive} can change it. */
+  lifecycle?: LifecycleOptions
 }
 
 /** Options of {@link Sandbox.list}. */
@@ -97,10 +133,16 @@ export interface ListOptions extends ConnectionOptions {
   metadata?: Record<string, string>
 }
 
-/** A running sandbox, as {@link Sandbox.list} and {@link Sandbox.getInfo} describe it. */
+/** A sandbox, as {@link Sandbox.list} and {@link Sandbox.getInfo} describe it. */
 export interface SandboxInfo {
   /** Its id. */
   id: string
+  /** `running`, or `paused` (see {@link Sandbox.pause}). */
+  state: 'running' | 'paused'
+  /** How it is paused; `null` while it runs. */
+  paused: PausedInfo | null
+  /** What its deadline does. */
+  lifecycle: Required<LifecycleOptions>
   /** The same id, under E2B v0's name. */
   sandboxID: string
   /** The template it started from. */
@@ -131,8 +173,17 @@ const networkOf = (n: NetworkJSON | undefined): NetworkInfo => ({
   maskRequestHost: n?.maskRequestHost ?? null,
 })
 
+const lifecycleOf = (l: LifecycleJSON | undefined): Required<LifecycleOptions> => ({
+  onTimeout: l?.onTimeout ?? 'kill',
+  keepMemory: l?.keepMemory ?? true,
+  autoResume: l?.autoResume ?? false,
+})
+
 export const infoOf = (s: SandboxJSON): SandboxInfo => ({
   id: s.id,
+  state: s.state === 'paused' ? 'paused' : 'running',
+  paused: s.paused ? { at: new Date(s.paused.at), keepMemory: s.paused.keepMemory, memoryLost: s.paused.memoryLost } : null,
+  lifecycle: lifecycleOf(s.lifecycle),
   sandboxID: s.id,
   template: s.template,
   metadata: s.metadata,
@@ -168,6 +219,22 @@ export function checkNetwork(network: unknown, atCreate: boolean): NetworkOption
     denyOut: n.denyOut as string[] | undefined,
     ...(atCreate && { allowPublicTraffic: n.allowPublicTraffic as boolean | undefined, maskRequestHost: n.maskRequestHost as string | undefined }),
   }
+}
+
+/** The SDK's checks of a lifecycle; the server checks it again. */
+export function checkLifecycle(lifecycle: unknown): LifecycleOptions | undefined {
+  if (lifecycle === undefined) return undefined
+  const l = lifecycle as Record<string, unknown>
+  if (typeof l !== 'object' || l === null || (l.onTimeout !== 'kill' && l.onTimeout !== 'pause')) throw new InvalidArgumentError("lifecycle is { onTimeout: 'kill' | 'pause', keepMemory?, autoResume? }")
+  for (const key of ['keepMemory', 'autoResume'] as const) if (l[key] !== undefined && typeof l[key] !== 'boolean') throw new InvalidArgumentError(`lifecycle.${key} is true or false`)
+  if (l.autoResume && l.keepMemory === false) throw new InvalidArgumentError('lifecycle.autoResume needs keepMemory: a sandbox paused without its memory is resumed only by reconnect')
+  return { onTimeout: l.onTimeout, keepMemory: l.keepMemory as boolean | undefined, autoResume: l.autoResume as boolean | undefined }
+}
+
+export function checkPauseOptions(opts: unknown): PauseOptions {
+  const o = (opts ?? {}) as Record<string, unknown>
+  if (typeof o !== 'object' || (o.keepMemory !== undefined && typeof o.keepMemory !== 'boolean')) throw new InvalidArgumentError('pause takes { keepMemory?: boolean }')
+  return { keepMemory: o.keepMemory as boolean | undefined }
 }
 
 /** Runs `fn` with a signal that aborts after `ms`, turning that abort into a {@link TimeoutError} that says what timed out. */
@@ -268,9 +335,10 @@ export class Sandbox extends SandboxConnection {
     checkStringMap('metadata', opts.metadata)
     checkStringMap('envVars', opts.envVars)
     const network = checkNetwork(opts.network, true)
+    const lifecycle = checkLifecycle(opts.lifecycle)
     const api = new ApiClient(resolveConfig(opts))
     return withTimeout(opts.timeout, 'Creating a sandbox', async (signal) => {
-      const body = { template: opts.template, metadata: opts.metadata, envVars: opts.envVars, cpuCount: opts.cpuCount, memoryMB: opts.memoryMB, diskSizeMB: opts.diskSizeMB, network, hold: true }
+      const body = { template: opts.template, metadata: opts.metadata, envVars: opts.envVars, cpuCount: opts.cpuCount, memoryMB: opts.memoryMB, diskSizeMB: opts.diskSizeMB, network, lifecycle, hold: true }
       const info = await api.request<SandboxJSON>('POST', '/api/v1/sandboxes', { body, signal })
       if (!info.hold) throw new SandlotError('The server did not open a hold on the new sandbox: it does not speak this SDK\'s API version', 'unsupported_server')
       // The envVars went to the sandbox itself; the handle need not add them to each process.
@@ -279,9 +347,9 @@ export class Sandbox extends SandboxConnection {
   }
 
   /**
-   * Opens a handle on a running sandbox, from any process or machine that reaches the server. The
-   * new handle holds the sandbox like the one that created it. Throws
-   * {@link SandboxNotFoundError} if the sandbox is gone.
+   * Opens a handle on a sandbox, from any process or machine that reaches the server; a paused
+   * sandbox is resumed first. The new handle holds the sandbox like the one that created it.
+   * Throws {@link SandboxNotFoundError} if the sandbox is gone.
    */
   static async reconnect(sandboxId: string, opts: OpenOptions = {}): Promise<Sandbox> {
     if (typeof sandboxId !== 'string' || !sandboxId) throw new InvalidArgumentError('reconnect needs the id of a sandbox (sandbox.id)')
@@ -301,7 +369,7 @@ export class Sandbox extends SandboxConnection {
     })
   }
 
-  /** Lists the running sandboxes (all, or those whose metadata matches). */
+  /** Lists the sandboxes, running and paused (all, or those whose metadata matches). */
   static async list(opts: ListOptions = {}): Promise<SandboxInfo[]> {
     checkStringMap('metadata', opts.metadata)
     const api = new ApiClient(resolveConfig(opts))
@@ -315,6 +383,32 @@ export class Sandbox extends SandboxConnection {
     if (typeof sandboxId !== 'string' || !sandboxId) throw new InvalidArgumentError('kill needs the id of a sandbox')
     const api = new ApiClient(resolveConfig(opts))
     await api.request('DELETE', sandboxRoute(sandboxId), { sandboxId })
+  }
+
+  /**
+   * Pauses a sandbox, whoever holds it (their handles close: a paused sandbox has no holds). It is
+   * kept until {@link reconnect} resumes it, it is killed, or the server's retention (30 days by
+   * default) ends. Throws a {@link SandlotError} with code `already_paused` if it is paused.
+   */
+  static async pause(sandboxId: string, opts: PauseOptions & ConnectionOptions = {}): Promise<void> {
+    if (typeof sandboxId !== 'string' || !sandboxId) throw new InvalidArgumentError('pause needs the id of a sandbox')
+    const { keepMemory } = checkPauseOptions(opts)
+    const api = new ApiClient(resolveConfig(opts))
+    await api.request('POST', `${sandboxRoute(sandboxId)}/pause`, { body: { keepMemory }, sandboxId })
+  }
+
+  /**
+   * Pauses this sandbox (see {@link PauseOptions}) and closes this handle; `Sandbox.reconnect(id)`
+   * resumes it, from any process.
+   */
+  async pause(opts: PauseOptions = {}): Promise<void> {
+    const { keepMemory } = checkPauseOptions(opts)
+    this.ctx.assertUsable()
+    // The server ends every hold of a paused sandbox: this one stops renewing first.
+    this.keeper.abandon()
+    this.ctx.shutDown(new SandlotError(`Sandbox ${this.id} was paused by this handle; Sandbox.reconnect("${this.id}") resumes it`, 'sandbox_paused'))
+    this.closing ??= Promise.resolve()
+    await this.api.request('POST', `${sandboxRoute(this.id)}/pause`, { body: { keepMemory }, sandboxId: this.id })
   }
 
   /** The metadata the sandbox was created with. */
@@ -343,14 +437,16 @@ export class Sandbox extends SandboxConnection {
    * Keeps the sandbox alive `ms` milliseconds from now even when no handle holds it (after
    * {@link close}, or if this process dies), so that it can be reconnected to later. A new call
    * replaces the deadline; `0` clears it. The server limits `ms` (1 hour by default) and
-   * refuses more with an {@link InvalidArgumentError} that names its limit.
+   * refuses more with an {@link InvalidArgumentError} that names its limit. With `{ onTimeout:
+   * 'pause' }` the deadline pauses the sandbox instead of destroying it ({@link LifecycleOptions}).
    */
-  async keepAlive(ms: number): Promise<void> {
+  async keepAlive(ms: number, lifecycle?: LifecycleOptions): Promise<void> {
     if (typeof ms !== 'number' || !Number.isInteger(ms) || ms < 0) {
       throw new InvalidArgumentError(`keepAlive takes a whole number of milliseconds, 0 or more; got ${String(ms)}`)
     }
+    const checked = checkLifecycle(lifecycle)
     this.ctx.assertUsable()
-    await this.api.request('POST', `${sandboxRoute(this.id)}/keep-alive`, { body: { ms }, sandboxId: this.id, retry: true })
+    await this.api.request('POST', `${sandboxRoute(this.id)}/keep-alive`, { body: { ms, lifecycle: checked }, sandboxId: this.id, retry: true })
   }
 
   /**

@@ -428,7 +428,7 @@ export class SandboxManager {
   /** A running sandbox: SandboxNotFound, or a 409 that says it is paused and how to resume it. */
   getRunning(id: string): SandboxState {
     const s = this.get(id)
-    if (s.state !== 'running') throw conflict(`Sandbox "${id}" is paused: resume it first (connect, or reconnect with the Sandlot SDK)`)
+    if (s.state !== 'running') throw new SandlotError(409, 'sandbox_paused', `Sandbox "${id}" is paused: resume it first (E2B's connect, Sandlot's resume or Sandbox.reconnect)`)
     return s
   }
 
