@@ -89,4 +89,9 @@ export interface RuntimeDriver {
    * are left out.
    */
   captureLayer(id: string, ids: SandboxIds, dest: string): Promise<void>
+  /**
+   * Copies what a running or frozen sandbox changed to `dest` as captureLayer does, frozen for the
+   * copy (a snapshot or fork: it runs on after).
+   */
+  snapshotLayer(id: string, ids: SandboxIds, dest: string): Promise<void>
 }
