@@ -18,6 +18,7 @@ import { serveTlsOnSamePort } from '../tls/sniff.js'
 import { apiKeyOf, isValidApiKey, signedFilesTarget, tokensEqual } from './auth.js'
 import { e2bRoutes } from './e2b.js'
 import { e2bCopyRoutes } from './e2b-copies.js'
+import { copyRoutes } from './copies.js'
 import { nativeRoutes } from './native.js'
 import { templateRoutes } from './templates.js'
 import { UPLOAD_PREFIX, e2bTemplateRoutes } from './e2b-templates.js'
@@ -261,6 +262,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     templateRoutes(api, deps.builds, deps.templates)
     poolRoutes(api, deps.pool)
     e2bTemplateRoutes(api, deps.builds, deps.templates, deps.config.defaultLimits)
+    copyRoutes(api, deps.manager, deps.copies, deps.templates, deps.config)
     e2bCopyRoutes(api, deps.manager, deps.copies, deps.templates, deps.config)
     e2bRoutes(api, deps.manager, deps.config)
   })

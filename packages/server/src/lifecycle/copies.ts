@@ -12,7 +12,7 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import { SandlotError, badRequest } from '../errors.js'
 import type { RuntimeDriver } from '../runtime/driver.js'
-import type { SandboxRow } from '../store/db.js'
+import type { HoldRow, SandboxRow } from '../store/db.js'
 import type { TemplateConfig } from '../store/templates.js'
 import { TEMPLATE_NAME, newTemplateId, type TemplateBuilds } from '../templates/builds.js'
 import { BASE_CONFIG, parseTemplateRef, type ResolvedTemplate, type TemplateRegistry } from '../templates/registry.js'
@@ -31,7 +31,7 @@ export interface SnapshotMade {
   named: boolean
 }
 
-export type ForkResult = { sandbox: SandboxState } | { error: SandlotError }
+export type ForkResult = { sandbox: SandboxState; hold?: HoldRow } | { error: SandlotError }
 
 export class SandboxCopies {
   constructor(
@@ -92,10 +92,10 @@ export class SandboxCopies {
 
   /**
    * `count` new sandboxes from a running sandbox's files as they are now, each started as a create
-   * with the original's settings; `deadlineOf` sets each one's deadline once it runs. Each result is
-   * its sandbox or why it could not be made.
+   * with the original's settings; `deadlineOf` sets each one's deadline once it runs (`hold`: each
+   * also held from the moment it runs). Each result is its sandbox or why it could not be made.
    */
-  async fork(id: string, count: number, deadlineOf: (s: SandboxState) => number | null): Promise<ForkResult[]> {
+  async fork(id: string, count: number, deadlineOf: (s: SandboxState) => number | null, hold = false): Promise<ForkResult[]> {
     if (!Number.isInteger(count) || count < 1 || count > MAX_FORKS) throw badRequest(`count must be a whole number from 1 to ${MAX_FORKS}`)
     const { s, layer } = await this.manager.serially(id, async () => {
       const s = this.manager.get(id)
@@ -114,11 +114,12 @@ export class SandboxCopies {
       ingress: s.ingress ?? undefined,
       lifecycle: s.lifecycle ?? undefined,
       endAt: null,
+      hold,
     }
     const one = async (): Promise<ForkResult> => {
       try {
-        const { sandbox } = await this.manager.createFrom(t, req, { pool: false })
-        return { sandbox: this.manager.setDeadline(sandbox.id, deadlineOf) }
+        const made = await this.manager.createFrom(t, req, { pool: false })
+        return { sandbox: this.manager.setDeadline(made.sandbox.id, deadlineOf), ...(made.hold && { hold: made.hold }) }
       } catch (err) {
         return { error: err instanceof SandlotError ? err : new SandlotError(500, 'fork_failed', (err as Error).message) }
       }
