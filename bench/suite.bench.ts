@@ -17,16 +17,21 @@
 //   runc, podman a bare `runc run` and `podman run --rm --rootfs` of `echo ok` on the base rootfs
 //   tti_code     create of code-interpreter-v1 → runCode('1 + 1') → result, with a pool of 1 (refilled
 //                between runs, untimed); run_code: runCode('1 + 1') in a warm context, 200 runs
+//   pause, resume  a memory pause of a running sandbox, and its resume (the call's answer: it runs
+//                again), 30 runs; resume_fs: the resume of a files-only pause (booted again, its
+//                agent answering), 20 runs
+//   snapshot     a snapshot of a sandbox with a few files (a template build), 10 runs
+//   fork, fork_10  a fork into 1 / 10 sandboxes, each running when it answers, 10 / 3 runs
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { Sandbox as E2BSandbox } from 'e2b'
-import { Sandbox } from 'sandlot'
+import { Sandbox, SandlotClient } from 'sandlot'
 import { api, apiKey, apiUrl, home } from '../test/helpers.js'
 import { fmt, stats } from './stats.js'
 
-const RUNS = { tti: 100, burst: 50, exec: 200, file4k: 200, file1m: 50, reference: 30, code: 20 }
+const RUNS = { tti: 100, burst: 50, exec: 200, file4k: 200, file1m: 50, reference: 30, code: 20, pause: 30, resumeFs: 20, snapshot: 10, fork: 10, fork10: 3 }
 const DENSITY_MAX = Number(process.env.BENCH_DENSITY_MAX ?? 1000)
 const DENSITY_SAMPLE = 20
 const TRANSFER_MIB = 100
@@ -160,6 +165,50 @@ if (got !== bytes) throw new Error(`downloaded ${got} bytes of ${bytes}`)
 fs.rmSync(local)
 fs.rmSync(`${local}.back`)
 await s.kill()
+
+// --- pause, resume, snapshots and fork (issue 15) ---
+{
+  const client = new SandlotClient(opts)
+  const { id } = await client.createSandbox({ keepAlive: 30 * 60_000 })
+  const c = await client.connect(id)
+  await c.exec(['sh', '-c', 'mkdir -p /home/user/work && for i in $(seq 20); do head -c 4096 /dev/urandom > /home/user/work/f$i; done'])
+  progress(`pause and resume: ${RUNS.pause} × each`)
+  const pauseMs: number[] = []
+  const resumeMs: number[] = []
+  for (let i = 0; i < RUNS.pause; i++) {
+    let t = performance.now()
+    await client.pauseSandbox(id)
+    pauseMs.push(performance.now() - t)
+    t = performance.now()
+    await client.resumeSandbox(id, { keepAlive: 30 * 60_000 })
+    resumeMs.push(performance.now() - t)
+  }
+  results.pause = latency(pauseMs)
+  results.resume = latency(resumeMs)
+  await client.pauseSandbox(id, { keepMemory: false })
+  results.resume_fs = latency(
+    await timedLoop('resume_fs', RUNS.resumeFs, async () => void (await client.resumeSandbox(id, { keepAlive: 30 * 60_000 })), async () => void (await client.pauseSandbox(id, { keepMemory: false }))),
+  )
+  await client.resumeSandbox(id, { keepAlive: 30 * 60_000 })
+  const snapshots: string[] = []
+  results.snapshot = latency(await timedLoop('snapshot', RUNS.snapshot, async () => void snapshots.push((await client.snapshotSandbox(id)).template)))
+  for (const t of snapshots) await api('DELETE', `/api/v1/templates/${t}`)
+  const forkLoop = async (name: string, runs: number, count: number) => {
+    let made: string[] = []
+    return latency(
+      await timedLoop(name, runs, async () => {
+        const forks = await client.forkSandbox(id, { count, keepAlive: 60_000 })
+        made = forks.flatMap((f) => ('id' in f ? [f.id] : []))
+        if (made.length !== count) throw new Error(`${name}: ${count - made.length} of ${count} forks failed`)
+      }, async () => {
+        await Promise.all(made.map((f) => client.killSandbox(f)))
+      }),
+    )
+  }
+  results.fork = await forkLoop('fork', RUNS.fork, 1)
+  results.fork_10 = await forkLoop('fork_10', RUNS.fork10, 10)
+  await client.killSandbox(id)
+}
 
 // --- the code interpreter (issue 16): create → first runCode result with its pool, runCode warm ---
 const CODE = 'code-interpreter-v1'
@@ -347,6 +396,12 @@ const section = [
   row('exec', '`true` in a running sandbox', L('exec')),
   row('tti_code', `code interpreter: create → \`runCode('1 + 1')\` → result, its pool of 1 refilled between runs`, L('tti_code')),
   row('run_code', "`runCode('1 + 1')` in a warm context", L('run_code')),
+  row('pause', 'memory pause of a running sandbox (processes frozen)', L('pause')),
+  row('resume', 'its resume: it runs again when the call answers', L('resume')),
+  row('resume_fs', 'resume of a files-only pause: booted again from its files, its agent answering', L('resume_fs')),
+  row('snapshot', 'snapshot of a sandbox (its files frozen for the copy) as a template build', L('snapshot')),
+  row('fork', 'fork into 1 sandbox, running when the call answers', L('fork')),
+  row('fork_10', 'fork into 10 sandboxes at once', L('fork_10')),
   row('file_4k', 'write then read back 4 KiB', L('file_4k')),
   row('file_1m', 'write then read back 1 MiB', L('file_1m')),
   row('runc', 'reference: bare `runc run` of `echo ok` on the base rootfs', L('runc')),

@@ -97,11 +97,13 @@ export class SandboxCopies {
    */
   async fork(id: string, count: number, deadlineOf: (s: SandboxState) => number | null, hold = false): Promise<ForkResult[]> {
     if (!Number.isInteger(count) || count < 1 || count > MAX_FORKS) throw badRequest(`count must be a whole number from 1 to ${MAX_FORKS}`)
+    const started = Date.now()
     const { s, layer } = await this.manager.serially(id, async () => {
       const s = this.manager.get(id)
       if (s.state !== 'running') throw new SandlotError(409, 'sandbox_paused', `Sandbox '${id}' is paused: resume it first`)
       return { s, layer: await this.capture(s, 'A fork') }
     })
+    const captureMs = Date.now() - started
     const t: ResolvedTemplate = { name: s.template, layers: [layer, ...s.templateLayers], config: this.configOf(s), buildId: s.templateBuild ?? undefined }
     const req: CreateRequest = {
       metadata: s.metadata,
@@ -125,7 +127,7 @@ export class SandboxCopies {
       }
     }
     const results = await Promise.all(Array.from({ length: count }, one))
-    this.log.info({ sandboxId: id, count, made: results.filter((r) => 'sandbox' in r).length }, 'sandbox forked')
+    this.log.info({ sandboxId: id, count, made: results.filter((r) => 'sandbox' in r).length, captureMs, ms: Date.now() - started }, 'sandbox forked')
     return results
   }
 }
