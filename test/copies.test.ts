@@ -65,9 +65,14 @@ describe('snapshots and forks: Sandlot SDK, CLI and REST', { concurrency: true }
     assert.equal(forked.code, 0, forked.stderr)
     const ids = forked.stdout.trim().split('\n')
     assert.equal(ids.length, 2)
+    const token: string = (await api('GET', `/api/v1/sandboxes/${id}`)).json.envdAccessToken
     for (const f of ids) {
       cleanup.add(f)
       assert.equal((await run(f, 'cat /home/user/mark')).stdout, 'from-cli\n')
+      // A copy never carries the original's credentials: its agent has its own token.
+      const own = await run(f, `grep -rl ${token} /run /etc /home /root /tmp 2>/dev/null; cat /run/sandlot/agent.json`, { user: 'root' })
+      assert.doesNotMatch(own.stdout, new RegExp(token))
+      assert.match(own.stdout, new RegExp((await api('GET', `/api/v1/sandboxes/${f}`)).json.envdAccessToken))
     }
     assert.equal(cli(['fork', id, '--count', '0']).code, 2)
   })

@@ -14,9 +14,9 @@ const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 1
 const url = `http://127.0.0.1:${port}`
 let server: Daemon | undefined
 
-async function startDaemon(): Promise<void> {
+async function startDaemon(env: Record<string, string> = {}): Promise<void> {
   const log = fs.openSync(path.join(path.dirname(testHome), 'restart-server.log'), 'a')
-  server = spawnDaemon(port, { SANDLOT_HOME: testHome }, log)
+  server = spawnDaemon(port, { SANDLOT_HOME: testHome, ...env }, log)
   await waitFor(() => fetch(`${url}/health`).then((r) => r.ok, () => false), 120_000, 'the daemon to be ready')
 }
 
@@ -122,6 +122,25 @@ describe('daemon restart', () => {
     for (const id of [memory, files, vanished]) {
       assert.equal((await call('DELETE', `/api/v1/sandboxes/${id}`)).status, 204)
       assert.deepEqual(await leftovers(id), [])
+    }
+  })
+
+  test('a paused sandbox is destroyed once SANDLOT_PAUSED_RETENTION_MS has passed since its pause, leaving nothing', async () => {
+    await server?.stop('SIGTERM')
+    await startDaemon({ SANDLOT_PAUSED_RETENTION_MS: '3000' })
+    try {
+      const created = await call('POST', '/api/v1/sandboxes', { keepAliveMs: 600_000 })
+      const [memory, files] = [created.json.id as string, (await call('POST', '/api/v1/sandboxes', { keepAliveMs: 600_000 })).json.id as string]
+      assert.equal((await call('POST', `/api/v1/sandboxes/${memory}/pause`, {})).status, 200)
+      assert.equal((await call('POST', `/api/v1/sandboxes/${files}/pause`, { keepMemory: false })).status, 200)
+      for (const id of [memory, files]) {
+        await waitFor(async () => (await call('GET', `/api/v1/sandboxes/${id}`)).status === 404, 10_000, `${id} to go at the end of its retention`)
+        // Gone from the API as its destroy starts; nothing of it left once that ends.
+        await waitFor(async () => (await leftovers(id)).length === 0, 10_000, `no leftovers of ${id}`)
+      }
+    } finally {
+      await server?.stop('SIGTERM')
+      await startDaemon()
     }
   })
 

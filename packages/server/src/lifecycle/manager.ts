@@ -17,8 +17,6 @@ import { HOLD_TTL_MS, isAlive } from './lifetime.js'
 import { AUTO_RESUME_MIN_MS, PauseControl, wakesOnRequest, type Lifecycle, type ResumeOptions } from './pause.js'
 
 const WATCHDOG_INTERVAL_MS = 2000
-/** Paused sandboxes' retention is checked every this many watchdog ticks (a minute). */
-const PAUSED_CHECK_TICKS = 30
 /** A watchdog tick this much later than due means the daemon was stalled, not that clients were. */
 const STALL_GRACE_MS = 1000
 
@@ -140,7 +138,6 @@ export class SandboxManager {
     this.idRanges.sweep(new Set(kept.map((s) => s.id)))
     this.templates.prune(new Set(kept.map((s) => s.templateRootfs)))
     let lastTick = Date.now()
-    let ticks = 0
     this.watchdog = setInterval(() => {
       const now = Date.now()
       const late = now - lastTick - WATCHDOG_INTERVAL_MS
@@ -154,7 +151,7 @@ export class SandboxManager {
       }
       this.expireHolds()
       this.reapDead()
-      if (++ticks % PAUSED_CHECK_TICKS === 0) this.expirePaused(now)
+      this.expirePaused(now)
     }, WATCHDOG_INTERVAL_MS)
     this.watchdog.unref()
     this.ready = true
