@@ -178,14 +178,16 @@ export class OciDriver implements RuntimeDriver {
     }
   }
 
-  // Pausing goes through the runtime's own pause and resume (the cgroup freezer for runc and crun,
-  // gVisor's own for runsc), so its state says "paused" and every runtime is handled alike.
+  // Pausing is the kernel's cgroup freezer on the sandbox's cgroup (cgroupsPath /sandlot/<id>), the
+  // very file runc's pause and resume write, so runc's state says "paused" all the same: written
+  // here it takes microseconds where a runc process takes 5 to 10 ms (memory resume aims at 10 ms in
+  // all). Where the file is not there (another cgroup layout), the runtime's own pause and resume.
   async freeze(id: string): Promise<void> {
-    await exec(this.name, this.runtimeArgs('pause', id))
+    if (!(await setFreezer(id, true))) await exec(this.name, this.runtimeArgs('pause', id))
   }
 
   async thaw(id: string): Promise<void> {
-    await exec(this.name, this.runtimeArgs('resume', id))
+    if (!(await setFreezer(id, false))) await exec(this.name, this.runtimeArgs('resume', id))
   }
 
   async stop(id: string): Promise<void> {
@@ -462,7 +464,7 @@ export class OciDriver implements RuntimeDriver {
 
   async snapshotLayer(id: string, ids: SandboxIds, dest: string): Promise<void> {
     // Frozen while its layer is copied (unless it is already), so the copy is of one moment.
-    const frozen = (await this.state(id)) === 'paused'
+    const frozen = await isFrozen(id, () => this.state(id))
     if (!frozen) await this.freeze(id)
     try {
       await this.copyLayer(id, ids, dest)
@@ -520,6 +522,46 @@ export class OciDriver implements RuntimeDriver {
     // on the host's disk): rm walks it in a child process, and never into a mount.
     const rm = await exec('rm', ['-rf', '--one-file-system', '--', p.dir]).catch((err: Error) => err)
     if (rm instanceof Error) throw new Error(`cannot remove ${p.dir}: ${rm.message}`)
+  }
+}
+
+/**
+ * Freezes or thaws the sandbox's cgroup (v1: freezer.state, v2: cgroup.freeze), waiting until the
+ * kernel says every task is frozen (it freezes them one by one); false when the sandbox has no such
+ * cgroup here. A freeze not done within 5 s is undone and reported.
+ */
+async function setFreezer(id: string, frozen: boolean): Promise<boolean> {
+  const v1 = `/sys/fs/cgroup/freezer/sandlot/${id}/freezer.state`
+  const v2 = `/sys/fs/cgroup/sandlot/${id}`
+  if (fs.existsSync(v1)) {
+    await fs.promises.writeFile(v1, frozen ? 'FROZEN' : 'THAWED')
+    if (frozen) await waitUntil(async () => (await fs.promises.readFile(v1, 'utf8')).trim() === 'FROZEN', () => fs.promises.writeFile(v1, 'THAWED'))
+    return true
+  }
+  if (fs.existsSync(`${v2}/cgroup.freeze`)) {
+    await fs.promises.writeFile(`${v2}/cgroup.freeze`, frozen ? '1' : '0')
+    if (frozen) await waitUntil(async () => /^frozen 1$/m.test(await fs.promises.readFile(`${v2}/cgroup.events`, 'utf8')), () => fs.promises.writeFile(`${v2}/cgroup.freeze`, '0'))
+    return true
+  }
+  return false
+}
+
+/** Whether the sandbox is frozen: its freezer's state, else what the runtime says. */
+async function isFrozen(id: string, runtimeState: () => Promise<RuntimeState>): Promise<boolean> {
+  const v1 = `/sys/fs/cgroup/freezer/sandlot/${id}/freezer.state`
+  if (fs.existsSync(v1)) return (await fs.promises.readFile(v1, 'utf8')).trim() !== 'THAWED'
+  const v2 = `/sys/fs/cgroup/sandlot/${id}/cgroup.freeze`
+  if (fs.existsSync(v2)) return (await fs.promises.readFile(v2, 'utf8')).trim() === '1'
+  return (await runtimeState()) === 'paused'
+}
+
+async function waitUntil(done: () => Promise<boolean>, undo: () => Promise<void>): Promise<void> {
+  for (let i = 0; !(await done()); i++) {
+    if (i >= 1000) {
+      await undo()
+      throw new Error('the sandbox did not freeze within 5 s')
+    }
+    await sleep(5)
   }
 }
 
