@@ -10,7 +10,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { after, describe, test } from 'node:test'
 import { Sandbox, SandlotClient, SandlotError } from 'sandlot'
-import { api, run } from './helpers.js'
+import { api, leftovers, run } from './helpers.js'
 import { Cleanup, sleep } from './sdk-env.js'
 
 const cleanup = new Cleanup()
@@ -95,6 +95,31 @@ describe('pause and resume: Sandlot SDK, CLI and REST', { concurrency: true }, (
     assert.deepEqual(json.lifecycle, { onTimeout: 'pause', keepMemory: true, autoResume: false })
     assert.equal((await run(id, 'echo back')).stdout, 'back\n')
     cli(['kill', id])
+  })
+
+  test('pause, resume, snapshot and kill racing on one sandbox: each answers sensibly, and the kill leaves nothing', async () => {
+    const id: string = cleanup.add((await api('POST', '/api/v1/sandboxes', { keepAliveMs: 60_000 })).json.id)
+    const ops = Array.from({ length: 24 }, (_, i) =>
+      i % 4 === 0
+        ? api('POST', `/api/v1/sandboxes/${id}/pause`, { keepMemory: i % 8 === 0 })
+        : i % 4 === 1
+          ? api('POST', `/api/v1/sandboxes/${id}/resume`, {})
+          : i % 4 === 2
+            ? api('POST', `/api/v1/sandboxes/${id}/snapshots`, {})
+            : api('GET', `/api/v1/sandboxes/${id}`),
+    )
+    const answers = await Promise.all(ops)
+    for (const a of answers) assert.ok([200, 201, 409].includes(a.status), `${a.status} ${JSON.stringify(a.json)}`)
+    const state = (await api('GET', `/api/v1/sandboxes/${id}`)).json.state
+    assert.ok(state === 'running' || state === 'paused', state)
+    if (state === 'paused') assert.equal((await api('POST', `/api/v1/sandboxes/${id}/resume`, {})).status, 200)
+    assert.equal((await run(id, 'echo alive')).stdout, 'alive\n')
+    const killing = api('DELETE', `/api/v1/sandboxes/${id}`)
+    const late = await api('POST', `/api/v1/sandboxes/${id}/pause`, {})
+    assert.ok([200, 404, 409].includes(late.status), String(late.status))
+    assert.equal((await killing).status, 204)
+    assert.deepEqual(await leftovers(id), [])
+    for (const snap of answers.filter((a) => a.status === 201)) await api('DELETE', `/api/v1/templates/${snap.json.template}`)
   })
 
   test('a sandbox that points its runtime files at host paths before a files-only pause: on resume they are written inside it, the host files untouched', async () => {
