@@ -262,8 +262,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     templateRoutes(api, deps.builds, deps.templates)
     poolRoutes(api, deps.pool)
     e2bTemplateRoutes(api, deps.builds, deps.templates, deps.config.defaultLimits)
-    copyRoutes(api, deps.manager, deps.copies, deps.templates, deps.config)
-    e2bCopyRoutes(api, deps.manager, deps.copies, deps.templates, deps.config)
+    copyRoutes(api, deps.manager, deps.copies, deps.config)
+    e2bCopyRoutes(api, deps.manager, deps.copies, deps.config)
     e2bRoutes(api, deps.manager, deps.config)
   })
   return app

@@ -5,7 +5,6 @@ import { badRequest } from '../errors.js'
 import { MAX_FORKS, type SandboxCopies } from '../lifecycle/copies.js'
 import { keepAliveDeadline } from '../lifecycle/lifetime.js'
 import type { SandboxManager } from '../lifecycle/manager.js'
-import { parseTemplateRef, type TemplateRegistry } from '../templates/registry.js'
 import { errors, holdSchema, idParams, sandboxSchema } from './openapi.js'
 import { holdView, sandboxView } from './serialize.js'
 
@@ -32,7 +31,7 @@ const forkResultSchema = {
 
 type IdParams = { Params: { id: string } }
 
-export function copyRoutes(app: FastifyInstance, manager: SandboxManager, copies: SandboxCopies, templates: TemplateRegistry, config: Config): void {
+export function copyRoutes(app: FastifyInstance, manager: SandboxManager, copies: SandboxCopies, config: Config): void {
   const view = (s: Parameters<typeof sandboxView>[0]) => sandboxView(s, { domain: config.domain, trafficTokenOf: (id) => manager.trafficTokenOf(id) })
 
   app.post<IdParams & { Body: { name?: string } | null }>('/api/v1/sandboxes/:id/snapshots', {
@@ -58,17 +57,9 @@ export function copyRoutes(app: FastifyInstance, manager: SandboxManager, copies
       querystring: { type: 'object', properties: { sandboxId: { type: 'string' }, name: { type: 'string' } } },
       response: { 200: { type: 'array', items: snapshotSchema }, ...errors },
     },
-  }, async (req) => {
-    const store = templates.builds
-    const t = req.query.name === undefined ? undefined : store.templateByName(parseTemplateRef(req.query.name).alias)
-    if (req.query.name !== undefined && !t) return []
-    return store.snapshotTemplates({ sandboxId: req.query.sandboxId, templateId: t?.id }).flatMap((r) => {
-      const template = store.templateById(r.templateId)
-      if (!template) return []
-      const tag = store.tags(template.id).find((x) => x.buildId === r.buildId)?.tag ?? 'default'
-      return [{ template: template.name, tag, buildId: r.buildId, sandboxId: r.sandboxId, createdAt: new Date(r.createdAt).toISOString() }]
-    })
-  })
+  }, async (req) =>
+    copies.list({ sandboxId: req.query.sandboxId, name: req.query.name }).map((m) => ({ template: m.name, tag: m.tag, buildId: m.buildId, sandboxId: m.sandboxId, createdAt: new Date(m.createdAt).toISOString() })),
+  )
 
   app.post<IdParams & { Body: { count?: number; keepAliveMs?: number; hold?: boolean } | null }>('/api/v1/sandboxes/:id/fork', {
     schema: {

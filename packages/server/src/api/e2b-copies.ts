@@ -7,7 +7,6 @@ import { badRequest } from '../errors.js'
 import { MAX_FORKS, type SandboxCopies, type SnapshotMade } from '../lifecycle/copies.js'
 import { e2bTimeoutDeadline } from '../lifecycle/lifetime.js'
 import type { SandboxManager } from '../lifecycle/manager.js'
-import { parseTemplateRef, type TemplateRegistry } from '../templates/registry.js'
 import { e2bSandboxOf, sandboxIdOf } from './e2b.js'
 
 /** The team a named snapshot's name carries (E2B's "<team-slug>/<name>"): a Sandlot server is one team. */
@@ -31,7 +30,7 @@ interface ListQuery {
 
 type IdParams = { Params: { id: string } }
 
-export function e2bCopyRoutes(app: FastifyInstance, manager: SandboxManager, copies: SandboxCopies, templates: TemplateRegistry, config: Config): void {
+export function e2bCopyRoutes(app: FastifyInstance, manager: SandboxManager, copies: SandboxCopies, config: Config): void {
   const viewContext = { get domain() { return config.domain }, trafficTokenOf: (id: string) => manager.trafficTokenOf(id) }
 
   app.post<IdParams & { Body: { name?: string | null } | null }>('/sandboxes/:id/snapshots', { schema: snapshotBody }, async (req, reply) => {
@@ -47,23 +46,9 @@ export function e2bCopyRoutes(app: FastifyInstance, manager: SandboxManager, cop
     if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw badRequest('limit must be a whole number from 1 to 100')
     const offset = q.nextToken === undefined ? 0 : Number(Buffer.from(q.nextToken, 'base64url').toString())
     if (!Number.isInteger(offset) || offset < 0) throw badRequest('Invalid nextToken: pass the X-Next-Token of the previous page')
-    const store = templates.builds
-    let templateId: string | undefined
-    if (q.name !== undefined) {
-      const t = store.templateByName(parseTemplateRef(q.name).alias)
-      if (!t) return []
-      templateId = t.id
-    }
-    const rows = store.snapshotTemplates({ sandboxId: q.sandboxID, templateId })
-    const page = rows.slice(offset, offset + limit)
-    if (offset + limit < rows.length) reply.header('x-next-token', Buffer.from(String(offset + limit)).toString('base64url'))
-    return page.flatMap((r) => {
-      const t = store.templateById(r.templateId)
-      const build = store.getBuild(r.buildId)
-      if (!t || !build) return []
-      const tag = store.tags(t.id).find((x) => x.buildId === build.id)?.tag ?? 'default'
-      return [snapshotView({ templateId: t.id, name: t.name, tag, named: !!(build.spec as { named?: boolean }).named })]
-    })
+    const all = copies.list({ sandboxId: q.sandboxID, name: q.name })
+    if (offset + limit < all.length) reply.header('x-next-token', Buffer.from(String(offset + limit)).toString('base64url'))
+    return all.slice(offset, offset + limit).map(snapshotView)
   })
 
   // 201 with one entry a fork: its sandbox, or why it could not be made (E2B's per-fork error).

@@ -90,6 +90,20 @@ export class SandboxCopies {
     })
   }
 
+  /** Snapshots, newest first: each template made by snapshots with its latest (from `sandboxId`, by `name`, when given). */
+  list(filter: { sandboxId?: string; name?: string } = {}): (SnapshotMade & { sandboxId: string; createdAt: number })[] {
+    const store = this.templates.builds
+    const t = filter.name === undefined ? undefined : store.templateByName(parseTemplateRef(filter.name).alias)
+    if (filter.name !== undefined && !t) return []
+    return store.snapshotTemplates({ sandboxId: filter.sandboxId, templateId: t?.id }).flatMap((r) => {
+      const template = store.templateById(r.templateId)
+      const build = store.getBuild(r.buildId)
+      if (!template || !build) return []
+      const tag = store.tags(template.id).find((x) => x.buildId === build.id)?.tag ?? 'default'
+      return [{ templateId: template.id, buildId: build.id, name: template.name, tag, named: !!(build.spec as { named?: boolean }).named, sandboxId: r.sandboxId, createdAt: r.createdAt }]
+    })
+  }
+
   /**
    * `count` new sandboxes from a running sandbox's files as they are now, each started as a create
    * with the original's settings; `deadlineOf` sets each one's deadline once it runs (`hold`: each
