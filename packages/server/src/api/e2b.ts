@@ -73,7 +73,7 @@ function e2bIngressOf(s: SandboxState): { allowPublicTraffic: boolean; maskReque
 }
 
 /** Paths accept E2B's legacy "<sandboxID>-<clientID>". */
-function sandboxIdOf(raw: string): string {
+export function sandboxIdOf(raw: string): string {
   const parts = raw.split('-')
   if (parts.length > 2) throw badRequest(`Invalid sandbox ID "${raw}"`)
   return parts[0]!
@@ -283,9 +283,6 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
   }
   app.post('/sandboxes/:id/snapshots', notYet('Taking snapshots'))
   app.post('/sandboxes/:id/fork', notYet('Forking a sandbox'))
-  app.get('/sandboxes/:id/metrics', notYet('Reading sandbox metrics'))
-  app.get('/sandboxes/metrics', notYet('Reading sandbox metrics'))
-  app.get('/v2/sandboxes/:id/logs', notYet('Reading sandbox logs'))
   app.get('/snapshots', notYet('Listing snapshots'))
   // What of E2B's template API is not built yet (e2b-templates.ts has the rest; its routes win over these).
   // The legacy builds (POST /templates, /v2/templates) and the rest under these prefixes.

@@ -76,20 +76,61 @@ export class AgentClient {
     return { exitCode, status, tail }
   }
 
-  /** Starts a command in the background (the start command): returns once it runs. */
-  async startBackground(cmd: string, o: Omit<RunOptions, 'onLine' | 'timeoutMs'>): Promise<void> {
+  /**
+   * Starts a command in the background (the start command): returns once it runs. With `onLine`,
+   * its output goes on being read, line by line, until it ends (or the sandbox does); else nothing
+   * listens and envd keeps the process running alone.
+   */
+  async startBackground(cmd: string, o: Omit<RunOptions, 'timeoutMs'>): Promise<void> {
     const controller = new AbortController()
     const stream = this.process.start(
       { process: { cmd: '/bin/bash', args: ['-l', '-c', cmd], envs: o.env ?? {}, cwd: o.cwd }, stdin: false },
       { headers: this.headers(o.user), signal: controller.signal },
     )
+    const events = stream[Symbol.asyncIterator]()
+    let started = false
     try {
-      for await (const { event } of stream) {
-        if (event?.event.case === 'start') break
+      for (;;) {
+        const { value, done } = await events.next()
+        if (done) break
+        if (value.event?.event.case === 'start') {
+          started = true
+          break
+        }
       }
     } finally {
       // The process goes on without a listener (envd keeps processes when their stream ends).
-      controller.abort()
+      if (!started || !o.onLine) controller.abort()
+    }
+    if (started && o.onLine) void this.follow(events, o.onLine)
+  }
+
+  /** Reads a started command's events to their end, its output as lines; any failure just ends it. */
+  private async follow(events: AsyncIterator<{ event?: { event: { case: string | undefined; value?: unknown } } }>, onLine: (line: string, stream: 'stdout' | 'stderr') => void): Promise<void> {
+    const partial = { stdout: '', stderr: '' }
+    const emit = (text: string, s: 'stdout' | 'stderr') => {
+      const lines = (partial[s] + text).split('\n')
+      partial[s] = lines.pop() ?? ''
+      // A line with no end is cut, so a flood without newlines cannot grow without bound.
+      if (partial[s].length > 8192) lines.push(partial[s]), (partial[s] = '')
+      for (const line of lines) onLine(line, s)
+    }
+    try {
+      for (;;) {
+        const { value, done } = await events.next()
+        if (done) break
+        const e = value.event?.event
+        if (e?.case === 'data') {
+          const d = (e.value as { output: { case: string; value: Uint8Array } }).output
+          if (d.case === 'stdout' || d.case === 'stderr') emit(Buffer.from(d.value).toString(), d.case)
+        } else if (e?.case === 'end') {
+          const end = e.value as { exitCode: number; status: string }
+          for (const s of ['stdout', 'stderr'] as const) if (partial[s]) emit('\n', s)
+          onLine(`(the start command ended: ${end.status || `exit code ${end.exitCode}`})`, end.exitCode === 0 ? 'stdout' : 'stderr')
+        }
+      }
+    } catch {
+      // The sandbox ended (or its agent went): there is no more output to read.
     }
   }
 
