@@ -5,6 +5,7 @@ import type { Readable } from 'node:stream'
 import { resolveConfig, type ConnectionOptions } from './config.js'
 import { SandboxConnection } from './connection.js'
 import { InvalidArgumentError } from './errors.js'
+import { getLogs, getMetrics, type LogsOptions, type LogsPage, type MetricsOptions, type SandboxMetric } from './history.js'
 import { ApiClient, sandboxRoute, type SandboxJSON } from './http.js'
 import { checkLifecycle, checkNetwork, checkPauseOptions, checkStringMap, infoOf, type LifecycleOptions, type NetworkOptions, type PauseOptions, type SandboxInfo, type SandboxOptions } from './sandbox.js'
 
@@ -112,6 +113,16 @@ export class SandlotClient {
   async updateNetwork(id: string, network: Omit<NetworkOptions, 'allowPublicTraffic' | 'maskRequestHost'>): Promise<SandboxInfo> {
     const body = checkNetwork(network, false) ?? {}
     return infoOf(await this.api.request<SandboxJSON>('PUT', `${sandboxRoute(id)}/network`, { body, sandboxId: id, retry: true }))
+  }
+
+  /** A sandbox's CPU, memory and disk samples (as {@link Sandbox.getMetrics}); also of one that ended, while kept. */
+  getMetrics(id: string, opts: MetricsOptions = {}): Promise<SandboxMetric[]> {
+    return getMetrics(this.api, id, opts)
+  }
+
+  /** A sandbox's log (as {@link Sandbox.getLogs}); also of one that ended, while kept. */
+  getLogs(id: string, opts: LogsOptions = {}): Promise<LogsPage> {
+    return getLogs(this.api, id, opts)
   }
 
   /** Destroys a sandbox now. Throws {@link SandboxNotFoundError} if it does not exist. */
