@@ -128,10 +128,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
   // Each sandbox's metrics and log (lifecycle/metrics.ts, lifecycle/logs.ts), kept past its end until pruned.
   const history = new HistoryStore(store.db)
   const logs = new SandboxLogs(history, config.history.logLinesPerSandbox, (err) => log.warn({ err }, 'cannot write to a sandbox\'s log'))
-  manager.logs = { append: (id, level, message, fields) => logs.append(id, level, message, fields), discard: (id) => {
-    logs.forget(id)
-    history.deleteSandbox(id)
-  } }
+  manager.logs = logs
   const sampler = new MetricsSampler({ store: history, driver, running: () => manager.running(), log, intervalMs: config.history.metricsIntervalMs, retentionMs: config.history.retentionMs })
   // Template builds: layers under $SANDLOT_HOME/layers (root's alone, like the templates), the
   // uploaded files of COPY steps under template-files.

@@ -6,23 +6,13 @@ import type { FastifyInstance } from 'fastify'
 import { badRequest } from '../errors.js'
 import type { LogRow, MetricRow } from '../store/history.js'
 import { sandboxIdOf } from './e2b.js'
-import { MAX_LOG_LIMIT, checkKnown, levelOf, limitOf, metricsIn, wholeNumber, type HistoryDeps } from './history.js'
+import { MAX_LOG_LIMIT, checkKnown, levelOf, limitOf, metricView, metricsIn, wholeNumber, type HistoryDeps } from './history.js'
 
 /** The most sandboxes one bulk metrics request may name. */
 const MAX_BULK_IDS = 100
 const SEARCH_MAX_CHARS = 256
 
-const e2bMetric = (r: MetricRow) => ({
-  timestamp: new Date(r.at).toISOString(),
-  timestampUnix: Math.floor(r.at / 1000),
-  cpuCount: r.cpuCount,
-  cpuUsedPct: r.cpuUsedPct,
-  memUsed: r.memUsed,
-  memTotal: r.memTotal,
-  memCache: r.memCache,
-  diskUsed: r.diskUsed,
-  diskTotal: r.diskTotal,
-})
+const e2bMetric = (r: MetricRow) => ({ ...metricView(r), timestampUnix: Math.floor(r.at / 1000) })
 
 const e2bEntry = (r: LogRow) => ({ timestamp: new Date(r.at).toISOString(), level: r.level, message: r.message, fields: r.fields })
 

@@ -14,6 +14,18 @@ export interface HistoryDeps {
   logs: SandboxLogs
 }
 
+/** A sample as both APIs give it (E2B's adds timestampUnix). */
+export const metricView = (r: MetricRow) => ({
+  timestamp: new Date(r.at).toISOString(),
+  cpuCount: r.cpuCount,
+  cpuUsedPct: r.cpuUsedPct,
+  memUsed: r.memUsed,
+  memTotal: r.memTotal,
+  memCache: r.memCache,
+  diskUsed: r.diskUsed,
+  diskTotal: r.diskTotal,
+})
+
 /** The most entries one log read returns (E2B's v2 limit). */
 export const MAX_LOG_LIMIT = 1000
 

@@ -3,9 +3,9 @@
 // entry's `seq`), which a follower long-polls (`wait`).
 import type { FastifyInstance } from 'fastify'
 import { badRequest } from '../errors.js'
-import type { LogRow, MetricRow } from '../store/history.js'
+import type { LogRow } from '../store/history.js'
 import { LOG_LEVELS } from '../store/history.js'
-import { MAX_LOG_LIMIT, checkKnown, levelOf, metricsIn, wholeNumber, type HistoryDeps } from './history.js'
+import { MAX_LOG_LIMIT, checkKnown, levelOf, metricView, metricsIn, wholeNumber, type HistoryDeps } from './history.js'
 import { errors, idParams } from './openapi.js'
 
 /** The longest a log read waits for a new entry. */
@@ -35,17 +35,6 @@ const logEntrySchema = {
     fields: { type: 'object', additionalProperties: { type: 'string' }, description: '`logger` says what wrote it: lifecycle, start-cmd or agent' },
   },
 } as const
-
-const metricView = (r: MetricRow) => ({
-  timestamp: new Date(r.at).toISOString(),
-  cpuCount: r.cpuCount,
-  cpuUsedPct: r.cpuUsedPct,
-  memUsed: r.memUsed,
-  memTotal: r.memTotal,
-  memCache: r.memCache,
-  diskUsed: r.diskUsed,
-  diskTotal: r.diskTotal,
-})
 
 const entryView = (r: LogRow) => ({ seq: r.seq, timestamp: new Date(r.at).toISOString(), level: r.level, message: r.message, fields: r.fields })
 

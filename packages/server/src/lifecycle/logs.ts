@@ -16,6 +16,8 @@ export type LogSource = 'lifecycle' | 'start-cmd' | 'agent'
 export interface SandboxLogSink {
   /** Appends an entry to sandbox `id`'s log; never throws (a log must not fail what it records). */
   append(id: string, level: LogLevel, message: string, fields?: Record<string, string | number | boolean>): void
+  /** Removes what is kept of a sandbox nobody ever had (a pooled one). */
+  discard(id: string): void
 }
 
 export class SandboxLogs implements SandboxLogSink {
@@ -66,8 +68,9 @@ export class SandboxLogs implements SandboxLogSink {
     })
   }
 
-  /** The sandbox is gone and will log no more: its counter goes (the entries stay until pruned). */
-  forget(id: string): void {
+  /** Everything of a sandbox nobody ever had (a pooled one): its log and its metrics. */
+  discard(id: string): void {
     this.lastSeq.delete(id)
+    this.store.deleteSandbox(id)
   }
 }

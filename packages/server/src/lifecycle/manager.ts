@@ -98,7 +98,7 @@ export class SandboxManager {
   private readonly pauses: PauseControl
   private transitions = new Map<string, Promise<unknown>>()
   /** Each sandbox's own log (logs.ts): its lifecycle events and its start command's output. */
-  logs?: SandboxLogSink & { discard?(id: string): void }
+  logs?: SandboxLogSink
 
   constructor(
     private readonly store: Store,
@@ -720,7 +720,7 @@ export class SandboxManager {
     if (ids) this.idRanges.release(id, ids)
     this.log.info({ sandboxId: id }, 'sandbox destroyed')
     // A pooled sandbox nobody had leaves no history; others' stays readable until pruned.
-    if (pooled) this.logs?.discard?.(id)
+    if (pooled) this.logs?.discard(id)
     else this.logs?.append(id, 'info', 'sandbox destroyed')
   }
 

@@ -45,16 +45,11 @@ export class AgentClient {
   /** Runs `/bin/bash -l -c cmd` (E2B's way) and waits for its end. Rejects with the agent's error (e.g. an unknown user). */
   async run(cmd: string, o: RunOptions): Promise<RunResult> {
     const tail: string[] = []
-    const partial = { stdout: '', stderr: '' }
-    const emit = (text: string, stream: 'stdout' | 'stderr') => {
-      const lines = (partial[stream] + text).split('\n')
-      partial[stream] = lines.pop() ?? ''
-      for (const line of lines) {
-        tail.push(line)
-        if (tail.length > TAIL_LINES) tail.shift()
-        o.onLine?.(line, stream)
-      }
-    }
+    const lines = lineSplitter((line, stream) => {
+      tail.push(line)
+      if (tail.length > TAIL_LINES) tail.shift()
+      o.onLine?.(line, stream)
+    })
     const headers = this.headers(o.user, o.timeoutMs ? { 'connect-timeout-ms': String(o.timeoutMs) } : {})
     let exitCode = -1
     let status = 'no exit status'
@@ -66,13 +61,13 @@ export class AgentClient {
       const e = event?.event
       if (e?.case === 'data') {
         const d = e.value.output
-        if (d.case === 'stdout' || d.case === 'stderr') emit(Buffer.from(d.value).toString(), d.case)
+        if (d.case === 'stdout' || d.case === 'stderr') lines.push(Buffer.from(d.value).toString(), d.case)
       } else if (e?.case === 'end') {
         exitCode = e.value.exitCode
         status = e.value.status
       }
     }
-    for (const s of ['stdout', 'stderr'] as const) if (partial[s]) emit('\n', s)
+    lines.flush()
     return { exitCode, status, tail }
   }
 
@@ -107,14 +102,7 @@ export class AgentClient {
 
   /** Reads a started command's events to their end, its output as lines; any failure just ends it. */
   private async follow(events: AsyncIterator<{ event?: { event: { case: string | undefined; value?: unknown } } }>, onLine: (line: string, stream: 'stdout' | 'stderr') => void): Promise<void> {
-    const partial = { stdout: '', stderr: '' }
-    const emit = (text: string, s: 'stdout' | 'stderr') => {
-      const lines = (partial[s] + text).split('\n')
-      partial[s] = lines.pop() ?? ''
-      // A line with no end is cut, so a flood without newlines cannot grow without bound.
-      if (partial[s].length > 8192) lines.push(partial[s]), (partial[s] = '')
-      for (const line of lines) onLine(line, s)
-    }
+    const lines = lineSplitter(onLine)
     try {
       for (;;) {
         const { value, done } = await events.next()
@@ -122,10 +110,10 @@ export class AgentClient {
         const e = value.event?.event
         if (e?.case === 'data') {
           const d = (e.value as { output: { case: string; value: Uint8Array } }).output
-          if (d.case === 'stdout' || d.case === 'stderr') emit(Buffer.from(d.value).toString(), d.case)
+          if (d.case === 'stdout' || d.case === 'stderr') lines.push(Buffer.from(d.value).toString(), d.case)
         } else if (e?.case === 'end') {
           const end = e.value as { exitCode: number; status: string }
-          for (const s of ['stdout', 'stderr'] as const) if (partial[s]) emit('\n', s)
+          lines.flush()
           onLine(`(the start command ended: ${end.status || `exit code ${end.exitCode}`})`, end.exitCode === 0 ? 'stdout' : 'stderr')
         }
       }
@@ -175,4 +163,19 @@ export class AgentClient {
       fs.createReadStream(file).on('error', reject).pipe(req)
     })
   }
+}
+
+/**
+ * Output chunks of stdout and stderr into whole lines, each stream apart; a line without an end past
+ * 8 KiB is cut there, so a flood without newlines cannot grow without bound. flush() ends both.
+ */
+function lineSplitter(onLine: (line: string, stream: 'stdout' | 'stderr') => void) {
+  const partial = { stdout: '', stderr: '' }
+  const push = (text: string, stream: 'stdout' | 'stderr') => {
+    const lines = (partial[stream] + text).split('\n')
+    partial[stream] = lines.pop() ?? ''
+    if (partial[stream].length > 8192) lines.push(partial[stream]), (partial[stream] = '')
+    for (const line of lines) onLine(line, stream)
+  }
+  return { push, flush: () => (['stdout', 'stderr'] as const).forEach((s) => partial[s] && push('\n', s)) }
 }
