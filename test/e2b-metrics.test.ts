@@ -41,7 +41,7 @@ describe('e2b SDK: metrics', { concurrency: true }, () => {
     assert.equal(first.cpuCount, info.cpuCount)
     assert.equal(first.memTotal, info.memoryMB * MiB)
     assert.ok(first.memUsed > 0 && first.memUsed < first.memTotal, `memUsed ${first.memUsed}`)
-    assert.ok(first.cpuUsedPct >= 0 && first.cpuUsedPct <= 100 && Math.round(first.cpuUsedPct * 100) === first.cpuUsedPct * 100, `cpuUsedPct ${first.cpuUsedPct}`)
+    assert.ok(first.cpuUsedPct >= 0 && first.cpuUsedPct <= 100 && Number(first.cpuUsedPct.toFixed(2)) === first.cpuUsedPct, `cpuUsedPct ${first.cpuUsedPct}`)
     assert.ok(first.diskTotal > 1000 * MiB && first.diskUsed > 0 && first.diskUsed < first.diskTotal, `disk ${first.diskUsed}/${first.diskTotal}`)
 
     // A second sample, then a range: every point inside [start − 10 s, end + 10 s].

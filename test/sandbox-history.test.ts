@@ -79,8 +79,9 @@ describe('metrics and logs: SDK and REST', { concurrency: true }, () => {
     assert.deepEqual((await new SandlotClient().getLogs(sandbox.id, { level: 'warn' })).logs, all.filter((e) => e.level === 'warn' || e.level === 'error'))
   })
 
-  test("the template's start command output is in the log (stdout as info, stderr as warn)", async () => {
-    const r = await api('POST', '/api/v1/templates', { name: `starter-${process.pid}`, steps: [], startCmd: 'echo hello-from-start; echo oops-from-start >&2; sleep 1000', readyCmd: 'true' })
+  test("the template's start command output is in the log (stdout as info, stderr as warn); a flood of it is cut to a rate", async () => {
+    // 50,000 lines at once: past the burst they are dropped, and counted in a warning.
+    const r = await api('POST', '/api/v1/templates', { name: `starter-${process.pid}`, steps: [], startCmd: 'echo hello-from-start; echo oops-from-start >&2; sleep 2; seq 1 50000; sleep 1000', readyCmd: 'true' })
     assert.equal(r.status, 202, JSON.stringify(r.json))
     await until('the build', async () => {
       const s = await api('GET', `/api/v1/templates/${r.json.templateId}/builds/${r.json.buildId}`)
@@ -98,8 +99,17 @@ describe('metrics and logs: SDK and REST', { concurrency: true }, () => {
     assert.deepEqual([out.level, out.fields.logger, out.fields.stream], ['info', 'start-cmd', 'stdout'])
     const err = entries.find((e) => e.message === 'oops-from-start')!
     assert.deepEqual([err.level, err.fields.logger, err.fields.stream], ['warn', 'start-cmd', 'stderr'])
+    await sleep(4000)
     await api('DELETE', `/api/v1/sandboxes/${id}`)
-    await api("DELETE", `/api/v1/templates/starter-${process.pid}`)
+    const all = (await api('GET', `/api/v1/sandboxes/${id}/logs`)).json.logs as { level: string; message: string; fields: Record<string, string> }[]
+    const fromStart = all.filter((e) => e.fields.logger === 'start-cmd')
+    assert.ok(fromStart.length >= 400 && fromStart.length <= 1500, `${fromStart.length} start command lines kept`)
+    // Each entry that passes after drops first says how many went (a flood may let several through).
+    const notes = all.filter((e) => /^\d+ log entries were dropped: more than 100 a second$/.test(e.message))
+    assert.ok(notes.length >= 1 && notes.every((e) => e.level === 'warn'), JSON.stringify(all.slice(-5)))
+    assert.equal(fromStart.length + notes.reduce((n, e) => n + Number(/^\d+/.exec(e.message)![0]), 0), 2 + 50000)
+    assert.equal(all.at(-1)!.message, 'sandbox destroyed')
+    await api('DELETE', `/api/v1/templates/starter-${process.pid}`)
   })
 
   test('a sandbox whose init is killed from the host: an error entry, then its end', async () => {
