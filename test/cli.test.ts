@@ -226,14 +226,15 @@ describe('sandlot CLI, everyday use', () => {
   })
 
   test('ls shows relative times in columns that fit the width; --json gives the data', () => {
-    const wide = cli(['ls'])
+    const wide = cli(['ls'], { COLUMNS: '200' })
     const line = wide.stdout.split('\n').find((l) => l.startsWith(id))!
-    assert.match(line, /\b(just now|\d+ s ago|\d+ min ago)\s+in (9|10) min\s+0\s+owner=cli-everyday/)
+    assert.match(line, /\bbase\s+running\s+(just now|\d+ s ago|\d+ min ago)\s+in (9|10) min\s+0\s+owner=cli-everyday/)
     for (const columns of [70, 50]) {
       const narrow = cli(['ls'], { COLUMNS: String(columns) })
       const lines = narrow.stdout.trimEnd().split('\n')
       for (const l of lines) assert.ok(l.length <= columns, `"${l}" is wider than ${columns}`)
-      assert.match(lines.find((l) => l.startsWith(id))!, /^i\w+\s+base\s+(just now|\d+ s ago|\d+ min ago)/)
+      // The columns that do not fit go, from the right.
+      assert.match(lines.find((l) => l.startsWith(id))!, /^i\w+\s+base(\s+running(\s+(just now|\d+ s ago|\d+ min ago))?)?(\s|$)/)
     }
     const list = JSON.parse(cli(['ls', '--json']).stdout)
     const mine = list.find((s: { id: string }) => s.id === id)

@@ -51,7 +51,7 @@ describe('lifetime rules', () => {
 })
 
 describe('v2 list paging', () => {
-  const sandbox = (id: string, startedAt: number, metadata: Record<string, string> = {}) => ({ id, startedAt, metadata, template: 'base' }) as SandboxState
+  const sandbox = (id: string, startedAt: number, metadata: Record<string, string> = {}, state: SandboxState['state'] = 'running') => ({ id, startedAt, metadata, template: 'base', state }) as SandboxState
   const all = [sandbox('ia', 3), sandbox('ib', 2, { app: 'x' }), sandbox('ic', 2, { app: 'x' }), sandbox('id', 1)]
   const ids = (p: { items: SandboxState[] }) => p.items.map((s) => s.id)
 
@@ -69,6 +69,10 @@ describe('v2 list paging', () => {
     assert.deepEqual(ids(listPage(all, { order: 'asc' })), ['id', 'ib', 'ic', 'ia'])
     assert.deepEqual(ids(listPage(all, { metadata: 'app=x' })), ['ib', 'ic'])
     assert.deepEqual(ids(listPage(all, { state: 'paused' })), [])
+    // Pausing counts as paused, as on E2B.
+    const withPaused = [...all, sandbox('ie', 0, {}, 'paused'), sandbox('if', 0, {}, 'pausing')]
+    assert.deepEqual(ids(listPage(withPaused, { state: 'paused' })), ['ie', 'if'])
+    assert.deepEqual(ids(listPage(withPaused, { state: 'running' })), ['ia', 'ib', 'ic', 'id'])
     assert.deepEqual(ids(listPage(all, { state: 'running,paused', template: 'other' })), [])
     const asc = listPage(all, { order: 'asc', limit: 1 })
     assert.throws(() => listPage(all, { nextToken: asc.nextToken }), /same order/)

@@ -239,6 +239,9 @@ describe('store: network settings', () => {
       allowInternetAccess: false,
       ingress: { allowPublicTraffic: false, maskRequestHost: null },
       templateLayers: ['/rootfs'],
+      pause: null,
+      lifecycle: null,
+      templateBuild: null,
     }
     let store = new Store(file)
     store.insertSandbox(row)

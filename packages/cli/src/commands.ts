@@ -1,5 +1,5 @@
 // The CLI's sandbox commands on the SDK's lower layer (SandlotClient): create, ls, keep-alive,
-// network, url, pause, resume, kill. Each prints for people, or JSON with --json.
+// network, url, pause, resume, snapshot, fork, kill. Each prints for people, or JSON with --json.
 import type { NetworkInfo, NetworkOptions, SandboxInfo } from 'sandlot'
 import { CliError, client } from './client.js'
 import { formatDuration } from './duration.js'
@@ -94,6 +94,28 @@ export async function url(id: string, portText: string, https: boolean, json: bo
   if (json) return printJson({ url: link, trafficAccessToken: s.trafficAccessToken ?? null })
   if (s.trafficAccessToken) console.error(`Sandbox ${id} is private: send the header "e2b-traffic-access-token: ${s.trafficAccessToken}" with each request.`)
   console.log(link)
+}
+
+export async function snapshot(id: string, name: string | undefined, json: boolean): Promise<void> {
+  const s = await client().snapshotSandbox(id, { name })
+  if (json) return printJson(s)
+  console.error(`Took a snapshot of sandbox ${id} (its files; it runs on): "sandlot create -t ${s.template}" makes copies of it.`)
+  console.log(s.template)
+}
+
+export async function fork(id: string, count: number, keepAliveMs: number | undefined, json: boolean): Promise<number> {
+  const results = await client().forkSandbox(id, { count, keepAlive: keepAliveMs })
+  if (json) {
+    printJson(results.map((r) => (r instanceof Error ? { error: { code: r.code, message: r.message } } : r)))
+  } else {
+    const made = results.filter((r): r is SandboxInfo => !(r instanceof Error))
+    console.error(`Forked sandbox ${id} into ${made.length} of ${results.length}${made[0] ? `: ${whenEnds(made[0])}` : ''}.`)
+    for (const r of results) {
+      if (r instanceof Error) console.error(`a fork failed: ${r.message}`)
+      else console.log(r.id)
+    }
+  }
+  return results.some((r) => r instanceof Error) ? 1 : 0
 }
 
 export async function kill(id: string): Promise<void> {

@@ -180,6 +180,27 @@ function program(): Command {
       exitCode = await runCode(id, file, { language: o.language, timeout, json: !!o.json })
     })
 
+  p.command('snapshot')
+    .description("take a snapshot of a sandbox's files (it runs on) as a template: prints its name, for sandlot create -t NAME")
+    .argument('<id>', 'the sandbox')
+    .option('-n, --name <name>', 'the template to add it to (default: a template of its own)')
+    .option('--json', 'print the snapshot as JSON')
+    .action(async (id: string, o: { name?: string; json?: boolean }) => cmd.snapshot(id, o.name, !!o.json))
+
+  p.command('fork')
+    .description("copy a running sandbox (its files, env vars, metadata and network rules) into new sandboxes; prints their ids")
+    .argument('<id>', 'the sandbox')
+    .option('-c, --count <n>', 'how many (1 to 100)', (v: string) => {
+      const n = Number(v)
+      if (!Number.isInteger(n) || n < 1 || n > 100) throw new CliError(`--count takes a whole number from 1 to 100, not "${v}"`, 2)
+      return n
+    }, 1)
+    .option('-k, --keep-alive <duration>', "how long each lives (default: the server's limit)", parseDuration)
+    .option('--json', 'print them as JSON')
+    .action(async (id: string, o: { count: number; keepAlive?: number; json?: boolean }) => {
+      exitCode = await cmd.fork(id, o.count, o.keepAlive, !!o.json)
+    })
+
   p.command('metrics')
     .description("show a sandbox's CPU, memory and disk: the latest figures and a chart of the samples (also of a sandbox that ended, while kept)")
     .argument('<id>', 'the sandbox')

@@ -4,10 +4,10 @@
 import type { Readable } from 'node:stream'
 import { resolveConfig, type ConnectionOptions } from './config.js'
 import { SandboxConnection } from './connection.js'
-import { InvalidArgumentError } from './errors.js'
+import { InvalidArgumentError, SandlotError } from './errors.js'
 import { getLogs, getMetrics, type LogsOptions, type LogsPage, type MetricsOptions, type SandboxMetric } from './history.js'
 import { ApiClient, sandboxRoute, type SandboxJSON } from './http.js'
-import { checkLifecycle, checkNetwork, checkPauseOptions, checkStringMap, infoOf, type LifecycleOptions, type NetworkOptions, type PauseOptions, type SandboxInfo, type SandboxOptions } from './sandbox.js'
+import { checkLifecycle, checkNetwork, checkPauseOptions, checkStringMap, infoOf, type LifecycleOptions, type NetworkOptions, type PauseOptions, type SandboxInfo, type SandboxOptions, type SnapshotInfo } from './sandbox.js'
 
 /** Options of {@link SandlotClient.createSandbox}: the sandbox's settings as {@link Sandbox.create} takes them, and how long it lives. */
 export interface CreateSandboxOptions extends Pick<SandboxOptions, 'template' | 'metadata' | 'envVars' | 'cpuCount' | 'memoryMB' | 'diskSizeMB' | 'network' | 'lifecycle'> {
@@ -113,6 +113,20 @@ export class SandlotClient {
   async updateNetwork(id: string, network: Omit<NetworkOptions, 'allowPublicTraffic' | 'maskRequestHost'>): Promise<SandboxInfo> {
     const body = checkNetwork(network, false) ?? {}
     return infoOf(await this.api.request<SandboxJSON>('PUT', `${sandboxRoute(id)}/network`, { body, sandboxId: id, retry: true }))
+  }
+
+  /** A snapshot of a sandbox's files as a template build (see {@link Sandbox.snapshot}). */
+  async snapshotSandbox(id: string, opts: { name?: string } = {}): Promise<SnapshotInfo> {
+    const s = await this.api.request<Omit<SnapshotInfo, 'createdAt'> & { createdAt: string }>('POST', `${sandboxRoute(id)}/snapshots`, { body: { name: opts.name }, sandboxId: id })
+    return { ...s, createdAt: new Date(s.createdAt) }
+  }
+
+  /** Copies of a running sandbox (see {@link Sandbox.fork}), not held: each lives `keepAlive` ms (default: the server's limit). */
+  async forkSandbox(id: string, opts: { count?: number; keepAlive?: number } = {}): Promise<(SandboxInfo | SandlotError)[]> {
+    if (opts.keepAlive !== undefined && !(Number.isInteger(opts.keepAlive) && opts.keepAlive >= 0)) throw new InvalidArgumentError('keepAlive is a whole number of milliseconds')
+    type Result = { sandbox?: SandboxJSON; error?: { status: number; error_code: string; message: string } }
+    const results = await this.api.request<Result[]>('POST', `${sandboxRoute(id)}/fork`, { body: { count: opts.count, keepAliveMs: opts.keepAlive }, sandboxId: id })
+    return results.map((r) => (r.sandbox ? infoOf(r.sandbox) : new SandlotError(r.error?.message ?? 'the fork failed', r.error?.error_code ?? 'fork_failed', r.error?.status)))
   }
 
   /** A sandbox's CPU, memory and disk samples (as {@link Sandbox.getMetrics}); also of one that ended, while kept. */

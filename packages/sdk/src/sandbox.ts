@@ -108,6 +108,26 @@ export interface PausedInfo {
   memoryLost: boolean
 }
 
+/** A snapshot ({@link Sandbox.snapshot}): a template build made from a sandbox's files. */
+export interface SnapshotInfo {
+  /** The template to create copies from: `Sandbox.create(snapshot.template)`. */
+  template: string
+  /** Its tag (`default` unless the name gave one). */
+  tag: string
+  /** The template build it is. */
+  buildId: string
+  /** The sandbox it was taken from. */
+  sandboxId: string
+  /** When it was taken. */
+  createdAt: Date
+}
+
+/** Options of {@link Sandbox.fork}. */
+export interface ForkOptions extends OpenOptions {
+  /** How many copies (1 to 100). Default 1. */
+  count?: number
+}
+
 /** Options of {@link Sandbox.create}. */
 export interface SandboxOptions extends OpenOptions {
   /** The template to start from. Default `base`. */
@@ -410,6 +430,43 @@ export class Sandbox extends SandboxConnection {
     this.ctx.shutDown(new SandlotError(`Sandbox ${this.id} was paused by this handle; Sandbox.reconnect("${this.id}") resumes it`, 'sandbox_paused'))
     this.closing ??= Promise.resolve()
     await this.api.request('POST', `${sandboxRoute(this.id)}/pause`, { body: { keepMemory }, sandboxId: this.id })
+  }
+
+  /**
+   * Takes a snapshot of the sandbox's files as they are now (it is frozen for the copy, then runs
+   * on): a template build, named `name` (a new build of that template when it exists) or of a
+   * template of its own. `Sandbox.create(snapshot.template)` boots copies of it, each independent.
+   * Memory is not captured: a copy's processes start afresh (its template's start command runs).
+   */
+  async snapshot(opts: { name?: string } = {}): Promise<SnapshotInfo> {
+    if (opts.name !== undefined && (typeof opts.name !== 'string' || !opts.name)) throw new InvalidArgumentError('snapshot name is a non-empty string')
+    this.ctx.assertUsable()
+    const s = await this.api.request<Omit<SnapshotInfo, 'createdAt'> & { createdAt: string }>('POST', `${sandboxRoute(this.id)}/snapshots`, { body: { name: opts.name }, sandboxId: this.id })
+    return { ...s, createdAt: new Date(s.createdAt) }
+  }
+
+  /**
+   * New sandboxes from this one's files as they are now, with its env vars, metadata, network rules
+   * and limits; this one runs on. Each copy is returned as an open handle (held, like one from
+   * {@link create}), or as the error that kept it from being made.
+   */
+  async fork(opts: ForkOptions = {}): Promise<(Sandbox | SandlotError)[]> {
+    const count = opts.count ?? 1
+    if (!Number.isInteger(count) || count < 1 || count > 100) throw new InvalidArgumentError('fork count is a whole number from 1 to 100')
+    checkStringMap('envVars', opts.envVars)
+    this.ctx.assertUsable()
+    const api = new ApiClient(resolveConfig({ ...this.api.config, ...opts }))
+    type Result = { sandbox?: SandboxJSON; hold?: HoldJSON; error?: { status: number; error_code: string; message: string } }
+    return withTimeout(opts.timeout, `Forking sandbox ${this.id}`, async (signal) => {
+      const results = await api.request<Result[]>('POST', `${sandboxRoute(this.id)}/fork`, { body: { count, hold: true }, sandboxId: this.id, signal })
+      return Promise.all(
+        results.map((r) =>
+          r.sandbox && r.hold
+            ? new Sandbox(api, r.sandbox, r.hold, opts).ready(signal)
+            : new SandlotError(r.error?.message ?? 'the fork failed', r.error?.error_code ?? 'fork_failed', r.error?.status),
+        ),
+      )
+    })
   }
 
   /** The metadata the sandbox was created with. */

@@ -27,6 +27,7 @@ import { BuildRunner } from './templates/build.js'
 import { pullBase } from './templates/from-image.js'
 import { imagePullSettings } from './templates/image/index.js'
 import { TemplateBuilds } from './templates/builds.js'
+import { SandboxCopies } from './lifecycle/copies.js'
 import { BuiltinTemplates } from './templates/builtin.js'
 import { codeInterpreterTemplate } from './templates/code-interpreter.js'
 import { TemplateRegistry, parseTemplateRef } from './templates/registry.js'
@@ -201,7 +202,8 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
     if (config.tlsCertFile || config.tlsKeyFile) throw err
     log.error({ err }, `https:// is off: cannot make the local CA (${(err as Error).message}); is openssl installed?`)
   }
-  const app = buildApp({ store, manager, proxy, preview, log, config, tls, builds, templates, pool, history, logs })
+  const copies = new SandboxCopies(manager, driver, templates, builds, layersDir, log)
+  const app = buildApp({ store, manager, proxy, preview, log, config, tls, builds, templates, pool, copies, history, logs })
   // Listen first, so /health reports progress while the base template is built.
   await app.listen({ host: config.listenHost, port: config.listenPort })
   const address = app.server.address()

@@ -17,10 +17,13 @@ import type { TlsMaterial } from '../tls/certs.js'
 import { serveTlsOnSamePort } from '../tls/sniff.js'
 import { apiKeyOf, isValidApiKey, signedFilesTarget, tokensEqual } from './auth.js'
 import { e2bRoutes } from './e2b.js'
+import { e2bCopyRoutes } from './e2b-copies.js'
+import { copyRoutes } from './copies.js'
 import { nativeRoutes } from './native.js'
 import { templateRoutes } from './templates.js'
 import { UPLOAD_PREFIX, e2bTemplateRoutes } from './e2b-templates.js'
 import { logAccess } from './access-log.js'
+import type { SandboxCopies } from '../lifecycle/copies.js'
 import { errorSchema, openApiRoute, registerOpenApi } from './openapi.js'
 import { poolRoutes } from './pools.js'
 import { e2bMetricsRoutes } from './e2b-metrics.js'
@@ -33,6 +36,8 @@ import type { TemplateRegistry } from '../templates/registry.js'
 
 export interface AppDeps {
   store: Store
+  /** Snapshots and forks (lifecycle/copies.ts). */
+  copies: SandboxCopies
   /** Template builds and names (templates/). */
   builds: TemplateBuilds
   templates: TemplateRegistry
@@ -265,6 +270,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     templateRoutes(api, deps.builds, deps.templates)
     poolRoutes(api, deps.pool)
     e2bTemplateRoutes(api, deps.builds, deps.templates, deps.config.defaultLimits)
+    copyRoutes(api, deps.manager, deps.copies, deps.templates, deps.config)
+    e2bCopyRoutes(api, deps.manager, deps.copies, deps.templates, deps.config)
     e2bRoutes(api, deps.manager, deps.config)
     e2bMetricsRoutes(api, deps)
   })

@@ -59,7 +59,9 @@ function buildView(b: BuildRow, defaults: Limits) {
 export function e2bTemplateRoutes(app: FastifyInstance, builds: TemplateBuilds, templates: TemplateRegistry, defaults: Limits): void {
   const store = templates.builds
   const byId = (tid: string) => {
-    const t = store.templateById(tid) ?? store.templateByName(tid)
+    // A snapshot's id carries a tag and maybe a team ("<id>:default", "<team>/<name>:<tag>"): ignored here.
+    const { alias } = parseTemplateRef(tid)
+    const t = store.templateById(tid) ?? store.templateByName(tid) ?? store.templateById(alias) ?? store.templateByName(alias)
     if (!t) throw notFound(`Template '${tid}' not found`)
     return t
   }

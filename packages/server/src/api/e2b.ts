@@ -10,7 +10,7 @@ import { parseTemplateRef } from '../templates/registry.js'
 import { matchesMetadata, parseMetadataFilter } from './native.js'
 import { ingressConfigOf } from '../lifecycle/ingress.js'
 import type { Lifecycle } from '../lifecycle/pause.js'
-import { ENVD_VERSION, ingressOf, trafficTokenView } from './serialize.js'
+import { ENVD_VERSION, ingressOf, trafficTokenView, type ViewContext } from './serialize.js'
 
 /** Deprecated in E2B but required by its SDK's types; E2B's own infra always answers this. */
 const CLIENT_ID = '6532622b'
@@ -105,6 +105,21 @@ function refuseUnsupported(body: NewSandbox): void {
   checkIam(body.iam)
 }
 
+/** A sandbox as E2B's create, connect and fork answer it. */
+export function e2bSandboxOf(s: SandboxState, ctx: ViewContext) {
+  return {
+    templateID: s.template,
+    sandboxID: s.id,
+    alias: s.template,
+    clientID: CLIENT_ID,
+    envdVersion: ENVD_VERSION,
+    // Every Sandlot sandbox is secure: the token is always issued, and the SDK always sends it.
+    envdAccessToken: s.accessToken,
+    trafficAccessToken: trafficTokenView(s, ctx),
+    domain: ctx.domain,
+  }
+}
+
 export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config: Config): void {
   const viewContext = { get domain() { return config.domain }, trafficTokenOf: (id: string) => manager.trafficTokenOf(id) }
 
@@ -113,17 +128,7 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
   /** E2B shows two states: pausing counts as paused, resuming too until it runs. */
   const stateOf = (s: SandboxState) => (s.state === 'running' ? 'running' : 'paused')
 
-  const sandboxOf = (s: SandboxState) => ({
-    templateID: s.template,
-    sandboxID: s.id,
-    alias: s.template,
-    clientID: CLIENT_ID,
-    envdVersion: ENVD_VERSION,
-    // Every Sandlot sandbox is secure: the token is always issued, and the SDK always sends it.
-    envdAccessToken: s.accessToken,
-    trafficAccessToken: trafficTokenView(s, viewContext),
-    domain: config.domain,
-  })
+  const sandboxOf = (s: SandboxState) => e2bSandboxOf(s, viewContext)
 
   const listedOf = (s: SandboxState) => ({
     templateID: s.template,
@@ -281,9 +286,6 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
     if (id !== undefined) find(id)
     throw notImplemented(`${what} is not supported by this Sandlot server yet (see docs/e2b-compatibility.md)`)
   }
-  app.post('/sandboxes/:id/snapshots', notYet('Taking snapshots'))
-  app.post('/sandboxes/:id/fork', notYet('Forking a sandbox'))
-  app.get('/snapshots', notYet('Listing snapshots'))
   // What of E2B's template API is not built yet (e2b-templates.ts has the rest; its routes win over these).
   // The legacy builds (POST /templates, /v2/templates) and the rest under these prefixes.
   const templatesNotYet = notYet('Building and managing templates through this route of the E2B API')

@@ -132,6 +132,7 @@ export function registerOpenApi(app: FastifyInstance): void {
         { name: 'sandboxes', description: 'Create, find, keep alive and kill sandboxes' },
         { name: 'holds', description: 'Leases a client renews while it uses a sandbox' },
         { name: 'templates', description: 'Build templates from a base and steps; their files, tags and builds' },
+        { name: 'snapshots', description: "Copies of a sandbox's files: snapshots (as templates) and forks" },
         { name: 'pools', description: 'Sandboxes made ahead per template, handed out by create' },
         { name: 'server', description: 'The server itself' },
       ],

@@ -245,12 +245,22 @@ export class SandboxManager {
     const envVars = checkedEnvVars(req.envVars ?? {})
     // A template Sandlot builds itself may still be building (templates/builtin.ts).
     await this.prepareTemplate?.(req.template ?? 'base')
-    const t = this.templates.resolve(req.template ?? 'base')
+    return this.createFrom(this.templates.resolve(req.template ?? 'base'), { ...req, envVars })
+  }
+
+  /**
+   * Creates a sandbox on layers already resolved: a template's, or a copy's (copies.ts: a fork
+   * stands on a capture of its original's files, and is never one of the pool's).
+   */
+  async createFrom(t: ResolvedTemplate, req: CreateRequest, opts: { pool?: boolean } = {}): Promise<{ sandbox: SandboxState; hold?: HoldRow }> {
+    const { ready, reason } = this.isReady()
+    if (!ready) throw unavailable(`The server cannot create sandboxes yet: ${reason}. Try again shortly.`)
+    const envVars = checkedEnvVars(req.envVars ?? {})
     // The template's build may set default resources; the request's win.
     const limits = this.limitsFrom({ ...req, cpuCount: req.cpuCount ?? t.config.cpuCount, memoryMB: req.memoryMB ?? t.config.memoryMB })
     // A ready one from the pool (pool.ts), when it fits: same template build and limits, and no env
     // vars for a start command that already runs (it started without them, as on E2B).
-    const pooled = Object.keys(envVars).length && t.config.startCmd ? undefined : this.pool?.take(t, limits)
+    const pooled = opts.pool === false || (Object.keys(envVars).length && t.config.startCmd) ? undefined : this.pool?.take(t, limits)
     if (pooled) {
       try {
         return await this.handOut(pooled, { ...req, envVars }, t)
@@ -298,6 +308,7 @@ export class SandboxManager {
       ingress: req.ingress ?? null,
       pause: null,
       lifecycle: req.lifecycle ?? null,
+      templateBuild: t.buildId ?? null,
     }
   }
 
@@ -479,8 +490,8 @@ export class SandboxManager {
 
   // --- pause and resume (pause.ts) ---
 
-  /** Runs `step` once the sandbox's pause or resume under way (if any) is over: one at a time. */
-  private serially<T>(id: string, step: () => Promise<T>): Promise<T> {
+  /** Runs `step` once the sandbox's pause, resume or copy under way (if any) is over: one at a time. */
+  serially<T>(id: string, step: () => Promise<T>): Promise<T> {
     const run = (this.transitions.get(id) ?? Promise.resolve()).catch(() => {}).then(step)
     const settled = run.catch(() => {})
     this.transitions.set(id, settled)

@@ -104,6 +104,11 @@ export interface RuntimeDriver {
    * are left out.
    */
   captureLayer(id: string, ids: SandboxIds, dest: string): Promise<void>
+  /**
+   * Copies what a running or frozen sandbox changed to `dest` as captureLayer does, frozen for the
+   * copy (a snapshot or fork: it runs on after).
+   */
+  snapshotLayer(id: string, ids: SandboxIds, dest: string): Promise<void>
   /** What the running sandbox uses now (its cgroup, its filesystem); undefined when it is not running. */
   usage?(id: string): Promise<SandboxUsage | undefined>
 }

@@ -475,10 +475,30 @@ export class OciDriver implements RuntimeDriver {
   }
 
   async captureLayer(id: string, ids: SandboxIds, dest: string): Promise<void> {
-    const p = this.paths(id)
     // Nothing may write to the layer while it is copied: the container and all its processes go.
     await exec(this.name, this.runtimeArgs('delete', '--force', id)).catch(() => {})
     this.cpuSets?.release(id)
+    try {
+      await this.copyLayer(id, ids, dest)
+    } finally {
+      await this.destroy(id)
+    }
+  }
+
+  async snapshotLayer(id: string, ids: SandboxIds, dest: string): Promise<void> {
+    // Frozen while its layer is copied (unless it is already), so the copy is of one moment.
+    const frozen = (await this.state(id)) === 'paused'
+    if (!frozen) await this.freeze(id)
+    try {
+      await this.copyLayer(id, ids, dest)
+    } finally {
+      if (!frozen) await this.thaw(id)
+    }
+  }
+
+  /** Copies what the sandbox changed (its overlay's upper dir) to `dest`, owned by the templates' ids. */
+  private async copyLayer(id: string, ids: SandboxIds, dest: string): Promise<void> {
+    const p = this.paths(id)
     const view = path.join(p.dir, 'capture')
     const scratch = `${dest}.capture-${process.pid}-${Date.now()}`
     // What an interrupted capture of this sandbox left (its mount goes with destroy) is reused.
@@ -499,7 +519,6 @@ export class OciDriver implements RuntimeDriver {
     } finally {
       if ((await mountsUnder(view)).includes(view)) await unmount(view)
       fs.rmSync(view, { recursive: true, force: true })
-      await this.destroy(id)
     }
   }
 

@@ -44,6 +44,8 @@ export interface SandboxRow {
   pause: PauseInfo | null
   /** What happens at its deadline, and whether traffic wakes it (lifecycle/pause.ts); null = killed, as before. */
   lifecycle: Lifecycle | null
+  /** The template build it stands on; null for the base (and sandboxes made before this was kept). */
+  templateBuild: string | null
 }
 
 export interface HoldRow {
@@ -180,6 +182,19 @@ ALTER TABLE sandboxes ADD COLUMN template_layers TEXT;
 ALTER TABLE sandboxes ADD COLUMN pause TEXT;
 ALTER TABLE sandboxes ADD COLUMN lifecycle TEXT;
 `,
+  // Snapshots (lifecycle/copies.ts): template builds made from a sandbox's files, and which sandbox
+  // each came from; sandboxes record the template build they stand on (NULL: the base, or made
+  // before), so a copy of one gets its template's config.
+  `
+ALTER TABLE sandboxes ADD COLUMN template_build TEXT;
+CREATE TABLE IF NOT EXISTS sandbox_snapshots (
+  build_id TEXT PRIMARY KEY,
+  template_id TEXT NOT NULL,
+  sandbox_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS snapshots_by_template ON sandbox_snapshots (template_id);
+`,
   // Each sandbox's metrics samples and log (store/history.ts), kept past its end until pruned by age.
   `
 CREATE TABLE IF NOT EXISTS sandbox_metrics (
@@ -237,6 +252,7 @@ interface RawSandbox {
   ingress: string | null
   pause: string | null
   lifecycle: string | null
+  template_build: string | null
 }
 
 const toSandbox = (r: RawSandbox): SandboxRow => ({
@@ -260,6 +276,7 @@ const toSandbox = (r: RawSandbox): SandboxRow => ({
   ingress: r.ingress ? JSON.parse(r.ingress) : null,
   pause: r.pause ? JSON.parse(r.pause) : null,
   lifecycle: r.lifecycle ? JSON.parse(r.lifecycle) : null,
+  templateBuild: r.template_build,
 })
 
 const jsonOrNull = (v: object | null) => (v ? JSON.stringify(v) : null)
@@ -310,8 +327,8 @@ export class Store {
   insertSandbox(s: SandboxRow): void {
     this.db
       .prepare(
-        `INSERT INTO sandboxes (id, template, template_rootfs, template_layers, state, metadata, env_vars, cpu_count, memory_mb, pids, disk_size_mb, started_at, end_at, access_token, id_range, network, allow_internet_access, ingress, pause, lifecycle)
-         VALUES (@id, @template, @templateRootfs, @templateLayers, @state, @metadata, @envVars, @cpuCount, @memoryMB, @pids, @diskSizeMB, @startedAt, @endAt, @accessToken, @ids, @network, @allowInternetAccess, @ingress, @pause, @lifecycle)`,
+        `INSERT INTO sandboxes (id, template, template_rootfs, template_layers, state, metadata, env_vars, cpu_count, memory_mb, pids, disk_size_mb, started_at, end_at, access_token, id_range, network, allow_internet_access, ingress, pause, lifecycle, template_build)
+         VALUES (@id, @template, @templateRootfs, @templateLayers, @state, @metadata, @envVars, @cpuCount, @memoryMB, @pids, @diskSizeMB, @startedAt, @endAt, @accessToken, @ids, @network, @allowInternetAccess, @ingress, @pause, @lifecycle, @templateBuild)`,
       )
       .run({
         ...s,

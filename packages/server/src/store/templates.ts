@@ -45,6 +45,14 @@ export interface LogEntry {
   step?: string
 }
 
+/** A snapshot: a template build made from a sandbox's files (lifecycle/copies.ts). */
+export interface SnapshotRow {
+  buildId: string
+  templateId: string
+  sandboxId: string
+  createdAt: number
+}
+
 export interface CustomTemplate {
   id: string
   name: string
@@ -106,6 +114,7 @@ export class TemplateStore {
       }
       this.db.prepare('DELETE FROM template_builds WHERE template_id = ?').run(id)
       this.db.prepare('DELETE FROM template_spawns WHERE name = (SELECT name FROM custom_templates WHERE id = ?)').run(id)
+      this.db.prepare('DELETE FROM sandbox_snapshots WHERE template_id = ?').run(id)
       this.db.prepare('DELETE FROM custom_templates WHERE id = ?').run(id)
     })()
   }
@@ -174,6 +183,27 @@ export class TemplateStore {
     } else {
       this.db.prepare("UPDATE template_builds SET status = 'error', reason = ?, finished_at = ? WHERE id = ?").run(JSON.stringify(result.reason), at, id)
     }
+  }
+
+  // --- snapshots ---
+  insertSnapshot(s: SnapshotRow): void {
+    this.db.prepare('INSERT INTO sandbox_snapshots (build_id, template_id, sandbox_id, created_at) VALUES (?, ?, ?, ?)').run(s.buildId, s.templateId, s.sandboxId, s.createdAt)
+  }
+
+  /** Templates made by snapshots, newest snapshot first: each with its latest snapshot (from `sandboxId` when given). */
+  snapshotTemplates(filter: { sandboxId?: string; templateId?: string }): SnapshotRow[] {
+    const where = [filter.sandboxId !== undefined && 'sandbox_id = @sandboxId', filter.templateId !== undefined && 'template_id = @templateId'].filter(Boolean)
+    return this.db
+      .prepare(
+        `SELECT build_id AS buildId, template_id AS templateId, sandbox_id AS sandboxId, MAX(created_at) AS createdAt FROM sandbox_snapshots
+         ${where.length ? `WHERE ${where.join(' AND ')}` : ''} GROUP BY template_id ORDER BY createdAt DESC, template_id`,
+      )
+      .all(filter) as SnapshotRow[]
+  }
+
+  /** Whether a template was made by a snapshot. */
+  isSnapshot(templateId: string): boolean {
+    return this.db.prepare('SELECT 1 FROM sandbox_snapshots WHERE template_id = ? LIMIT 1').get(templateId) !== undefined
   }
 
   // --- logs ---
