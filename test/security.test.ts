@@ -165,6 +165,10 @@ describe('hostile agent replies', () => {
       await assert.rejects(fetch(`${apiUrl}/envs`, { headers: { 'e2b-sandbox-id': sb.id, 'x-api-key': apiKey() } }).then((r) => r.text()))
       await agent.close()
       assert.ok(await serverUp())
+      // What the daemon met is in the sandbox's own log, as its agent's errors.
+      const logged = (await api('GET', `/api/v1/sandboxes/${sb.id}/logs?level=error`)).json.logs as { message: string; fields: Record<string, string> }[]
+      assert.ok(logged.some((e) => e.fields.logger === 'agent' && e.message === "GET /envs: The sandbox's agent sent an invalid status (999)"), JSON.stringify(logged))
+      assert.ok(logged.some((e) => e.fields.logger === 'agent' && e.message === "GET /envs: The sandbox's agent sent an unexpected upgrade"), JSON.stringify(logged))
     } finally {
       await killSandbox(sb.id)
     }

@@ -10,6 +10,7 @@ import { completion } from './completion.js'
 import { cp } from './cp.js'
 import { parseDuration } from './duration.js'
 import { exec, shell } from './exec.js'
+import { logs, metrics, parseLevel } from './observe.js'
 import { run as runCode } from './run.js'
 import * as template from './template.js'
 
@@ -199,6 +200,21 @@ function program(): Command {
     .action(async (id: string, o: { count: number; keepAlive?: number; json?: boolean }) => {
       exitCode = await cmd.fork(id, o.count, o.keepAlive, !!o.json)
     })
+
+  p.command('metrics')
+    .description("show a sandbox's CPU, memory and disk: the latest figures and a chart of the samples (also of a sandbox that ended, while kept)")
+    .argument('<id>', 'the sandbox')
+    .option('--since <duration>', 'only samples this recent: 90s, 15m, 1h', parseDuration)
+    .option('--json', 'print the samples as JSON')
+    .action(async (id: string, o: { since?: number; json?: boolean }) => metrics(id, { sinceMs: o.since, json: !!o.json }))
+
+  p.command('logs')
+    .description("print a sandbox's log: its lifecycle events, its template's start command output and errors of its agent")
+    .argument('<id>', 'the sandbox')
+    .option('-f, --follow', 'keep printing new entries until the sandbox has ended')
+    .option('--level <level>', 'only this level and above: debug, info, warn, error')
+    .option('--json', 'print one JSON entry per line')
+    .action(async (id: string, o: { follow?: boolean; level?: string; json?: boolean }) => logs(id, { follow: !!o.follow, json: !!o.json, level: parseLevel(o.level) }))
 
   p.command('kill')
     .description('destroy a sandbox')

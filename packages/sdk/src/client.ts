@@ -5,6 +5,7 @@ import type { Readable } from 'node:stream'
 import { resolveConfig, type ConnectionOptions } from './config.js'
 import { SandboxConnection } from './connection.js'
 import { InvalidArgumentError, SandlotError } from './errors.js'
+import { getLogs, getMetrics, type LogsOptions, type LogsPage, type MetricsOptions, type SandboxMetric } from './history.js'
 import { ApiClient, sandboxRoute, type SandboxJSON } from './http.js'
 import { checkLifecycle, checkNetwork, checkPauseOptions, checkStringMap, infoOf, type LifecycleOptions, type NetworkOptions, type PauseOptions, type SandboxInfo, type SandboxOptions, type SnapshotInfo } from './sandbox.js'
 
@@ -126,6 +127,16 @@ export class SandlotClient {
     type Result = { sandbox?: SandboxJSON; error?: { status: number; error_code: string; message: string } }
     const results = await this.api.request<Result[]>('POST', `${sandboxRoute(id)}/fork`, { body: { count: opts.count, keepAliveMs: opts.keepAlive }, sandboxId: id })
     return results.map((r) => (r.sandbox ? infoOf(r.sandbox) : new SandlotError(r.error?.message ?? 'the fork failed', r.error?.error_code ?? 'fork_failed', r.error?.status)))
+  }
+
+  /** A sandbox's CPU, memory and disk samples (as {@link Sandbox.getMetrics}); also of one that ended, while kept. */
+  getMetrics(id: string, opts: MetricsOptions = {}): Promise<SandboxMetric[]> {
+    return getMetrics(this.api, id, opts)
+  }
+
+  /** A sandbox's log (as {@link Sandbox.getLogs}); also of one that ended, while kept. */
+  getLogs(id: string, opts: LogsOptions = {}): Promise<LogsPage> {
+    return getLogs(this.api, id, opts)
   }
 
   /** Destroys a sandbox now. Throws {@link SandboxNotFoundError} if it does not exist. */

@@ -6,6 +6,7 @@ import { SandboxConnection } from './connection.js'
 import { expandHome, HOME } from './envd.js'
 import { InvalidArgumentError, SandboxNotFoundError, SandlotError, TimeoutError } from './errors.js'
 import { HoldKeeper } from './hold.js'
+import { getLogs, getMetrics, type LogsOptions, type LogsPage, type MetricsOptions, type SandboxMetric } from './history.js'
 import { abortError, ApiClient, sandboxRoute, type HoldJSON, type LifecycleJSON, type NetworkJSON, type SandboxJSON } from './http.js'
 
 /** How long creating or reconnecting may take by default (ms). */
@@ -117,6 +118,7 @@ export interface SnapshotInfo {
   buildId: string
   /** The sandbox it was taken from. */
   sandboxId: string
+  /** When it was taken. */
   createdAt: Date
 }
 
@@ -487,6 +489,24 @@ export class Sandbox extends SandboxConnection {
     const body = checkNetwork(network, false) ?? {}
     this.ctx.assertUsable()
     await this.api.request('PUT', `${sandboxRoute(this.id)}/network`, { body, sandboxId: this.id, retry: true })
+  }
+
+  /**
+   * The sandbox's CPU, memory and disk over time: samples the server takes every 5 s (its
+   * `SANDLOT_METRICS_INTERVAL_MS`), between `start` and `end` (default: all kept), oldest first.
+   * Long ranges come in buckets, as E2B's.
+   */
+  async getMetrics(opts: MetricsOptions = {}): Promise<SandboxMetric[]> {
+    return getMetrics(this.api, this.id, opts)
+  }
+
+  /**
+   * The sandbox's log: its lifecycle events, its template's start command output and errors of
+   * its agent, oldest first, from the entry after `opts.after`. Read on with `after: page.next`;
+   * `wait` makes a read with nothing new wait for an entry (to follow it).
+   */
+  async getLogs(opts: LogsOptions = {}): Promise<LogsPage> {
+    return getLogs(this.api, this.id, opts)
   }
 
   /**

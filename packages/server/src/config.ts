@@ -84,6 +84,12 @@ export interface Config {
   agentNodeFlags?: string[]
   /** Ready sandboxes kept per template (SANDLOT_POOL, default base=2): lifecycle/pool.ts. */
   poolSizes: Map<string, number>
+  /**
+   * Sandboxes' metrics and logs (lifecycle/metrics.ts, lifecycle/logs.ts): how often CPU, memory and
+   * disk are sampled, how long samples and log entries are kept (also after the sandbox ends), and
+   * the most log entries kept per sandbox (the oldest go first).
+   */
+  history: { metricsIntervalMs: number; retentionMs: number; logLinesPerSandbox: number }
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -168,6 +174,11 @@ export function loadConfig(env = process.env): Config {
     accessLog: env.SANDLOT_ACCESS_LOG === '1' || env.SANDLOT_ACCESS_LOG === 'true',
     poolSizes: parsePoolSizes(env.SANDLOT_POOL, 'base=2'),
     agentNodeFlags: agentNodeFlagsFrom(env.SANDLOT_AGENT_NODE_FLAGS),
+    history: {
+      metricsIntervalMs: intFrom('SANDLOT_METRICS_INTERVAL_MS', 5000),
+      retentionMs: intFrom('SANDLOT_HISTORY_RETENTION_HOURS', 7 * 24) * 3_600_000,
+      logLinesPerSandbox: intFrom('SANDLOT_SANDBOX_LOG_LINES', 10_000),
+    },
   }
 }
 

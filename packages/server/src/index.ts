@@ -10,7 +10,9 @@ import { buildApp } from './api/app.js'
 import { ensureApiKey, isValidApiKey } from './api/auth.js'
 import { defaultDomain, loadConfig, type Config } from './config.js'
 import { lockHome } from './lifecycle/home-lock.js'
+import { SandboxLogs } from './lifecycle/logs.js'
 import { SandboxManager } from './lifecycle/manager.js'
+import { MetricsSampler } from './lifecycle/metrics.js'
 import { SandboxPool } from './lifecycle/pool.js'
 import { SandboxNetworks } from './network/networks.js'
 import { PortDialer, agentTunnelWay, directWay } from './proxy/dialer.js'
@@ -20,6 +22,7 @@ import { IdRanges, ensureIdLayout } from './runtime/idmap.js'
 import { ensureLxcfs } from './runtime/lxcfs.js'
 import { OciDriver } from './runtime/oci.js'
 import { Store } from './store/db.js'
+import { HistoryStore } from './store/history.js'
 import { BuildRunner } from './templates/build.js'
 import { pullBase } from './templates/from-image.js'
 import { imagePullSettings } from './templates/image/index.js'
@@ -123,6 +126,11 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
     log,
   )
   manager.pool = pool
+  // Each sandbox's metrics and log (lifecycle/metrics.ts, lifecycle/logs.ts), kept past its end until pruned.
+  const history = new HistoryStore(store.db)
+  const logs = new SandboxLogs(history, config.history.logLinesPerSandbox, (err) => log.warn({ err }, 'cannot write to a sandbox\'s log'))
+  manager.logs = logs
+  const sampler = new MetricsSampler({ store: history, driver, running: () => manager.running(), log, intervalMs: config.history.metricsIntervalMs, retentionMs: config.history.retentionMs })
   // Template builds: layers under $SANDLOT_HOME/layers (root's alone, like the templates), the
   // uploaded files of COPY steps under template-files.
   const layersDir = path.join(config.home, 'layers')
@@ -182,6 +190,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
     proxy.forget(id)
     preview.forget(id)
   }
+  proxy.onAgentError = (id, message) => logs.append(id, 'error', message, { logger: 'agent' })
 
   // The default domain names the port: with port 0 (tests) it is known only once listening, and
   // the certificate needs only its host part, which does not change.
@@ -194,7 +203,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
     log.error({ err }, `https:// is off: cannot make the local CA (${(err as Error).message}); is openssl installed?`)
   }
   const copies = new SandboxCopies(manager, driver, templates, builds, layersDir, log)
-  const app = buildApp({ store, manager, proxy, preview, log, config, tls, builds, templates, pool, copies })
+  const app = buildApp({ store, manager, proxy, preview, log, config, tls, builds, templates, pool, copies, history, logs })
   // Listen first, so /health reports progress while the base template is built.
   await app.listen({ host: config.listenHost, port: config.listenPort })
   const address = app.server.address()
@@ -217,6 +226,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
     .then(collect)
     .then(prebuild)
     .then(() => pool.start())
+    .then(() => sampler.start())
     .then(
     () => log.info('ready: sandboxes can be created'),
     (err: Error) => {
@@ -237,6 +247,7 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
       clearInterval(collector)
       runner.cancelAll()
       manager.shutdown()
+      await sampler.stop()
       await app.close()
       await pool.drain()
       await driver.shutdown()

@@ -26,6 +26,10 @@ import { logAccess } from './access-log.js'
 import type { SandboxCopies } from '../lifecycle/copies.js'
 import { errorSchema, openApiRoute, registerOpenApi } from './openapi.js'
 import { poolRoutes } from './pools.js'
+import { e2bMetricsRoutes } from './e2b-metrics.js'
+import { sandboxHistoryRoutes } from './sandbox-history.js'
+import type { SandboxLogs } from '../lifecycle/logs.js'
+import type { HistoryStore } from '../store/history.js'
 import type { SandboxPool } from '../lifecycle/pool.js'
 import type { TemplateBuilds } from '../templates/builds.js'
 import type { TemplateRegistry } from '../templates/registry.js'
@@ -43,6 +47,9 @@ export interface AppDeps {
   log: Logger
   config: Config
   pool: SandboxPool
+  /** Sandboxes' metrics samples and logs (store/history.ts, lifecycle/logs.ts). */
+  history: HistoryStore
+  logs: SandboxLogs
   /** Serve https:// on the same port with this certificate (tls/); absent: http:// only. */
   tls?: TlsMaterial
 }
@@ -259,12 +266,14 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     })
     openApiRoute(api)
     nativeRoutes(api, deps.manager, deps.config)
+    sandboxHistoryRoutes(api, deps)
     templateRoutes(api, deps.builds, deps.templates)
     poolRoutes(api, deps.pool)
     e2bTemplateRoutes(api, deps.builds, deps.templates, deps.config.defaultLimits)
     copyRoutes(api, deps.manager, deps.copies, deps.config)
     e2bCopyRoutes(api, deps.manager, deps.copies, deps.config)
     e2bRoutes(api, deps.manager, deps.config)
+    e2bMetricsRoutes(api, deps)
   })
   return app
 }

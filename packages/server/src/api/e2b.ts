@@ -286,9 +286,6 @@ export function e2bRoutes(app: FastifyInstance, manager: SandboxManager, config:
     if (id !== undefined) find(id)
     throw notImplemented(`${what} is not supported by this Sandlot server yet (see docs/e2b-compatibility.md)`)
   }
-  app.get('/sandboxes/:id/metrics', notYet('Reading sandbox metrics'))
-  app.get('/sandboxes/metrics', notYet('Reading sandbox metrics'))
-  app.get('/v2/sandboxes/:id/logs', notYet('Reading sandbox logs'))
   // What of E2B's template API is not built yet (e2b-templates.ts has the rest; its routes win over these).
   // The legacy builds (POST /templates, /v2/templates) and the rest under these prefixes.
   const templatesNotYet = notYet('Building and managing templates through this route of the E2B API')

@@ -15,6 +15,7 @@ import { accessTokenFor, newHoldId, newSandboxId, trafficTokenFor } from './ids.
 import type { IngressConfig } from './ingress.js'
 import { HOLD_TTL_MS, isAlive } from './lifetime.js'
 import { AUTO_RESUME_MIN_MS, PauseControl, wakesOnRequest, type Lifecycle, type ResumeOptions } from './pause.js'
+import type { SandboxLogSink } from './logs.js'
 
 const WATCHDOG_INTERVAL_MS = 2000
 /** A watchdog tick this much later than due means the daemon was stalled, not that clients were. */
@@ -94,6 +95,8 @@ export class SandboxManager {
   /** Pauses and resumes (pause.ts); each sandbox's run one at a time, in `transitions`. */
   private readonly pauses: PauseControl
   private transitions = new Map<string, Promise<unknown>>()
+  /** Each sandbox's own log (logs.ts): its lifecycle events and its start command's output. */
+  logs?: SandboxLogSink
 
   constructor(
     private readonly store: Store,
@@ -162,7 +165,8 @@ export class SandboxManager {
     for (const s of this.running()) {
       if (this.driver.alive(s.id)) continue
       this.log.warn({ sandboxId: s.id }, 'sandbox died on its own; cleaning up')
-      void this.kill(s.id).catch((err) => this.log.error({ err, sandboxId: s.id }, 'cleanup of a dead sandbox failed'))
+      this.logs?.append(s.id, 'error', 'the sandbox died on its own (its init ended)')
+      void this.kill(s.id, 'cleaning up after it died').catch((err) => this.log.error({ err, sandboxId: s.id }, 'cleanup of a dead sandbox failed'))
     }
   }
 
@@ -195,6 +199,7 @@ export class SandboxManager {
           this.log.error({ sandboxId: s.id, ids: s.ids }, 'the id range of this re-adopted sandbox is claimed by another sandbox')
         }
         this.log.info({ sandboxId: s.id }, 're-adopted running sandbox')
+        this.logs?.append(s.id, 'info', 'the server restarted; the sandbox kept running')
         this.armDeadline(s)
       } else if (s.state === 'pooled') {
         // The pool is made anew by each server (pool.ts).
@@ -331,12 +336,13 @@ export class SandboxManager {
       })
       if (t.config.startCmd || t.config.readyCmd) {
         const agent = new AgentClient(this.driver.agentSocket(row.id), row.accessToken)
-        await startAndWaitReady(agent, { ...t.config, env: { ...t.config.env, ...row.envVars } }, this.config.readyTimeoutMs, undefined).catch((err: Error) => {
+        await startAndWaitReady(agent, { ...t.config, env: { ...t.config.env, ...row.envVars } }, this.config.readyTimeoutMs, undefined, undefined, this.startCmdOutput(row.id)).catch((err: Error) => {
           throw new SandlotError(500, 'template_start_failed', `The start command of template "${t.name}" did not become ready: ${err.message}`)
         })
       }
     } catch (err) {
       this.log.error({ sandboxId: row.id, err }, 'sandbox failed to start')
+      this.logs?.append(row.id, 'error', `the sandbox failed to start: ${(err as Error).message}`)
       await this.destroyNow(row.id)
       throw err
     }
@@ -350,11 +356,17 @@ export class SandboxManager {
     return this.begin(row, req, Date.now() - row.startedAt)
   }
 
+  /** The start command's output lines into the sandbox's log (stderr as warnings). */
+  private startCmdOutput(id: string): (line: string, stream: 'stdout' | 'stderr') => void {
+    return (line, stream) => this.logs?.append(id, stream === 'stderr' ? 'warn' : 'info', line, { logger: 'start-cmd', stream })
+  }
+
   /** A running sandbox starts its life: its deadline armed, counted, and held in the same tick if asked. */
   private begin(row: SandboxRow, req: CreateRequest, ms: number, pooled = false): { sandbox: SandboxState; hold?: HoldRow } {
     this.templates.builds.recordSpawn(row.template, Date.now())
     this.armDeadline(row)
     this.log.info({ sandboxId: row.id, template: row.template, ms, ...(pooled && { pooled }) }, 'sandbox created')
+    this.logs?.append(row.id, 'info', 'sandbox created', { template: row.template, ms, ...(pooled && { pooled }) })
     // Taken in the same tick as the sandbox turns running, so it is never running unheld; the
     // lease starts once the sandbox is up, not when the request came in.
     const hold = req.hold ? this.insertHold(row.id) : undefined
@@ -550,7 +562,7 @@ export class SandboxManager {
     for (const s of this.store.listSandboxes()) {
       if (s.state !== 'paused' || !s.pause || s.pause.at + this.config.pausedRetentionMs > now || this.killing.has(s.id)) continue
       this.log.info({ sandboxId: s.id }, 'destroying a paused sandbox kept past SANDLOT_PAUSED_RETENTION_MS')
-      void this.kill(s.id).catch((err) => this.log.error({ err, sandboxId: s.id }, 'destroying an expired paused sandbox failed'))
+      void this.kill(s.id, 'paused longer than SANDLOT_PAUSED_RETENTION_MS').catch((err) => this.log.error({ err, sandboxId: s.id }, 'destroying an expired paused sandbox failed'))
     }
   }
 
@@ -668,7 +680,7 @@ export class SandboxManager {
       return
     }
     this.log.info({ sandboxId: id }, `destroying sandbox: ${reason}`)
-    void this.kill(id).catch((err) => this.log.error({ err, sandboxId: id }, 'destroying a released sandbox failed'))
+    void this.kill(id, reason).catch((err) => this.log.error({ err, sandboxId: id }, 'destroying a released sandbox failed'))
   }
 
   private armDeadline(s: SandboxRow): void {
@@ -687,12 +699,13 @@ export class SandboxManager {
     this.deadlines.set(s.id, timer)
   }
 
-  async kill(id: string): Promise<void> {
+  async kill(id: string, reason = 'killed by a client'): Promise<void> {
     const pending = this.killing.get(id)
     if (pending) return pending
     const row = this.store.getSandbox(id)
     // A pooled sandbox is nobody's yet: only the pool ends it (destroyPooled).
     if (!row || row.state === 'pooled') throw sandboxNotFound(id)
+    this.logs?.append(id, 'info', `killing the sandbox: ${reason}`)
     // A pause or resume under way finishes first (its runtime calls must not race the destroy).
     const p = (this.transitions.get(id) ?? Promise.resolve())
       .catch(() => {})
@@ -706,6 +719,7 @@ export class SandboxManager {
     clearTimeout(this.deadlines.get(id))
     this.deadlines.delete(id)
     const ids = this.store.getSandbox(id)?.ids
+    const pooled = this.store.getSandbox(id)?.state === 'pooled'
     this.store.setSandboxState(id, 'stopping')
     this.onDestroyed(id)
     await this.driver.destroy(id)
@@ -713,6 +727,9 @@ export class SandboxManager {
     // Only once nothing of the sandbox is left on the host may another have its ids.
     if (ids) this.idRanges.release(id, ids)
     this.log.info({ sandboxId: id }, 'sandbox destroyed')
+    // A pooled sandbox nobody had leaves no history; others' stays readable until pruned.
+    if (pooled) this.logs?.discard(id)
+    else this.logs?.append(id, 'info', 'sandbox destroyed')
   }
 
   /** Ends a pooled sandbox (a stale one, or the pool draining). */

@@ -43,6 +43,8 @@ export function sendJson(res: http.ServerResponse, status: number, body: unknown
 export class EnvdProxy {
   /** One keep-alive connection pool per sandbox: a command in a running sandbox should cost one round trip. */
   private agents = new Map<string, http.Agent>()
+  /** Told of each failure of a sandbox's agent a request met (a silent or malformed answer), for the sandbox's log. */
+  onAgentError: (sandboxId: string, message: string) => void = () => {}
 
   constructor(
     private readonly socketOf: (sandboxId: string) => string,
@@ -94,6 +96,8 @@ export class EnvdProxy {
     let answered = false
     const fail = (status: number, message: string) => {
       upstream.destroy()
+      // A gone sandbox is no error of its agent's.
+      if (status === 504 || message.startsWith("The sandbox's agent")) this.onAgentError(sandboxId, `${req.method} ${req.url?.split('?')[0]}: ${message}`)
       if (res.writableEnded) return
       if (!res.headersSent) sendJson(res, status, { sandboxId, message, code: status })
       else res.destroy()

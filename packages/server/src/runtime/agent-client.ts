@@ -45,16 +45,11 @@ export class AgentClient {
   /** Runs `/bin/bash -l -c cmd` (E2B's way) and waits for its end. Rejects with the agent's error (e.g. an unknown user). */
   async run(cmd: string, o: RunOptions): Promise<RunResult> {
     const tail: string[] = []
-    const partial = { stdout: '', stderr: '' }
-    const emit = (text: string, stream: 'stdout' | 'stderr') => {
-      const lines = (partial[stream] + text).split('\n')
-      partial[stream] = lines.pop() ?? ''
-      for (const line of lines) {
-        tail.push(line)
-        if (tail.length > TAIL_LINES) tail.shift()
-        o.onLine?.(line, stream)
-      }
-    }
+    const lines = lineSplitter((line, stream) => {
+      tail.push(line)
+      if (tail.length > TAIL_LINES) tail.shift()
+      o.onLine?.(line, stream)
+    })
     const headers = this.headers(o.user, o.timeoutMs ? { 'connect-timeout-ms': String(o.timeoutMs) } : {})
     let exitCode = -1
     let status = 'no exit status'
@@ -66,30 +61,64 @@ export class AgentClient {
       const e = event?.event
       if (e?.case === 'data') {
         const d = e.value.output
-        if (d.case === 'stdout' || d.case === 'stderr') emit(Buffer.from(d.value).toString(), d.case)
+        if (d.case === 'stdout' || d.case === 'stderr') lines.push(Buffer.from(d.value).toString(), d.case)
       } else if (e?.case === 'end') {
         exitCode = e.value.exitCode
         status = e.value.status
       }
     }
-    for (const s of ['stdout', 'stderr'] as const) if (partial[s]) emit('\n', s)
+    lines.flush()
     return { exitCode, status, tail }
   }
 
-  /** Starts a command in the background (the start command): returns once it runs. */
-  async startBackground(cmd: string, o: Omit<RunOptions, 'onLine' | 'timeoutMs'>): Promise<void> {
+  /**
+   * Starts a command in the background (the start command): returns once it runs. With `onLine`,
+   * its output goes on being read, line by line, until it ends (or the sandbox does); else nothing
+   * listens and envd keeps the process running alone.
+   */
+  async startBackground(cmd: string, o: Omit<RunOptions, 'timeoutMs'>): Promise<void> {
     const controller = new AbortController()
     const stream = this.process.start(
       { process: { cmd: '/bin/bash', args: ['-l', '-c', cmd], envs: o.env ?? {}, cwd: o.cwd }, stdin: false },
       { headers: this.headers(o.user), signal: controller.signal },
     )
+    const events = stream[Symbol.asyncIterator]()
+    let started = false
     try {
-      for await (const { event } of stream) {
-        if (event?.event.case === 'start') break
+      for (;;) {
+        const { value, done } = await events.next()
+        if (done) break
+        if (value.event?.event.case === 'start') {
+          started = true
+          break
+        }
       }
     } finally {
       // The process goes on without a listener (envd keeps processes when their stream ends).
-      controller.abort()
+      if (!started || !o.onLine) controller.abort()
+    }
+    if (started && o.onLine) void this.follow(events, o.onLine)
+  }
+
+  /** Reads a started command's events to their end, its output as lines; any failure just ends it. */
+  private async follow(events: AsyncIterator<{ event?: { event: { case: string | undefined; value?: unknown } } }>, onLine: (line: string, stream: 'stdout' | 'stderr') => void): Promise<void> {
+    const lines = lineSplitter(onLine)
+    try {
+      for (;;) {
+        const { value, done } = await events.next()
+        if (done) break
+        const e = value.event?.event
+        if (e?.case === 'data') {
+          const d = (e.value as { output: { case: string; value: Uint8Array } }).output
+          if (d.case === 'stdout' || d.case === 'stderr') lines.push(Buffer.from(d.value).toString(), d.case)
+        } else if (e?.case === 'end') {
+          const end = e.value as { exitCode: number; status: string }
+          lines.flush()
+          onLine(`(the start command ended: ${end.status || `exit code ${end.exitCode}`})`, end.exitCode === 0 ? 'stdout' : 'stderr')
+        }
+      }
+    } catch {
+      // The sandbox ended (or its agent went): there is no more output to read.
     }
   }
 
@@ -134,4 +163,19 @@ export class AgentClient {
       fs.createReadStream(file).on('error', reject).pipe(req)
     })
   }
+}
+
+/**
+ * Output chunks of stdout and stderr into whole lines, each stream apart; a line without an end past
+ * 8 KiB is cut there, so a flood without newlines cannot grow without bound. flush() ends both.
+ */
+function lineSplitter(onLine: (line: string, stream: 'stdout' | 'stderr') => void) {
+  const partial = { stdout: '', stderr: '' }
+  const push = (text: string, stream: 'stdout' | 'stderr') => {
+    const lines = (partial[stream] + text).split('\n')
+    partial[stream] = lines.pop() ?? ''
+    if (partial[stream].length > 8192) lines.push(partial[stream]), (partial[stream] = '')
+    for (const line of lines) onLine(line, stream)
+  }
+  return { push, flush: () => (['stdout', 'stderr'] as const).forEach((s) => partial[s] && push('\n', s)) }
 }

@@ -51,6 +51,21 @@ export interface RestartSpec {
   envVars: Record<string, string>
 }
 
+/** What a sandbox uses now (lifecycle/metrics.ts samples it). */
+export interface SandboxUsage {
+  /** CPU time used since it started (µs), all its processes together. */
+  cpuUsec: number
+  /** Memory in use (bytes), page cache not counted (as E2B's envd reports it). */
+  memUsed: number
+  /** Its memory limit (bytes). */
+  memTotal: number
+  /** Page cache (bytes). */
+  memCache: number
+  /** Its own filesystem (the writable layer): bytes used (total less what is available) and its size. */
+  diskUsed: number
+  diskTotal: number
+}
+
 export interface RuntimeDriver {
   readonly name: string
   /** Throws an error that tells the user what to do when this runtime cannot run sandboxes here. */
@@ -94,4 +109,6 @@ export interface RuntimeDriver {
    * copy (a snapshot or fork: it runs on after).
    */
   snapshotLayer(id: string, ids: SandboxIds, dest: string): Promise<void>
+  /** What the running sandbox uses now (its cgroup, its filesystem); undefined when it is not running. */
+  usage?(id: string): Promise<SandboxUsage | undefined>
 }

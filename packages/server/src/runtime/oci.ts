@@ -10,7 +10,8 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import { hostOpenFilesLimit, type Config, type RuntimeName } from '../config.js'
 import { unavailable } from '../errors.js'
-import type { NetworkAttacher, RestartSpec, RuntimeDriver, RuntimeState, SandboxSpec } from './driver.js'
+import type { NetworkAttacher, RestartSpec, RuntimeDriver, RuntimeState, SandboxSpec, SandboxUsage } from './driver.js'
+import { cgroupMounts, cgroupUsage } from './cgroup.js'
 import type { IdRange, SandboxIds } from './idmap.js'
 import { mountAgentFiles, unmountAgentFiles } from './agent-files.js'
 import { BlankImages, checkLayerTools, mountLayer, mountsUnder, removeLayerImage, unmount } from './layer.js'
@@ -399,6 +400,30 @@ export class OciDriver implements RuntimeDriver {
       return start !== '' && processStartTime(pid) === start
     } catch {
       return false
+    }
+  }
+
+  async usage(id: string): Promise<SandboxUsage | undefined> {
+    if (!this.alive(id)) return undefined
+    const p = this.paths(id)
+    const pid = Number(fs.readFileSync(p.pidFile, 'utf8').trim())
+    try {
+      // The init's cgroup is the container's (runc puts every process of it there).
+      const [cg, disk] = await Promise.all([cgroupUsage(pid, await cgroupMounts()), fs.promises.statfs(p.layer)])
+      const memTotal = cg.memLimit ?? 0
+      return {
+        cpuUsec: cg.cpuUsec,
+        memUsed: Math.max(0, cg.memUsage - cg.memCache),
+        memTotal,
+        memCache: cg.memCache,
+        // As `df` and E2B (statfs of /): used = size less what is available to the sandbox.
+        diskUsed: (disk.blocks - disk.bavail) * disk.bsize,
+        diskTotal: disk.blocks * disk.bsize,
+      }
+    } catch (err) {
+      // Ended between the check and the reads: not running, nothing to report.
+      if (!this.alive(id)) return undefined
+      throw err
     }
   }
 

@@ -195,6 +195,32 @@ CREATE TABLE IF NOT EXISTS sandbox_snapshots (
 );
 CREATE INDEX IF NOT EXISTS snapshots_by_template ON sandbox_snapshots (template_id);
 `,
+  // Each sandbox's metrics samples and log (store/history.ts), kept past its end until pruned by age.
+  `
+CREATE TABLE IF NOT EXISTS sandbox_metrics (
+  sandbox_id TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  cpu_count INTEGER NOT NULL,
+  cpu_used_pct REAL NOT NULL,
+  mem_used INTEGER NOT NULL,
+  mem_total INTEGER NOT NULL,
+  mem_cache INTEGER NOT NULL,
+  disk_used INTEGER NOT NULL,
+  disk_total INTEGER NOT NULL,
+  PRIMARY KEY (sandbox_id, at)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sandbox_metrics_by_time ON sandbox_metrics (at);
+CREATE TABLE IF NOT EXISTS sandbox_logs (
+  sandbox_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  at INTEGER NOT NULL,
+  level TEXT NOT NULL,
+  message TEXT NOT NULL,
+  fields TEXT NOT NULL,
+  PRIMARY KEY (sandbox_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sandbox_logs_by_time ON sandbox_logs (at);
+`,
 ]
 
 export interface NetworkRow {

@@ -319,9 +319,17 @@ export class BuildRunner {
  * Starts the start command in the background (as the template's user, in its workdir, with its
  * env), then runs the ready command until it passes (every 50 ms at first, then every 2 s).
  */
-export async function startAndWaitReady(agent: AgentClient, config: TemplateConfig, timeoutMs: number, signal: AbortSignal | undefined, onLine?: (line: string) => void): Promise<void> {
+export async function startAndWaitReady(
+  agent: AgentClient,
+  config: TemplateConfig,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+  onLine?: (line: string) => void,
+  /** The start command's output, line by line, for as long as it runs (a sandbox's log). */
+  onStartOutput?: (line: string, stream: 'stdout' | 'stderr') => void,
+): Promise<void> {
   const o = { user: config.user, cwd: config.workdir ?? undefined, env: config.env }
-  if (config.startCmd) await agent.startBackground(config.startCmd, o)
+  if (config.startCmd) await agent.startBackground(config.startCmd, { ...o, onLine: onStartOutput })
   if (!config.readyCmd) return
   const deadline = Date.now() + timeoutMs
   let last: string[] = []
