@@ -37,6 +37,10 @@ describe('e2b SDK: pause and resume', { concurrency: true }, () => {
     await s.commands.run('sleep 2 && echo done > /home/user/f', { background: true })
     await httpServer(s, 8000)
     await s.files.write('/home/user/notes.txt', 'written before the pause')
+    // A command streaming its output when the pause comes: the stream waits, then goes on.
+    const ticks: string[] = []
+    const ticker = await s.commands.run('for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.4; done', { background: true, onStdout: (d) => void ticks.push(d) })
+    await until(async () => ticks.join('').includes('tick 2'), 5000, 'the ticker to start')
 
     const pausedAt = Date.now()
     assert.equal(await s.pause(), true)
@@ -60,6 +64,8 @@ describe('e2b SDK: pause and resume', { concurrency: true }, () => {
     assert.equal((await again.commands.run('echo $PAUSE_VAR')).stdout, 'kept\n')
     await until(async () => (await again.files.exists('/home/user/f')) && (await again.files.read('/home/user/f')) === 'done\n', 5000, 'the half-done command to finish')
     assert.equal(await again.files.read('/home/user/notes.txt'), 'written before the pause')
+    assert.equal((await ticker.wait()).exitCode, 0)
+    assert.match(ticks.join(''), /tick 1\ntick 2\n(.|\n)*tick 6\n$/, 'the output stream went on after the resume')
     const served = await preview(again, 8000)
     assert.equal(served.status, 200)
     assert.equal(served.body, `served from ${s.sandboxId}\n`)

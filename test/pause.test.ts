@@ -44,6 +44,10 @@ describe('pause and resume: Sandlot SDK, CLI and REST', { concurrency: true }, (
     const ps = await again.process.start({ cmd: `ps -o pid= -p ${sleeper.pid}` })
     assert.equal((await ps.wait()).stdout.trim(), String(sleeper.pid))
     assert.equal(await again.filesystem.read('/home/user/kept.txt'), 'kept')
+    // Its log tells the story.
+    const log = (await api('GET', `/api/v1/sandboxes/${sandbox.id}/logs`)).json.logs.map((e: { message: string }) => e.message)
+    assert.ok(log.includes('sandbox paused: its processes frozen, its memory kept'), log.join('\n'))
+    assert.ok(log.includes('sandbox resumed: its processes run on'), log.join('\n'))
     await again.kill()
   })
 

@@ -86,6 +86,7 @@ export class SandboxCopies {
         store.insertSnapshot({ buildId: made.buildId, templateId: made.templateId, sandboxId: s.id, createdAt: now })
       })
       this.log.info({ sandboxId: s.id, template: made.name, ms: now - started }, 'snapshot taken')
+      this.manager.logs?.append(s.id, 'info', `snapshot taken as template "${made.name}"`, { template: made.name, buildId: made.buildId })
       return { templateId: made.templateId, buildId: made.buildId, name: made.name, tag: made.tags[0]!, named: alias !== undefined }
     })
   }
@@ -141,7 +142,10 @@ export class SandboxCopies {
       }
     }
     const results = await Promise.all(Array.from({ length: count }, one))
-    this.log.info({ sandboxId: id, count, made: results.filter((r) => 'sandbox' in r).length, captureMs, ms: Date.now() - started }, 'sandbox forked')
+    const made = results.flatMap((r) => ('sandbox' in r ? [r.sandbox.id] : []))
+    this.log.info({ sandboxId: id, count, made: made.length, captureMs, ms: Date.now() - started }, 'sandbox forked')
+    this.manager.logs?.append(id, 'info', `forked into ${made.length} of ${count}: ${made.join(' ')}`, { count, made: made.length })
+    for (const f of made) this.manager.logs?.append(f, 'info', `forked from ${id}`, { from: id })
     return results
   }
 }

@@ -511,9 +511,12 @@ export class SandboxManager {
       clearTimeout(this.deadlines.get(id))
       this.deadlines.delete(id)
       this.store.deleteHoldsOf(id)
-      // Its connections through the proxy go: a frozen agent would leave them hanging.
-      this.onDestroyed(id)
-      await this.pauses.pause(s, opts.keepMemory ?? true)
+      const keepMemory = opts.keepMemory ?? true
+      // A memory pause keeps its connections through the proxy: they wait, frozen, and go on after
+      // the resume (a command's output stream included), as on E2B; a files pause ends them all.
+      if (!keepMemory) this.onDestroyed(id)
+      await this.pauses.pause(s, keepMemory)
+      this.logs?.append(id, 'info', keepMemory ? 'sandbox paused: its processes frozen, its memory kept' : 'sandbox paused: its processes ended, its files kept', { keepMemory })
       return this.get(id)
     })
   }
@@ -535,7 +538,10 @@ export class SandboxManager {
       onRunning?.()
       const row = this.store.getSandbox(id)!
       this.armDeadline(row)
-      this.log.info({ sandboxId: id, ms: now - started, memory: how.memory, ...(s.pause?.memory && !how.memory && { memoryLost: true }) }, 'sandbox resumed')
+      const lost = !!s.pause?.memory && !how.memory && opts.memory !== false
+      this.log.info({ sandboxId: id, ms: now - started, memory: how.memory, ...(lost && { memoryLost: true }) }, 'sandbox resumed')
+      if (lost) this.logs?.append(id, 'warn', 'sandbox resumed from its files: the memory it was paused with was lost (its container was gone, as after a host restart)')
+      else this.logs?.append(id, 'info', how.memory ? 'sandbox resumed: its processes run on' : 'sandbox resumed: booted again from its files', { ms: now - started })
       return { sandbox: this.withHolds(row), resumed: true }
     })
   }
@@ -676,7 +682,11 @@ export class SandboxManager {
     if (!s || this.wanted(s)) return
     if (s.lifecycle?.onTimeout === 'pause') {
       this.log.info({ sandboxId: id }, `pausing sandbox: ${reason}`)
-      void this.pause(id, { keepMemory: s.lifecycle.keepMemory }).catch((err) => this.log.error({ err, sandboxId: id }, 'pausing a sandbox at its deadline failed'))
+      void this.pause(id, { keepMemory: s.lifecycle.keepMemory }).catch((err: SandlotError) => {
+        // Killed meanwhile, or resumed and paused by a client first: nothing went wrong.
+        if (err.status === 404 || err.status === 409) return
+        this.log.error({ err, sandboxId: id }, 'pausing a sandbox at its deadline failed')
+      })
       return
     }
     this.log.info({ sandboxId: id }, `destroying sandbox: ${reason}`)

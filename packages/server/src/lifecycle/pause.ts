@@ -37,8 +37,12 @@ export interface Lifecycle {
 /** How long an auto-resumed sandbox runs at least (E2B: max(create timeout, 300 s)). */
 export const AUTO_RESUME_MIN_MS = 300_000
 
-/** Whether a request to this paused sandbox should resume it (only a memory pause wakes: E2B). */
-export const wakesOnRequest = (s: SandboxRow): boolean => s.state === 'paused' && !!s.lifecycle?.autoResume && !!s.pause?.memory && !s.pause.memoryLost
+/**
+ * Whether a request to this paused sandbox should resume it (only a memory pause wakes: E2B). One
+ * still pausing (E2B shows it as paused already) or resuming wakes too: the resume waits its turn.
+ */
+export const wakesOnRequest = (s: SandboxRow): boolean =>
+  (s.state === 'paused' || s.state === 'pausing' || s.state === 'resuming') && !!s.lifecycle?.autoResume && !!s.pause?.memory && !s.pause.memoryLost
 
 export interface ResumeOptions {
   /** false: boot from its files even if its memory was kept (E2B's connect with memory: false). */
