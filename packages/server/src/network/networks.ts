@@ -134,6 +134,9 @@ export class SandboxNetworks {
     return this.forbiddenList.check(address, 'ipv4')
   }
 
+  /** Sandboxes whose address and rules are being made ahead of their namespace (prepare). */
+  private preparing = new Map<string, Promise<Port>>()
+
   private remember(id: string, a: Attached): void {
     this.byId.set(id, a)
     this.byAddress.set(a.port.address, id)
@@ -155,11 +158,19 @@ export class SandboxNetworks {
   }
 
   /**
-   * Gives the sandbox its network: an address (round the subnet, never one a network row still
-   * holds), its rules (in force before its veth exists), then the veth into the namespace that
-   * process `netnsPid` holds. On failure whatever was made is removed again.
+   * Takes the sandbox's address (round the subnet, never one a network row still holds) and puts its
+   * rules in force, ahead of its namespace: the runtime starts this while it mounts the sandbox's
+   * filesystem (nothing of the sandbox runs yet, and its veth comes only after the rules). attach()
+   * finishes it; detach() waits for it.
    */
-  async attach(id: string, netnsPid: number, policy: EgressPolicy = OPEN_POLICY): Promise<string> {
+  prepare(id: string, policy: EgressPolicy = OPEN_POLICY): void {
+    if (this.preparing.has(id) || this.byId.has(id)) return
+    const ready = this.reserve(id, policy)
+    ready.catch(() => {}) // awaited by attach or detach
+    this.preparing.set(id, ready)
+  }
+
+  private async reserve(id: string, policy: EgressPolicy): Promise<Port> {
     const { subnet } = this.settings
     const taken = new Set(this.store.listNetworks().map((n) => n.address))
     const cursor = ipToInt(this.store.getSetting(`network_cursor:${this.settings.bridge}`) ?? intToIp(subnet.last))
@@ -172,14 +183,25 @@ export class SandboxNetworks {
     this.store.setSetting(`network_cursor:${this.settings.bridge}`, address)
     this.store.insertNetwork({ sandboxId: id, address, veth, policy: JSON.stringify(policy) })
     this.remember(id, { port, policy })
+    await this.firewall.apply(port, policy)
+    return port
+  }
+
+  /**
+   * Gives the sandbox its network: its address and rules (prepare(), or now), then the veth into the
+   * namespace that process `netnsPid` holds. On failure whatever was made is removed again.
+   */
+  async attach(id: string, netnsPid: number, policy: EgressPolicy = OPEN_POLICY): Promise<string> {
+    const ready = this.preparing.get(id) ?? this.reserve(id, policy)
+    this.preparing.delete(id)
     try {
-      await this.firewall.apply(port, policy)
-      await attachVeth({ id, veth, mac: port.mac, address, gateway: subnet.gateway, bridge: this.settings.bridge }, netnsPid)
+      const port = await ready
+      await attachVeth({ id, veth: port.veth, mac: port.mac, address: port.address, gateway: this.settings.subnet.gateway, bridge: this.settings.bridge }, netnsPid)
+      return port.address
     } catch (err) {
       await this.detach(id)
       throw err
     }
-    return address
   }
 
   /** Replaces a running sandbox's egress rules; its next connection meets them. */
@@ -193,6 +215,10 @@ export class SandboxNetworks {
 
   /** Removes everything of the sandbox's network; its address is free once this has finished. */
   async detach(id: string): Promise<void> {
+    // Rules still being put in place are waited for, then removed with the rest.
+    const pending = this.preparing.get(id)
+    this.preparing.delete(id)
+    await pending?.catch(() => {})
     // Every network row is in byId (loaded at init, remembered by attach before anything else).
     const port = this.byId.get(id)?.port
     if (!port) {

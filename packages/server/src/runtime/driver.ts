@@ -28,6 +28,8 @@ export interface SandboxSpec {
 export interface NetworkAttacher {
   /** The resolver's address, written into each sandbox's /etc/resolv.conf. */
   readonly gateway: string
+  /** Takes the sandbox's address and puts its rules in place ahead of its namespace (attach finishes it). */
+  prepare?(id: string, policy?: EgressPolicy): void
   /** Gives the network namespace held by `netnsPid` its veth, address and rules; returns the address. */
   attach(id: string, netnsPid: number, policy?: EgressPolicy): Promise<string>
   /** Removes everything of the sandbox's network. Idempotent. */

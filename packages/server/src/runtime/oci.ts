@@ -216,6 +216,10 @@ export class OciDriver implements RuntimeDriver {
   private async start(spec: SandboxSpec, args?: string[], again = false): Promise<void> {
     const p = this.paths(spec.id)
     const owner = spec.ids.hostId
+    const withNetwork = !!this.network && !args
+    // Its address and rules meanwhile (an nft transaction is tens of ms): in force before its veth
+    // exists, and nothing of the sandbox runs before runc does.
+    if (withNetwork) this.network!.prepare?.(spec.id, spec.egress)
     if (!again) {
       // Root's and the sandbox's root's alone (runc's init reaches the rootfs as the latter): no other
       // host user can list it or reach a file the sandbox made.
@@ -273,7 +277,6 @@ export class OciDriver implements RuntimeDriver {
     // Relative layer paths (from the sandbox's directory): the sandbox's /proc/mounts shows the
     // options as given, and must not reveal host paths.
     const lowerdir = spec.templateLayers.map((_, i) => `lower/${i}`).join(':')
-    const withNetwork = !!this.network && !args
     const userns = this.layersAndUserNamespace(spec, p, `lowerdir=${lowerdir},upperdir=layer/upper,workdir=layer/work`, withNetwork)
     let init: number | undefined
     try {
