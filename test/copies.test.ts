@@ -24,6 +24,7 @@ describe('snapshots and forks: Sandlot SDK, CLI and REST', { concurrency: true }
     const snap = await original.snapshot()
     assert.equal(snap.sandboxId, original.id)
     assert.equal(snap.tag, 'default')
+    assert.equal(snap.copied, 'files', 'the reply says a copy has its files, not its memory')
     const copy = await Sandbox.create(snap.template)
     cleanup.add(copy.id)
     assert.equal(await copy.filesystem.read('/home/user/project/state.json'), '{"step":3}')

@@ -120,6 +120,8 @@ export interface SnapshotInfo {
   sandboxId: string
   /** When it was taken. */
   createdAt: Date
+  /** What it holds of the sandbox: its files (not its memory: a copy's processes start afresh). */
+  copied: 'files'
 }
 
 /** Options of {@link Sandbox.fork}. */

@@ -16,6 +16,7 @@ const snapshotSchema = {
     buildId: { type: 'string' },
     sandboxId: { type: 'string', description: 'The sandbox it was taken from' },
     createdAt: { type: 'string', format: 'date-time' },
+    copied: { type: 'string', enum: ['files'], description: 'What was copied: its files (its memory is not: a copy boots from them)' },
   },
 } as const
 
@@ -25,11 +26,15 @@ const forkResultSchema = {
   properties: {
     sandbox: sandboxSchema,
     hold: holdSchema,
+    copied: { type: 'string', enum: ['files'], description: 'What was copied: its files (its memory is not: a copy boots from them)' },
     error: { type: 'object', properties: { status: { type: 'integer' }, error_code: { type: 'string' }, message: { type: 'string' } } },
   },
 } as const
 
 type IdParams = { Params: { id: string } }
+
+/** What a copy has of its original: its files, never its memory (no checkpoint of processes here: lifecycle/copies.ts). */
+export const COPIED = 'files'
 
 export function copyRoutes(app: FastifyInstance, manager: SandboxManager, copies: SandboxCopies, config: Config): void {
   const view = (s: Parameters<typeof sandboxView>[0]) => sandboxView(s, { domain: config.domain, trafficTokenOf: (id) => manager.trafficTokenOf(id) })
@@ -46,7 +51,7 @@ export function copyRoutes(app: FastifyInstance, manager: SandboxManager, copies
     },
   }, async (req, reply) => {
     const made = await copies.snapshot(manager.get(req.params.id).id, req.body?.name)
-    return reply.code(201).send({ template: made.name, tag: made.tag, buildId: made.buildId, sandboxId: req.params.id, createdAt: new Date().toISOString() })
+    return reply.code(201).send({ template: made.name, tag: made.tag, buildId: made.buildId, sandboxId: req.params.id, createdAt: new Date().toISOString(), copied: COPIED })
   })
 
   app.get<{ Querystring: { sandboxId?: string; name?: string } }>('/api/v1/snapshots', {
@@ -58,7 +63,7 @@ export function copyRoutes(app: FastifyInstance, manager: SandboxManager, copies
       response: { 200: { type: 'array', items: snapshotSchema }, ...errors },
     },
   }, async (req) =>
-    copies.list({ sandboxId: req.query.sandboxId, name: req.query.name }).map((m) => ({ template: m.name, tag: m.tag, buildId: m.buildId, sandboxId: m.sandboxId, createdAt: new Date(m.createdAt).toISOString() })),
+    copies.list({ sandboxId: req.query.sandboxId, name: req.query.name }).map((m) => ({ template: m.name, tag: m.tag, buildId: m.buildId, sandboxId: m.sandboxId, createdAt: new Date(m.createdAt).toISOString(), copied: COPIED })),
   )
 
   app.post<IdParams & { Body: { count?: number; keepAliveMs?: number; hold?: boolean } | null }>('/api/v1/sandboxes/:id/fork', {
@@ -84,7 +89,7 @@ export function copyRoutes(app: FastifyInstance, manager: SandboxManager, copies
     return reply.code(201).send(
       results.map((r) =>
         'sandbox' in r
-          ? { sandbox: view(r.sandbox), ...(r.hold && { hold: holdView(r.hold) }) }
+          ? { sandbox: view(r.sandbox), ...(r.hold && { hold: holdView(r.hold) }), copied: COPIED }
           : { error: { status: r.error.status, error_code: r.error.errorCode, message: r.error.message } },
       ),
     )

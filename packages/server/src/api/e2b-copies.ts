@@ -7,6 +7,7 @@ import { badRequest } from '../errors.js'
 import { MAX_FORKS, type SandboxCopies, type SnapshotMade } from '../lifecycle/copies.js'
 import { e2bTimeoutDeadline } from '../lifecycle/lifetime.js'
 import type { SandboxManager } from '../lifecycle/manager.js'
+import { COPIED } from './copies.js'
 import { e2bSandboxOf, sandboxIdOf } from './e2b.js'
 
 /** The team a named snapshot's name carries (E2B's "<team-slug>/<name>"): a Sandlot server is one team. */
@@ -36,7 +37,8 @@ export function e2bCopyRoutes(app: FastifyInstance, manager: SandboxManager, cop
   app.post<IdParams & { Body: { name?: string | null } | null }>('/sandboxes/:id/snapshots', { schema: snapshotBody }, async (req, reply) => {
     const id = manager.get(sandboxIdOf(req.params.id)).id
     const made = await copies.snapshot(id, req.body?.name ?? undefined)
-    return reply.code(201).send(snapshotView(made))
+    // E2B's reply has no place for it: a header says a copy boots from its files, without its memory.
+    return reply.code(201).header('x-sandlot-copied', COPIED).send(snapshotView(made))
   })
 
   // Templates made by snapshots, newest first, each with its latest build's tag; paged by offset.
@@ -59,6 +61,6 @@ export function e2bCopyRoutes(app: FastifyInstance, manager: SandboxManager, cop
     const id = manager.get(sandboxIdOf(req.params.id)).id
     e2bTimeoutDeadline(timeoutMs, Date.now(), Date.now(), config) // checked before anything is copied
     const results = await copies.fork(id, count, (s) => e2bTimeoutDeadline(timeoutMs, s.startedAt, Date.now(), config))
-    return reply.code(201).send(results.map((r) => ('sandbox' in r ? { sandbox: e2bSandboxOf(r.sandbox, viewContext) } : { error: { code: r.error.status, message: r.error.message } })))
+    return reply.code(201).header('x-sandlot-copied', COPIED).send(results.map((r) => ('sandbox' in r ? { sandbox: e2bSandboxOf(r.sandbox, viewContext) } : { error: { code: r.error.status, message: r.error.message } })))
   })
 }
