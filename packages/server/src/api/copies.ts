@@ -1,9 +1,8 @@
 // Sandlot's REST for copies of a sandbox (docs/api.md, "Snapshots and forks"), on lifecycle/copies.ts.
 import type { FastifyInstance } from 'fastify'
 import type { Config } from '../config.js'
-import { badRequest } from '../errors.js'
 import { MAX_FORKS, type SandboxCopies } from '../lifecycle/copies.js'
-import { keepAliveDeadline } from '../lifecycle/lifetime.js'
+import { startDeadline } from '../lifecycle/lifetime.js'
 import type { SandboxManager } from '../lifecycle/manager.js'
 import { errors, holdSchema, idParams, sandboxSchema } from './openapi.js'
 import { holdView, sandboxView } from './serialize.js'
@@ -82,9 +81,7 @@ export function copyRoutes(app: FastifyInstance, manager: SandboxManager, copies
     },
   }, async (req, reply) => {
     const { count = 1, keepAliveMs, hold } = req.body ?? {}
-    const ms = keepAliveMs ?? (hold ? undefined : config.keepAliveLimitMs)
-    if (ms === 0 && !hold) throw badRequest('keepAliveMs 0 without a hold would end each fork at once: give a keepAlive, or hold them')
-    const endAt = ms === undefined ? null : keepAliveDeadline(ms, Date.now(), config)
+    const endAt = startDeadline(keepAliveMs, hold, Date.now(), config)
     const results = await copies.fork(manager.get(req.params.id).id, count, () => endAt, !!hold)
     return reply.code(201).send(
       results.map((r) =>

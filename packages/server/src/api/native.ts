@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Config } from '../config.js'
 import { badRequest } from '../errors.js'
-import { keepAliveDeadline } from '../lifecycle/lifetime.js'
+import { keepAliveDeadline, startDeadline } from '../lifecycle/lifetime.js'
 import { ingressConfigOf } from '../lifecycle/ingress.js'
 import type { CreateRequest, SandboxManager, SandboxState } from '../lifecycle/manager.js'
 import { parseNativeIngress, parseNativeNetwork, parseNativeNetworkUpdate } from '../network/config.js'
@@ -122,12 +122,7 @@ type IdParams = { Params: { id: string } }
 type HoldParams = { Params: { id: string; holdId: string } }
 
 export function nativeRoutes(app: FastifyInstance, manager: SandboxManager, config: Config): void {
-  /** A sandbox that starts (or resumes) without a hold gets the longest keepAlive unless told; with one, none. */
-  const initialDeadline = (keepAliveMs: number | undefined, hold: boolean | undefined): number | null => {
-    const ms = keepAliveMs ?? (hold ? undefined : config.keepAliveLimitMs)
-    if (ms === 0 && !hold) throw badRequest('keepAliveMs 0 without a hold would end the sandbox at once: give a keepAlive, or hold it')
-    return ms === undefined ? null : keepAliveDeadline(ms, Date.now(), config)
-  }
+  const initialDeadline = (keepAliveMs: number | undefined, hold: boolean | undefined) => startDeadline(keepAliveMs, hold, Date.now(), config)
   // config.domain is read per call: with the default domain it names the port, known once listening.
   const view = (s: SandboxState) => sandboxView(s, { domain: config.domain, trafficTokenOf: (id) => manager.trafficTokenOf(id) })
   app.post<{ Body: CreateBody }>('/api/v1/sandboxes', { schema: createSchema }, async (req, reply) => {

@@ -31,6 +31,16 @@ export function keepAliveDeadline(ms: unknown, now: number, limits: LifetimeLimi
   return now + ms
 }
 
+/**
+ * The deadline of a sandbox Sandlot's API starts (a create, resume or fork): `keepAliveMs` from now,
+ * else the longest keepAlive unless a hold keeps it (then none). 0 without a hold is refused.
+ */
+export function startDeadline(keepAliveMs: number | undefined, hold: boolean | undefined, now: number, limits: LifetimeLimits): number | null {
+  const ms = keepAliveMs ?? (hold ? undefined : limits.keepAliveLimitMs)
+  if (ms === 0 && !hold) throw badRequest('keepAliveMs 0 without a hold would end the sandbox at once: give a keepAlive, or hold it')
+  return ms === undefined ? null : keepAliveDeadline(ms, now, limits)
+}
+
 /** The latest deadline E2B's rules allow: the maximum lifetime counted from the start. */
 function lifetimeEnd(startedAt: number, now: number, limits: LifetimeLimits): number {
   const end = startedAt + limits.maxLifetimeMs

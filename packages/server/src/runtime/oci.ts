@@ -559,28 +559,27 @@ export class OciDriver implements RuntimeDriver {
  * cgroup here. A freeze not done within 5 s is undone and reported.
  */
 async function setFreezer(id: string, frozen: boolean): Promise<boolean> {
-  const v1 = `/sys/fs/cgroup/freezer/sandlot/${id}/freezer.state`
-  const v2 = `/sys/fs/cgroup/sandlot/${id}`
-  if (fs.existsSync(v1)) {
-    await fs.promises.writeFile(v1, frozen ? 'FROZEN' : 'THAWED')
-    if (frozen) await waitUntil(async () => (await fs.promises.readFile(v1, 'utf8')).trim() === 'FROZEN', () => fs.promises.writeFile(v1, 'THAWED'))
-    return true
-  }
-  if (fs.existsSync(`${v2}/cgroup.freeze`)) {
-    await fs.promises.writeFile(`${v2}/cgroup.freeze`, frozen ? '1' : '0')
-    if (frozen) await waitUntil(async () => /^frozen 1$/m.test(await fs.promises.readFile(`${v2}/cgroup.events`, 'utf8')), () => fs.promises.writeFile(`${v2}/cgroup.freeze`, '0'))
-    return true
-  }
-  return false
+  const f = freezerOf(id)
+  if (!f) return false
+  await fs.promises.writeFile(f.file, frozen ? f.frozen : f.thawed)
+  if (frozen) await waitUntil(f.isFrozen, () => fs.promises.writeFile(f.file, f.thawed))
+  return true
 }
 
-/** Whether the sandbox is frozen: its freezer's state, else what the runtime says. */
-async function isFrozen(id: string, runtimeState: () => Promise<RuntimeState>): Promise<boolean> {
+/** The sandbox cgroup's freezer (cgroupsPath /sandlot/<id>), v1 or v2, if this host has it there. */
+function freezerOf(id: string): { file: string; frozen: string; thawed: string; isFrozen: () => Promise<boolean> } | undefined {
   const v1 = `/sys/fs/cgroup/freezer/sandlot/${id}/freezer.state`
-  if (fs.existsSync(v1)) return (await fs.promises.readFile(v1, 'utf8')).trim() !== 'THAWED'
-  const v2 = `/sys/fs/cgroup/sandlot/${id}/cgroup.freeze`
-  if (fs.existsSync(v2)) return (await fs.promises.readFile(v2, 'utf8')).trim() === '1'
-  return (await runtimeState()) === 'paused'
+  if (fs.existsSync(v1)) return { file: v1, frozen: 'FROZEN', thawed: 'THAWED', isFrozen: async () => (await fs.promises.readFile(v1, 'utf8')).trim() === 'FROZEN' }
+  const v2 = `/sys/fs/cgroup/sandlot/${id}`
+  if (fs.existsSync(`${v2}/cgroup.freeze`)) return { file: `${v2}/cgroup.freeze`, frozen: '1', thawed: '0', isFrozen: async () => /^frozen 1$/m.test(await fs.promises.readFile(`${v2}/cgroup.events`, 'utf8')) }
+  return undefined
+}
+
+/** Whether the sandbox is frozen (or freezing): its freezer's state, else what the runtime says. */
+async function isFrozen(id: string, runtimeState: () => Promise<RuntimeState>): Promise<boolean> {
+  const f = freezerOf(id)
+  if (!f) return (await runtimeState()) === 'paused'
+  return (await fs.promises.readFile(f.file, 'utf8')).trim() !== f.thawed
 }
 
 async function waitUntil(done: () => Promise<boolean>, undo: () => Promise<void>): Promise<void> {
