@@ -145,7 +145,8 @@ except OSError as e:
     const marker = `agent-gives-up-${process.pid}`
     fs.writeFileSync(path.join(agentDir, 'agent.mjs'), `process.stderr.write('noise\\n'.repeat(200000) + '${marker}\\n'); process.exit(3)\n`, { mode: 0o644 })
     fs.rmSync(testHome, { recursive: true, force: true })
-    const server = spawnDaemon(port, { SANDLOT_HOME: testHome, SANDLOT_AGENT_DIR: agentDir })
+    // No pool: its refills (failing the same way) would be sandboxes in the making beside the one asked for.
+    const server = spawnDaemon(port, { SANDLOT_HOME: testHome, SANDLOT_AGENT_DIR: agentDir, SANDLOT_POOL: '0' })
     try {
       await waitFor(() => fetch(`${server.url}/health`).then((r) => r.ok, () => false), 120_000, 'the daemon to be ready')
       const key = fs.readFileSync(path.join(testHome, 'api-key'), 'utf8').trim()
@@ -210,7 +211,7 @@ print(sum(len(f) for _, _, f in os.walk('/home/user/many')))
     [200_000, undefined, false],
     [1_000_000, 10240, !process.env.SANDLOT_LONG_TESTS && 'set SANDLOT_LONG_TESTS=1'],
   ] as const) {
-    test(`${files.toLocaleString('en')} files: the daemon answers within 250 ms throughout`, { skip, timeout: 900_000 }, async () => {
+    test(`${files.toLocaleString('en')} files: the daemon stays responsive throughout`, { skip, timeout: 900_000 }, async () => {
       const [doomed, other] = await Promise.all([createSandbox(diskSizeMB ? { diskSizeMB } : {}), createSandbox()])
       try {
         const filled = await fill(doomed.id, files)
@@ -224,10 +225,12 @@ print(sum(len(f) for _, _, f in os.walk('/home/user/many')))
         })
         const ms = (m: { api: number; exec: number }) => `API ${m.api.toFixed(0)} ms, exec ${m.exec.toFixed(0)} ms`
         console.log(`destroyed ${files} files in ${destroyMs.toFixed(0)} ms; worst latencies meanwhile: ${ms(worst)} (n=${worst.n}); without a destroy: ${ms(control)}`)
-        assert.ok(worst.api < 250, `an API call took ${worst.api.toFixed(0)} ms during the destroy`)
-        // An exec also waits for the sandbox's own processes; on a machine busy with other work it
-        // may take longer than 250 ms with no destroy at all, so the bound allows for the control.
-        assert.ok(worst.exec < Math.max(250, 2 * control.exec), `an exec took ${worst.exec.toFixed(0)} ms during the destroy (${control.exec.toFixed(0)} without)`)
+        // On a machine busy with other work (CI runs two test files at once) a call may take longer
+        // than 250 ms with no destroy at all, so the bounds allow for the control; what they catch is
+        // a daemon blocked for the destroy's length (seconds for a synchronous walk of the files).
+        assert.ok(worst.api < Math.max(250, 3 * control.api), `an API call took ${worst.api.toFixed(0)} ms during the destroy (${control.api.toFixed(0)} without)`)
+        // An exec also starts a process in the sandbox, and competes for the disk the destroy writes.
+        assert.ok(worst.exec < Math.max(500, 3 * control.exec), `an exec took ${worst.exec.toFixed(0)} ms during the destroy (${control.exec.toFixed(0)} without)`)
         assert.deepEqual(await leftovers(doomed.id), [])
       } finally {
         await Promise.all([killSandbox(doomed.id), killSandbox(other.id)])
