@@ -1,0 +1,361 @@
+// Faults (issue 17): the daemon killed with SIGKILL at random points while creates, kills, pauses,
+// resumes, file writes, keep-alives, holds and template builds are under way, round after round
+// (50 here, 200 with SANDLOT_LONG_TESTS; a fixed seed, SANDLOT_FAULT_SEED to vary it). After each
+// restart the client's view must hold: every sandbox it was told exists is there and works, every
+// kill it was told of is done and left nothing, every file it was told was written reads back whole,
+// every deadline and pause it was answered is kept, its holds renew; nothing is leaked on the host
+// (directories, runtime state, cgroups, mounts, loop devices, veths, nftables addresses) and the
+// store passes SQLite's integrity check with no sandbox or build left half-way.
+import assert from 'node:assert/strict'
+import crypto from 'node:crypto'
+import { execFileSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import Database from 'better-sqlite3'
+import { apiAt, leftovers, run, spawnDaemon, waitFor, type Daemon } from '../helpers.js'
+
+const LONG = !!process.env.SANDLOT_LONG_TESTS
+const ROUNDS = Number(process.env.SANDLOT_FAULT_ROUNDS ?? (LONG ? 200 : 50))
+const SEED = Number(process.env.SANDLOT_FAULT_SEED ?? 17)
+const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 7
+const home = path.resolve(`.sandlot-test/${process.env.SANDLOT_TEST_NAME ?? 'home'}-faults`)
+const bridge = `sandlot${port}`
+let daemon: Daemon
+let key = ''
+const call = apiAt(() => `http://127.0.0.1:${port}`, () => key)
+const opts = () => ({ url: `http://127.0.0.1:${port}`, key })
+
+/** mulberry32: a small seeded PRNG, so a failing round can be replayed with its seed. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+const random = prng(SEED)
+const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!
+
+async function start(env: Record<string, string> = {}): Promise<void> {
+  const log = fs.openSync(`${home}-server.log`, 'a')
+  daemon = spawnDaemon(port, { SANDLOT_HOME: home, SANDLOT_POOL: 'base=1', ...env }, log)
+  fs.closeSync(log)
+  await waitFor(() => fetch(`${daemon.url}/health`).then((r) => r.ok, () => false), 120_000, 'the daemon to be ready')
+  key = fs.readFileSync(path.join(home, 'api-key'), 'utf8').trim()
+}
+
+/** What the client was answered, per sandbox; `undefined` where a call was cut by the kill. */
+interface Known {
+  paused: boolean | undefined
+  files: Map<string, string>
+  endAt: string | null | undefined
+  hold?: string
+}
+const known = new Map<string, Known>()
+
+interface Listed {
+  id: string
+  state: string
+  endAt: string | null
+  metadata: Record<string, string>
+}
+const listed = async (): Promise<Listed[]> => {
+  const r = await call<Listed[]>('GET', '/api/v1/sandboxes?metadata=' + encodeURIComponent('suite=faults'))
+  assert.equal(r.status, 200)
+  return r.json
+}
+
+const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex')
+
+async function writeFile(id: string, file: string, body: Buffer): Promise<number> {
+  const res = await fetch(`${daemon.url}/files?path=${encodeURIComponent(file)}&username=user`, {
+    method: 'POST',
+    headers: { 'e2b-sandbox-id': id, 'x-api-key': key, 'content-type': 'application/octet-stream' },
+    body,
+    signal: AbortSignal.timeout(60_000),
+  })
+  await res.arrayBuffer()
+  return res.status
+}
+
+async function readBack(id: string, file: string): Promise<string | number> {
+  const res = await fetch(`${daemon.url}/files?path=${encodeURIComponent(file)}&username=user`, { headers: { 'e2b-sandbox-id': id, 'x-api-key': key } })
+  const body = Buffer.from(await res.arrayBuffer())
+  return res.status === 200 ? sha(body) : res.status
+}
+
+/**
+ * Ids of this daemon's sandboxes (and build sandboxes) ever seen on the host: cgroups are shared by
+ * every daemon on the machine (the suite's own server runs beside this one), so only these are ours.
+ */
+const seen = new Set<string>()
+function noteSeen(): void {
+  for (const d of ['sandboxes', 'runtime/runc']) if (fs.existsSync(path.join(home, d))) for (const id of fs.readdirSync(path.join(home, d))) seen.add(id)
+}
+
+/** Everything of a sandbox's kind on the host, by sandbox id, that the store does not know. */
+function leaked(): string[] {
+  noteSeen()
+  const db = new Database(path.join(home, 'sandlot.db'), { readonly: true, fileMustExist: true })
+  try {
+    const integrity = db.pragma('integrity_check', { simple: true })
+    const rows = db.prepare('SELECT id, state FROM sandboxes').all() as { id: string; state: string }[]
+    const ids = new Set(rows.map((r) => r.id))
+    const nets = db.prepare('SELECT sandbox_id, address, veth FROM sandbox_networks').all() as { sandbox_id: string; address: string; veth: string }[]
+    const found: string[] = []
+    if (integrity !== 'ok') found.push(`store: integrity_check says ${integrity}`)
+    for (const r of rows) if (!['running', 'paused', 'pooled'].includes(r.state)) found.push(`store: ${r.id} left ${r.state}`)
+    const building = db.prepare("SELECT id FROM template_builds WHERE status = 'building'").all() as { id: string }[]
+    for (const b of building) found.push(`store: build ${b.id} still building`)
+    for (const n of nets) if (!ids.has(n.sandbox_id)) found.push(`store: network of ${n.sandbox_id}, no sandbox`)
+    const unknown = (what: string, names: string[]) => {
+      for (const n of names) if (!ids.has(n)) found.push(`${what} ${n}`)
+    }
+    const dir = (d: string) => (fs.existsSync(d) ? fs.readdirSync(d) : [])
+    unknown('directory', dir(path.join(home, 'sandboxes')))
+    unknown('runtime state', dir(path.join(home, 'runtime/runc')))
+    for (const c of ['memory', 'pids', 'cpu', 'freezer']) unknown(`${c} cgroup`, dir(`/sys/fs/cgroup/${c}/sandlot`).filter((n) => seen.has(n)))
+    const mounts = fs.readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '')
+    unknown('mount of', mounts.filter((m) => m.startsWith(`${home}/sandboxes/`)).map((m) => m.slice(`${home}/sandboxes/`.length).split('/')[0]!))
+    for (const dev of fs.readdirSync('/sys/block').filter((d) => d.startsWith('loop'))) {
+      let backing = ''
+      try {
+        backing = fs.readFileSync(`/sys/block/${dev}/loop/backing_file`, 'utf8').trim()
+      } catch {}
+      if (backing.startsWith(`${home}/sandboxes/`)) unknown(`loop device ${dev} of`, [backing.slice(`${home}/sandboxes/`.length).split('/')[0]!])
+    }
+    const veths = new Set(nets.map((n) => n.veth))
+    const prefix = `v${crypto.createHash('sha256').update(bridge).digest('hex').slice(0, 4)}`
+    for (const link of fs.readdirSync('/sys/class/net').filter((l) => l.startsWith(prefix))) if (!veths.has(link)) found.push(`veth ${link}`)
+    const addresses = new Set(nets.map((n) => n.address))
+    const table = `sandlot_${bridge}`
+    const rules = execFileSync('nft', ['list', 'table', 'inet', table], { encoding: 'utf8' })
+    const subnet = `10.${(port >> 8) & 255}.${port & 255}.`
+    for (const a of new Set(rules.match(new RegExp(`${subnet.replace(/\./g, '\\.')}\\d+`, 'g')) ?? [])) {
+      if (!addresses.has(a) && !['0', '1', '255'].includes(a.slice(subnet.length))) found.push(`nftables rule for ${a}`)
+    }
+    return found
+  } finally {
+    db.close()
+  }
+}
+
+type Op = { what: string; run: () => Promise<void> }
+
+describe('faults: the daemon killed with SIGKILL at random points', { timeout: LONG ? 3_600_000 : 900_000 }, () => {
+  before(async () => {
+    for (const m of fs.readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(`${home}/`)).sort().reverse()) {
+      execFileSync('umount', ['-l', m])
+    }
+    fs.rmSync(home, { recursive: true, force: true })
+    fs.rmSync(`${home}-server.log`, { force: true })
+    await start()
+  })
+  after(async () => {
+    if (daemon.process.exitCode === null && daemon.process.signalCode === null) {
+      for (const s of await listed().catch(() => [])) await call('DELETE', `/api/v1/sandboxes/${s.id}`)
+      await daemon.stop('SIGTERM')
+    }
+  })
+
+  test(`${ROUNDS} rounds, seed ${SEED}: nothing lost, leaked or half-written`, async () => {
+    const counts = { rounds: 0, ops: 0, answered: 0, cut: 0, adopted: 0, builds: 0 }
+    // Calls the kill cut, by kind (create, kill, pause, resume, write, keep-alive, template).
+    const cutBy: Record<string, number> = {}
+    for (let round = 1; round <= ROUNDS; round++) {
+      // One call per sandbox a round: two on one (a write into one being killed) would race each other.
+      const busy = new Set<string>()
+      const free = (paused: boolean | 'any') => [...known].filter(([id, k]) => !busy.has(id) && (paused === 'any' || k.paused === paused)).map(([id]) => id)
+      const claim = (paused: boolean | 'any') => {
+        const ids = free(paused)
+        if (!ids.length) return
+        const id = pick(ids)
+        busy.add(id)
+        return id
+      }
+      // Creates cut by the kill: their ids are learnt from the list after the restart.
+      const cutCreates = new Set<string>()
+      const ops: Op[] = []
+      const create = (): Op => {
+        const n = String(ops.length)
+        const hold = random() < 0.3
+        return {
+          what: `create${hold ? ' with a hold' : ''}`,
+          run: async () => {
+            cutCreates.add(`${round}/${n}`)
+            const r = await call<{ id: string; endAt: string | null; hold?: { id: string } }>('POST', '/api/v1/sandboxes', { metadata: { suite: 'faults', round: String(round), n }, ...(hold ? { hold: true } : { keepAliveMs: 3_600_000 }) })
+            assert.equal(r.status, 201, JSON.stringify(r.json))
+            cutCreates.delete(`${round}/${n}`)
+            known.set(r.json.id, { paused: false, files: new Map(), endAt: r.json.endAt, hold: r.json.hold?.id })
+          },
+        }
+      }
+      // Fewer than three sandboxes: make them first, answered, so each round has something to act on.
+      while (known.size < 3) await create().run()
+      const choices: (() => Op | undefined)[] = [
+        create,
+        () => {
+          const id = claim('any')
+          if (!id) return
+          return {
+            what: `kill ${id}`,
+            run: async () => {
+              known.get(id)!.paused = undefined // either way until answered
+              const r = await call('DELETE', `/api/v1/sandboxes/${id}`)
+              assert.equal(r.status, 204)
+              known.delete(id)
+              assert.deepEqual(await leftovers(id, home), [], `${id} was killed and left nothing`)
+            },
+          }
+        },
+        () => {
+          const id = claim(false)
+          if (!id) return
+          const keepMemory = random() < 0.6
+          return {
+            what: `pause ${id}${keepMemory ? '' : ' (files)'}`,
+            run: async () => {
+              const k = known.get(id)!
+              k.paused = undefined
+              const r = await call('POST', `/api/v1/sandboxes/${id}/pause`, { keepMemory })
+              assert.equal(r.status, 200, JSON.stringify(r.json))
+              k.paused = true
+              k.hold = undefined // a paused sandbox has no holds
+              k.endAt = undefined
+            },
+          }
+        },
+        () => {
+          const id = claim(true)
+          if (!id) return
+          return {
+            what: `resume ${id}`,
+            run: async () => {
+              const k = known.get(id)!
+              k.paused = undefined
+              const r = await call<{ endAt: string | null }>('POST', `/api/v1/sandboxes/${id}/resume`, { keepAliveMs: 3_600_000 })
+              assert.equal(r.status, 200, JSON.stringify(r.json))
+              k.paused = false
+              k.endAt = r.json.endAt
+            },
+          }
+        },
+        () => {
+          const id = claim(false)
+          if (!id) return
+          const body = crypto.randomBytes(Math.floor(64 * 1024 + random() * 8 * 1024 * 1024))
+          const file = `/home/user/f-${round}-${ops.length}`
+          return {
+            what: `write ${body.length} bytes to ${id}`,
+            run: async () => {
+              assert.equal(await writeFile(id, file, body), 200)
+              known.get(id)?.files.set(file, sha(body))
+            },
+          }
+        },
+        () => {
+          const id = claim(false)
+          if (!id) return
+          return {
+            what: `keep-alive ${id}`,
+            run: async () => {
+              const k = known.get(id)!
+              k.endAt = undefined
+              const r = await call<{ endAt: string | null }>('POST', `/api/v1/sandboxes/${id}/keep-alive`, { ms: Math.floor(1_800_000 + random() * 1_800_000) })
+              assert.equal(r.status, 200, JSON.stringify(r.json))
+              k.endAt = r.json.endAt
+            },
+          }
+        },
+        () => {
+          if (round % 5 !== 0) return
+          counts.builds++
+          return {
+            what: 'template build',
+            run: async () => {
+              const r = await call('POST', '/api/v1/templates', { name: `faults-${round}`, steps: [{ type: 'RUN', args: [`sleep 0.${Math.floor(random() * 9)}; echo ${round} > /home/user/built`] }] })
+              assert.equal(r.status, 202, JSON.stringify(r.json))
+            },
+          }
+        },
+      ]
+      const n = 2 + Math.floor(random() * 3)
+      for (let tries = 0; ops.length < n && tries < 50; tries++) {
+        const op = pick(choices)()
+        if (op) ops.push(op)
+      }
+      const results = ops.map((op) => op.run().then(() => undefined, (err: Error) => err))
+      // The kill: at once, mid-way, or after some calls were answered.
+      await new Promise((r) => setTimeout(r, Math.floor(random() < 0.7 ? random() * 300 : random() * 1500)))
+      await daemon.stop('SIGKILL')
+      const outcomes = await Promise.all(results)
+      noteSeen() // what the crash interrupted (runc runs on without the daemon for a moment)
+      counts.ops += ops.length
+      counts.answered += outcomes.filter((o) => o === undefined).length
+      counts.cut += outcomes.filter((o) => o !== undefined).length
+      for (const [i, o] of outcomes.entries()) {
+        const kind = ops[i]!.what.split(' ')[0]!
+        cutBy[kind] = (cutBy[kind] ?? 0) + (o ? 1 : 0)
+        // A call cut by the kill fails as a connection error; one answered otherwise is a bug.
+        if (o && !/fetch failed|ECONNRESET|ECONNREFUSED|socket|terminated|other side closed/i.test(`${o.message} ${(o.cause as Error | undefined)?.message}`)) {
+          assert.fail(`round ${round} (seed ${SEED}): ${ops[i]!.what} failed: ${o.message}`)
+        }
+      }
+
+      await start()
+      // Whatever the previous server left half-way settles: no sandbox starting, stopping, pausing.
+      const settled = await waitFor(async () => {
+        const l = await listed()
+        return l.every((s) => s.state === 'running' || s.state === 'paused') && l
+      }, 60_000, 'every sandbox to settle')
+      const byId = new Map(settled.map((s) => [s.id, s]))
+      for (const [id, k] of known) {
+        const s = byId.get(id)
+        if (!s) {
+          // Only a kill cut by the crash may have taken it.
+          assert.equal(k.paused, undefined, `round ${round} (seed ${SEED}): ${id} was lost`)
+          assert.deepEqual(await leftovers(id, home), [], `${id} went and left nothing`)
+          known.delete(id)
+          continue
+        }
+        if (k.paused !== undefined) assert.equal(s.state, k.paused ? 'paused' : 'running', `round ${round}: ${id} is ${s.state}`)
+        k.paused = s.state === 'paused'
+        if (k.paused) k.hold = undefined // a pause (answered or not) closes its holds
+        if (!k.paused && k.endAt !== undefined) assert.equal(s.endAt, k.endAt, `round ${round}: ${id}'s deadline`)
+        k.endAt = s.endAt
+        if (k.hold) assert.equal((await call('PUT', `/api/v1/sandboxes/${id}/holds/${k.hold}`)).status, 200, `round ${round}: ${id}'s hold renews`)
+      }
+      for (const s of settled) {
+        if (known.has(s.id)) continue
+        // A create cut by the crash that got through: a whole sandbox, adopted as any other.
+        assert.ok(cutCreates.has(`${s.metadata.round}/${s.metadata.n}`), `round ${round}: ${s.id} (${JSON.stringify(s.metadata)}) was never asked for`)
+        counts.adopted++
+        known.set(s.id, { paused: s.state === 'paused', files: new Map(), endAt: s.endAt })
+      }
+      for (const [id, k] of known) {
+        if (k.paused) continue
+        assert.equal((await run(id, 'true', opts())).exitCode, 0, `round ${round}: ${id} runs commands`)
+        for (const [file, hash] of k.files) assert.equal(await readBack(id, file), hash, `round ${round}: ${file} in ${id} reads back whole`)
+        // A sandbox whose hold was never answered lives on its deadline: give it one.
+        if (k.endAt === null && !k.hold) {
+          const r = await call<{ endAt: string }>('POST', `/api/v1/sandboxes/${id}/keep-alive`, { ms: 3_600_000 })
+          k.endAt = r.json.endAt
+        }
+      }
+      // Builds cut by the crash end as failed (never left building), and their sandboxes go.
+      await waitFor(async () => leaked().length === 0 || undefined, 30_000, 'nothing leaked').catch(() => {
+        assert.deepEqual(leaked(), [], `round ${round} (seed ${SEED}): leaked`)
+      })
+      counts.rounds++
+    }
+    // At the end: everything killed leaves nothing at all.
+    for (const id of known.keys()) assert.equal((await call('DELETE', `/api/v1/sandboxes/${id}`)).status, 204)
+    for (const id of known.keys()) assert.deepEqual(await leftovers(id, home), [], `${id} left nothing`)
+    known.clear()
+    console.log(`faults: ${JSON.stringify(counts)}, cut by kind ${JSON.stringify(cutBy)}, seed ${SEED}`)
+  })
+})
