@@ -60,8 +60,8 @@ export class World {
   readonly canaryPath = path.join(os.tmpdir(), `sandlot-escape-canary-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
   readonly canary = `host canary ${crypto.randomBytes(16).toString('hex')}\n`
   neighbour = ''
-  private neighbourSecret = crypto.randomBytes(16).toString('hex')
-  private neighbourPid = 0
+  readonly neighbourSecret = crypto.randomBytes(16).toString('hex')
+  neighbourPid = 0
   private canaryStat?: fs.Stats
 
   async start(): Promise<void> {
