@@ -9,7 +9,10 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { apiKey, apiUrl, createSandbox, home, killSandbox, run, startBackground } from '../helpers.js'
-import { byKey, getFile, initPid, putFile, root, rpc, tokenOf, World, type Auth } from './escape-env.js'
+import { byKey, getFile, initPid, long, putFile, root, rpc, tokenOf, World, type Auth } from './escape-env.js'
+
+/** Requests made while a path is being swapped (more in the long variant). */
+const RACE_ROUNDS = long ? 2000 : 150
 
 const world = new World()
 let id = ''
@@ -103,14 +106,14 @@ describe('/files and the Filesystem RPC: path tricks', () => {
     await world.unaffected()
   })
 
-  test('a directory swapped for symlinks (to the host canary\'s dir, the agent image, /proc) during 150 writes: nothing written outside the sandbox', async () => {
+  test(`a directory swapped for symlinks (to the host canary's dir, the agent image, /proc) during ${RACE_ROUNDS} writes: nothing written outside the sandbox`, async () => {
     const targets = [path.dirname(world.canaryPath), '/opt/sandlot/agent', `/proc/1/root/../../..${path.dirname(world.canaryPath)}`, '/proc/self/fd']
     const swap = targets.map((t) => `rm -rf /home/user/race/d; mkdir /home/user/race/d; rm -rf /home/user/race/d; ln -sfn ${t} /home/user/race/d`).join('; ')
     const pid = await startBackground(id, `mkdir -p /home/user/race; while :; do ${swap}; done`)
     const name = path.basename(world.canaryPath)
     const statuses = new Set<number>()
     try {
-      for (let i = 0; i < 150; i++) statuses.add((await putFile(id, `/home/user/race/d/${name}`, `race ${i}`, token, 'user')).status)
+      for (let i = 0; i < RACE_ROUNDS; i++) statuses.add((await putFile(id, `/home/user/race/d/${name}`, `race ${i}`, token, 'user')).status)
     } finally {
       await root(id, `kill ${pid}`)
     }
@@ -121,14 +124,14 @@ describe('/files and the Filesystem RPC: path tricks', () => {
     await world.unaffected()
   })
 
-  test("a file swapped for symlinks (to the host canary, the init's log, the neighbour's root) during 150 reads: nothing of the host or the neighbour comes back", async () => {
+  test(`a file swapped for symlinks (to the host canary, the init's log, the neighbour's root) during ${RACE_ROUNDS} reads: nothing of the host or the neighbour comes back`, async () => {
     const neighbourInit = initPid(world.neighbour, home)
     const targets = [world.canaryPath, '/proc/1/fd/1', `/proc/${neighbourInit}/root/home/user/n/secret`, `/proc/1/root/../..${world.canaryPath}`]
     const swap = targets.map((t) => `echo own > /home/user/race/r.new; mv -f /home/user/race/r.new /home/user/race/r; ln -sfn ${t} /home/user/race/r`).join('; ')
     const pid = await startBackground(id, `mkdir -p /home/user/race; while :; do ${swap}; done`)
     const bodies = new Set<string>()
     try {
-      for (let i = 0; i < 150; i++) {
+      for (let i = 0; i < RACE_ROUNDS; i++) {
         const r = await getFile(id, '/home/user/race/r', token)
         if (r.status === 200) bodies.add(r.body)
       }
