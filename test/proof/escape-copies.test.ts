@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import crypto from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
 import { api, createSandbox, killSandbox, run } from '../helpers.js'
-import { getFile, root, rpc, tokenOf, World } from './escape-env.js'
+import { addressOf, getFile, root, rpc, tokenInside, tokenOf, World } from './escape-env.js'
 
 const world = new World()
 let id = ''
@@ -22,7 +22,6 @@ after(async () => {
   await world.stop()
 })
 
-const tokenIn = async (sb: string) => JSON.parse(await root(sb, 'cat /run/sandlot/agent.json')).accessToken as string
 
 describe("a template build's RUN step", () => {
   const name = `escape-${crypto.randomBytes(3).toString('hex')}`
@@ -69,7 +68,7 @@ describe("a template build's RUN step", () => {
 
   test("the build sandbox's token it copied into the template opens nothing", async () => {
     assert.match(buildToken, /^[0-9a-f]{64}$/)
-    assert.notEqual(buildToken, await tokenIn(built))
+    assert.notEqual(buildToken, await tokenInside(built))
     for (const sb of [built, world.neighbour, id]) assert.equal((await getFile(sb, '/etc/hostname', { token: buildToken })).status, 401, sb)
     await world.unaffected()
   })
@@ -99,7 +98,7 @@ describe('a fork', () => {
 
   test("holds its files but never the original's token: its agent has a token of its own", async () => {
     assert.equal((await run(copy, 'cat /home/user/mine')).stdout, 'original\n')
-    const [original, forked] = [await tokenIn(id), await tokenIn(copy)]
+    const [original, forked] = [await tokenInside(id), await tokenInside(copy)]
     assert.notEqual(forked, original)
     assert.equal(forked, await tokenOf(copy))
     await world.unaffected()
@@ -121,7 +120,7 @@ describe('a paused sandbox', () => {
     paused = (await createSandbox({ metadata: { suite: 'escape' } })).id
     cleanup.push(paused)
     await run(paused, 'echo paused-secret > /home/user/p')
-    address = (await root(paused, "ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1")).trim()
+    address = await addressOf(paused)
     assert.equal((await api('POST', `/api/v1/sandboxes/${paused}/pause`, {})).status, 200)
   })
 

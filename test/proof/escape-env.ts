@@ -8,7 +8,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { api, apiKey, apiUrl, createSandbox, killSandbox, run, startBackground, waitFor } from '../helpers.js'
+import { api, apiKey, apiUrl, createSandbox, killSandbox, run, startBackground } from '../helpers.js'
 
 export const long = !!process.env.SANDLOT_LONG_TESTS
 
@@ -30,7 +30,7 @@ export async function putFile(id: string, file: string, body: string | Buffer, a
   const res = await fetch(`${apiUrl}/files?path=${encodeURIComponent(file)}&username=${user}`, {
     method: 'POST',
     headers: { 'e2b-sandbox-id': id, 'content-type': 'application/octet-stream', ...authHeaders(auth) },
-    body,
+    body: typeof body === 'string' ? body : new Uint8Array(body),
   })
   return { status: res.status, body: await res.text() }
 }
@@ -51,6 +51,12 @@ export const root = async (id: string, cmd: string, timeoutMs?: number) => {
   const r = await run(id, cmd, { user: 'root', timeoutMs })
   return r.stdout + r.stderr
 }
+
+/** A sandbox's IPv4 address, read inside. */
+export const addressOf = async (id: string) => (await root(id, "ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1")).trim()
+
+/** The access token in a sandbox's agent config, read inside by root. */
+export const tokenInside = async (id: string) => JSON.parse(await root(id, 'cat /run/sandlot/agent.json')).accessToken as string
 
 /**
  * What each case must leave as it was: a file on the host (0600, root's) under a path each
@@ -100,4 +106,3 @@ export function probeBinary(): Buffer {
 /** The host pid of a sandbox's init (from its directory under the suite's home). */
 export const initPid = (id: string, home: string) => Number(fs.readFileSync(path.join(home, 'sandboxes', id, 'init.pid'), 'utf8'))
 
-export { waitFor }

@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { apiKey, apiUrl, createSandbox, home, killSandbox, run, startBackground } from '../helpers.js'
-import { byKey, getFile, initPid, long, putFile, root, rpc, tokenOf, World, type Auth } from './escape-env.js'
+import { byKey, getFile, initPid, long, putFile, root, rpc, tokenInside, tokenOf, World, type Auth } from './escape-env.js'
 
 /** Requests made while a path is being swapped (more in the long variant). */
 const RACE_ROUNDS = long ? 2000 : 150
@@ -223,7 +223,7 @@ describe("the agent's config and socket", () => {
   test('user cannot read the token; the token read by root opens only this sandbox', async () => {
     const user = await run(id, 'cat /run/sandlot/agent.json 2>&1; ls /run/sandlot 2>&1')
     assert.match(user.stdout, /Permission denied/)
-    const own = JSON.parse(await root(id, 'cat /run/sandlot/agent.json')).accessToken as string
+    const own = await tokenInside(id)
     assert.equal(own, (token as { token: string }).token)
     assert.equal((await getFile(world.neighbour, '/home/user/n/secret', { token: own })).status, 401)
     await world.unaffected()

@@ -9,7 +9,7 @@ import net from 'node:net'
 import os from 'node:os'
 import { after, before, describe, test } from 'node:test'
 import { createSandbox, killSandbox, run, startBackground, waitFor } from '../helpers.js'
-import { root, World } from './escape-env.js'
+import { addressOf, root, World } from './escape-env.js'
 
 const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190)
 const tcpPort = port + 1
@@ -24,7 +24,6 @@ let udp: dgram.Socket
 const heard: string[] = []
 
 const hostAddresses = () => Object.values(os.networkInterfaces()).flat().filter((a) => a && a.family === 'IPv4' && !a.internal).map((a) => a!.address)
-const addressOf = async (sb: string) => (await root(sb, "ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1")).trim()
 
 /** TCP connects from inside (3 s each, in parallel); the "address:port" pairs that opened. */
 async function opened(sb: string, targets: string[]): Promise<string[]> {
