@@ -5,7 +5,11 @@
 //   bin/node        the host's node binary, unchanged
 //   lib/            the host's dynamic loader (also as lib/ld.so) and every shared library node and
 //                   the native modules need (found with ldd at image build time)
-//   bin/tini        the init: Debian's static tini (tini-static), no library at all
+//   bin/tini        the init: Debian's static tini (tini-static), no library at all; execute-only
+//                   (0711, root's): an exec of a file its caller cannot read leaves the process
+//                   non-dumpable and its memory owned by the host's user namespace, so root in the
+//                   sandbox (without CAP_SYS_PTRACE there) can neither ptrace pid 1 nor take its
+//                   descriptors: the agent's listening socket (fd 3) and its log (fd 1, 2)
 //   agent/          the agent bundle and its static helper sandlot-exec (packages/agent/native)
 //   code-interpreter/ the code interpreter's supervisor and execution server (packages/code-interpreter),
 //                   which the code-interpreter-v1 template's start command runs
@@ -111,9 +115,13 @@ async function layout(src: AgentFileSources): Promise<Layout> {
   return { files, links: [[loaderName, `lib/${AGENT_LOADER}`]] }
 }
 
+/** Files of the image that no one in a sandbox may read, only run (see bin/tini above). */
+const EXECUTE_ONLY = ['bin/tini']
+
 /** Every file under the sources with its size and mtime: the image is made again when one changes. */
 function contentKey(l: Layout): string {
   const hash = crypto.createHash('sha256')
+  hash.update(`execute-only\0${EXECUTE_ONLY.join('\0')}\n`)
   const walk = (p: string, as: string) => {
     const st = fs.statSync(p)
     hash.update(`${as}\0${st.mode}\0${st.size}\0${st.mtimeMs}\n`)
@@ -146,6 +154,7 @@ export async function mountAgentFiles(home: string, src: AgentFileSources): Prom
       fs.cpSync(from, path.join(staging, to), { recursive: true, dereference: true })
     }
     for (const [target, at] of files.links) fs.symlinkSync(target, path.join(staging, at))
+    for (const at of EXECUTE_ONLY) fs.chmodSync(path.join(staging, at), 0o711)
     const { stdout } = await exec('du', ['-sk', staging])
     const kib = Math.ceil(Number(stdout.split('\t')[0]) * 1.2) + 16 * 1024
     fs.rmSync(image, { force: true })
