@@ -16,10 +16,9 @@ const SYSTEM_PACKAGES = {
   unshare: 'util-linux',
   tar: 'tar',
   mount: 'mount',
-  // the read-only image of the agent's files (runtime/agent-files.ts), with the sandboxes' static
-  // init and the shared libraries ldd names for node
+  // the read-only image of the agent's files (runtime/agent-files.ts), with the shared libraries
+  // ldd names for node
   mke2fs: 'e2fsprogs',
-  'tini-static': 'tini',
   ldd: 'libc-bin',
   // builds sandlot-idmap (packages/server/native); gcc brings libc6-dev, its headers, as recommended
   cc: 'gcc',

@@ -167,18 +167,18 @@ async function download(id: string, file: string, user = 'user'): Promise<{ stat
   return { status: res.status, body: await res.text() }
 }
 
-/** The agent's host pid: the child of the sandbox's init (tini). */
+/** The agent's host pid: the child of the sandbox's init (sandlot-init). */
 function agentPid(id: string): number {
   const init = fs.readFileSync(path.join(home, 'sandboxes', id, 'init.pid'), 'utf8').trim()
   const children = fs.readFileSync(`/proc/${init}/task/${init}/children`, 'utf8').trim().split(/\s+/)
-  assert.equal(children.length, 1, `tini has one child, the agent: ${children}`)
+  assert.equal(children.length, 1, `the init has one child, the agent: ${children}`)
   return Number(children[0])
 }
 
 /** Checks the agent and its init come from its own image, whatever the sandbox's image is. */
 function assertAgentIsSelfContained(id: string): void {
   const init = fs.readFileSync(path.join(home, 'sandboxes', id, 'init.pid'), 'utf8').trim()
-  assert.equal(fs.readFileSync(`/proc/${init}/cmdline`, 'utf8').split('\0')[0], '/opt/sandlot/bin/tini')
+  assert.equal(fs.readFileSync(`/proc/${init}/cmdline`, 'utf8').split('\0')[0], '/opt/sandlot/bin/sandlot-init')
   const pid = agentPid(id)
   const objects = [...new Set(fs.readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n').map((l) => l.split(/\s+/)[5] ?? '').filter((f) => /\.so|\.node$/.test(f)))]
   assert.ok(objects.some((f) => f.endsWith('/lib/libc.so.6')), `the agent has a libc: ${objects.join(' ')}`)

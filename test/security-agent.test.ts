@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { apiKey, apiUrl, createSandbox, killSandbox, run } from './helpers.js'
 
-// Finds the agent (node started by its own loader, /opt/sandlot/lib/ld.so, running agent.mjs; tini's
+// Finds the agent (node started by its own loader, /opt/sandlot/lib/ld.so, running agent.mjs; the init's
 // command line names it too) and tries every ptrace-mode access to it; prints what each gave as JSON.
 const PROBE = String.raw`
 import ctypes, errno, json, os

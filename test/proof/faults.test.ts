@@ -13,7 +13,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import Database from 'better-sqlite3'
-import { apiAt, leftovers, run, spawnDaemon, waitFor, type Daemon } from '../helpers.js'
+import { api, apiAt, createSandbox, killSandbox, leftovers, run, spawnDaemon, startBackground, waitFor, type Daemon } from '../helpers.js'
 
 const LONG = !!process.env.SANDLOT_LONG_TESTS
 const ROUNDS = Number(process.env.SANDLOT_FAULT_ROUNDS ?? (LONG ? 200 : 50))
@@ -357,5 +357,96 @@ describe('faults: the daemon killed with SIGKILL at random points', { timeout: L
     for (const id of known.keys()) assert.deepEqual(await leftovers(id, home), [], `${id} left nothing`)
     known.clear()
     console.log(`faults: ${JSON.stringify(counts)}, cut by kind ${JSON.stringify(cutBy)}, seed ${SEED}`)
+  })
+
+  test('all runtime state gone at once, as after a host restart: running sandboxes kept paused from their files (memory lost), paused ones too; each resumes with its files; nothing leaked', async () => {
+    const create = async (body: object) => (await call<{ id: string }>('POST', '/api/v1/sandboxes', { metadata: { suite: 'faults' }, ...body })).json.id
+    const [running, held, memory, files] = [await create({ keepAliveMs: 600_000 }), await create({ hold: true }), await create({ keepAliveMs: 600_000 }), await create({ keepAliveMs: 600_000 })]
+    for (const id of [running, held, memory, files]) await run(id, `echo kept-${id} > /home/user/kept`, opts())
+    assert.equal((await call('POST', `/api/v1/sandboxes/${memory}/pause`, {})).status, 200)
+    assert.equal((await call('POST', `/api/v1/sandboxes/${files}/pause`, { keepMemory: false })).status, 200)
+    await daemon.stop('SIGKILL')
+
+    // What a reboot takes: every process, mount, loop device, cgroup, network device and rule; and
+    // the host's boot id changes. The files on disk stay.
+    for (const id of fs.readdirSync(path.join(home, 'sandboxes'))) {
+      const freezer = `/sys/fs/cgroup/freezer/sandlot/${id}/freezer.state`
+      if (fs.existsSync(freezer)) fs.writeFileSync(freezer, 'THAWED')
+      const init = Number(fs.readFileSync(path.join(home, 'sandboxes', id, 'init.pid'), 'utf8').trim() || NaN)
+      if (init) {
+        try {
+          process.kill(init, 'SIGKILL')
+        } catch {}
+        await waitFor(async () => !fs.existsSync(`/proc/${init}`), 10_000, `the init of ${id} to end`)
+      }
+    }
+    const mounts = fs.readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '')
+    for (const m of mounts.filter((m) => m.startsWith(`${home}/`)).sort().reverse()) execFileSync('umount', ['-l', m])
+    for (const dev of fs.readdirSync('/sys/block').filter((d) => d.startsWith('loop'))) {
+      let backing = ''
+      try {
+        backing = fs.readFileSync(`/sys/block/${dev}/loop/backing_file`, 'utf8')
+      } catch {}
+      if (backing.startsWith(`${home}/`)) execFileSync('losetup', ['-d', `/dev/${dev}`])
+    }
+    for (const id of [...seen, ...fs.readdirSync(path.join(home, 'sandboxes'))]) {
+      for (const c of ['memory', 'pids', 'cpu', 'freezer', 'cpuset', 'cpuacct', 'blkio', 'devices', 'net_cls', 'perf_event', 'hugetlb', 'rdma', 'misc']) {
+        if (fs.existsSync(`/sys/fs/cgroup/${c}/sandlot/${id}`)) fs.rmdirSync(`/sys/fs/cgroup/${c}/sandlot/${id}`)
+      }
+    }
+    const prefix = `v${crypto.createHash('sha256').update(bridge).digest('hex').slice(0, 4)}`
+    for (const link of fs.readdirSync('/sys/class/net').filter((l) => l.startsWith(prefix) || l === bridge)) execFileSync('ip', ['link', 'del', link])
+    for (const family of ['inet', 'bridge']) execFileSync('sh', ['-c', `nft delete table ${family} sandlot_${bridge} 2>/dev/null || true`])
+    const db = new Database(path.join(home, 'sandlot.db'))
+    db.prepare("UPDATE settings SET value = 'a-boot-before-this-one' WHERE key = 'host_boot_id'").run()
+    db.close()
+
+    await start()
+    const after = new Map((await listed()).map((s) => [s.id, s as Listed & { paused?: { memoryLost: boolean; keepMemory: boolean } }]))
+    for (const id of [running, held, memory]) {
+      assert.equal(after.get(id)?.state, 'paused', `${id} is kept paused`)
+      assert.equal(after.get(id)?.paused?.memoryLost, true, `${id} says its memory was lost`)
+    }
+    assert.equal(after.get(files)?.state, 'paused')
+    assert.equal(after.get(files)?.paused?.memoryLost, false, 'a files pause lost nothing')
+    for (const id of [running, held, memory, files]) {
+      assert.equal((await call('POST', `/api/v1/sandboxes/${id}/resume`, { keepAliveMs: 60_000 })).status, 200)
+      assert.equal((await run(id, 'cat /home/user/kept', opts())).stdout, `kept-${id}\n`)
+    }
+    await waitFor(async () => leaked().length === 0 || undefined, 30_000, 'nothing leaked').catch(() => assert.deepEqual(leaked(), []))
+    for (const id of [running, held, memory, files]) {
+      assert.equal((await call('DELETE', `/api/v1/sandboxes/${id}`)).status, 204)
+      assert.deepEqual(await leftovers(id, home), [])
+    }
+  })
+})
+
+describe('the agent killed inside a sandbox', () => {
+  test('root in the sandbox kills its agent, again and again, then everything (kill -9 -1): it is started again, the sandbox keeps its files, processes and env vars, and its log says so', async () => {
+    // From the pool when there is one: its env vars came through the agent's POST /init.
+    const { id } = await createSandbox({ envVars: { KEPT: 'yes' } })
+    try {
+      await run(id, 'echo before > /home/user/kept')
+      const sleeper = await startBackground(id, 'sleep 3600')
+      const back = (after: string) => waitFor(() => run(id, `echo $KEPT; cat /home/user/kept; ps -o pid= -p ${sleeper} || echo gone`).catch(() => undefined), 15_000, `the agent to be back after ${after}`)
+      for (let i = 1; i <= 3; i++) {
+        // The command that kills it dies with it: its stream ends one way or another.
+        await run(id, "pkill -9 -f '^/opt/sandlot/lib/ld\\.so .*agent\\.mjs$'", { user: 'root' }).catch(() => {})
+        const r = await back(`kill ${i}`)
+        assert.deepEqual(r.stdout.split('\n').map((l) => l.trim()), ['yes', 'before', String(sleeper), ''], `after kill ${i}`)
+      }
+      // Everything root may kill: every process but the init (and so the sleeper too).
+      await run(id, 'kill -9 -1', { user: 'root' }).catch(() => {})
+      assert.deepEqual((await back('kill -9 -1')).stdout.split('\n').map((l) => l.trim()), ['yes', 'before', 'gone', ''])
+      assert.equal((await api('GET', `/api/v1/sandboxes/${id}`)).json.state, 'running')
+      const logged = await waitFor(async () => {
+        const l = await api<{ logs: { message: string; level: string }[] }>('GET', `/api/v1/sandboxes/${id}/logs`)
+        return l.json.logs.some((e) => e.level === 'warn' && /agent ended .* started again/.test(e.message)) && l
+      }, 10_000, 'the restart in the sandbox log')
+      assert.ok(logged)
+    } finally {
+      await killSandbox(id)
+    }
+    assert.deepEqual(await leftovers(id), [])
   })
 })

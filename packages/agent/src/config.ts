@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
 import { logError } from './log.js';
 
 export const ENVD_VERSION = '0.6.13';
@@ -86,4 +87,15 @@ export function loadConfigFile(): void {
     }
   }
   if (problem !== undefined) logError(`refusing every request but GET /health: ${problem}`);
+}
+
+/**
+ * Writes the live configuration back to its file (a new file renamed over it), so that an agent
+ * started again after this one died (sandlot-exec --supervise) has what POST /init gave this one:
+ * a pooled sandbox's env vars arrive that way.
+ */
+export async function saveConfig(): Promise<void> {
+  const tmp = `${configPath}.${process.pid}.tmp`;
+  await writeFile(tmp, JSON.stringify(config), { mode: 0o600 });
+  await rename(tmp, configPath);
 }

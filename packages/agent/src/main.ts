@@ -1,6 +1,6 @@
 // Entry point. Startup is kept minimal: listen first (node:http only), then load the
 // Connect/protobuf machinery in the background; early requests wait for it.
-import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, rmSync, writeSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -111,4 +111,16 @@ server.listen(listenFd === undefined ? socketPath : { fd: listenFd }, () => {
     logInfo(`listening on ${where}: ${now.toFixed(1)} ms after process start (node bootstrap ${t0.toFixed(1)} ms + agent ${(now - t0).toFixed(1)} ms)`);
   }
   if (!refusal) setImmediate(loadHandler);
+  // Tells the supervisor (sandlot-exec --supervise) this agent started: only such an agent is started
+  // again when it dies. Closed at once, before any command could inherit it.
+  const readyFd = Number(process.env.SANDLOT_AGENT_READY_FD);
+  delete process.env.SANDLOT_AGENT_READY_FD;
+  if (Number.isInteger(readyFd) && readyFd > 2) {
+    try {
+      writeSync(readyFd, 'r');
+      closeSync(readyFd);
+    } catch (err) {
+      logError('cannot tell the supervisor the agent started', err);
+    }
+  }
 });

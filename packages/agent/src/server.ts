@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { Filesystem, Process } from '@sandlot/envd-proto';
 import { hasValidToken, safeEqual } from './auth.js';
-import { applyConfig, config, parseConfig, type ConfigInput } from './config.js';
+import { applyConfig, config, parseConfig, saveConfig, type ConfigInput } from './config.js';
 import { handleDownload, handleUpload } from './files-http.js';
 import { filesystemService } from './fs-service.js';
 import { readJsonBody, sendError, sendJson } from './http-util.js';
@@ -87,6 +87,8 @@ export function createHandler(): (req: IncomingMessage, res: ServerResponse) => 
       }
       delete init.accessToken;
       applyConfig(init);
+      // In force now whatever happens; kept on disk for a restarted agent unless the disk is full.
+      await saveConfig().catch((err) => logError('cannot keep the configuration for a restarted agent', err));
       res.writeHead(204).end();
       return;
     }

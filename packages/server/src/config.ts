@@ -34,11 +34,6 @@ export interface Config {
    */
   nativeModules: Record<string, string>
   nodeBinary: string
-  /**
-   * The sandboxes' init, put on the agent's image (/opt/sandlot/bin/tini): statically linked, so it
-   * runs in any image. Debian's tini package ships it as /usr/bin/tini-static.
-   */
-  initBinary: string
   /** sandlot-idmap (native/sandlot-idmap.c, built by npm run build): user namespaces and idmapped mounts. */
   idmapHelper: string
   defaultLimits: Limits
@@ -133,7 +128,6 @@ export function loadConfig(env = process.env): Config {
       'fs-xattr': path.resolve(env.SANDLOT_FS_XATTR_DIR ?? path.join(repoRoot, 'node_modules/fs-xattr')),
     },
     nodeBinary: process.execPath,
-    initBinary: path.resolve(env.SANDLOT_INIT_BINARY ?? '/usr/bin/tini-static'),
     idmapHelper: path.resolve(env.SANDLOT_IDMAP_HELPER ?? path.join(repoRoot, 'packages/server/dist/sandlot-idmap')),
     defaultLimits: {
       memoryMB: intFrom('SANDLOT_DEFAULT_MEMORY_MB', 512),

@@ -1,5 +1,6 @@
 // The one owner of sandbox state: create, holds and deadlines, kill, and re-adoption after a
 // daemon restart. A sandbox lives while a client holds it or its deadline is ahead (lifetime.ts).
+import fs from 'node:fs'
 import type { Logger } from 'pino'
 import type { Config, Limits } from '../config.js'
 import { SandlotError, badRequest, conflict, sandboxNotFound, unavailable } from '../errors.js'
@@ -79,6 +80,8 @@ function checkedEnvVars(envVars: Record<string, string>): Record<string, string>
 export class SandboxManager {
   private deadlines = new Map<string, NodeJS.Timeout>()
   private watchdog: NodeJS.Timeout | undefined
+  /** How many times each running sandbox's agent was started again, as last seen (driver.agentRestarts). */
+  private readonly agents = new Map<string, number>()
   private killing = new Map<string, Promise<void>>()
   private ready = false
   /** Each sandbox's network updates run one after another (the last one asked for is the one in force and stored). */
@@ -160,10 +163,23 @@ export class SandboxManager {
     this.ready = true
   }
 
-  /** A sandbox whose init died (agent crashed, killed from the host) is cleaned up, never left half-alive. */
+  /**
+   * A sandbox whose init died (killed from the host, out of memory) is cleaned up, never left
+   * half-alive. One whose agent was started again (its init does that when it dies) is told so in
+   * its log.
+   */
   private reapDead(): void {
     for (const s of this.running()) {
-      if (this.driver.alive(s.id)) continue
+      if (this.driver.alive(s.id)) {
+        const restarts = this.driver.agentRestarts?.(s.id)
+        const before = this.agents.get(s.id) ?? 0
+        if (restarts !== undefined) this.agents.set(s.id, restarts)
+        if (restarts !== undefined && restarts > before) {
+          this.log.warn({ sandboxId: s.id }, 'the sandbox’s agent ended and was started again')
+          this.logs?.append(s.id, 'warn', 'the agent ended (killed or crashed) and was started again: commands it had started run on, but their output and input can no longer be reached')
+        }
+        continue
+      }
       this.log.warn({ sandboxId: s.id }, 'sandbox died on its own; cleaning up')
       this.logs?.append(s.id, 'error', 'the sandbox died on its own (its init ended)')
       void this.kill(s.id, 'cleaning up after it died').catch((err) => this.log.error({ err, sandboxId: s.id }, 'cleanup of a dead sandbox failed'))
@@ -174,6 +190,13 @@ export class SandboxManager {
     // Clients could not renew while the daemon was down: every hold gets a fresh lease, and those
     // of clients that are gone lapse after it.
     this.store.extendAllHolds(Date.now() + HOLD_TTL_MS)
+    // The host restarted since the last server (its boot id changed): every sandbox's processes went
+    // with it, not their files. Those that were running are kept paused from their files (memory
+    // lost) rather than destroyed; within one boot, a sandbox whose init is gone died, and goes.
+    const bootId = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+    const lastBootId = this.store.getSetting('host_boot_id')
+    const hostRestarted = lastBootId !== undefined && lastBootId !== bootId
+    if (hostRestarted) this.log.warn('the host restarted since the last server: running sandboxes lost their memory and are kept paused from their files')
     const known = new Set<string>()
     for (const s of this.store.listSandboxes()) {
       known.add(s.id)
@@ -199,8 +222,18 @@ export class SandboxManager {
           this.log.error({ sandboxId: s.id, ids: s.ids }, 'the id range of this re-adopted sandbox is claimed by another sandbox')
         }
         this.log.info({ sandboxId: s.id }, 're-adopted running sandbox')
+        // Restarts of its agent before now were told by the previous server.
+        const restarts = this.driver.agentRestarts?.(s.id)
+        if (restarts !== undefined) this.agents.set(s.id, restarts)
         this.logs?.append(s.id, 'info', 'the server restarted; the sandbox kept running')
         this.armDeadline(s)
+      } else if (hostRestarted && s.state === 'running' && this.wanted(s)) {
+        await this.driver.stop(s.id)
+        this.store.deleteHoldsOf(s.id)
+        this.store.setSandboxPause(s.id, 'paused', { at: Date.now(), memory: true, memoryLost: true })
+        if (s.ids && !this.idRanges.adopt(s.id, s.ids)) this.log.error({ sandboxId: s.id, ids: s.ids }, 'the id range of this sandbox is claimed by another sandbox')
+        this.log.warn({ sandboxId: s.id }, 'the host restarted: sandbox kept paused from its files, its memory lost')
+        this.logs?.append(s.id, 'warn', 'the host restarted while it ran: its processes and memory are lost; it is kept paused and resumes from its files')
       } else if (s.state === 'pooled') {
         // The pool is made anew by each server (pool.ts).
         this.log.info({ sandboxId: s.id }, 'removing a pooled sandbox of the previous server')
@@ -215,6 +248,7 @@ export class SandboxManager {
       this.log.warn({ sandboxId: id }, 'removing leftover sandbox unknown to the store')
       await this.driver.destroy(id)
     }
+    this.store.setSetting('host_boot_id', bootId)
   }
 
   private limitsFrom(req: CreateRequest): Limits {
@@ -514,7 +548,10 @@ export class SandboxManager {
       const keepMemory = opts.keepMemory ?? true
       // A memory pause keeps its connections through the proxy: they wait, frozen, and go on after
       // the resume (a command's output stream included), as on E2B; a files pause ends them all.
-      if (!keepMemory) this.onDestroyed(id)
+      if (!keepMemory) {
+        this.onDestroyed(id)
+        this.agents.delete(id) // booted again on resume, with an agent of its own
+      }
       await this.pauses.pause(s, keepMemory)
       this.logs?.append(id, 'info', keepMemory ? 'sandbox paused: its processes frozen, its memory kept' : 'sandbox paused: its processes ended, its files kept', { keepMemory })
       return this.get(id)
@@ -732,6 +769,7 @@ export class SandboxManager {
     const pooled = this.store.getSandbox(id)?.state === 'pooled'
     this.store.setSandboxState(id, 'stopping')
     this.onDestroyed(id)
+    this.agents.delete(id)
     await this.driver.destroy(id)
     this.store.deleteSandbox(id)
     // Only once nothing of the sandbox is left on the host may another have its ids.

@@ -5,11 +5,14 @@
 //   bin/node        the host's node binary, unchanged
 //   lib/            the host's dynamic loader (also as lib/ld.so) and every shared library node and
 //                   the native modules need (found with ldd at image build time)
-//   bin/tini        the init: Debian's static tini (tini-static), no library at all; execute-only
-//                   (0711, root's): an exec of a file its caller cannot read leaves the process
-//                   non-dumpable and its memory owned by the host's user namespace, so root in the
-//                   sandbox (without CAP_SYS_PTRACE there) can neither ptrace pid 1 nor take its
-//                   descriptors: the agent's listening socket (fd 3) and its log (fd 1, 2)
+//   bin/sandlot-init
+//                   the init: the agent's static helper (agent/sandlot-exec --init), no library at
+//                   all; execute-only (0711, root's): an exec of a file its caller cannot read leaves
+//                   the process non-dumpable and its memory owned by the host's user namespace, so
+//                   root in the sandbox (without CAP_SYS_PTRACE there) can neither ptrace pid 1 nor
+//                   take its descriptors: the agent's listening socket (fd 3) and its log (fd 1, 2).
+//                   A copy: the one the agent runs commands through must stay readable (an unreadable
+//                   one would leave them non-dumpable, unable to set their own OOM score)
 //   agent/          the agent bundle and its static helper sandlot-exec (packages/agent/native)
 //   code-interpreter/ the code interpreter's supervisor and execution server (packages/code-interpreter),
 //                   which the code-interpreter-v1 template's start command runs
@@ -37,8 +40,6 @@ const exec = promisify(execFile)
 
 export interface AgentFileSources {
   nodeBinary: string
-  /** A statically linked init (Debian's /usr/bin/tini-static). */
-  initBinary: string
   agentDir: string
   /** The code interpreter's bundle (packages/code-interpreter): a template's start command runs it. */
   codeInterpreterDir: string
@@ -96,7 +97,7 @@ function addons(dir: string): string[] {
 async function layout(src: AgentFileSources): Promise<Layout> {
   const files: [string, string][] = [
     [src.nodeBinary, 'bin/node'],
-    [src.initBinary, 'bin/tini'],
+    [path.join(src.agentDir, 'sandlot-exec'), 'bin/sandlot-init'],
     [src.agentDir, 'agent'],
     [src.codeInterpreterDir, 'code-interpreter'],
     ...Object.entries(src.nativeModules).map(([name, dir]): [string, string] => [dir, `node_modules/${name}`]),
@@ -115,8 +116,8 @@ async function layout(src: AgentFileSources): Promise<Layout> {
   return { files, links: [[loaderName, `lib/${AGENT_LOADER}`]] }
 }
 
-/** Files of the image that no one in a sandbox may read, only run (see bin/tini above). */
-const EXECUTE_ONLY = ['bin/tini']
+/** Files of the image that no one in a sandbox may read, only run (see bin/sandlot-init above). */
+const EXECUTE_ONLY = ['bin/sandlot-init']
 
 /** Every file under the sources with its size and mtime: the image is made again when one changes. */
 function contentKey(l: Layout): string {

@@ -93,6 +93,11 @@ export interface RuntimeDriver {
   state(id: string): Promise<RuntimeState>
   /** Cheap liveness check of the sandbox's init (no process spawned): false once it has died. */
   alive(id: string): boolean
+  /**
+   * How many times the sandbox's init started its agent again (no process spawned), undefined when
+   * it cannot be told.
+   */
+  agentRestarts?(id: string): number | undefined
   /** Ids of the sandboxes the runtime knows of (running or not), to find leftovers. */
   list(): Promise<string[]>
   /** The daemon is stopping: what the driver holds for itself goes; sandboxes keep running. */

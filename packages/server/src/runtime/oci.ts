@@ -147,8 +147,7 @@ export class OciDriver implements RuntimeDriver {
     }
     await checkLayerTools()
     await this.blankImages.init()
-    if (!fs.existsSync(this.config.initBinary)) throw new Error(`${this.config.initBinary}, the sandboxes' init, is missing: apt-get install tini`)
-    const needed = [this.config.nodeBinary, this.config.idmapHelper, path.join(this.config.agentDir, 'agent.mjs'), path.join(this.config.codeInterpreterDir, 'code-interpreter.mjs'), ...Object.values(this.config.nativeModules)]
+    const needed = [this.config.nodeBinary, this.config.idmapHelper, path.join(this.config.agentDir, 'agent.mjs'), path.join(this.config.agentDir, 'sandlot-exec'), path.join(this.config.codeInterpreterDir, 'code-interpreter.mjs'), ...Object.values(this.config.nativeModules)]
     for (const file of needed) {
       if (!fs.existsSync(file)) throw new Error(`${file} is missing: run "npm run build" first`)
     }
@@ -403,6 +402,17 @@ export class OciDriver implements RuntimeDriver {
       return start !== '' && processStartTime(pid) === start
     } catch {
       return false
+    }
+  }
+
+  agentRestarts(id: string): number | undefined {
+    // sandlot-init names itself "sl-init.N" (its comm, which nothing in the sandbox can change).
+    try {
+      const init = fs.readFileSync(this.paths(id).pidFile, 'utf8').trim()
+      const m = /^sl-init\.(\d+)$/.exec(fs.readFileSync(`/proc/${init}/comm`, 'utf8').trim())
+      return m ? Number(m[1]) : undefined
+    } catch {
+      return undefined // ended meanwhile, or no such files here
     }
   }
 

@@ -58,14 +58,16 @@ const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
 /**
  * The sandbox's init and agent, all from the agent's image (agent-files.ts), nothing from the
- * template: tini (static) reaps orphans as PID 1 (-s would make it a subreaper; as PID 1 it already
- * is), -g forwards signals to the whole process group; node runs on the host's loader and libraries
+ * template: sandlot-init (sandlot-exec --init, static) is PID 1, reaps orphans, forwards signals to
+ * the agent's process group and starts the agent again if it dies (root in the sandbox may kill it:
+ * with tini as init, which ends with its child, the sandbox ended too and its files were lost),
+ * saying so in the sandbox's host-side log; node runs on the host's loader and libraries
  * there, named on the loader's command line, so neither the template's /lib (nor its ld.so.cache:
  * --inhibit-cache) nor the environment of what the agent starts is involved.
  */
 export function agentCommand(nodeFlags: readonly string[] = AGENT_NODE_FLAGS): string[] {
   return [
-    '/opt/sandlot/bin/tini', '-g', '--',
+    '/opt/sandlot/bin/sandlot-init', '--init', '--',
     `/opt/sandlot/lib/${AGENT_LOADER}`, '--inhibit-cache', '--library-path', '/opt/sandlot/lib',
     '/opt/sandlot/bin/node', ...nodeFlags, '/opt/sandlot/agent/agent.mjs',
   ]
