@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import { after, before, describe, test } from 'node:test'
-import { api, apiUrl, createSandbox, killSandbox, leftovers, run, startBackground, waitFor } from '../helpers.js'
+import { apiUrl, createSandbox, killSandbox, leftovers, run, startBackground, waitFor } from '../helpers.js'
 import { byKey, rpc } from './escape-env.js'
 
 const LONG = !!process.env.SANDLOT_LONG_TESTS

@@ -13,6 +13,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import Database from 'better-sqlite3'
+import { HostState } from './host-state.js'
 import { api, apiAt, createSandbox, killSandbox, leftovers, run, spawnDaemon, startBackground, waitFor, type Daemon } from '../helpers.js'
 
 const LONG = !!process.env.SANDLOT_LONG_TESTS
@@ -21,6 +22,7 @@ const SEED = Number(process.env.SANDLOT_FAULT_SEED ?? 17)
 const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 7
 const home = path.resolve(`.sandlot-test/${process.env.SANDLOT_TEST_NAME ?? 'home'}-faults`)
 const bridge = `sandlot${port}`
+const host = new HostState(home, bridge, port)
 let daemon: Daemon
 let key = ''
 const call = apiAt(() => `http://127.0.0.1:${port}`, () => key)
@@ -75,7 +77,7 @@ async function writeFile(id: string, file: string, body: Buffer): Promise<number
   const res = await fetch(`${daemon.url}/files?path=${encodeURIComponent(file)}&username=user`, {
     method: 'POST',
     headers: { 'e2b-sandbox-id': id, 'x-api-key': key, 'content-type': 'application/octet-stream' },
-    body,
+    body: new Uint8Array(body),
     signal: AbortSignal.timeout(60_000),
   })
   await res.arrayBuffer()
@@ -86,62 +88,6 @@ async function readBack(id: string, file: string): Promise<string | number> {
   const res = await fetch(`${daemon.url}/files?path=${encodeURIComponent(file)}&username=user`, { headers: { 'e2b-sandbox-id': id, 'x-api-key': key } })
   const body = Buffer.from(await res.arrayBuffer())
   return res.status === 200 ? sha(body) : res.status
-}
-
-/**
- * Ids of this daemon's sandboxes (and build sandboxes) ever seen on the host: cgroups are shared by
- * every daemon on the machine (the suite's own server runs beside this one), so only these are ours.
- */
-const seen = new Set<string>()
-function noteSeen(): void {
-  for (const d of ['sandboxes', 'runtime/runc']) if (fs.existsSync(path.join(home, d))) for (const id of fs.readdirSync(path.join(home, d))) seen.add(id)
-}
-
-/** Everything of a sandbox's kind on the host, by sandbox id, that the store does not know. */
-function leaked(): string[] {
-  noteSeen()
-  const db = new Database(path.join(home, 'sandlot.db'), { readonly: true, fileMustExist: true })
-  try {
-    const integrity = db.pragma('integrity_check', { simple: true })
-    const rows = db.prepare('SELECT id, state FROM sandboxes').all() as { id: string; state: string }[]
-    const ids = new Set(rows.map((r) => r.id))
-    const nets = db.prepare('SELECT sandbox_id, address, veth FROM sandbox_networks').all() as { sandbox_id: string; address: string; veth: string }[]
-    const found: string[] = []
-    if (integrity !== 'ok') found.push(`store: integrity_check says ${integrity}`)
-    for (const r of rows) if (!['running', 'paused', 'pooled'].includes(r.state)) found.push(`store: ${r.id} left ${r.state}`)
-    const building = db.prepare("SELECT id FROM template_builds WHERE status = 'building'").all() as { id: string }[]
-    for (const b of building) found.push(`store: build ${b.id} still building`)
-    for (const n of nets) if (!ids.has(n.sandbox_id)) found.push(`store: network of ${n.sandbox_id}, no sandbox`)
-    const unknown = (what: string, names: string[]) => {
-      for (const n of names) if (!ids.has(n)) found.push(`${what} ${n}`)
-    }
-    const dir = (d: string) => (fs.existsSync(d) ? fs.readdirSync(d) : [])
-    unknown('directory', dir(path.join(home, 'sandboxes')))
-    unknown('runtime state', dir(path.join(home, 'runtime/runc')))
-    for (const c of ['memory', 'pids', 'cpu', 'freezer']) unknown(`${c} cgroup`, dir(`/sys/fs/cgroup/${c}/sandlot`).filter((n) => seen.has(n)))
-    const mounts = fs.readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '')
-    unknown('mount of', mounts.filter((m) => m.startsWith(`${home}/sandboxes/`)).map((m) => m.slice(`${home}/sandboxes/`.length).split('/')[0]!))
-    for (const dev of fs.readdirSync('/sys/block').filter((d) => d.startsWith('loop'))) {
-      let backing = ''
-      try {
-        backing = fs.readFileSync(`/sys/block/${dev}/loop/backing_file`, 'utf8').trim()
-      } catch {}
-      if (backing.startsWith(`${home}/sandboxes/`)) unknown(`loop device ${dev} of`, [backing.slice(`${home}/sandboxes/`.length).split('/')[0]!])
-    }
-    const veths = new Set(nets.map((n) => n.veth))
-    const prefix = `v${crypto.createHash('sha256').update(bridge).digest('hex').slice(0, 4)}`
-    for (const link of fs.readdirSync('/sys/class/net').filter((l) => l.startsWith(prefix))) if (!veths.has(link)) found.push(`veth ${link}`)
-    const addresses = new Set(nets.map((n) => n.address))
-    const table = `sandlot_${bridge}`
-    const rules = execFileSync('nft', ['list', 'table', 'inet', table], { encoding: 'utf8' })
-    const subnet = `10.${(port >> 8) & 255}.${port & 255}.`
-    for (const a of new Set(rules.match(new RegExp(`${subnet.replace(/\./g, '\\.')}\\d+`, 'g')) ?? [])) {
-      if (!addresses.has(a) && !['0', '1', '255'].includes(a.slice(subnet.length))) found.push(`nftables rule for ${a}`)
-    }
-    return found
-  } finally {
-    db.close()
-  }
 }
 
 type Op = { what: string; run: () => Promise<void> }
@@ -293,7 +239,7 @@ describe('faults: the daemon killed with SIGKILL at random points', { timeout: L
       await new Promise((r) => setTimeout(r, Math.floor(random() < 0.7 ? random() * 300 : random() * 1500)))
       await daemon.stop('SIGKILL')
       const outcomes = await Promise.all(results)
-      noteSeen() // what the crash interrupted (runc runs on without the daemon for a moment)
+      host.noteSeen() // what the crash interrupted (runc runs on without the daemon for a moment)
       counts.ops += ops.length
       counts.answered += outcomes.filter((o) => o === undefined).length
       counts.cut += outcomes.filter((o) => o !== undefined).length
@@ -347,8 +293,8 @@ describe('faults: the daemon killed with SIGKILL at random points', { timeout: L
         }
       }
       // Builds cut by the crash end as failed (never left building), and their sandboxes go.
-      await waitFor(async () => leaked().length === 0 || undefined, 30_000, 'nothing leaked').catch(() => {
-        assert.deepEqual(leaked(), [], `round ${round} (seed ${SEED}): leaked`)
+      await waitFor(async () => host.leaked().length === 0 || undefined, 30_000, 'nothing leaked').catch(() => {
+        assert.deepEqual(host.leaked(), [], `round ${round} (seed ${SEED}): leaked`)
       })
       counts.rounds++
     }
@@ -389,13 +335,12 @@ describe('faults: the daemon killed with SIGKILL at random points', { timeout: L
       } catch {}
       if (backing.startsWith(`${home}/`)) execFileSync('losetup', ['-d', `/dev/${dev}`])
     }
-    for (const id of [...seen, ...fs.readdirSync(path.join(home, 'sandboxes'))]) {
+    for (const id of [...host.ids(), ...fs.readdirSync(path.join(home, 'sandboxes'))]) {
       for (const c of ['memory', 'pids', 'cpu', 'freezer', 'cpuset', 'cpuacct', 'blkio', 'devices', 'net_cls', 'perf_event', 'hugetlb', 'rdma', 'misc']) {
         if (fs.existsSync(`/sys/fs/cgroup/${c}/sandlot/${id}`)) fs.rmdirSync(`/sys/fs/cgroup/${c}/sandlot/${id}`)
       }
     }
-    const prefix = `v${crypto.createHash('sha256').update(bridge).digest('hex').slice(0, 4)}`
-    for (const link of fs.readdirSync('/sys/class/net').filter((l) => l.startsWith(prefix) || l === bridge)) execFileSync('ip', ['link', 'del', link])
+    for (const link of fs.readdirSync('/sys/class/net').filter((l) => l.startsWith(host.vethPrefix()) || l === bridge)) execFileSync('ip', ['link', 'del', link])
     for (const family of ['inet', 'bridge']) execFileSync('sh', ['-c', `nft delete table ${family} sandlot_${bridge} 2>/dev/null || true`])
     const db = new Database(path.join(home, 'sandlot.db'))
     db.prepare("UPDATE settings SET value = 'a-boot-before-this-one' WHERE key = 'host_boot_id'").run()
@@ -413,7 +358,7 @@ describe('faults: the daemon killed with SIGKILL at random points', { timeout: L
       assert.equal((await call('POST', `/api/v1/sandboxes/${id}/resume`, { keepAliveMs: 60_000 })).status, 200)
       assert.equal((await run(id, 'cat /home/user/kept', opts())).stdout, `kept-${id}\n`)
     }
-    await waitFor(async () => leaked().length === 0 || undefined, 30_000, 'nothing leaked').catch(() => assert.deepEqual(leaked(), []))
+    await waitFor(async () => host.leaked().length === 0 || undefined, 30_000, 'nothing leaked').catch(() => assert.deepEqual(host.leaked(), []))
     for (const id of [running, held, memory, files]) {
       assert.equal((await call('DELETE', `/api/v1/sandboxes/${id}`)).status, 204)
       assert.deepEqual(await leftovers(id, home), [])
