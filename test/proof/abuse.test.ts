@@ -174,7 +174,10 @@ try:
 except OSError as e:
     print(len(fds), e.errno)
 '`)
-        assert.match(ptys.stdout, /^1[0-2]\d 28\n$/, 'terminals stop at the cap with ENOSPC')
+        // Capped per sandbox (its own devpts instance's max, 128), so one cannot take the host's.
+        const [opened, errno] = ptys.stdout.trim().split(' ').map(Number)
+        assert.ok(opened! >= 100 && opened! <= 128, ptys.stdout + ptys.stderr)
+        assert.equal(errno, 28, 'ENOSPC past the cap')
       })
       await neighbourWhile('watches', async () => {
         // Watches past the agent's cap (512 at once): the rest refused.

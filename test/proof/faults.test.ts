@@ -13,20 +13,15 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import Database from 'better-sqlite3'
-import { HostState } from './host-state.js'
-import { api, apiAt, createSandbox, killSandbox, leftovers, run, spawnDaemon, startBackground, waitFor, type Daemon } from '../helpers.js'
+import { ProofDaemon } from './proof-daemon.js'
+import { api, createSandbox, killSandbox, leftovers, run, startBackground, waitFor } from '../helpers.js'
 
 const LONG = !!process.env.SANDLOT_LONG_TESTS
 const ROUNDS = Number(process.env.SANDLOT_FAULT_ROUNDS ?? (LONG ? 200 : 50))
 const SEED = Number(process.env.SANDLOT_FAULT_SEED ?? 17)
-const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 7
-const home = path.resolve(`.sandlot-test/${process.env.SANDLOT_TEST_NAME ?? 'home'}-faults`)
-const bridge = `sandlot${port}`
-const host = new HostState(home, bridge, port)
-let daemon: Daemon
-let key = ''
-const call = apiAt(() => `http://127.0.0.1:${port}`, () => key)
-const opts = () => ({ url: `http://127.0.0.1:${port}`, key })
+const proof = new ProofDaemon('faults', 7)
+const { home, bridge, call } = proof
+const opts = () => proof.opts()
 
 /** mulberry32: a small seeded PRNG, so a failing round can be replayed with its seed. */
 function prng(seed: number): () => number {
@@ -42,13 +37,8 @@ function prng(seed: number): () => number {
 const random = prng(SEED)
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!
 
-async function start(env: Record<string, string> = {}): Promise<void> {
-  const log = fs.openSync(`${home}-server.log`, 'a')
-  daemon = spawnDaemon(port, { SANDLOT_HOME: home, SANDLOT_POOL: 'base=1', ...env }, log)
-  fs.closeSync(log)
-  await waitFor(() => fetch(`${daemon.url}/health`).then((r) => r.ok, () => false), 120_000, 'the daemon to be ready')
-  key = fs.readFileSync(path.join(home, 'api-key'), 'utf8').trim()
-}
+// A pool of one: pooled sandboxes in the making are among what a kill interrupts.
+const start = () => proof.start({ SANDLOT_POOL: 'base=1' })
 
 /** What the client was answered, per sandbox; `undefined` where a call was cut by the kill. */
 interface Known {
@@ -74,9 +64,9 @@ const listed = async (): Promise<Listed[]> => {
 const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex')
 
 async function writeFile(id: string, file: string, body: Buffer): Promise<number> {
-  const res = await fetch(`${daemon.url}/files?path=${encodeURIComponent(file)}&username=user`, {
+  const res = await fetch(`${proof.url}/files?path=${encodeURIComponent(file)}&username=user`, {
     method: 'POST',
-    headers: { 'e2b-sandbox-id': id, 'x-api-key': key, 'content-type': 'application/octet-stream' },
+    headers: { 'e2b-sandbox-id': id, 'x-api-key': proof.key, 'content-type': 'application/octet-stream' },
     body: new Uint8Array(body),
     signal: AbortSignal.timeout(60_000),
   })
@@ -85,7 +75,7 @@ async function writeFile(id: string, file: string, body: Buffer): Promise<number
 }
 
 async function readBack(id: string, file: string): Promise<string | number> {
-  const res = await fetch(`${daemon.url}/files?path=${encodeURIComponent(file)}&username=user`, { headers: { 'e2b-sandbox-id': id, 'x-api-key': key } })
+  const res = await fetch(`${proof.url}/files?path=${encodeURIComponent(file)}&username=user`, { headers: { 'e2b-sandbox-id': id, 'x-api-key': proof.key } })
   const body = Buffer.from(await res.arrayBuffer())
   return res.status === 200 ? sha(body) : res.status
 }
@@ -94,17 +84,13 @@ type Op = { what: string; run: () => Promise<void> }
 
 describe('faults: the daemon killed with SIGKILL at random points', { timeout: LONG ? 3_600_000 : 900_000 }, () => {
   before(async () => {
-    for (const m of fs.readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(`${home}/`)).sort().reverse()) {
-      execFileSync('umount', ['-l', m])
-    }
-    fs.rmSync(home, { recursive: true, force: true })
-    fs.rmSync(`${home}-server.log`, { force: true })
+    proof.clean()
     await start()
   })
   after(async () => {
-    if (daemon.process.exitCode === null && daemon.process.signalCode === null) {
+    if (proof.running) {
       for (const s of await listed().catch(() => [])) await call('DELETE', `/api/v1/sandboxes/${s.id}`)
-      await daemon.stop('SIGTERM')
+      await proof.stop('SIGTERM')
     }
   })
 
@@ -237,9 +223,9 @@ describe('faults: the daemon killed with SIGKILL at random points', { timeout: L
       const results = ops.map((op) => op.run().then(() => undefined, (err: Error) => err))
       // The kill: at once, mid-way, or after some calls were answered.
       await new Promise((r) => setTimeout(r, Math.floor(random() < 0.7 ? random() * 300 : random() * 1500)))
-      await daemon.stop('SIGKILL')
+      await proof.stop('SIGKILL')
       const outcomes = await Promise.all(results)
-      host.noteSeen() // what the crash interrupted (runc runs on without the daemon for a moment)
+      proof.noteSeen() // what the crash interrupted (runc runs on without the daemon for a moment)
       counts.ops += ops.length
       counts.answered += outcomes.filter((o) => o === undefined).length
       counts.cut += outcomes.filter((o) => o !== undefined).length
@@ -293,8 +279,8 @@ describe('faults: the daemon killed with SIGKILL at random points', { timeout: L
         }
       }
       // Builds cut by the crash end as failed (never left building), and their sandboxes go.
-      await waitFor(async () => host.leaked().length === 0 || undefined, 30_000, 'nothing leaked').catch(() => {
-        assert.deepEqual(host.leaked(), [], `round ${round} (seed ${SEED}): leaked`)
+      await waitFor(async () => proof.leaked().length === 0 || undefined, 30_000, 'nothing leaked').catch(() => {
+        assert.deepEqual(proof.leaked(), [], `round ${round} (seed ${SEED}): leaked`)
       })
       counts.rounds++
     }
@@ -311,7 +297,7 @@ describe('faults: the daemon killed with SIGKILL at random points', { timeout: L
     for (const id of [running, held, memory, files]) await run(id, `echo kept-${id} > /home/user/kept`, opts())
     assert.equal((await call('POST', `/api/v1/sandboxes/${memory}/pause`, {})).status, 200)
     assert.equal((await call('POST', `/api/v1/sandboxes/${files}/pause`, { keepMemory: false })).status, 200)
-    await daemon.stop('SIGKILL')
+    await proof.stop('SIGKILL')
 
     // What a reboot takes: every process, mount, loop device, cgroup, network device and rule; and
     // the host's boot id changes. The files on disk stay.
@@ -335,12 +321,12 @@ describe('faults: the daemon killed with SIGKILL at random points', { timeout: L
       } catch {}
       if (backing.startsWith(`${home}/`)) execFileSync('losetup', ['-d', `/dev/${dev}`])
     }
-    for (const id of [...host.ids(), ...fs.readdirSync(path.join(home, 'sandboxes'))]) {
+    for (const id of [...proof.ids(), ...fs.readdirSync(path.join(home, 'sandboxes'))]) {
       for (const c of ['memory', 'pids', 'cpu', 'freezer', 'cpuset', 'cpuacct', 'blkio', 'devices', 'net_cls', 'perf_event', 'hugetlb', 'rdma', 'misc']) {
         if (fs.existsSync(`/sys/fs/cgroup/${c}/sandlot/${id}`)) fs.rmdirSync(`/sys/fs/cgroup/${c}/sandlot/${id}`)
       }
     }
-    for (const link of fs.readdirSync('/sys/class/net').filter((l) => l.startsWith(host.vethPrefix()) || l === bridge)) execFileSync('ip', ['link', 'del', link])
+    for (const link of fs.readdirSync('/sys/class/net').filter((l) => l.startsWith(proof.vethPrefix()) || l === bridge)) execFileSync('ip', ['link', 'del', link])
     for (const family of ['inet', 'bridge']) execFileSync('sh', ['-c', `nft delete table ${family} sandlot_${bridge} 2>/dev/null || true`])
     const db = new Database(path.join(home, 'sandlot.db'))
     db.prepare("UPDATE settings SET value = 'a-boot-before-this-one' WHERE key = 'host_boot_id'").run()
@@ -358,7 +344,7 @@ describe('faults: the daemon killed with SIGKILL at random points', { timeout: L
       assert.equal((await call('POST', `/api/v1/sandboxes/${id}/resume`, { keepAliveMs: 60_000 })).status, 200)
       assert.equal((await run(id, 'cat /home/user/kept', opts())).stdout, `kept-${id}\n`)
     }
-    await waitFor(async () => host.leaked().length === 0 || undefined, 30_000, 'nothing leaked').catch(() => assert.deepEqual(host.leaked(), []))
+    await waitFor(async () => proof.leaked().length === 0 || undefined, 30_000, 'nothing leaked').catch(() => assert.deepEqual(proof.leaked(), []))
     for (const id of [running, held, memory, files]) {
       assert.equal((await call('DELETE', `/api/v1/sandboxes/${id}`)).status, 204)
       assert.deepEqual(await leftovers(id, home), [])

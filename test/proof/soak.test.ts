@@ -6,28 +6,22 @@
 // 50 clients for 10 minutes with SANDLOT_LONG_TESTS (npm run proof).
 import assert from 'node:assert/strict'
 import crypto from 'node:crypto'
-import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import Database from 'better-sqlite3'
-import { HostState } from './host-state.js'
-import { apiAt, leftovers, run, spawnDaemon, startBackground, waitFor, type Daemon } from '../helpers.js'
+import { ProofDaemon } from './proof-daemon.js'
+import { leftovers, run, startBackground, waitFor } from '../helpers.js'
 
 const LONG = !!process.env.SANDLOT_LONG_TESTS
 const CLIENTS = Number(process.env.SANDLOT_SOAK_CLIENTS ?? (LONG ? 50 : 12))
 const SECONDS = Number(process.env.SANDLOT_SOAK_SECONDS ?? (LONG ? 600 : 60))
-const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 8
-const home = path.resolve(`.sandlot-test/${process.env.SANDLOT_TEST_NAME ?? 'home'}-soak`)
-const bridge = `sandlot${port}`
-const host = new HostState(home, bridge, port)
-let daemon: Daemon
-let key = ''
-const call = apiAt(() => `http://127.0.0.1:${port}`, () => key)
-const opts = () => ({ url: `http://127.0.0.1:${port}`, key })
+const proof = new ProofDaemon('soak', 8)
+const { home, port, call } = proof
+const opts = () => proof.opts()
 
 /** The daemon's resident memory (MiB). */
-const rssMiB = () => Number(/^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${daemon.process.pid}/status`, 'utf8'))![1]) / 1024
+const rssMiB = () => Number(/^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${proof.daemon!.process.pid}/status`, 'utf8'))![1]) / 1024
 
 async function expectStatus(what: string, p: Promise<{ status: number; json: unknown }>, status: number): Promise<any> {
   const r = await p
@@ -50,7 +44,7 @@ async function round(client: number, n: number): Promise<number> {
     if (echo.stdout !== `${client * 1000 + n}\n`) throw new Error(`command in ${id}: ${JSON.stringify(echo)}`)
     const body = crypto.randomBytes(64 * 1024)
     const url = (file: string) => `http://127.0.0.1:${port}/files?path=${encodeURIComponent(file)}&username=user`
-    const headers = { 'e2b-sandbox-id': id, 'x-api-key': key }
+    const headers = { 'e2b-sandbox-id': id, 'x-api-key': proof.key }
     const wrote = await step(fetch(url('/home/user/soak.bin'), { method: 'POST', headers: { ...headers, 'content-type': 'application/octet-stream' }, body: new Uint8Array(body) }))
     if (wrote.status !== 200) throw new Error(`write in ${id}: ${wrote.status} ${await wrote.text()}`)
     await wrote.arrayBuffer()
@@ -84,19 +78,12 @@ async function round(client: number, n: number): Promise<number> {
 
 describe('soak', { timeout: (SECONDS + 300) * 1000 }, () => {
   before(async () => {
-    for (const m of fs.readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(`${home}/`)).sort().reverse()) {
-      execFileSync('umount', ['-l', m])
-    }
-    fs.rmSync(home, { recursive: true, force: true })
-    const log = fs.openSync(`${home}-server.log`, 'w')
+    proof.clean()
     // No pool: every create is a fresh one, all of whose parts must go again.
-    daemon = spawnDaemon(port, { SANDLOT_HOME: home, SANDLOT_POOL: '0' }, log)
-    fs.closeSync(log)
-    await waitFor(() => fetch(`${daemon.url}/health`).then((r) => r.ok, () => false), 120_000, 'the daemon to be ready')
-    key = fs.readFileSync(path.join(home, 'api-key'), 'utf8').trim()
+    await proof.start({ SANDLOT_POOL: '0' })
   })
   after(async () => {
-    await daemon.stop('SIGTERM')
+    await proof.stop('SIGTERM')
   })
 
   test(`${CLIENTS} clients for ${SECONDS} s: zero errors, nothing leaked, the daemon's memory flat`, async () => {
@@ -105,7 +92,7 @@ describe('soak', { timeout: (SECONDS + 300) * 1000 }, () => {
     const rss: number[] = []
     const sampling = setInterval(() => {
       rss.push(rssMiB())
-      host.noteSeen() // the sandboxes of the moment, to check afterwards that each left nothing
+      proof.noteSeen() // the sandboxes of the moment, to check afterwards that each left nothing
     }, 1000)
     let ops = 0
     let rounds = 0
@@ -124,21 +111,21 @@ describe('soak', { timeout: (SECONDS + 300) * 1000 }, () => {
     )
     clearInterval(sampling)
     assert.deepEqual(errors, [], `${errors.length} errors`)
-    // Nothing of any sandbox left: the store's rows, and all it had on the host.
-    for (const id of host.ids()) assert.deepEqual(await leftovers(id, home), [], `${id} left nothing`)
-    assert.deepEqual(host.leaked(), [])
+    // Nothing of any sandbox left: the store's rows, and all it had on the proof.
+    for (const id of proof.ids()) assert.deepEqual(await leftovers(id, home), [], `${id} left nothing`)
+    assert.deepEqual(proof.leaked(), [])
     const db = new Database(path.join(home, 'sandlot.db'), { readonly: true })
     try {
       for (const table of ['sandboxes', 'holds', 'sandbox_networks']) assert.equal((db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n, 0, `rows left in ${table}`)
     } finally {
       db.close()
     }
-    assert.equal(fs.readdirSync(`/sys/class/net`).filter((l) => l.startsWith(host.vethPrefix())).length, 0, 'no veth left')
+    assert.equal(fs.readdirSync(`/sys/class/net`).filter((l) => l.startsWith(proof.vethPrefix())).length, 0, 'no veth left')
     // Memory flat: the last quarter's median no more than a quarter (and 16 MiB) above the second's.
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
     const q = Math.floor(rss.length / 4)
     const [early, late] = [median(rss.slice(q, 2 * q)), median(rss.slice(3 * q))]
-    console.log(`soak: ${CLIENTS} clients, ${SECONDS} s: ${rounds} rounds, ${ops} operations, ${errors.length} errors; ${host.ids().length} sandboxes, none left; daemon RSS ${early.toFixed(0)} → ${late.toFixed(0)} MiB (max ${Math.max(...rss).toFixed(0)})`)
+    console.log(`soak: ${CLIENTS} clients, ${SECONDS} s: ${rounds} rounds, ${ops} operations, ${errors.length} errors; ${proof.ids().length} sandboxes, none left; daemon RSS ${early.toFixed(0)} → ${late.toFixed(0)} MiB (max ${Math.max(...rss).toFixed(0)})`)
     assert.ok(late <= early * 1.25 + 16, `the daemon's memory grew from ${early.toFixed(0)} to ${late.toFixed(0)} MiB`)
   })
 })

@@ -1,25 +1,67 @@
-// A proof daemon's own state on the host (faults and soak suites): every directory, runtime state,
-// cgroup, mount, loop device, veth and nftables address of a sandbox kind, checked against its
+// A daemon of a proof suite's own (faults, soak), on its own home, port, bridge and subnet: started
+// on a clean home, called, stopped or killed; and its state on the host (every directory, runtime
+// state, cgroup, mount, loop device, veth and nftables address of a sandbox kind) checked against its
 // store, which must pass SQLite's integrity check with no sandbox or build left half-way.
 import crypto from 'node:crypto'
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import Database from 'better-sqlite3'
+import { apiAt, spawnDaemon, waitFor, type Daemon } from '../helpers.js'
 
-export class HostState {
+export class ProofDaemon {
+  readonly port: number
+  readonly home: string
+  readonly bridge: string
+  readonly url: string
+  daemon: Daemon | undefined
+  key = ''
+  /** REST calls to it with its key. */
+  readonly call = apiAt(() => this.url, () => this.key)
+
   /**
    * Ids of this daemon's sandboxes (and build sandboxes) ever seen on the host: cgroups are shared by
    * every daemon on the machine (the suite's own server runs beside this one), so only these are ours.
    */
   private readonly seen = new Set<string>()
 
-  /** `home`, `bridge` and `port` as the daemon was given them (spawnDaemon derives its subnet from the port). */
-  constructor(
-    private readonly home: string,
-    private readonly bridge: string,
-    private readonly port: number,
-  ) {}
+  /** `suite` names its home; `offset` is added to the suite server's port (spawnDaemon derives the subnet from it). */
+  constructor(suite: string, offset: number) {
+    this.port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + offset
+    this.home = path.resolve(`.sandlot-test/${process.env.SANDLOT_TEST_NAME ?? 'home'}-${suite}`)
+    this.bridge = `sandlot${this.port}`
+    this.url = `http://127.0.0.1:${this.port}`
+  }
+
+  /** The url and key for helpers' data-plane calls (run, startBackground). */
+  opts(): { url: string; key: string } {
+    return { url: this.url, key: this.key }
+  }
+
+  /** Removes what an earlier run left: its mounts, then its home and log. */
+  clean(): void {
+    const mounts = fs.readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '')
+    for (const m of mounts.filter((m) => m.startsWith(`${this.home}/`)).sort().reverse()) execFileSync('umount', ['-l', m])
+    fs.rmSync(this.home, { recursive: true, force: true })
+    fs.rmSync(`${this.home}-server.log`, { force: true })
+  }
+
+  /** Starts it (its log appended to <home>-server.log) and waits until it is ready. */
+  async start(env: Record<string, string> = {}): Promise<void> {
+    const log = fs.openSync(`${this.home}-server.log`, 'a')
+    this.daemon = spawnDaemon(this.port, { SANDLOT_HOME: this.home, ...env }, log)
+    fs.closeSync(log)
+    await waitFor(() => fetch(`${this.url}/health`).then((r) => r.ok, () => false), 120_000, 'the daemon to be ready')
+    this.key = fs.readFileSync(path.join(this.home, 'api-key'), 'utf8').trim()
+  }
+
+  get running(): boolean {
+    return !!this.daemon && this.daemon.process.exitCode === null && this.daemon.process.signalCode === null
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    await this.daemon?.stop(signal)
+  }
 
   /** Notes the ids on disk now (also what a crash interrupted: runc runs on without the daemon for a moment). */
   noteSeen(): void {
