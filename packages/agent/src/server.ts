@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { Filesystem, Process } from '@sandlot/envd-proto';
 import { hasValidToken, safeEqual } from './auth.js';
+import { badProtobufIsInvalidArgument } from './connect-errors.js';
 import { applyConfig, config, parseConfig, saveConfig, type ConfigInput } from './config.js';
 import { handleDownload, handleUpload } from './files-http.js';
 import { filesystemService } from './fs-service.js';
@@ -26,6 +27,7 @@ export function createHandler(): (req: IncomingMessage, res: ServerResponse) => 
     routes(router) {
       router.service(Filesystem, filesystemService);
       router.service(Process, processService);
+      badProtobufIsInvalidArgument(router);
     },
     jsonOptions: { ignoreUnknownFields: true },
     readMaxBytes: 16 << 20,
