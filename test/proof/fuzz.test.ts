@@ -88,7 +88,7 @@ let realCreates = 0
 const unimplemented = new Set<string>()
 /** Whether a route Sandlot implements (one that did not answer the probe with 501) matches. */
 const implementedRoute = (method: string, path: string) =>
-  routes.some((r) => r.method === method && !unimplemented.has(`${r.method} ${r.path}`) && new RegExp(`^${r.path.replace(/\{[^}]+\}/g, '[^/]+')}$`).test(path.split('?')[0]!))
+  routes.some((r) => r.method === method && !unimplemented.has(`${r.method} ${r.path}`) && new RegExp(`^${r.path.replace(/\{[^}]+\}/g, '[^/]+')}$`).test(new URL(path, 'http://x').pathname))
 const findings: Finding[] = []
 const counts = { requests: 0, byClass: {} as Record<string, number>, byKind: {} as Record<string, number>, noAnswer: 0, resets: 0, notSent: 0, allowed: { notImplemented: 0, sandboxNotFound: 0 } }
 
@@ -449,18 +449,22 @@ async function sendHttp(q: Req): Promise<void> {
 function sendRaw(q: Req, opts: { trickleMs?: number } = {}): Promise<void> {
   return new Promise((resolve) => {
     const socket = net.connect(Number(port), '127.0.0.1')
+    const t0 = Date.now()
     let answer = ''
+    let finished = false
     const done = (what?: string) => {
+      if (finished) return
+      finished = true
       clearTimeout(bound)
       socket.destroy()
       const statuses = [...answer.matchAll(/HTTP\/1\.[01] (\d{3})/g)].map((m) => Number(m[1]))
-      if (what) findings.push({ what, request: describeReq(q), answer: answer.slice(0, 300) })
+      if (what) findings.push({ what: `${what} (after ${Date.now() - t0} ms)`, request: describeReq(q), answer: answer.slice(0, 300) })
       if (!statuses.length) record(q, undefined, answer)
       statuses.forEach((s, i) => record(q, s, answer, i === 0))
       resolve()
     }
-    // The server must answer or close within its header timeout (10 s) and a margin.
-    const bound = setTimeout(() => done('neither answered nor closed within 15 s'), 15_000)
+    // The server must answer or close within its header timeout (10 s, checked every second) and a margin for a busy machine.
+    const bound = setTimeout(() => done('neither answered nor closed within 20 s'), 20_000)
     socket.on('error', () => {})
     socket.on('data', (d) => (answer += d.toString('latin1')))
     socket.on('close', () => done())
