@@ -5,6 +5,8 @@ import { createConnectTransport } from '@connectrpc/connect-node'
 import { Process } from '@sandlot/envd-proto'
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
+import type http from 'node:http'
+import net from 'node:net'
 import path from 'node:path'
 
 export const apiUrl = process.env.SANDLOT_API_URL ?? 'http://127.0.0.1:3190'
@@ -190,4 +192,59 @@ export function spawnDaemon(port: number, env: Record<string, string>, stdio: 'i
       await exited
     },
   }
+}
+
+/** The daemon's end of a sandbox's agent socket, on the host. */
+export const hostSocketOf = (id: string, sandlotHome = home) => path.join(sandlotHome, 'sandboxes', id, 'agent.sock')
+
+/**
+ * Takes the agent's place on the daemon's side of its socket (as root in the sandbox might after
+ * killing the agent): each connection the daemon opens is handed to `onConnection`.
+ */
+export async function impostorAgent(socket: string, onConnection: (c: net.Socket) => void): Promise<{ close: () => Promise<void> }> {
+  fs.rmSync(socket, { force: true })
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer((c) => {
+    sockets.add(c)
+    c.on('error', () => {})
+    c.on('close', () => sockets.delete(c))
+    onConnection(c)
+  })
+  await new Promise<void>((resolve) => server.listen(socket, resolve))
+  return {
+    close: () =>
+      new Promise((resolve) => {
+        for (const c of sockets) c.destroy()
+        server.close(() => resolve())
+      }),
+  }
+}
+
+interface Recorded {
+  headers: http.IncomingHttpHeaders
+  raw: string
+}
+
+/** An impostor that answers each request with `reply` (undefined: silence) and records what arrived. */
+export async function fakeAgent(socket: string, reply: string | ((raw: string) => string | undefined)): Promise<{ seen: Recorded[]; close: () => Promise<void> }> {
+  const seen: Recorded[] = []
+  const impostor = await impostorAgent(socket, (c) => {
+    let raw = ''
+    c.on('data', (d) => {
+      raw += d.toString('latin1')
+      if (!raw.includes('\r\n\r\n')) return
+      const [head] = raw.split('\r\n\r\n')
+      const headers: http.IncomingHttpHeaders = {}
+      for (const line of head!.split('\r\n').slice(1)) {
+        const i = line.indexOf(':')
+        headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim()
+      }
+      seen.push({ headers, raw })
+      const answer = typeof reply === 'string' ? reply : reply(raw)
+      raw = ''
+      if (answer === undefined) return // silent
+      c.write(answer, 'latin1', () => c.end())
+    })
+  })
+  return { seen, close: impostor.close }
 }

@@ -4,57 +4,10 @@
 // client without credentials, and connection floods and the daemon's own stalls cost no one anything.
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
-import http from 'node:http'
 import net from 'node:net'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { api, apiKey, apiUrl, createSandbox, home, killSandbox, run, spawnDaemon, waitFor, type Daemon } from './helpers.js'
-
-const hostSocketOf = (id: string, sandlotHome = home) => path.join(sandlotHome, 'sandboxes', id, 'agent.sock')
-
-interface Recorded {
-  headers: http.IncomingHttpHeaders
-  raw: string
-}
-
-/**
- * Stands in for a sandbox's agent on the daemon's side of its socket (as root in the sandbox might
- * after taking the agent's place): answers each connection with `reply` and records what arrived.
- */
-async function fakeAgent(socket: string, reply: string | ((raw: string) => string | undefined)): Promise<{ seen: Recorded[]; close: () => Promise<void> }> {
-  fs.rmSync(socket, { force: true })
-  const seen: Recorded[] = []
-  const sockets = new Set<net.Socket>()
-  const server = net.createServer((c) => {
-    sockets.add(c)
-    let raw = ''
-    c.on('error', () => {})
-    c.on('data', (d) => {
-      raw += d.toString('latin1')
-      if (!raw.includes('\r\n\r\n')) return
-      const [head] = raw.split('\r\n\r\n')
-      const headers: http.IncomingHttpHeaders = {}
-      for (const line of head!.split('\r\n').slice(1)) {
-        const i = line.indexOf(':')
-        headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim()
-      }
-      seen.push({ headers, raw })
-      const answer = typeof reply === 'string' ? reply : reply(raw)
-      raw = ''
-      if (answer === undefined) return // silent
-      c.write(answer, 'latin1', () => c.end())
-    })
-  })
-  await new Promise<void>((resolve) => server.listen(socket, resolve))
-  return {
-    seen,
-    close: () =>
-      new Promise((resolve) => {
-        for (const c of sockets) c.destroy()
-        server.close(() => resolve())
-      }),
-  }
-}
+import { api, apiKey, apiUrl, createSandbox, fakeAgent, home, hostSocketOf, killSandbox, run, spawnDaemon, waitFor, type Daemon } from './helpers.js'
 
 const envd = (id: string, headers: Record<string, string> = {}, url = apiUrl, route = '/health') =>
   fetch(`${url}${route}`, { headers: { 'e2b-sandbox-id': id, ...headers } }).then(async (r) => ({ status: r.status, body: await r.text() }))

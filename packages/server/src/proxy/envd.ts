@@ -102,11 +102,18 @@ export class EnvdProxy {
       if (!res.headersSent) sendJson(res, status, { sandboxId, message, code: status })
       else res.destroy()
     }
-    // Until the answer begins: a silent agent must not hold the client (and a socket) for ever.
-    upstream.setTimeout(this.replyTimeoutMs, () => !answered && fail(504, `The sandbox's agent did not answer within ${this.replyTimeoutMs / 1000} s`))
+    // Until the answer's head is in, a silent agent must not hold the client (and a socket) for ever:
+    // while the request goes in, the agent must keep reading it (an idle timeout); once it is all in,
+    // the head must come within the timeout however the agent trickles it (which resets an idle one).
+    const noAnswer = () => !answered && fail(504, `The sandbox's agent did not answer within ${this.replyTimeoutMs / 1000} s`)
+    upstream.setTimeout(this.replyTimeoutMs, noAnswer)
+    let deadline: NodeJS.Timeout | undefined
+    upstream.on('finish', () => (deadline = setTimeout(noAnswer, this.replyTimeoutMs)))
+    upstream.on('close', () => clearTimeout(deadline))
     upstream.on('response', (up) => {
       // Streams may then stay silent as long as they like (a quiet command, a watch).
       answered = true
+      clearTimeout(deadline)
       upstream.setTimeout(0)
       const status = up.statusCode ?? 0
       if (!Number.isInteger(status) || status < 200 || status > 599) return fail(502, `The sandbox's agent sent an invalid status (${status})`)

@@ -1,0 +1,147 @@
+// Issue 17, bad input from the other side: a sandbox whose agent is replaced (root inside kills it
+// and answers on its side of the agent socket, here stood in for on the daemon's side) with silence,
+// a trickle, a flood of garbage or nothing at all can neither crash nor stall the daemon: each of
+// its requests gets a 502 or 504 within the reply timeout, and another sandbox's calls keep their
+// latency meanwhile. (test/security.test.ts, "hostile agent replies", has one malformed reply each.)
+import assert from 'node:assert/strict'
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import { hostSocketOf, impostorAgent, spawnDaemon, waitFor, type Daemon } from '../helpers.js'
+
+const REPLY_TIMEOUT_MS = 2000
+const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 5
+const ownHome = path.resolve(`.sandlot-test/hostile-agent-${port}`)
+let daemon: Daemon
+const key = () => fs.readFileSync(path.join(ownHome, 'api-key'), 'utf8').trim()
+
+const call = async (method: string, route: string, body?: unknown) => {
+  const res = await fetch(`${daemon.url}${route}`, { method, headers: { 'x-api-key': key(), ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined })
+  return { status: res.status, json: res.status === 204 ? undefined : await res.json() }
+}
+const newSandbox = async () => {
+  const r = await call('POST', '/api/v1/sandboxes', {})
+  assert.equal(r.status, 201, JSON.stringify(r.json))
+  return r.json.id as string
+}
+
+const START = Buffer.from('{"process":{"cmd":"/bin/echo","args":[]}}')
+
+/** One envd request; its status (0: no answer) and how long it took. */
+async function envd(id: string, kind: number): Promise<{ status: number; ms: number }> {
+  const headers: Record<string, string> = { 'e2b-sandbox-id': id, 'x-api-key': key() }
+  const requests: [string, RequestInit][] = [
+    ['/envs', {}],
+    ['/filesystem.Filesystem/Stat', { method: 'POST', headers: { 'content-type': 'application/json', 'connect-protocol-version': '1' }, body: '{"path":"/tmp"}' }],
+    ['/process.Process/Start', { method: 'POST', headers: { 'content-type': 'application/connect+json' }, body: Buffer.concat([Buffer.from([0, 0, 0, 0, START.length]), START]) }],
+    ['/files?path=/etc/hostname', {}],
+    ['/files?path=/tmp/up', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: crypto.randomBytes(200_000) }],
+  ]
+  const [route, init] = requests[kind % requests.length]!
+  const t0 = Date.now()
+  const status = await fetch(`${daemon.url}${route}`, { ...init, headers: { ...headers, ...(init.headers as object) }, signal: AbortSignal.timeout(30_000) }).then(
+    async (r) => (await r.arrayBuffer(), r.status),
+    () => 0,
+  )
+  return { status, ms: Date.now() - t0 }
+}
+
+const p99 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.ceil(xs.length * 0.99) - 1]!
+const rssKb = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${daemon.process.pid}/status`, 'utf8'))![1])
+
+before(async () => {
+  const log = fs.openSync(`${ownHome}.log`, 'a')
+  daemon = spawnDaemon(port, { SANDLOT_HOME: ownHome, SANDLOT_POOL: '0', SANDLOT_AGENT_REPLY_TIMEOUT_MS: String(REPLY_TIMEOUT_MS) }, log)
+  await waitFor(() => fetch(`${daemon.url}/health`).then((r) => r.ok, () => false), 120_000, 'the daemon to be ready')
+  for (const s of (await call('GET', '/api/v1/sandboxes')).json) await call('DELETE', `/api/v1/sandboxes/${s.id}`)
+})
+after(async () => {
+  for (const s of (await call('GET', '/api/v1/sandboxes').catch(() => ({ json: [] }))).json) await call('DELETE', `/api/v1/sandboxes/${s.id}`)
+  await daemon.stop('SIGTERM')
+})
+
+describe('a hostile agent', () => {
+  test("silent: 100 requests at once each get a 504 in the reply timeout, and another sandbox's calls keep their latency", { timeout: 120_000 }, async () => {
+    const [victim, neighbour] = await Promise.all([newSandbox(), newSandbox()])
+    const baseline: number[] = []
+    for (let i = 0; i < 30; i++) baseline.push((await envd(neighbour, i)).ms)
+    const impostor = await impostorAgent(hostSocketOf(victim, ownHome), (c) => c.resume()) // accepts, reads, never answers
+    try {
+      const hostile = Array.from({ length: 100 }, (_, i) => envd(victim, i))
+      const during: number[] = []
+      const deadline = Date.now() + REPLY_TIMEOUT_MS + 500
+      for (let i = 0; Date.now() < deadline; i++) {
+        const r = await envd(neighbour, i)
+        assert.ok([200, 204].includes(r.status), `the neighbour's call answered ${r.status}`)
+        during.push(r.ms)
+      }
+      const results = await Promise.all(hostile)
+      const statuses = Object.fromEntries([...new Set(results.map((r) => r.status))].map((s) => [s, results.filter((r) => r.status === s).length]))
+      console.log(`silent agent: ${JSON.stringify(statuses)}, slowest ${Math.max(...results.map((r) => r.ms))} ms; neighbour p99 ${p99(baseline)} ms before, ${p99(during)} ms during (${during.length} calls)`)
+      assert.deepEqual(statuses, { 504: 100 })
+      for (const r of results) assert.ok(r.ms < REPLY_TIMEOUT_MS + 3000, `a 504 after ${r.ms} ms`)
+      assert.ok(p99(during) < Math.max(250, 3 * p99(baseline)), `the neighbour's p99 went from ${p99(baseline)} to ${p99(during)} ms`)
+    } finally {
+      await impostor.close()
+    }
+    assert.equal((await fetch(`${daemon.url}/health`)).status, 200)
+  })
+
+  test('trickling its answer a byte at a time: a 504 in the reply timeout, not a request held for ever', { timeout: 60_000 }, async () => {
+    const victim = await newSandbox()
+    const ticks = new Set<NodeJS.Timeout>()
+    const impostor = await impostorAgent(hostSocketOf(victim, ownHome), (c) => {
+      c.resume()
+      c.write('HTTP/1.1 200 OK\r\nx-slow: ')
+      const tick = setInterval(() => c.writable && c.write('a'), 200)
+      ticks.add(tick)
+      c.on('close', () => clearInterval(tick))
+    })
+    try {
+      const results = await Promise.all([0, 1, 3].map((k) => envd(victim, k)))
+      for (const r of results) {
+        assert.equal(r.status, 504, JSON.stringify(results))
+        assert.ok(r.ms < REPLY_TIMEOUT_MS + 3000, `answered after ${r.ms} ms`)
+      }
+    } finally {
+      for (const t of ticks) clearInterval(t)
+      await impostor.close()
+    }
+  })
+
+  test('flooding garbage: a 502 at once, and the daemon does not keep it', { timeout: 60_000 }, async () => {
+    const victim = await newSandbox()
+    const junk = crypto.randomBytes(64 * 1024)
+    const impostor = await impostorAgent(hostSocketOf(victim, ownHome), (c) => {
+      c.resume()
+      const flood = () => {
+        while (c.writable && c.write(junk));
+      }
+      c.on('drain', flood)
+      flood()
+    })
+    const before = rssKb()
+    try {
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => envd(victim, i)))
+      for (const r of results) assert.equal(r.status, 502, JSON.stringify(results))
+      // A header block in flood is refused at 16 KiB: nothing piles up in the daemon.
+      assert.ok(rssKb() - before < 100 * 1024, `the daemon grew by ${rssKb() - before} KiB`)
+    } finally {
+      await impostor.close()
+    }
+    assert.equal((await fetch(`${daemon.url}/health`)).status, 200)
+  })
+
+  test('gone (nothing on its socket): a 502 at once', async () => {
+    const victim = await newSandbox()
+    const impostor = await impostorAgent(hostSocketOf(victim, ownHome), (c) => c.destroy())
+    await impostor.close()
+    for (let i = 0; i < 5; i++) {
+      const r = await envd(victim, i)
+      assert.equal(r.status, 502)
+      assert.ok(r.ms < 2000)
+    }
+    assert.equal((await fetch(`${daemon.url}/health`)).status, 200)
+  })
+})
