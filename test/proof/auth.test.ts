@@ -165,7 +165,7 @@ describe('the data plane (envd)', () => {
       const p = o.path ?? file
       const exp = o.exp ?? String(Math.floor(Date.now() / 1000) + 60)
       const sig = o.sig ?? filesSignature(p, o.op ?? 'read', o.user ?? 'user', o.token ?? a.token, exp)
-      return `${apiUrl}/files?path=${encodeURIComponent(p)}&username=${o.user ?? 'user'}&signature=${sig}&signature_expiration=${exp}`
+      return `${apiUrl}/files?path=${encodeURIComponent(p)}&username=${o.user ?? 'user'}&signature=${encodeURIComponent(sig)}&signature_expiration=${exp}`
     }
     // Without routing headers (the e2b SDK's downloadUrl): the signature picks the sandbox.
     const ok = await fetch(url())
@@ -242,21 +242,26 @@ describe('API keys at rest', () => {
     const needles = [Buffer.from(key), Buffer.from(key.slice(4))]
     const found: string[] = []
     let files = 0
-    const walk = (dir: string, dev: number) => {
-      for (const name of fs.readdirSync(dir)) {
+    // Not into mounts (a sandbox's rootfs, its template, its own disk: never the daemon's writing);
+    // what vanishes meanwhile (a sandbox ending) is skipped.
+    const mounts = new Set(fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => (l.split(' ')[1] ?? '').replace(/\\040/g, ' ')))
+    const walk = (dir: string) => {
+      for (const name of (() => { try { return fs.readdirSync(dir) } catch { return [] } })()) {
         const p = path.join(dir, name)
-        const st = fs.lstatSync(p)
-        // Not into mounts (a sandbox's rootfs is its template and its own disk, never the daemon's writing).
-        if (st.dev !== dev) continue
-        if (st.isDirectory()) walk(p, dev)
-        else if (st.isFile() && p !== path.join(home, 'api-key') && st.size < 64 * 1024 * 1024) {
-          files++
-          const content = fs.readFileSync(p)
-          if (needles.some((n) => content.includes(n))) found.push(p)
+        if (mounts.has(p)) continue
+        try {
+          const st = fs.lstatSync(p)
+          if (st.isDirectory()) walk(p)
+          else if (st.isFile() && p !== path.join(home, 'api-key') && st.size < 64 * 1024 * 1024) {
+            files++
+            if (needles.some((n) => fs.readFileSync(p).includes(n))) found.push(p)
+          }
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
         }
       }
     }
-    walk(home, fs.statSync(home).dev)
+    walk(home)
     // The server's log beside its home (the harness's) too.
     for (const log of [`${home}-server.log`]) if (fs.existsSync(log) && needles.some((n) => fs.readFileSync(log).includes(n))) found.push(log)
     assert.ok(files > 5, `${files} files read`)

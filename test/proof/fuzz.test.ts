@@ -70,7 +70,11 @@ const E2B_BODIES: Record<string, () => unknown> = {
   'POST /sandboxes/{sandboxID}/snapshots': () => ({ name: 'fuzz' }),
   'POST /sandboxes/{sandboxID}/fork': () => ({ count: 1, timeout: 10 }),
   'POST /v3/templates': () => ({ name: `${RUN}-tpl`, tags: ['t1'], cpuCount: 1, memoryMB: 512 }),
-  'POST /v2/templates/{templateID}/builds/{buildID}': () => ({ fromTemplate: 'base', steps: [{ type: 'RUN', args: ['true'], force: false }], startCmd: 'true', readyCmd: 'true' }),
+  // The fuzzer names a build that is not the template's waiting one: every check runs, nothing builds or pulls.
+  'POST /v2/templates/{templateID}/builds/{buildID}': () =>
+    rng0.chance(0.5)
+      ? { fromTemplate: 'base', steps: [{ type: 'RUN', args: ['true'], force: false }], startCmd: 'true', readyCmd: 'true' }
+      : { fromImage: 'registry.invalid/fuzz:1', fromImageRegistry: { type: 'registry', username: 'u', password: 'p' }, steps: [{ type: 'COPY', args: ['a', '/b'], filesHash: 'a'.repeat(64) }] },
   'POST /templates/tags': () => ({ target: `${RUN}-tpl:t1`, tags: ['t2'] }),
   'DELETE /templates/tags': () => ({ name: `${RUN}-tpl`, tags: ['t2'] }),
 }
@@ -575,3 +579,35 @@ test('a broken tar in a template build fails that build, nothing else', { timeou
   assert.equal((await run(witness.id, 'echo fine')).stdout, 'fine\n')
 })
 
+
+test("found by the fuzzer: registry credentials of a type E2B has not are the client's mistake (400), AWS and GCP a 501", async () => {
+  const start = (fromImageRegistry: unknown) => api('POST', `/v2/templates/${template.templateID}/builds/not-its-build`, { fromImage: 'registry.invalid/x:1', fromImageRegistry })
+  for (const bad of [{ type: '../x' }, { type: 5 }, 'registry', [], {}]) assert.equal((await start(bad)).status, 400, JSON.stringify(bad))
+  for (const type of ['aws', 'gcp']) assert.equal((await start({ type })).status, 501, type)
+})
+
+test('found by the fuzzer: after an agent refuses a request before reading it all, the client\'s next request on that connection is answered', async () => {
+  // The daemon used to reset the client's keep-alive connection after passing on the refusal, so the
+  // client's next request on it failed (ECONNRESET) though nothing had told it to reconnect.
+  const one = new Agent({ connections: 1 })
+  const headers = { 'e2b-sandbox-id': fuzzed.id, 'x-api-key': apiKey() }
+  const refused: [string, Record<string, string>][] = [
+    ['/files?path=/tmp/fuzz/x&username=user', { 'content-type': 'multipart/form-data' }],
+    ['/filesystem.Filesystem/Stat', { 'content-type': 'text/plain' }],
+    ['/filesystem.Filesystem/Nope', { 'content-type': 'application/json' }],
+  ]
+  for (const [route, h] of refused) {
+    const r = await request(`${apiUrl}${route}`, { method: 'POST', headers: { ...headers, ...h }, body: crypto.randomBytes(4_000_000), dispatcher: one })
+    await r.body.text()
+    assert.ok(r.statusCode >= 400 && r.statusCode < 500, `${route}: ${r.statusCode}`)
+    // Closed and said so (the usual case), or kept when the agent happened to read it all first.
+    const next = await request(`${apiUrl}/api/v1/templates`, { headers: { 'x-api-key': apiKey() }, dispatcher: one })
+    assert.equal(next.statusCode, 200)
+    await next.body.text()
+  }
+  // A request read whole keeps its connection.
+  const ok = await request(`${apiUrl}/filesystem.Filesystem/Stat`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json', 'connect-protocol-version': '1' }, body: '{"path":"/tmp"}', dispatcher: one })
+  await ok.body.text()
+  assert.equal(ok.headers.connection, 'keep-alive')
+  await one.close()
+})

@@ -173,7 +173,8 @@ export function e2bTemplateRoutes(app: FastifyInstance, builds: TemplateBuilds, 
     else if (typeof fromImage === 'string' && E2B_BASE_IMAGE.test(fromImage)) from = { fromTemplate: 'base' }
     else if (typeof fromImage === 'string') {
       const registry = b.fromImageRegistry as { type?: string; username?: unknown; password?: unknown } | undefined
-      if (registry && registry.type !== 'registry') throw new SandlotError(501, 'not_implemented', `Registry credentials of type "${String(registry.type).slice(0, 40)}" (AWS, GCP) are not supported by Sandlot yet: give a username and password (type "registry")`)
+      if (registry !== undefined && registry !== null && (typeof registry !== 'object' || !['registry', 'aws', 'gcp'].includes(registry.type as string))) throw badRequest('fromImageRegistry.type is one of "registry", "aws" and "gcp"')
+      if (registry && registry.type !== 'registry') throw new SandlotError(501, 'not_implemented', `Registry credentials of type "${registry.type}" (AWS, GCP) are not supported by Sandlot yet: give a username and password (type "registry")`)
       if (registry && (typeof registry.username !== 'string' || typeof registry.password !== 'string')) throw badRequest('fromImageRegistry needs username and password')
       from = { fromImage: { ref: fromImage, ...(registry && { username: registry.username as string, password: registry.password as string }) } }
     } else throw badRequest('fromImage and fromTemplate are strings')

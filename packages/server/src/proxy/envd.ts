@@ -128,6 +128,9 @@ export class EnvdProxy {
         }
         out[k] = v
       }
+      // An answer before the request is all in (a refusal) leaves the rest unread, and the
+      // connection is closed after it: the client is told, so it sends nothing more on it.
+      if (!req.complete) out.connection = 'close'
       try {
         // The agent's reason phrase is never passed on: Node's own for the status is used.
         res.writeHead(status, out)
