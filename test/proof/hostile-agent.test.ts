@@ -8,6 +8,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
+import { Agent as UndiciAgent, request } from 'undici'
 import { hostSocketOf, impostorAgent, spawnDaemon, waitFor, type Daemon } from '../helpers.js'
 
 const REPLY_TIMEOUT_MS = 2000
@@ -131,6 +132,26 @@ describe('a hostile agent', () => {
       await impostor.close()
     }
     assert.equal((await fetch(`${daemon.url}/health`)).status, 200)
+  })
+
+  test("closing the connection while the request is still coming: a 502, and the client's connection is not left broken", async () => {
+    const victim = await newSandbox()
+    const impostor = await impostorAgent(hostSocketOf(victim, ownHome), (c) => c.once('data', () => c.destroy()))
+    const one = new UndiciAgent({ connections: 1 })
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = await request(`${daemon.url}/files?path=/tmp/up`, { method: 'POST', headers: { 'e2b-sandbox-id': victim, 'x-api-key': key(), 'content-type': 'application/octet-stream' }, body: crypto.randomBytes(4_000_000), dispatcher: one })
+        await r.body.text()
+        assert.equal(r.statusCode, 502)
+        // The next request on the same connection (if the daemon kept it) is answered.
+        const next = await request(`${daemon.url}/api/v1/sandboxes/${victim}`, { headers: { 'x-api-key': key() }, dispatcher: one })
+        await next.body.text()
+        assert.equal(next.statusCode, 200)
+      }
+    } finally {
+      await one.close()
+      await impostor.close()
+    }
   })
 
   test('gone (nothing on its socket): a 502 at once', async () => {

@@ -99,6 +99,8 @@ export class EnvdProxy {
       // A gone sandbox is no error of its agent's.
       if (status === 504 || message.startsWith("The sandbox's agent")) this.onAgentError(sandboxId, `${req.method} ${req.url?.split('?')[0]}: ${message}`)
       if (res.writableEnded) return
+      // The rest of the request is not read (as below): the client is told not to reuse the connection.
+      if (!req.complete && !res.headersSent) res.setHeader('connection', 'close')
       if (!res.headersSent) sendJson(res, status, { sandboxId, message, code: status })
       else res.destroy()
     }
