@@ -6,23 +6,18 @@
 import assert from 'node:assert/strict'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
-import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { Agent as UndiciAgent, request } from 'undici'
-import { hostSocketOf, impostorAgent, spawnDaemon, waitFor, type Daemon } from '../helpers.js'
+import { hostSocketOf, impostorAgent } from '../helpers.js'
+import { ProofDaemon } from './proof-daemon.js'
 
 const REPLY_TIMEOUT_MS = 2000
-const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 5
-const ownHome = path.resolve(`.sandlot-test/hostile-agent-${port}`)
-let daemon: Daemon
-const key = () => fs.readFileSync(path.join(ownHome, 'api-key'), 'utf8').trim()
+// Its own daemon (offset 10: 1-9 and 11-12 are other suites'), with a short reply timeout.
+const proof = new ProofDaemon('hostile-agent', 10)
+const key = () => proof.key
 
-const call = async (method: string, route: string, body?: unknown) => {
-  const res = await fetch(`${daemon.url}${route}`, { method, headers: { 'x-api-key': key(), ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined })
-  return { status: res.status, json: res.status === 204 ? undefined : await res.json() }
-}
 const newSandbox = async () => {
-  const r = await call('POST', '/api/v1/sandboxes', {})
+  const r = await proof.call('POST', '/api/v1/sandboxes', {})
   assert.equal(r.status, 201, JSON.stringify(r.json))
   return r.json.id as string
 }
@@ -41,7 +36,7 @@ async function envd(id: string, kind: number): Promise<{ status: number; ms: num
   ]
   const [route, init] = requests[kind % requests.length]!
   const t0 = Date.now()
-  const status = await fetch(`${daemon.url}${route}`, { ...init, headers: { ...headers, ...(init.headers as object) }, signal: AbortSignal.timeout(30_000) }).then(
+  const status = await fetch(`${proof.url}${route}`, { ...init, headers: { ...headers, ...(init.headers as object) }, signal: AbortSignal.timeout(30_000) }).then(
     async (r) => (await r.arrayBuffer(), r.status),
     () => 0,
   )
@@ -49,17 +44,16 @@ async function envd(id: string, kind: number): Promise<{ status: number; ms: num
 }
 
 const p99 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.ceil(xs.length * 0.99) - 1]!
-const rssKb = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${daemon.process.pid}/status`, 'utf8'))![1])
+const rssKb = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${proof.daemon!.process.pid}/status`, 'utf8'))![1])
 
 before(async () => {
-  const log = fs.openSync(`${ownHome}.log`, 'a')
-  daemon = spawnDaemon(port, { SANDLOT_HOME: ownHome, SANDLOT_POOL: '0', SANDLOT_AGENT_REPLY_TIMEOUT_MS: String(REPLY_TIMEOUT_MS) }, log)
-  await waitFor(() => fetch(`${daemon.url}/health`).then((r) => r.ok, () => false), 120_000, 'the daemon to be ready')
-  for (const s of (await call('GET', '/api/v1/sandboxes')).json) await call('DELETE', `/api/v1/sandboxes/${s.id}`)
+  proof.clean()
+  await proof.start({ SANDLOT_POOL: '0', SANDLOT_AGENT_REPLY_TIMEOUT_MS: String(REPLY_TIMEOUT_MS) })
 })
 after(async () => {
-  for (const s of (await call('GET', '/api/v1/sandboxes').catch(() => ({ json: [] }))).json) await call('DELETE', `/api/v1/sandboxes/${s.id}`)
-  await daemon.stop('SIGTERM')
+  if (!proof.running) return
+  for (const s of (await proof.call('GET', '/api/v1/sandboxes')).json) await proof.call('DELETE', `/api/v1/sandboxes/${s.id}`)
+  await proof.stop()
 })
 
 describe('a hostile agent', () => {
@@ -67,7 +61,7 @@ describe('a hostile agent', () => {
     const [victim, neighbour] = await Promise.all([newSandbox(), newSandbox()])
     const baseline: number[] = []
     for (let i = 0; i < 30; i++) baseline.push((await envd(neighbour, i)).ms)
-    const impostor = await impostorAgent(hostSocketOf(victim, ownHome), (c) => c.resume()) // accepts, reads, never answers
+    const impostor = await impostorAgent(hostSocketOf(victim, proof.home), (c) => c.resume()) // accepts, reads, never answers
     try {
       const hostile = Array.from({ length: 100 }, (_, i) => envd(victim, i))
       const during: number[] = []
@@ -86,13 +80,13 @@ describe('a hostile agent', () => {
     } finally {
       await impostor.close()
     }
-    assert.equal((await fetch(`${daemon.url}/health`)).status, 200)
+    assert.equal((await fetch(`${proof.url}/health`)).status, 200)
   })
 
   test('trickling its answer a byte at a time: a 504 in the reply timeout, not a request held for ever', { timeout: 60_000 }, async () => {
     const victim = await newSandbox()
     const ticks = new Set<NodeJS.Timeout>()
-    const impostor = await impostorAgent(hostSocketOf(victim, ownHome), (c) => {
+    const impostor = await impostorAgent(hostSocketOf(victim, proof.home), (c) => {
       c.resume()
       c.write('HTTP/1.1 200 OK\r\nx-slow: ')
       const tick = setInterval(() => c.writable && c.write('a'), 200)
@@ -114,7 +108,7 @@ describe('a hostile agent', () => {
   test('flooding garbage: a 502 at once, and the daemon does not keep it', { timeout: 60_000 }, async () => {
     const victim = await newSandbox()
     const junk = crypto.randomBytes(64 * 1024)
-    const impostor = await impostorAgent(hostSocketOf(victim, ownHome), (c) => {
+    const impostor = await impostorAgent(hostSocketOf(victim, proof.home), (c) => {
       c.resume()
       const flood = () => {
         while (c.writable && c.write(junk));
@@ -131,20 +125,20 @@ describe('a hostile agent', () => {
     } finally {
       await impostor.close()
     }
-    assert.equal((await fetch(`${daemon.url}/health`)).status, 200)
+    assert.equal((await fetch(`${proof.url}/health`)).status, 200)
   })
 
   test("closing the connection while the request is still coming: a 502, and the client's connection is not left broken", async () => {
     const victim = await newSandbox()
-    const impostor = await impostorAgent(hostSocketOf(victim, ownHome), (c) => c.once('data', () => c.destroy()))
+    const impostor = await impostorAgent(hostSocketOf(victim, proof.home), (c) => c.once('data', () => c.destroy()))
     const one = new UndiciAgent({ connections: 1 })
     try {
       for (let i = 0; i < 3; i++) {
-        const r = await request(`${daemon.url}/files?path=/tmp/up`, { method: 'POST', headers: { 'e2b-sandbox-id': victim, 'x-api-key': key(), 'content-type': 'application/octet-stream' }, body: crypto.randomBytes(4_000_000), dispatcher: one })
+        const r = await request(`${proof.url}/files?path=/tmp/up`, { method: 'POST', headers: { 'e2b-sandbox-id': victim, 'x-api-key': key(), 'content-type': 'application/octet-stream' }, body: crypto.randomBytes(4_000_000), dispatcher: one })
         await r.body.text()
         assert.equal(r.statusCode, 502)
         // The next request on the same connection (if the daemon kept it) is answered.
-        const next = await request(`${daemon.url}/api/v1/sandboxes/${victim}`, { headers: { 'x-api-key': key() }, dispatcher: one })
+        const next = await request(`${proof.url}/api/v1/sandboxes/${victim}`, { headers: { 'x-api-key': key() }, dispatcher: one })
         await next.body.text()
         assert.equal(next.statusCode, 200)
       }
@@ -156,13 +150,13 @@ describe('a hostile agent', () => {
 
   test('gone (nothing on its socket): a 502 at once', async () => {
     const victim = await newSandbox()
-    const impostor = await impostorAgent(hostSocketOf(victim, ownHome), (c) => c.destroy())
+    const impostor = await impostorAgent(hostSocketOf(victim, proof.home), (c) => c.destroy())
     await impostor.close()
     for (let i = 0; i < 5; i++) {
       const r = await envd(victim, i)
       assert.equal(r.status, 502)
       assert.ok(r.ms < 2000)
     }
-    assert.equal((await fetch(`${daemon.url}/health`)).status, 200)
+    assert.equal((await fetch(`${proof.url}/health`)).status, 200)
   })
 })
