@@ -72,7 +72,7 @@ for (const s of idle) await killSandbox(s)
 const perSandbox = (before - after) / N_IDLE
 const avgPss = pss.reduce((a, b) => a + b, 0) / N_IDLE
 line(`idle sandbox: host MemAvailable drop per sandbox (MiB, n=${N_IDLE})`, fmt(perSandbox / 1024))
-line('idle sandbox: PSS of its processes (tini + agent) (MiB)', fmt(avgPss / 1024))
+line('idle sandbox: PSS of its processes (init + agent) (MiB)', fmt(avgPss / 1024))
 line('idle sandbox: beyond its processes (MiB) = drop − PSS', fmt((perSandbox - avgPss) / 1024))
 line('idle sandbox: its memory cgroup usage incl. page cache (MiB)', fmt(usage.reduce((a, b) => a + b, 0) / N_IDLE / 1024))
 

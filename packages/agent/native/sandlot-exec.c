@@ -136,6 +136,7 @@ static int init(char **cmd) {
       execvp(cmd[0], cmd);
       die(errno == ENOENT ? 127 : 126, "cannot run \"%s\"", cmd[0]);
     }
+    setpgid(pid, pid); // here too (as in the child): the group exists whichever runs first
     agent = pid;
     if (stopping) kill(-pid, SIGTERM); // asked to stop before the agent could be told
     close(ready[1]);
