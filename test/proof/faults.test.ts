@@ -169,6 +169,7 @@ describe('faults: the daemon killed with SIGKILL at random points', { timeout: L
             run: async () => {
               const k = known.get(id)!
               k.paused = undefined
+              k.endAt = undefined // a resume cut by the kill may have set a new deadline
               const r = await call<{ endAt: string | null }>('POST', `/api/v1/sandboxes/${id}/resume`, { keepAliveMs: 3_600_000 })
               assert.equal(r.status, 200, JSON.stringify(r.json))
               k.paused = false
