@@ -228,7 +228,8 @@ export class SandboxManager {
         this.logs?.append(s.id, 'info', 'the server restarted; the sandbox kept running')
         this.armDeadline(s)
       } else if (hostRestarted && s.state === 'running' && this.wanted(s)) {
-        await this.driver.stop(s.id)
+        // (What a reboot left of it is half-gone: a failure here must not keep the server from starting.)
+        await this.driver.stop(s.id).catch((err: Error) => this.log.error({ err, sandboxId: s.id }, 'cannot free what is left of a sandbox the host restart stopped'))
         this.store.deleteHoldsOf(s.id)
         this.store.setSandboxPause(s.id, 'paused', { at: Date.now(), memory: true, memoryLost: true })
         if (s.ids && !this.idRanges.adopt(s.id, s.ids)) this.log.error({ sandboxId: s.id, ids: s.ids }, 'the id range of this sandbox is claimed by another sandbox')
