@@ -63,15 +63,17 @@ async function round(client: number, n: number): Promise<number> {
       // only if the preview never answers within 60 s.
       const served = await step(
         waitFor(
-          () =>
-            fetch(`http://127.0.0.1:${port}/hostname`, { headers: { 'e2b-sandbox-id': id, 'e2b-sandbox-port': '8000' }, signal: AbortSignal.timeout(15_000) }).then(
-              async (r) => r.status === 200 && (await r.text()),
-              (err: Error) => {
-                if (err.name !== 'TimeoutError') throw err
-                hungPreviews.push(`${id} at ${new Date().toISOString()}`)
-                return false
-              },
-            ),
+          async () => {
+            try {
+              const r = await fetch(`http://127.0.0.1:${port}/hostname`, { headers: { 'e2b-sandbox-id': id, 'e2b-sandbox-port': '8000' }, signal: AbortSignal.timeout(15_000) })
+              return r.status === 200 && (await r.text())
+            } catch (err) {
+              // (Its head or its body: each may be what never comes.)
+              if ((err as Error).name !== 'TimeoutError') throw err
+              hungPreviews.push(`${id} at ${new Date().toISOString()}`)
+              return false
+            }
+          },
           60_000,
           `the preview of ${id}`,
         ),
