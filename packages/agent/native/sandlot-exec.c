@@ -31,9 +31,8 @@
 //                       inherits the same listening socket, so the daemon reaches it where it reached
 //                       the old one. Being pid 1, nothing in the sandbox can kill it. SIGTERM, SIGINT
 //                       or SIGHUP stop it once the agent has ended, with the agent's exit status.
-//                       SANDLOT_AGENT_RESTARTS tells the agent how many came before it, and its own name
-//                       (/proc/1/comm: "sl-init.N") tells the daemon. An agent that
-//                       never started (it writes a byte to SANDLOT_AGENT_READY_FD once it listens) is
+//                       Its own name (/proc/1/comm: "sl-init.N") tells the daemon how many times it
+//                       started the agent again. An agent that never started (it writes a byte to SANDLOT_AGENT_READY_FD once it listens) is
 //                       not started again: the init exits as it did, and the sandbox fails to start.
 //
 // Why a helper of our own: the commands that do this (choom, setpriv, a shell for the fd) are the
@@ -112,9 +111,6 @@ static int init(char **cmd) {
   double backoff = 0.1;
   int ever_ready = 0;
   for (unsigned long restarts = 0;; restarts++) {
-    char count[32];
-    snprintf(count, sizeof count, "%lu", restarts);
-    setenv("SANDLOT_AGENT_RESTARTS", count, 1);
     // The daemon reads the count from the host in /proc/1/comm (which only this process may change):
     // a higher one means the agent was started again.
     char name[16];

@@ -91,7 +91,7 @@ export function loadConfigFile(): void {
 
 /**
  * Writes the live configuration back to its file (a new file renamed over it), so that an agent
- * started again after this one died (sandlot-exec --supervise) has what POST /init gave this one:
+ * started again after this one died (by the init, sandlot-exec --init) has what POST /init gave this one:
  * a pooled sandbox's env vars arrive that way.
  */
 export async function saveConfig(): Promise<void> {

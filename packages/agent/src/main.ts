@@ -111,7 +111,7 @@ server.listen(listenFd === undefined ? socketPath : { fd: listenFd }, () => {
     logInfo(`listening on ${where}: ${now.toFixed(1)} ms after process start (node bootstrap ${t0.toFixed(1)} ms + agent ${(now - t0).toFixed(1)} ms)`);
   }
   if (!refusal) setImmediate(loadHandler);
-  // Tells the supervisor (sandlot-exec --supervise) this agent started: only such an agent is started
+  // Tells the init (sandlot-exec --init) this agent started: only such an agent is started
   // again when it dies. Closed at once, before any command could inherit it.
   const readyFd = Number(process.env.SANDLOT_AGENT_READY_FD);
   delete process.env.SANDLOT_AGENT_READY_FD;
@@ -120,7 +120,7 @@ server.listen(listenFd === undefined ? socketPath : { fd: listenFd }, () => {
       writeSync(readyFd, 'r');
       closeSync(readyFd);
     } catch (err) {
-      logError('cannot tell the supervisor the agent started', err);
+      logError('cannot tell the init the agent started', err);
     }
   }
 });
