@@ -124,7 +124,14 @@ export function mutate(value: unknown, r: Rng): unknown {
 function mutateOnce(v: unknown, r: Rng, depth: number): unknown {
   if (v && typeof v === 'object' && depth < 4 && r.chance(0.7)) {
     if (Array.isArray(v)) {
-      if (!v.length || r.chance(0.2)) return r.chance(0.5) ? [...v, randomJson(r)] : Array.from({ length: r.pick([0, 1000, 20_000]) }, () => (JSON.stringify(v[0] ?? 1).length < 64 ? v[0] : 1))
+      if (!v.length || r.chance(0.2)) {
+        if (r.chance(0.5)) return [...v, randomJson(r)]
+        // A long array of the first item if it is small: measured once, not once per element (an
+        // item can be a 70 KB string, and 20,000 stringifies of it stalled the fuzzer's own loop
+        // for seconds, which its /health probe then took for the server's).
+        const item = JSON.stringify(v[0] ?? 1).length < 64 ? v[0] : 1
+        return Array.from({ length: r.pick([0, 1000, 20_000]) }, () => item)
+      }
       const i = r.int(v.length)
       v[i] = mutateOnce(v[i], r, depth + 1)
       return v
