@@ -5,6 +5,9 @@ import { deadlineError } from './errors.js';
 import { requestUser } from './identity.js';
 import { findProcess, listProcesses, startProcess, type ManagedProcess, type ProcEvent, type Subscriber } from './processes.js';
 
+/** How long a stream whose deadline passed waits for its process to be reaped before it ends. */
+const DEADLINE_KILL_WAIT_MS = 2000;
+
 /** The shape shared by StartResponse and ConnectResponse. */
 type StreamMsg = { event: ProcEvent };
 
@@ -26,6 +29,9 @@ async function* pump(proc: ManagedProcess, sub: Subscriber, ctx: HandlerContext,
       }
     }
     const late = deadlineError(ctx.signal, ownsDeadline && proc.deadlineHit);
+    // The request's deadline timer fired before the process's own: the stream that started the
+    // process kills it and ends once it is gone, not while it (or its zombie) is still there.
+    if (late && ownsDeadline) await proc.killForDeadline(DEADLINE_KILL_WAIT_MS);
     if (late) throw late;
   } finally {
     if (timer) clearInterval(timer);

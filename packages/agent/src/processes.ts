@@ -118,6 +118,7 @@ export class ManagedProcess {
     if (this.end) return;
     this.end = end;
     if (this.deadline) clearTimeout(this.deadline);
+    for (const ended of this.endWaiters.splice(0)) ended();
     this.stdinOpen = false;
     for (const sub of this.subs) {
       sub.ch.push({ event: { case: 'end', value: end } });
@@ -131,13 +132,38 @@ export class ManagedProcess {
 
   /** Whether it was killed because its start request's deadline passed. */
   deadlineHit = false;
+  private readonly endWaiters: (() => void)[] = [];
 
+  /**
+   * The start request's deadline, as the process's own timer. The request's Connect context has a
+   * timer of its own for the same deadline, set a spawn apart: either may fire first, and whichever
+   * does kills (killedForDeadline here, killForDeadline from the request's stream).
+   */
   setDeadline(ms: number): void {
-    this.deadline = setTimeout(() => {
-      this.deadlineHit = true;
-      this.signal('SIGKILL');
-    }, ms);
+    this.deadline = setTimeout(() => this.killedForDeadline(), ms);
     this.deadline.unref();
+  }
+
+  /** Kills it (the whole group) because its deadline passed. */
+  killedForDeadline(): void {
+    if (this.end) return;
+    this.deadlineHit = true;
+    this.signal('SIGKILL');
+  }
+
+  /**
+   * Kills it for its deadline and resolves once it has ended (reaped: gone, not a zombie), or after
+   * `maxWaitMs`: a client told "deadline exceeded" must not find the process still there.
+   */
+  async killForDeadline(maxWaitMs: number): Promise<void> {
+    this.killedForDeadline();
+    if (this.end) return;
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      this.endWaiters.push(resolve);
+      timer = setTimeout(resolve, maxWaitMs);
+    });
+    clearTimeout(timer);
   }
 
   /** Signals the whole process group (processes are group leaders), falling back to the pid. */

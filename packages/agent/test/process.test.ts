@@ -140,12 +140,37 @@ describe('process.Process', () => {
   it('a deadline left to the server (Connect-Timeout-Ms, no client timer) ends the stream with deadline_exceeded, as envd', async () => {
     const t0 = Date.now();
     const s = agent.process.start({ process: bash('sleep 20') }, { headers: { 'connect-timeout-ms': '600' } });
-    const outcome = await collect(s).then(
+    const { pid, rest } = await started(s);
+    const outcome = await collect(rest).then(
       (r) => `ended cleanly: ${r.end?.status}`,
       (err) => ConnectError.from(err).code,
     );
     assert.equal(outcome, Code.DeadlineExceeded);
+    assert.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, 'the process is gone when the client hears of the deadline');
     assert.ok(Date.now() - t0 < 5000);
+  });
+
+  it('a process is gone (reaped) by the time its client hears its deadline passed, even with many started at once', async () => {
+    // Each request's deadline timer is set before its spawn, the process's own after it; with 20
+    // spawned one after another, the later ones' request timers fire tens of ms before their
+    // processes' timers. The stream must still end only once its process is gone, not a zombie.
+    const outcomes = await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        const { pid, rest } = await started(agent.process.start({ process: bash('sleep 20') }, { headers: { 'connect-timeout-ms': '800' } }));
+        const code = await collect(rest).then(
+          (r) => `ended cleanly: ${r.end?.status}`,
+          (err) => ConnectError.from(err).code,
+        );
+        let alive = true;
+        try {
+          process.kill(pid, 0);
+        } catch {
+          alive = false;
+        }
+        return { code, alive };
+      }),
+    );
+    assert.deepEqual(outcomes.filter((o) => o.code !== Code.DeadlineExceeded || o.alive), [], 'each ended with deadline_exceeded, its process gone');
   });
 
   it('sends keepalives when asked', async () => {
