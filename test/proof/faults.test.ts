@@ -353,6 +353,44 @@ describe('faults: the daemon killed with SIGKILL at random points', { timeout: L
   })
 })
 
+describe('a resume cut by the kill once the sandbox runs again', () => {
+  after(async () => {
+    if (proof.running) await proof.stop('SIGTERM')
+  })
+
+  test('the next server keeps it running with the deadline the resume asked for, not the one from before its pause, and its files', async () => {
+    await start()
+    const made = await call<{ id: string }>('POST', '/api/v1/sandboxes', { metadata: { suite: 'faults' }, keepAliveMs: 600_000 })
+    const id = made.json.id
+    try {
+      await run(id, 'echo resumed > /home/user/kept', opts())
+      assert.equal((await call('POST', `/api/v1/sandboxes/${id}/pause`, {})).status, 200)
+      await proof.stop('SIGKILL')
+      // Where the kill fell: the container thawed, the store still saying resuming with the
+      // deadline the resume gave (an hour on), the one from before the pause already passed.
+      const v1 = `/sys/fs/cgroup/freezer/sandlot/${id}/freezer.state`
+      if (fs.existsSync(v1)) fs.writeFileSync(v1, 'THAWED')
+      else fs.writeFileSync(`/sys/fs/cgroup/sandlot/${id}/cgroup.freeze`, '0')
+      const asked = Date.now() + 3_600_000
+      const db = new Database(path.join(home, 'sandlot.db'))
+      const pause = JSON.parse(db.prepare('SELECT pause FROM sandboxes WHERE id = ?').pluck().get(id) as string)
+      db.prepare("UPDATE sandboxes SET state = 'resuming', pause = ?, end_at = ? WHERE id = ?").run(JSON.stringify({ ...pause, resumeEndAt: asked }), Date.now() - 60_000, id)
+      db.close()
+
+      await start()
+      const s = (await call<Listed>('GET', `/api/v1/sandboxes/${id}`)).json
+      assert.equal(s.state, 'running')
+      assert.ok(s.endAt && Math.abs(Date.parse(s.endAt) - asked) < 1000, `its deadline is the resume's (${new Date(asked).toISOString()}), not ${s.endAt}`)
+      // Past the moment the old deadline would have destroyed it, it still answers with its files.
+      await new Promise((r) => setTimeout(r, 1500))
+      assert.equal((await run(id, 'cat /home/user/kept', opts())).stdout, 'resumed\n')
+    } finally {
+      await call('DELETE', `/api/v1/sandboxes/${id}`)
+    }
+    assert.deepEqual(await leftovers(id, home), [])
+  })
+})
+
 describe('the agent killed inside a sandbox', () => {
   test('root in the sandbox kills its agent, again and again, then everything (kill -9 -1): it is started again, the sandbox keeps its files, processes and env vars, and its log says so', async () => {
     // From the pool when there is one: its env vars came through the agent's POST /init.

@@ -205,8 +205,11 @@ export class SandboxManager {
         if (now instanceof Error) {
           this.log.error({ err: now, sandboxId: s.id }, 'a paused sandbox could not be recovered; it stays paused from its files')
         } else if (now === 'running') {
-          this.store.setSandboxResumed(s.id, Date.now(), s.endAt)
-          this.armDeadline({ ...s, state: 'running' })
+          // The deadline its resume asked for (stored as it began); a row from before that was
+          // stored keeps the one it had.
+          const endAt = s.pause?.resumeEndAt !== undefined ? s.pause.resumeEndAt : s.endAt
+          this.store.setSandboxResumed(s.id, Date.now(), endAt)
+          this.armDeadline({ ...s, state: 'running', endAt })
         }
         if (s.ids && !this.idRanges.adopt(s.id, s.ids)) this.log.error({ sandboxId: s.id, ids: s.ids }, 'the id range of this paused sandbox is claimed by another sandbox')
         continue
@@ -568,9 +571,8 @@ export class SandboxManager {
     return this.serially(id, async () => {
       const s = this.get(id)
       if (s.state === 'running') return { sandbox: s, resumed: false }
-      deadlineOf({ ...s, startedAt: Date.now(), endAt: null })
       const started = Date.now()
-      const how = await this.pauses.resume(s, opts)
+      const how = await this.pauses.resume(s, deadlineOf({ ...s, startedAt: started, endAt: null }), opts)
       const now = Date.now()
       this.store.setSandboxResumed(id, now, deadlineOf({ ...s, state: 'running', startedAt: now, endAt: null }))
       onRunning?.()

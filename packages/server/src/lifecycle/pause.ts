@@ -20,6 +20,13 @@ export interface PauseInfo {
   memory: boolean
   /** Paused with its memory, which was lost before it resumed (its container was gone): it resumes from its files. */
   memoryLost?: boolean
+  /**
+   * While resuming: the deadline the resume gives it (null: none, its clients hold it). A daemon that
+   * dies once the sandbox runs again but before it is stored as running leaves this for the next one
+   * to apply: the deadline the client asked for, never the one from before the pause (which may have
+   * passed, and would destroy it with its files).
+   */
+  resumeEndAt?: number | null
 }
 
 /** What happens at a sandbox's deadline, and whether a request wakes it (E2B's lifecycle). */
@@ -77,12 +84,13 @@ export class PauseControl {
 
   /**
    * Runs a paused sandbox again: thawed if its memory was kept (and still is), else booted from its
-   * files. The caller stores it as running. A frozen sandbox that cannot be thawed (its init died
+   * files, with `endAt` stored beside the resuming state (see PauseInfo.resumeEndAt). The caller
+   * stores it as running. A frozen sandbox that cannot be thawed (its init died
    * meanwhile) boots from its files instead.
    */
-  async resume(s: SandboxRow, opts: ResumeOptions = {}): Promise<{ memory: boolean }> {
-    const pause = s.pause ?? { at: Date.now(), memory: false }
-    this.store.setSandboxPause(s.id, 'resuming', pause)
+  async resume(s: SandboxRow, endAt: number | null, opts: ResumeOptions = {}): Promise<{ memory: boolean }> {
+    const { resumeEndAt: _, ...pause } = s.pause ?? { at: Date.now(), memory: false }
+    this.store.setSandboxPause(s.id, 'resuming', { ...pause, resumeEndAt: endAt })
     try {
       if (pause.memory && !pause.memoryLost && opts.memory !== false) {
         const thawed = await this.driver.thaw(s.id).then(
@@ -106,11 +114,12 @@ export class PauseControl {
   /**
    * At the daemon's start, for a sandbox stored as pausing, paused or resuming: finishes or undoes
    * what the previous daemon was doing, and checks that a memory pause still has its memory.
-   * Resolves with its state now.
+   * Resolves with its state now; one that runs again takes the deadline its resume stored
+   * (PauseInfo.resumeEndAt), which the caller applies.
    */
   async recover(s: SandboxRow): Promise<'running' | 'paused'> {
     const runtime = await this.driver.state(s.id)
-    const pause = s.pause ?? { at: Date.now(), memory: false }
+    const { resumeEndAt: _, ...pause } = s.pause ?? { at: Date.now(), memory: false }
     if (s.state === 'resuming' && runtime === 'running') {
       this.log.info({ sandboxId: s.id }, 'a resume the previous server began had finished')
       return 'running'
