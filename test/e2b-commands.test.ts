@@ -132,13 +132,16 @@ describe('e2b SDK: commands', { concurrency: true }, () => {
   })
 
   test('connect to a running command by pid: its further output and its result; an unknown pid is NotFoundError', async () => {
-    // Quiet at first: an event arriving between disconnect() and the abort would leave the SDK's
-    // stream deadline timer (timeoutMs) armed, holding this test process open until it fires.
-    const started = await s.commands.run('sleep 0.5; for i in 1 2 3 4; do echo tick $i; sleep 0.3; done; exit 5', { background: true, timeoutMs: 15_000 })
+    // Quiet until told to go (a file), so its output comes after the connect however slow the host:
+    // an event arriving between disconnect() and the abort would also leave the SDK's stream
+    // deadline timer (timeoutMs) armed, holding this test process open until it fires.
+    const go = `/tmp/go-${Date.now()}`
+    const started = await s.commands.run(`for n in $(seq 300); do [ -e ${go} ] && break; sleep 0.05; done; for i in 1 2 3 4; do echo tick $i; sleep 0.1; done; exit 5`, { background: true, timeoutMs: 30_000 })
     await started.disconnect()
     const seen: string[] = []
     const again: CommandHandle = await s.commands.connect(started.pid, { onStdout: (d) => void seen.push(d) })
     assert.equal(again.pid, started.pid)
+    await s.files.write(go, '')
     const err = await again.wait().catch((e: unknown) => e)
     assert.ok(err instanceof CommandExitError)
     assert.equal(err.exitCode, 5)
