@@ -46,8 +46,11 @@ interface Known {
   files: Map<string, string>
   endAt: string | null | undefined
   hold?: string
+  /** What the client did and saw, round by round: printed when a check on it fails. */
+  history: string[]
 }
 const known = new Map<string, Known>()
+const historyOf = (k: Known) => `; its history: ${k.history.join(' → ')}`
 
 interface Listed {
   id: string
@@ -122,7 +125,7 @@ describe('faults: the daemon killed with SIGKILL at random points', { timeout: L
             const r = await call<{ id: string; endAt: string | null; hold?: { id: string } }>('POST', '/api/v1/sandboxes', { metadata: { suite: 'faults', round: String(round), n }, ...(hold ? { hold: true } : { keepAliveMs: 3_600_000 }) })
             assert.equal(r.status, 201, JSON.stringify(r.json))
             cutCreates.delete(`${round}/${n}`)
-            known.set(r.json.id, { paused: false, files: new Map(), endAt: r.json.endAt, hold: r.json.hold?.id })
+            known.set(r.json.id, { paused: false, files: new Map(), endAt: r.json.endAt, hold: r.json.hold?.id, history: [`r${round} created, endAt ${r.json.endAt}`] })
           },
         }
       }
@@ -158,6 +161,7 @@ describe('faults: the daemon killed with SIGKILL at random points', { timeout: L
               k.paused = true
               k.hold = undefined // a paused sandbox has no holds
               k.endAt = undefined
+              k.history.push(`r${round} paused${keepMemory ? '' : ' (files)'}`)
             },
           }
         },
@@ -174,6 +178,7 @@ describe('faults: the daemon killed with SIGKILL at random points', { timeout: L
               assert.equal(r.status, 200, JSON.stringify(r.json))
               k.paused = false
               k.endAt = r.json.endAt
+              k.history.push(`r${round} resumed, endAt ${r.json.endAt}`)
             },
           }
         },
@@ -201,6 +206,7 @@ describe('faults: the daemon killed with SIGKILL at random points', { timeout: L
               const r = await call<{ endAt: string | null }>('POST', `/api/v1/sandboxes/${id}/keep-alive`, { ms: Math.floor(1_800_000 + random() * 1_800_000) })
               assert.equal(r.status, 200, JSON.stringify(r.json))
               k.endAt = r.json.endAt
+              k.history.push(`r${round} kept alive, endAt ${r.json.endAt}`)
             },
           }
         },
@@ -232,6 +238,7 @@ describe('faults: the daemon killed with SIGKILL at random points', { timeout: L
       counts.cut += outcomes.filter((o) => o !== undefined).length
       for (const [i, o] of outcomes.entries()) {
         const kind = ops[i]!.what.split(' ')[0]!
+        for (const [id, k] of known) if (ops[i]!.what.includes(id)) k.history.push(`r${round} ${ops[i]!.what.replace(` ${id}`, '')} ${o ? 'cut by the kill' : 'answered'}`)
         cutBy[kind] = (cutBy[kind] ?? 0) + (o ? 1 : 0)
         // A call cut by the kill fails as a connection error; one answered otherwise is a bug.
         if (o && !/fetch failed|ECONNRESET|ECONNREFUSED|socket|terminated|other side closed/i.test(`${o.message} ${(o.cause as Error | undefined)?.message}`)) {
@@ -255,19 +262,20 @@ describe('faults: the daemon killed with SIGKILL at random points', { timeout: L
           known.delete(id)
           continue
         }
-        if (k.paused !== undefined) assert.equal(s.state, k.paused ? 'paused' : 'running', `round ${round}: ${id} is ${s.state}`)
+        if (k.paused !== undefined) assert.equal(s.state, k.paused ? 'paused' : 'running', `round ${round}: ${id} is ${s.state}${historyOf(k)}`)
         k.paused = s.state === 'paused'
         if (k.paused) k.hold = undefined // a pause (answered or not) closes its holds
-        if (!k.paused && k.endAt !== undefined) assert.equal(s.endAt, k.endAt, `round ${round}: ${id}'s deadline`)
+        if (!k.paused && k.endAt !== undefined) assert.equal(s.endAt, k.endAt, `round ${round}: ${id}'s deadline${historyOf(k)}`)
         k.endAt = s.endAt
-        if (k.hold) assert.equal((await call('PUT', `/api/v1/sandboxes/${id}/holds/${k.hold}`)).status, 200, `round ${round}: ${id}'s hold renews`)
+        k.history.push(`r${round} after the restart: ${s.state}, endAt ${s.endAt}`)
+        if (k.hold) assert.equal((await call('PUT', `/api/v1/sandboxes/${id}/holds/${k.hold}`)).status, 200, `round ${round}: ${id}'s hold renews${historyOf(k)}`)
       }
       for (const s of settled) {
         if (known.has(s.id)) continue
         // A create cut by the crash that got through: a whole sandbox, adopted as any other.
         assert.ok(cutCreates.has(`${s.metadata.round}/${s.metadata.n}`), `round ${round}: ${s.id} (${JSON.stringify(s.metadata)}) was never asked for`)
         counts.adopted++
-        known.set(s.id, { paused: s.state === 'paused', files: new Map(), endAt: s.endAt })
+        known.set(s.id, { paused: s.state === 'paused', files: new Map(), endAt: s.endAt, history: [`r${round} adopted (a create cut by the kill), ${s.state}, endAt ${s.endAt}`] })
       }
       for (const [id, k] of known) {
         if (k.paused) continue
@@ -277,6 +285,7 @@ describe('faults: the daemon killed with SIGKILL at random points', { timeout: L
         if (k.endAt === null && !k.hold) {
           const r = await call<{ endAt: string }>('POST', `/api/v1/sandboxes/${id}/keep-alive`, { ms: 3_600_000 })
           k.endAt = r.json.endAt
+          k.history.push(`r${round} given a deadline, endAt ${r.json.endAt}`)
         }
       }
       // Builds cut by the crash end as failed (never left building), and their sandboxes go.
