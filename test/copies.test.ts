@@ -78,6 +78,28 @@ describe('snapshots and forks: Sandlot SDK, CLI and REST', { concurrency: true }
     assert.equal(cli(['fork', id, '--count', '0']).code, 2)
   })
 
+  test("every copy says it holds files, not memory: copied: files in Sandlot's fork reply and snapshot list, X-Sandlot-Copied: files on E2B's snapshot and fork", async () => {
+    const id: string = cleanup.add((await api('POST', '/api/v1/sandboxes', { keepAliveMs: 60_000 })).json.id)
+    const forked = await api('POST', `/api/v1/sandboxes/${id}/fork`, { count: 1, keepAliveMs: 60_000 })
+    assert.equal(forked.status, 201, JSON.stringify(forked.json))
+    cleanup.add(forked.json[0].sandbox.id)
+    assert.equal(forked.json[0].copied, 'files')
+    const snap = await api('POST', `/api/v1/sandboxes/${id}/snapshots`, {})
+    assert.equal(snap.json.copied, 'files')
+    assert.deepEqual((await api('GET', `/api/v1/snapshots?sandboxId=${id}`)).json.map((x: { copied: string }) => x.copied), ['files'])
+
+    const e2bSnap = await api('POST', `/sandboxes/${id}/snapshots`, {})
+    assert.equal(e2bSnap.status, 201, JSON.stringify(e2bSnap.json))
+    assert.equal(e2bSnap.headers.get('x-sandlot-copied'), 'files')
+    const e2bFork = await api('POST', `/sandboxes/${id}/fork`, { count: 1, timeout: 60 })
+    assert.equal(e2bFork.status, 201, JSON.stringify(e2bFork.json))
+    cleanup.add(e2bFork.json[0].sandbox.sandboxID)
+    assert.equal(e2bFork.headers.get('x-sandlot-copied'), 'files')
+    await api('DELETE', `/api/v1/sandboxes/${forked.json[0].sandbox.id}`)
+    await api('DELETE', `/api/v1/sandboxes/${e2bFork.json[0].sandbox.sandboxID}`)
+    for (const t of [snap.json.template, e2bSnap.json.snapshotID.split(':')[0]]) assert.equal((await api('DELETE', `/api/v1/templates/${t}`)).status, 204)
+  })
+
   test('bad requests: count out of range, a bad name, an unknown sandbox, a paused one', async () => {
     const id: string = cleanup.add((await api('POST', '/api/v1/sandboxes', { keepAliveMs: 60_000 })).json.id)
     for (const body of [{ count: 0 }, { count: 101 }, { count: 'two' }]) assert.equal((await api('POST', `/api/v1/sandboxes/${id}/fork`, body)).status, 400)

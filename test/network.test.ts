@@ -1,9 +1,10 @@
 // Sandboxes' networks against a test "internet" of this machine's own (test/internet.ts): internet by
 // default and off on request, egress rules by IP, CIDR and domain with E2B's semantics (allow beats
-// deny, domain rules enforced by Host and SNI and dialled by name), updates on a running sandbox, and
-// what a sandbox never reaches whatever its rules. One real outside check: apt-get update against
-// the Debian mirror. Driven through the official e2b SDK, on a daemon of its own that listens on
-// every host address (so the API's unreachability is shown on all of them).
+// deny, domain rules enforced by Host and SNI and dialled by name), updates on a running sandbox, the
+// rules after a files-only resume and in forks, and what a sandbox never reaches whatever its rules.
+// One real outside check: apt-get update against the Debian mirror. Driven through the official e2b
+// SDK, on a daemon of its own that listens on every host address (so the API's unreachability is
+// shown on all of them).
 import { ALL_TRAFFIC, CommandExitError, Sandbox } from 'e2b'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
@@ -150,6 +151,40 @@ describe('sandbox networks', { concurrency: false }, () => {
     assert.equal(await get(s, `http://${HOST_A}/`), 'FAILED')
   })
 
+  test('rules hold after a files-only resume and in a fork, shown by traffic: denyOut, allowInternetAccess: false, and rules set by updateNetwork', async () => {
+    const denied = await create({ network: { denyOut: [HOST_B] } })
+    const offline = await create({ allowInternetAccess: false })
+    const updated = await create()
+    await updated.updateNetwork({ denyOut: [HOST_A] })
+    // What each may reach: one server it reaches and one it does not (the offline one reaches none;
+    // the others show that its copies' network works at all).
+    const expect = async (s: Sandbox, what: string, reached: string | undefined, blocked: string) => {
+      const [ok, refused] = await Promise.all([reached ? get(s, `http://${reached}/`) : Promise.resolve('server='), get(s, `http://${blocked}/`)])
+      assert.match(ok, /^server=/, `${what}: ${reached} is reachable`)
+      assert.equal(refused, 'FAILED', `${what}: ${blocked} is not`)
+    }
+    const cases: [Sandbox, string, string | undefined, string][] = [
+      [denied, 'denyOut', HOST_A, HOST_B],
+      [offline, 'allowInternetAccess: false', undefined, HOST_A],
+      [updated, 'updateNetwork', HOST_B, HOST_A],
+    ]
+    await Promise.all(cases.map(([s, what, reached, blocked]) => expect(s, what, reached, blocked)))
+    // A files-only pause frees the sandbox's network; the resume boots it with its rules again.
+    for (const [s] of cases) assert.equal(await s.pause({ keepMemory: false }), true)
+    await Promise.all(cases.map(([s, what, reached, blocked]) => Sandbox.connect(s.sandboxId).then((again) => expect(again, `${what}, resumed from its files`, reached, blocked))))
+    // A fork has its original's rules.
+    const forks = await Promise.all(
+      cases.map(async ([s, what, reached, blocked]) => {
+        const [f] = await s.fork({ count: 1, timeoutMs: 60_000 })
+        assert.ok(f instanceof Sandbox, String(f))
+        sandboxes.push(f)
+        await expect(f, `${what}, forked`, reached, blocked)
+        return f
+      }),
+    )
+    await Promise.all([...cases.map(([s]) => s.kill()), ...forks.map((f) => f.kill())])
+  })
+
   test('never reachable, whatever the rules: the API on every host address, the host’s resolver, metadata, another sandbox; no address changes or raw sockets inside', async () => {
     const s = await create({ network: { allowOut: ['0.0.0.0/0'] } })
     const other = await create()
@@ -215,14 +250,14 @@ describe('sandbox networks', { concurrency: false }, () => {
     daemon = spawnDaemon(port, daemonEnv, fs.openSync(`${ownHome}.log`, 'a'))
     await waitFor(async () => (await fetch(`${daemon.url}/health`).catch(() => undefined))?.ok, 60_000, 'the restarted daemon')
     // The same rules (the proxy's ports aside, which a new daemon picks afresh), none lost or doubled.
-    // The host_nets set holds the host's attached networks as the daemon reads them, which change
-    // whenever another server on this host (a test file beside this one) adds or removes its
-    // bridge: compared apart, by a member that does not come and go (this file's test internet).
-    const hostNets = /(set host_nets \{[^}]*?elements = \{)[^}]*\}/
-    const normalise = (r: string) => r.replace(/redirect to :\d+/g, 'redirect to :P').replace(/tcp dport \{ 53, \d+, \d+ \}/, 'tcp dport { 53, P, P }').replace(hostNets, '$1 … }')
-    const after = ruleset()
-    assert.equal(normalise(after), normalise(before))
-    assert.match(hostNets.exec(after)?.[0] ?? '', /198\.18\.77\.0\/30/, "the test internet's route is still among the host's networks")
+    // The host's networks are read afresh too, and other servers' bridges come and go meanwhile (other
+    // suites, other daemons on this host): that set is compared by what must be in it.
+    const hostNets = /(set host_nets \{[^}]*?elements = )\{([^}]*)\}/
+    const normalise = (r: string) => r.replace(/redirect to :\d+/g, 'redirect to :P').replace(/tcp dport \{ 53, \d+, \d+ \}/, 'tcp dport { 53, P, P }').replace(hostNets, '$1{ … }')
+    const restarted = ruleset()
+    assert.equal(normalise(restarted), normalise(before))
+    const nets = hostNets.exec(restarted)?.[2] ?? ''
+    for (const net of ['127.0.0.0/8', '198.18.77.0/30']) assert.ok(nets.includes(net), `the host's network ${net} is still refused: ${nets}`)
     assert.match(await get(kept, `http://${HOST_A}/`), /^server=A/)
     assert.equal(await get(kept, `http://${HOST_B}/`), 'FAILED')
   })

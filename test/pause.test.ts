@@ -1,8 +1,9 @@
 // Pause and resume through Sandlot's own SDK, CLI and REST: sandbox.pause() closes the handle and
 // Sandbox.reconnect() resumes, with its processes; another client's handle learns of the pause;
-// keepAlive(ms, { onTimeout: 'pause' }) pauses at the deadline; the CLI's pause, ls and resume; and a
-// hostile sandbox that, before a files-only pause, points its runtime files (/etc/hosts,
-// /run/sandlot) at the host's files gets them written inside, never on the host.
+// keepAlive(ms, { onTimeout: 'pause' }) pauses at the deadline; the CLI's pause, ls and resume; a
+// files-only resume leaves the template's start command alone (a fork runs it); and a hostile sandbox
+// that, before a files-only pause, points its runtime files (/etc/hosts, /run/sandlot) at the host's
+// files gets them written inside, never on the host.
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -10,7 +11,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { after, describe, test } from 'node:test'
 import { Sandbox, SandlotClient, SandlotError } from 'sandlot'
-import { api, leftovers, run } from './helpers.js'
+import { api, leftovers, run, waitFor } from './helpers.js'
 import { Cleanup, sleep } from './sdk-env.js'
 
 const cleanup = new Cleanup()
@@ -99,6 +100,34 @@ describe('pause and resume: Sandlot SDK, CLI and REST', { concurrency: true }, (
     assert.deepEqual(json.lifecycle, { onTimeout: 'pause', keepMemory: true, autoResume: false })
     assert.equal((await run(id, 'echo back')).stdout, 'back\n')
     cli(['kill', id])
+  })
+
+  test("a files-only resume does not run the template's start command again (E2B's reference §3.3); a fork, which boots afresh, does", async () => {
+    // The reference contradicts itself: §2.3 says Sandlot must run it after an fs-only resume, §3.3
+    // (what E2B does: the VM's files come back, not its processes) says it is not re-run.
+    const name = `restarter-${process.pid}`
+    const r = await api('POST', '/api/v1/templates', { name, steps: [], startCmd: 'echo started >> /home/user/starts; exec sleep 3601', readyCmd: 'true' })
+    assert.equal(r.status, 202, JSON.stringify(r.json))
+    await waitFor(async () => {
+      const b = await api('GET', `/api/v1/templates/${r.json.templateId}/builds/${r.json.buildId}`)
+      assert.notEqual(b.json.status, 'error', JSON.stringify(b.json))
+      return b.json.status === 'ready'
+    }, 120_000, 'the build')
+    const created = await api('POST', '/api/v1/sandboxes', { template: name, keepAliveMs: 60_000 })
+    assert.equal(created.status, 201, JSON.stringify(created.json))
+    const id: string = cleanup.add(created.json.id)
+    const starts = async (sid: string) => (await run(sid, 'wc -l < /home/user/starts; pgrep -fx "sleep 3601" >/dev/null && echo running || echo none')).stdout
+    const before = await starts(id)
+    assert.match(before, /^\d+\nrunning\n$/, 'the start command ran at the create')
+    assert.equal((await api('POST', `/api/v1/sandboxes/${id}/pause`, { keepMemory: false })).status, 200)
+    assert.equal((await api('POST', `/api/v1/sandboxes/${id}/resume`, {})).status, 200)
+    assert.equal(await starts(id), before.replace('running', 'none'), 'not run again on the resume')
+    const forked = await api('POST', `/api/v1/sandboxes/${id}/fork`, { count: 1, keepAliveMs: 60_000 })
+    assert.equal(forked.status, 201, JSON.stringify(forked.json))
+    const fork: string = cleanup.add(forked.json[0].sandbox.id)
+    assert.equal(await starts(fork), `${Number(before.split('\n')[0]) + 1}\nrunning\n`, 'a fork runs it once more')
+    for (const sid of [fork, id]) await api('DELETE', `/api/v1/sandboxes/${sid}`)
+    assert.equal((await api('DELETE', `/api/v1/templates/${name}`)).status, 204)
   })
 
   test('pause, resume, snapshot and kill racing on one sandbox: each answers sensibly, and the kill leaves nothing', async () => {

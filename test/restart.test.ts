@@ -86,24 +86,36 @@ describe('daemon restart', () => {
     assert.equal((await run(id, 'true', opts).catch((err: Error) => err)) instanceof Error, true)
   })
 
-  test('paused sandboxes survive kill -9 and a restart: a memory pause resumes with its processes and server, a files one with its files; one whose container vanished resumes from its files, its memory reported lost', async () => {
+  test('paused sandboxes survive kill -9 and a restart: a memory pause resumes with its processes, env, files, server and a command it froze mid-way; a files one with its files; one whose container vanished resumes from its files, its memory reported lost', async () => {
     if (!server || server.process.exitCode !== null) await startDaemon()
     await killAll()
     const opts = { url, key: key() }
-    const create = async () => (await call('POST', '/api/v1/sandboxes', { keepAliveMs: 600_000 })).json.id as string
-    const [memory, files, vanished] = [await create(), await create(), await create()]
+    const create = async (body: object = {}) => (await call('POST', '/api/v1/sandboxes', { keepAliveMs: 600_000, ...body })).json.id as string
+    const [memory, files, vanished] = [await create({ envVars: { PAUSE_VAR: 'kept-in-memory' } }), await create(), await create()]
     const sleeper = await startBackground(memory, 'sleep 3600', opts)
     await startBackground(memory, 'python3 -m http.server 8000 --directory /etc', opts)
     await run(memory, "for i in $(seq 100); do ss -Hltn 'sport = :8000' | grep -q 8000 && exit 0; sleep 0.1; done; exit 1", opts)
+    await run(memory, 'echo written before the pause > /home/user/notes.txt', opts)
     for (const id of [files, vanished]) await run(id, `echo kept-${id} > /home/user/kept`, opts)
-    assert.equal((await call('POST', `/api/v1/sandboxes/${memory}/pause`, {})).status, 200)
     assert.equal((await call('POST', `/api/v1/sandboxes/${vanished}/pause`, {})).status, 200)
     assert.equal((await call('POST', `/api/v1/sandboxes/${files}/pause`, { keepMemory: false })).status, 200)
+
+    // A command frozen half-way: its file, read from the sandbox's layer on the host (what no
+    // request can wake), is not there at the pause, nor long after its 2 s would have ended, and
+    // is written once the sandbox runs again. A pause that came after it ended fails here.
+    const inFlight = path.join(testHome, 'sandboxes', memory, 'layer/upper/home/user/f')
+    const startedAt = Date.now()
+    await startBackground(memory, 'sleep 2 && echo done > /home/user/f', opts)
+    assert.equal((await call('POST', `/api/v1/sandboxes/${memory}/pause`, {})).status, 200)
+    const pausedAfter = Date.now() - startedAt
+    assert.equal(fs.existsSync(inFlight), false, `the command had ended before the pause (${pausedAfter} ms after it started): nothing was in flight`)
 
     await server!.stop('SIGKILL')
     // As after a host restart, for one of them: its frozen container is gone.
     execFileSync('runc', ['--root', path.join(testHome, 'runtime/runc'), 'delete', '--force', vanished])
     await startDaemon()
+    await new Promise((r) => setTimeout(r, 2500))
+    assert.equal(fs.existsSync(inFlight), false, 'the frozen command ran on across the restart')
 
     const listed = (await call('GET', '/api/v1/sandboxes')).json as { id: string; state: string; paused: { keepMemory: boolean; memoryLost: boolean } }[]
     const byId = new Map(listed.map((s) => [s.id, s]))
@@ -111,7 +123,14 @@ describe('daemon restart', () => {
     assert.deepEqual(byId.get(memory)!.paused, { at: byId.get(memory)!.paused.at, keepMemory: true, memoryLost: false })
     assert.equal(byId.get(vanished)!.paused.memoryLost, true)
     for (const id of [memory, files, vanished]) assert.equal((await call('POST', `/api/v1/sandboxes/${id}/resume`, { keepAliveMs: 60_000 })).status, 200)
+    await waitFor(async () => fs.existsSync(inFlight), 10_000, 'the half-finished command to finish after the resume')
+    assert.equal((await run(memory, 'cat /home/user/f', opts)).stdout, 'done\n')
     assert.match((await run(memory, `ps -o pid= -p ${sleeper}`, opts)).stdout.trim(), new RegExp(`^${sleeper}$`), 'the same sleep, the same PID')
+    // The environment variable, in the process that was frozen and in a new one.
+    assert.equal((await run(memory, `tr '\\0' '\\n' < /proc/${sleeper}/environ | grep ^PAUSE_VAR=`, opts)).stdout, 'PAUSE_VAR=kept-in-memory\n')
+    assert.equal((await run(memory, 'echo $PAUSE_VAR', opts)).stdout, 'kept-in-memory\n')
+    assert.equal((await run(memory, 'cat /home/user/notes.txt', opts)).stdout, 'written before the pause\n')
+    // The server, through a preview of its port.
     const served = await fetch(`${url}/hostname`, { headers: { 'e2b-sandbox-id': memory, 'e2b-sandbox-port': '8000' } })
     assert.equal(served.status, 200)
     assert.equal(await served.text(), `${memory}\n`)
