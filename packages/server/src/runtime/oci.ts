@@ -24,7 +24,8 @@ const exec = promisify(execFile)
 const INSTALL_HINT: Record<RuntimeName, string> = {
   runc: 'apt-get install runc',
   crun: 'apt-get install crun (crun needs a cgroup v2 host)',
-  runsc: 'apt-get install -t bookworm-backports runsc',
+  // Debian 12's main archive has it (0.0~20221219); docs/e2b-compatibility.md says what it can do here.
+  runsc: 'apt-get install runsc',
 }
 
 interface Paths {
