@@ -4,7 +4,7 @@
 // (python and javascript at startup).
 import { KernelManager, ServerConnection, type Kernel, type KernelMessage } from '@jupyterlab/services'
 import WebSocket from 'ws'
-import { chdirCode, errorLine, iopubLine, KERNEL_OF, restoreEnvCode, setEnvCode, type Language, type OutputLine } from './protocol.js'
+import { chdirCode, iopubLine, KERNEL_OF, replyLine, restoreEnvCode, setEnvCode, type Language, type OutputLine } from './protocol.js'
 
 export interface ContextInfo {
   id: string
@@ -58,7 +58,8 @@ export class Context {
   async runSilent(code: string): Promise<void> {
     const future = this.kernel.requestExecute({ code, silent: true, store_history: false, allow_stdin: false, stop_on_error: false })
     const reply = (await future.done) as KernelMessage.IExecuteReplyMsg
-    if (reply.content.status === 'error') throw new Error(`${reply.content.ename}: ${reply.content.evalue}`)
+    const failed = replyLine(reply.content)
+    if (failed) throw new Error(`${failed.name}: ${failed.value}`)
   }
 
   /**
@@ -88,14 +89,17 @@ export class Context {
       }
       emit(line)
     }
-    const future = this.kernel.requestExecute({ code, silent: false, store_history: true, allow_stdin: false, stop_on_error: true })
+    // stop_on_error off: with it, ipykernel aborts what reaches it just after an error (the next run
+    // in our queue), and one run at a time is the queue's to keep.
+    const future = this.kernel.requestExecute({ code, silent: false, store_history: true, allow_stdin: false, stop_on_error: false })
     future.onIOPub = (msg) => {
       const line = iopubLine(msg as any)
       if (line) once(line)
     }
     future.onReply = (msg) => {
-      // A kernel that reports its error only in the reply.
-      if (msg.content.status === 'error') once(errorLine(msg.content))
+      // A kernel that reports its error only in the reply, or did not run the code (aborted).
+      const failed = replyLine(msg.content)
+      if (failed) once(failed)
     }
     const lost = new Promise<never>((_, reject) => (this.lose = reject))
     lost.catch(() => {})
