@@ -51,6 +51,16 @@ describe('runCode', () => {
     assert.deepEqual((r.chart?.elements[0] as any).points, [[1, 3], [2, 1], [3, 2]])
   })
 
+  test('a kernel that dies mid-run: the run ends with an error; the context comes back, in its cwd, its state gone', async () => {
+    const ctx = await sandbox.createCodeContext({ cwd: '/tmp' })
+    await sandbox.runCode('x = 1', { context: ctx })
+    const died = await sandbox.runCode('import os, signal\nprint("going", flush=True)\nos.kill(os.getpid(), signal.SIGKILL)', { context: ctx })
+    assert.deepEqual(died.logs.stdout, ['going\n'])
+    assert.equal(died.error?.name, 'ContextRestarting')
+    assert.equal((await sandbox.runCode('import os; os.getcwd()', { context: ctx })).text, '/tmp')
+    assert.equal((await sandbox.runCode('x', { context: ctx })).error?.name, 'NameError')
+  })
+
   test("languages, contexts, the sandbox's and a run's environment variables", async () => {
     assert.equal((await sandbox.runCode('[1, 2].map((n) => n * 2)', { language: 'javascript' })).text, '[ 2, 4 ]')
     assert.equal((await sandbox.runCode('echo "$FROM_CREATE $ONLY_NOW"', { language: 'bash', envVars: { ONLY_NOW: 'now' } })).logs.stdout.join(''), 'yes now\n')

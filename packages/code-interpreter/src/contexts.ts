@@ -27,6 +27,8 @@ export class Context {
   /** Rejects the running execution's wait (a restart, a dead kernel). */
   private lose?: (err: ExecutionLost) => void
   private restarting = false
+  /** The kernel was restarted by jupyter (it died): a new process, in jupyter's root, not our cwd. */
+  private lostCwd = false
 
   constructor(
     private readonly kernel: Kernel.IKernelConnection,
@@ -34,7 +36,10 @@ export class Context {
     readonly cwd: string,
   ) {
     kernel.statusChanged.connect((_, status) => {
-      if (status === 'autorestarting' || (status === 'restarting' && !this.restarting)) this.lose?.(new ExecutionLost('ContextRestarting', 'The kernel died and is being restarted: its state is gone.'))
+      if (status === 'autorestarting' || (status === 'restarting' && !this.restarting)) {
+        this.lostCwd = true
+        this.lose?.(new ExecutionLost('ContextRestarting', 'The kernel died and is being restarted: its state is gone.'))
+      }
       if (status === 'dead') this.lose?.(new ExecutionLost('UnexpectedEndOfExecution', 'The kernel died during the execution.'))
     })
   }
@@ -70,6 +75,11 @@ export class Context {
   execute(code: string, envVars: Record<string, string>, emit: (line: OutputLine) => void, signal: AbortSignal): Promise<void> {
     return this.enqueue(async () => {
       if (signal.aborted) return
+      if (this.lostCwd) {
+        // Before the run, so it runs where the context was made.
+        await this.runSilent(chdirCode(this.language, this.cwd))
+        this.lostCwd = false
+      }
       const withEnv = Object.keys(envVars).length > 0
       if (withEnv) await this.runSilent(setEnvCode(this.language, envVars))
       try {
