@@ -19,3 +19,13 @@ export async function templateReady(timeoutMs = 15 * 60_000): Promise<void> {
     console.log(`[code interpreter] ${r.json?.message}`)
   }
 }
+
+/** Code that prints a line every 100 ms for a minute (a run to cut short). */
+export const STREAMING = 'import time\nfor i in range(600):\n    print(i, flush=True)\n    time.sleep(0.1)'
+
+/**
+ * How soon runCode must answer again after the execution server or jupyter was killed. It took
+ * 5–12 s on this 2-CPU host under the load of a suite (the new kernels starting, mostly): the
+ * bound leaves room for CI's load.
+ */
+export const RECOVERY_MS = 30_000

@@ -7,8 +7,12 @@ import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { InvalidArgumentError, NotFoundError, Sandbox, SandlotError, TimeoutError, type Result } from 'sandlot'
-import { TEMPLATE, templateReady } from './code-interpreter-env.js'
-import { api } from './helpers.js'
+import { RECOVERY_MS, STREAMING, TEMPLATE, templateReady } from './code-interpreter-env.js'
+import { api, run as run_, waitFor } from './helpers.js'
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+/** The pids of the execution server in sandbox `id` (the regex keeps pgrep's own shell out). */
+const serverPids = async (id: string) => (await run_(id, "pgrep -f 'code-interpreter[.]mjs serve' || true")).stdout.split(/\s+/).filter(Boolean)
 
 let sandbox: Sandbox
 before(async () => {
@@ -137,13 +141,40 @@ describe('kill while a run streams', () => {
     let firstLine!: () => void
     const printing = new Promise<void>((r) => (firstLine = r))
     const started = Date.now()
-    const run = s.runCode('import time\nfor i in range(600):\n    print(i, flush=True)\n    time.sleep(0.1)', { onStdout: () => firstLine(), timeout: 120_000 })
+    const run = s.runCode(STREAMING, { onStdout: () => firstLine(), timeout: 120_000 })
     const outcome = run.then(() => 'finished', (err: Error) => err)
     await printing
     await s.kill()
     const err = await outcome
     assert.ok(err instanceof SandlotError && err.code === 'execution_interrupted', `the run ${String(err)} after its sandbox was killed`)
     assert.ok(Date.now() - started < 30_000, 'it ended soon after the kill')
+  })
+})
+
+describe('the execution server killed', () => {
+  test('the run in progress ends with an error; a new server, its old state gone, answers within 30 s', async () => {
+    const s = await Sandbox.create(TEMPLATE, { metadata: { suite: 'code-interpreter' } })
+    try {
+      await s.runCode('x = 1')
+      const [before] = await serverPids(s.id)
+      assert.ok(before, 'the execution server runs')
+      let firstLine!: () => void
+      const printing = new Promise<void>((r) => (firstLine = r))
+      const run = s.runCode(STREAMING, { onStdout: () => firstLine(), timeout: 120_000 })
+      const outcome = run.then(() => 'finished', (err: Error) => err)
+      await printing
+      assert.equal((await run_(s.id, `kill -9 ${before}`, { user: 'root' })).exitCode, 0)
+      const killed = Date.now()
+      const err = await outcome
+      assert.ok(err instanceof SandlotError && err.code === 'execution_interrupted', `the run ${String(err)} after its server was killed`)
+      const e = await waitFor(() => s.runCode('x', { timeout: 10_000 }).catch(() => sleep(250).then(() => undefined)), RECOVERY_MS, 'runCode answering after the kill')
+      console.log(`[code interpreter] runCode answered again ${Date.now() - killed} ms after the execution server was killed`)
+      assert.equal(e.error?.name, 'NameError')
+      const [after] = await serverPids(s.id)
+      assert.ok(after && after !== before, `a new server (${before} → ${after})`)
+    } finally {
+      await s.kill()
+    }
   })
 })
 
