@@ -7,7 +7,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { InvalidArgumentError, NotFoundError, Sandbox, SandlotError, TimeoutError, type Result } from 'sandlot'
-import { RECOVERY_MS, STREAMING, TEMPLATE, templateReady } from './code-interpreter-env.js'
+import { CHARTS, IN_ORDER, RECOVERY_MS, STREAMING, TEMPLATE, templateReady } from './code-interpreter-env.js'
 import { api, run as run_, waitFor } from './helpers.js'
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
@@ -36,12 +36,15 @@ describe('runCode', () => {
 
   test('errors, results of other kinds and the onResult/onError callbacks', async () => {
     const errors: string[] = []
-    const e = await sandbox.runCode('{}["missing"]', { onError: (err) => void errors.push(err.name) })
+    const e = await sandbox.runCode('def f():\n    return {}["missing"]\nf()', { onError: (err) => void errors.push(err.name) })
     assert.equal(e.error?.name, 'KeyError')
+    assert.equal(e.error?.value, "'missing'")
+    assert.match(e.error!.traceback.replace(/\x1b\[[0-9;]*m/g, ''), /Traceback[\s\S]*in f\(\)[\s\S]*KeyError: 'missing'/)
     assert.deepEqual(errors, ['KeyError'])
     const results: Result[] = []
     const df = await sandbox.runCode('import pandas as pd\npd.DataFrame({"n": [1, 2]})', { onResult: (r) => void results.push(r) })
     assert.deepEqual(df.results[0]!.data, { n: [1, 2] })
+    assert.match(df.results[0]!.html ?? '', /<table[\s\S]*<th>n<\/th>/)
     assert.equal(results.length, 1)
     assert.equal(results[0]!.isMainResult, true)
   })
@@ -53,6 +56,64 @@ describe('runCode', () => {
     assert.equal(r.chart?.type, 'scatter')
     assert.equal(r.chart?.title, 'Dots')
     assert.deepEqual((r.chart?.elements[0] as any).points, [[1, 3], [2, 1], [3, 2]])
+  })
+
+  test('bar, pie and box-and-whisker charts', async () => {
+    for (const { code, check } of Object.values(CHARTS)) check((await sandbox.runCode(code)).results[0]!.chart)
+  })
+
+  test('stdout, stderr, a result and the error reach the callbacks in order, while the run goes', async () => {
+    const events: string[] = []
+    let ended = false
+    let duringRun: boolean | undefined
+    const e = await sandbox.runCode(IN_ORDER.code, {
+      onStdout: (t) => {
+        duringRun ??= !ended
+        events.push(`stdout ${t}`)
+      },
+      onStderr: (t) => void events.push(`stderr ${t}`),
+      onResult: (r) => void events.push(`result ${r.markdown}`),
+      onError: (err) => void events.push(`error ${err.name} ${err.value}`),
+    }).finally(() => (ended = true))
+    assert.deepEqual(events, IN_ORDER.events)
+    assert.equal(duringRun, true, 'the first line came before the run ended')
+    assert.equal(e.error?.name, 'ValueError')
+  })
+
+  test("the sandbox's environment variables in every language; a run's own for that run only", async () => {
+    assert.equal((await sandbox.runCode('import os; os.getenv("FROM_CREATE")')).text, 'yes')
+    assert.equal((await sandbox.runCode('process.env.FROM_CREATE', { language: 'javascript' })).text, 'yes')
+    assert.equal((await sandbox.runCode('echo "$FROM_CREATE"', { language: 'bash' })).logs.stdout.join(''), 'yes\n')
+    const during = await sandbox.runCode('import os; (os.getenv("FROM_CREATE"), os.getenv("RUN_VAR"))', { envVars: { FROM_CREATE: 'run', RUN_VAR: 'only now' } })
+    assert.equal(during.text, "('run', 'only now')")
+    assert.equal((await sandbox.runCode('import os; (os.getenv("FROM_CREATE"), os.getenv("RUN_VAR", "unset"))')).text, "('yes', 'unset')")
+    assert.equal((await sandbox.runCode('process.env.RUN_VAR', { language: 'javascript', envVars: { RUN_VAR: 'js run' } })).text, 'js run')
+    assert.equal((await sandbox.runCode('process.env.RUN_VAR === undefined', { language: 'javascript' })).text, 'true')
+  })
+
+  // Contexts have only a language and a cwd (E2B's protocol and SDKs): a new one starts from the
+  // sandbox's environment variables, and what a run sets in one stays in that one.
+  test("a context starts from the sandbox's environment variables; its own changes stay in it", async () => {
+    const ctx = await sandbox.createCodeContext()
+    const other = await sandbox.createCodeContext()
+    assert.equal((await sandbox.runCode('import os; os.getenv("FROM_CREATE")', { context: ctx })).text, 'yes')
+    await sandbox.runCode('import os; os.environ["FROM_CREATE"] = "changed here"', { context: ctx })
+    assert.equal((await sandbox.runCode('import os; os.environ["FROM_CREATE"]', { context: ctx })).text, 'changed here')
+    assert.equal((await sandbox.runCode('import os; os.environ["FROM_CREATE"]', { context: other })).text, 'yes')
+    assert.equal((await sandbox.runCode('import os; os.environ["FROM_CREATE"]')).text, 'yes')
+  })
+
+  // Runs of one context take their turns: each sees its own env vars, set before it and put back
+  // after it (interleaved, a run would see another's).
+  test('one run at a time per context', async () => {
+    const ctx = await sandbox.createCodeContext()
+    const runs = await Promise.all(
+      ['a', 'b', 'c', 'd'].map((who) => sandbox.runCode('import os, time\nseen = os.environ["WHO"]\ntime.sleep(0.3)\n(seen, os.environ["WHO"])', { context: ctx, envVars: { WHO: who } })),
+    )
+    assert.deepEqual(runs.map((r) => r.text), ["('a', 'a')", "('b', 'b')", "('c', 'c')", "('d', 'd')"])
+    const counts = runs.map((r) => r.executionCount!)
+    assert.deepEqual(counts, [...counts].sort((x, y) => x - y))
+    assert.equal(new Set(counts).size, 4)
   })
 
   test('a kernel that dies mid-run: the run ends with an error; the context comes back, in its cwd, its state gone', async () => {

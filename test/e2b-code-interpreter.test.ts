@@ -4,7 +4,7 @@ import { NotFoundError, Sandbox, TimeoutError } from '@e2b/code-interpreter'
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { RUN, sleep } from './e2b-env.js'
-import { RECOVERY_MS, STREAMING, templateReady } from './code-interpreter-env.js'
+import { CHARTS, IN_ORDER, RECOVERY_MS, STREAMING, templateReady } from './code-interpreter-env.js'
 import { apiUrl } from './helpers.js'
 
 const sandboxes: Sandbox[] = []
@@ -41,6 +41,26 @@ describe('execution', () => {
     assert.deepEqual(e.logs.stderr, ['oops\n'])
     assert.deepEqual(out, ['Hello World!\n'])
     assert.deepEqual(err, ['oops\n'])
+  })
+
+  test('stdout, stderr, a result and the error reach the callbacks in order, while the run goes', async () => {
+    const events: string[] = []
+    let ended = false
+    let duringRun: boolean | undefined
+    const e = await sbx
+      .runCode(IN_ORDER.code, {
+        onStdout: (m) => {
+          duringRun ??= !ended
+          events.push(`stdout ${m.line}`)
+        },
+        onStderr: (m) => void events.push(`stderr ${m.line}`),
+        onResult: (r) => void events.push(`result ${r.markdown}`),
+        onError: (err) => void events.push(`error ${err.name} ${err.value}`),
+      })
+      .finally(() => (ended = true))
+    assert.deepEqual(events, IN_ORDER.events)
+    assert.equal(duringRun, true, 'the first line came before the run ended')
+    assert.equal(e.error?.name, 'ValueError')
   })
 
   test('state is kept between runs, and the execution count grows (silent runs do not count)', async () => {
@@ -89,6 +109,15 @@ describe('contexts', () => {
     await sbx.restartCodeContext(ctx)
     const e = await sbx.runCode('z', { context: ctx })
     assert.equal(e.error?.name, 'NameError')
+    // A restart during a run ends it with an error; the context goes on, in its cwd.
+    await sbx.runCode('z = 4', { context: ctx })
+    let started!: () => void
+    const printing = new Promise<void>((r) => (started = r))
+    const cut = sbx.runCode('import time\nprint("on", flush=True)\ntime.sleep(60)', { context: ctx, onStdout: () => started() })
+    await printing
+    await sbx.restartCodeContext(ctx)
+    assert.equal((await cut).error?.name, 'ContextRestarting')
+    assert.equal((await sbx.runCode('z', { context: ctx })).error?.name, 'NameError')
     await sbx.removeCodeContext(ctx.id)
     assert.ok(!(await sbx.listCodeContexts()).some((c) => c.id === ctx.id))
     await assert.rejects(sbx.runCode('1', { context: ctx }), NotFoundError)
@@ -166,46 +195,7 @@ plt.show()
   })
 
   test('bar, pie and box-and-whisker charts', async () => {
-    const bar = (await sbx.runCode(`
-import matplotlib.pyplot as plt
-plt.figure()
-plt.bar(['Author A', 'Author B', 'Author C', 'Author D'], [100, 200, 300, 400])
-plt.xlabel('Authors'); plt.ylabel('Number of Books Sold'); plt.title('Book Sales by Authors')
-plt.show()
-`)).results[0]!.chart as any
-    assert.equal(bar.type, 'bar')
-    assert.equal(bar.title, 'Book Sales by Authors')
-    assert.equal(bar.x_label, 'Authors')
-    assert.equal(bar.x_unit, null)
-    assert.deepEqual(bar.elements.map((b: any) => b.label), ['Author A', 'Author B', 'Author C', 'Author D'])
-    assert.deepEqual(bar.elements.map((b: any) => b.value), [100, 200, 300, 400])
-
-    const pie = (await sbx.runCode(`
-fig, ax = plt.subplots()
-ax.pie([90, 10], labels=["No", "No, in blue"], startangle=90)
-plt.title('Will I wake up early tomorrow?')
-plt.show()
-`)).results[0]!.chart as any
-    assert.equal(pie.type, 'pie')
-    assert.equal(pie.title, 'Will I wake up early tomorrow?')
-    assert.deepEqual(pie.elements.map((p: any) => [p.label, p.angle, p.radius]), [['No', 324, 1], ['No, in blue', 36, 1]])
-
-    const box = (await sbx.runCode(`
-fig, ax = plt.subplots()
-data = {'Class A': [85, 90, 78, 92, 88], 'Class B': [95, 89, 76, 91, 84, 87], 'Class C': [75, 82, 88, 79, 86]}
-ax.set_title('Exam Scores Distribution'); ax.set_xlabel('Class'); ax.set_ylabel('Score')
-ax.boxplot(data.values(), labels=data.keys(), patch_artist=True)
-plt.show()
-`)).results[0]!.chart as any
-    assert.equal(box.type, 'box_and_whisker')
-    assert.equal(box.title, 'Exam Scores Distribution')
-    assert.deepEqual(box.elements.map((b: any) => b.label), ['Class A', 'Class B', 'Class C'])
-    assert.deepEqual(box.elements.map((b: any) => b.outliers), [[], [76], []])
-    assert.deepEqual(box.elements.map((b: any) => [b.min, b.first_quartile, b.median, b.third_quartile, b.max]), [
-      [78, 85, 88, 90, 92],
-      [84, 84.75, 88, 90.5, 95],
-      [75, 79, 82, 86, 88],
-    ])
+    for (const { code, check } of Object.values(CHARTS)) check((await sbx.runCode(code)).results[0]!.chart)
   })
 
   test('a DataFrame comes back as HTML and as data; other display data by MIME type', async () => {
