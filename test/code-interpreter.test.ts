@@ -80,6 +80,12 @@ describe('runCode', () => {
     assert.equal(e.error?.name, 'ValueError')
   })
 
+  test("notebook.execCell, E2B v0's name for runCode", async () => {
+    const out: string[] = []
+    const e = await sandbox.notebook.execCell('print("v0")\n6 * 7', { onStdout: (t) => void out.push(t) })
+    assert.deepEqual([e.text, out], ['42', ['v0\n']])
+  })
+
   test("the sandbox's environment variables in every language; a run's own for that run only", async () => {
     assert.equal((await sandbox.runCode('import os; os.getenv("FROM_CREATE")')).text, 'yes')
     assert.equal((await sandbox.runCode('process.env.FROM_CREATE', { language: 'javascript' })).text, 'yes')
