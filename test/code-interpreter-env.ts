@@ -104,3 +104,15 @@ export const STREAMING = 'import time\nfor i in range(600):\n    print(i, flush=
  * bound leaves room for CI's load.
  */
 export const RECOVERY_MS = 30_000
+
+/**
+ * Starts a run of STREAMING (`start` is given its onStdout) and resolves once its first line came
+ * (or it ended first), with its outcome to await: its result, or the error it ended with.
+ */
+export async function streamingRun<T>(start: (onStdout: () => void) => Promise<T>): Promise<{ outcome: Promise<T | Error> }> {
+  let firstLine!: () => void
+  const printing = new Promise<void>((r) => (firstLine = r))
+  const outcome = start(() => firstLine()).then((v) => v, (err: Error) => err)
+  await Promise.race([printing, outcome])
+  return { outcome }
+}

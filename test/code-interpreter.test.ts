@@ -7,7 +7,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { InvalidArgumentError, NotFoundError, Sandbox, SandlotError, TimeoutError, type Result } from 'sandlot'
-import { CHARTS, IN_ORDER, RECOVERY_MS, STREAMING, TEMPLATE, templateReady } from './code-interpreter-env.js'
+import { CHARTS, IN_ORDER, RECOVERY_MS, STREAMING, streamingRun, TEMPLATE, templateReady } from './code-interpreter-env.js'
 import { api, run as run_, waitFor } from './helpers.js'
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
@@ -205,12 +205,8 @@ describe('the template', () => {
 describe('kill while a run streams', () => {
   test('the run ends with an error, not a hang', async () => {
     const s = await Sandbox.create(TEMPLATE, { metadata: { suite: 'code-interpreter' } })
-    let firstLine!: () => void
-    const printing = new Promise<void>((r) => (firstLine = r))
     const started = Date.now()
-    const run = s.runCode(STREAMING, { onStdout: () => firstLine(), timeout: 120_000 })
-    const outcome = run.then(() => 'finished', (err: Error) => err)
-    await printing
+    const { outcome } = await streamingRun((onStdout) => s.runCode(STREAMING, { onStdout, timeout: 120_000 }))
     await s.kill()
     const err = await outcome
     assert.ok(err instanceof SandlotError && err.code === 'execution_interrupted', `the run ${String(err)} after its sandbox was killed`)
@@ -225,11 +221,7 @@ describe('the execution server killed', () => {
       await s.runCode('x = 1')
       const [before] = await serverPids(s.id)
       assert.ok(before, 'the execution server runs')
-      let firstLine!: () => void
-      const printing = new Promise<void>((r) => (firstLine = r))
-      const run = s.runCode(STREAMING, { onStdout: () => firstLine(), timeout: 120_000 })
-      const outcome = run.then(() => 'finished', (err: Error) => err)
-      await printing
+      const { outcome } = await streamingRun((onStdout) => s.runCode(STREAMING, { onStdout, timeout: 120_000 }))
       assert.equal((await run_(s.id, `kill -9 ${before}`, { user: 'root' })).exitCode, 0)
       const killed = Date.now()
       const err = await outcome

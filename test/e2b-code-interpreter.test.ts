@@ -4,7 +4,7 @@ import { NotFoundError, Sandbox, TimeoutError } from '@e2b/code-interpreter'
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { RUN, sleep } from './e2b-env.js'
-import { CHARTS, IN_ORDER, RECOVERY_MS, STREAMING, templateReady } from './code-interpreter-env.js'
+import { CHARTS, IN_ORDER, RECOVERY_MS, STREAMING, streamingRun, templateReady } from './code-interpreter-env.js'
 import { apiUrl } from './helpers.js'
 
 const sandboxes: Sandbox[] = []
@@ -237,12 +237,8 @@ describe('the protocol, raw', () => {
 describe('kill while a run streams', () => {
   test('the run ends with an error, not a hang', async () => {
     const s = await create()
-    let firstLine!: () => void
-    const printing = new Promise<void>((r) => (firstLine = r))
     const started = Date.now()
-    const run = s.runCode(STREAMING, { onStdout: () => firstLine(), timeoutMs: 120_000 })
-    const outcome = run.then(() => 'finished', (err: Error) => err)
-    await printing
+    const { outcome } = await streamingRun((onStdout) => s.runCode(STREAMING, { onStdout, timeoutMs: 120_000 }))
     await s.kill()
     const err = await outcome
     assert.ok(err instanceof Error, `the run ${String(err)} after its sandbox was killed`)
@@ -268,11 +264,7 @@ describe('supervision', () => {
     await s.runCode('x = 1')
     const [before] = await pids(s, 'code-interpreter[.]mjs serve')
     assert.ok(before, 'the execution server runs')
-    let firstLine!: () => void
-    const printing = new Promise<void>((r) => (firstLine = r))
-    const run = s.runCode(STREAMING, { onStdout: () => firstLine(), timeoutMs: 120_000 })
-    const outcome = run.then(() => 'finished', (err: Error) => err)
-    await printing
+    const { outcome } = await streamingRun((onStdout) => s.runCode(STREAMING, { onStdout, timeoutMs: 120_000 }))
     await s.commands.run(`kill -9 ${before}`, { user: 'root' })
     const killed = Date.now()
     assert.ok((await outcome) instanceof Error, 'the run ended with an error')
