@@ -7,8 +7,12 @@ import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { InvalidArgumentError, NotFoundError, Sandbox, SandlotError, TimeoutError, type Result } from 'sandlot'
-import { TEMPLATE, templateReady } from './code-interpreter-env.js'
-import { api } from './helpers.js'
+import { CHARTS, IN_ORDER, RECOVERY_MS, STREAMING, streamingRun, TEMPLATE, templateReady } from './code-interpreter-env.js'
+import { api, run as run_, waitFor } from './helpers.js'
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+/** The pids of the execution server in sandbox `id` (the regex keeps pgrep's own shell out). */
+const serverPids = async (id: string) => (await run_(id, "pgrep -f 'code-interpreter[.]mjs serve' || true")).stdout.split(/\s+/).filter(Boolean)
 
 let sandbox: Sandbox
 before(async () => {
@@ -32,12 +36,15 @@ describe('runCode', () => {
 
   test('errors, results of other kinds and the onResult/onError callbacks', async () => {
     const errors: string[] = []
-    const e = await sandbox.runCode('{}["missing"]', { onError: (err) => void errors.push(err.name) })
+    const e = await sandbox.runCode('def f():\n    return {}["missing"]\nf()', { onError: (err) => void errors.push(err.name) })
     assert.equal(e.error?.name, 'KeyError')
+    assert.equal(e.error?.value, "'missing'")
+    assert.match(e.error!.traceback.replace(/\x1b\[[0-9;]*m/g, ''), /Traceback[\s\S]*in f\(\)[\s\S]*KeyError: 'missing'/)
     assert.deepEqual(errors, ['KeyError'])
     const results: Result[] = []
     const df = await sandbox.runCode('import pandas as pd\npd.DataFrame({"n": [1, 2]})', { onResult: (r) => void results.push(r) })
     assert.deepEqual(df.results[0]!.data, { n: [1, 2] })
+    assert.match(df.results[0]!.html ?? '', /<table[\s\S]*<th>n<\/th>/)
     assert.equal(results.length, 1)
     assert.equal(results[0]!.isMainResult, true)
   })
@@ -49,6 +56,80 @@ describe('runCode', () => {
     assert.equal(r.chart?.type, 'scatter')
     assert.equal(r.chart?.title, 'Dots')
     assert.deepEqual((r.chart?.elements[0] as any).points, [[1, 3], [2, 1], [3, 2]])
+  })
+
+  test('bar, pie and box-and-whisker charts', async () => {
+    for (const { code, check } of Object.values(CHARTS)) check((await sandbox.runCode(code)).results[0]!.chart)
+  })
+
+  test('stdout, stderr, a result and the error reach the callbacks in order, while the run goes', async () => {
+    const events: string[] = []
+    let ended = false
+    let duringRun: boolean | undefined
+    const e = await sandbox.runCode(IN_ORDER.code, {
+      onStdout: (t) => {
+        duringRun ??= !ended
+        events.push(`stdout ${t}`)
+      },
+      onStderr: (t) => void events.push(`stderr ${t}`),
+      onResult: (r) => void events.push(`result ${r.markdown}`),
+      onError: (err) => void events.push(`error ${err.name} ${err.value}`),
+    }).finally(() => (ended = true))
+    assert.deepEqual(events, IN_ORDER.events)
+    assert.equal(duringRun, true, 'the first line came before the run ended')
+    assert.equal(e.error?.name, 'ValueError')
+  })
+
+  test("notebook.execCell, E2B v0's name for runCode", async () => {
+    const out: string[] = []
+    const e = await sandbox.notebook.execCell('print("v0")\n6 * 7', { onStdout: (t) => void out.push(t) })
+    assert.deepEqual([e.text, out], ['42', ['v0\n']])
+  })
+
+  test("the sandbox's environment variables in every language; a run's own for that run only", async () => {
+    assert.equal((await sandbox.runCode('import os; os.getenv("FROM_CREATE")')).text, 'yes')
+    assert.equal((await sandbox.runCode('process.env.FROM_CREATE', { language: 'javascript' })).text, 'yes')
+    assert.equal((await sandbox.runCode('echo "$FROM_CREATE"', { language: 'bash' })).logs.stdout.join(''), 'yes\n')
+    const during = await sandbox.runCode('import os; (os.getenv("FROM_CREATE"), os.getenv("RUN_VAR"))', { envVars: { FROM_CREATE: 'run', RUN_VAR: 'only now' } })
+    assert.equal(during.text, "('run', 'only now')")
+    assert.equal((await sandbox.runCode('import os; (os.getenv("FROM_CREATE"), os.getenv("RUN_VAR", "unset"))')).text, "('yes', 'unset')")
+    assert.equal((await sandbox.runCode('process.env.RUN_VAR', { language: 'javascript', envVars: { RUN_VAR: 'js run' } })).text, 'js run')
+    assert.equal((await sandbox.runCode('process.env.RUN_VAR === undefined', { language: 'javascript' })).text, 'true')
+  })
+
+  // Contexts have only a language and a cwd (E2B's protocol and SDKs): a new one starts from the
+  // sandbox's environment variables, and what a run sets in one stays in that one.
+  test("a context starts from the sandbox's environment variables; its own changes stay in it", async () => {
+    const ctx = await sandbox.createCodeContext()
+    const other = await sandbox.createCodeContext()
+    assert.equal((await sandbox.runCode('import os; os.getenv("FROM_CREATE")', { context: ctx })).text, 'yes')
+    await sandbox.runCode('import os; os.environ["FROM_CREATE"] = "changed here"', { context: ctx })
+    assert.equal((await sandbox.runCode('import os; os.environ["FROM_CREATE"]', { context: ctx })).text, 'changed here')
+    assert.equal((await sandbox.runCode('import os; os.environ["FROM_CREATE"]', { context: other })).text, 'yes')
+    assert.equal((await sandbox.runCode('import os; os.environ["FROM_CREATE"]')).text, 'yes')
+  })
+
+  // Runs of one context take their turns: each sees its own env vars, set before it and put back
+  // after it (interleaved, a run would see another's).
+  test('one run at a time per context', async () => {
+    const ctx = await sandbox.createCodeContext()
+    const runs = await Promise.all(
+      ['a', 'b', 'c', 'd'].map((who) => sandbox.runCode('import os, time\nseen = os.environ["WHO"]\ntime.sleep(0.3)\n(seen, os.environ["WHO"])', { context: ctx, envVars: { WHO: who } })),
+    )
+    assert.deepEqual(runs.map((r) => r.text), ["('a', 'a')", "('b', 'b')", "('c', 'c')", "('d', 'd')"])
+    const counts = runs.map((r) => r.executionCount!)
+    assert.deepEqual(counts, [...counts].sort((x, y) => x - y))
+    assert.equal(new Set(counts).size, 4)
+  })
+
+  test('a kernel that dies mid-run: the run ends with an error; the context comes back, in its cwd, its state gone', async () => {
+    const ctx = await sandbox.createCodeContext({ cwd: '/tmp' })
+    await sandbox.runCode('x = 1', { context: ctx })
+    const died = await sandbox.runCode('import os, signal\nprint("going", flush=True)\nos.kill(os.getpid(), signal.SIGKILL)', { context: ctx })
+    assert.deepEqual(died.logs.stdout, ['going\n'])
+    assert.equal(died.error?.name, 'ContextRestarting')
+    assert.equal((await sandbox.runCode('import os; os.getcwd()', { context: ctx })).text, '/tmp')
+    assert.equal((await sandbox.runCode('x', { context: ctx })).error?.name, 'NameError')
   })
 
   test("languages, contexts, the sandbox's and a run's environment variables", async () => {
@@ -65,9 +146,37 @@ describe('runCode', () => {
     await assert.rejects(sandbox.runCode('1', { language: 'cobol' }), InvalidArgumentError)
   })
 
-  test('a timeout interrupts the run; the context stays usable', async () => {
+  test('a timeout interrupts the run; the context stays usable, its state kept', async () => {
+    await sandbox.runCode('kept = "still here"')
     await assert.rejects(sandbox.runCode('import time; time.sleep(120)', { timeout: 1500 }), TimeoutError)
     assert.equal((await sandbox.runCode('1 + 1')).text, '2')
+    assert.equal((await sandbox.runCode('kept')).text, 'still here')
+  })
+
+  // CI once saw the run after an interrupt come back empty. With stop_on_error, ipykernel aborts
+  // the execute requests that reach it before its next event-loop turn after an error (its
+  // stop_on_error_timeout, 0 s): the next run in our queue, sent the moment the previous one is
+  // done, gets in when the kernel is descheduled on a loaded host, and its `aborted` reply passed
+  // for a run that gave nothing. Here the kernel's window is widened to 2 s to make that certain.
+  test('a run right after an error or an interrupt runs, however wide the kernel keeps aborting', async () => {
+    const ctx = await sandbox.createCodeContext()
+    await sandbox.runCode('get_ipython().kernel.stop_on_error_timeout = 2.0', { context: ctx })
+    for (let i = 0; i < 5; i++) {
+      const [failed, next] = await Promise.all([sandbox.runCode('1 / 0', { context: ctx }), sandbox.runCode(`${i} + 1`, { context: ctx })])
+      assert.equal(failed.error?.name, 'ZeroDivisionError')
+      assert.deepEqual([next.error, next.text], [undefined, String(i + 1)], `after an error, round ${i}`)
+    }
+    for (let i = 0; i < 3; i++) {
+      const cut = sandbox.runCode('import time; time.sleep(60)', { context: ctx, timeout: 1000 })
+      const next = sandbox.runCode(`${i} * 2`, { context: ctx })
+      await assert.rejects(cut, TimeoutError)
+      const e = await next
+      assert.deepEqual([e.error, e.text], [undefined, String(i * 2)], `after an interrupt, round ${i}`)
+    }
+    // A run's environment variables are put back by code run after it: an error does not stop that.
+    await sandbox.runCode('import os; os.environ["WHO"] = "before"', { context: ctx })
+    assert.equal((await sandbox.runCode('1 / 0', { context: ctx, envVars: { WHO: 'run' } })).error?.name, 'ZeroDivisionError')
+    assert.equal((await sandbox.runCode('os.environ["WHO"]', { context: ctx })).text, 'before')
   })
 
   test('on a sandbox without a code interpreter, a clear error', async () => {
@@ -96,16 +205,35 @@ describe('the template', () => {
 describe('kill while a run streams', () => {
   test('the run ends with an error, not a hang', async () => {
     const s = await Sandbox.create(TEMPLATE, { metadata: { suite: 'code-interpreter' } })
-    let firstLine!: () => void
-    const printing = new Promise<void>((r) => (firstLine = r))
     const started = Date.now()
-    const run = s.runCode('import time\nfor i in range(600):\n    print(i, flush=True)\n    time.sleep(0.1)', { onStdout: () => firstLine(), timeout: 120_000 })
-    const outcome = run.then(() => 'finished', (err: Error) => err)
-    await printing
+    const { outcome } = await streamingRun((onStdout) => s.runCode(STREAMING, { onStdout, timeout: 120_000 }))
     await s.kill()
     const err = await outcome
     assert.ok(err instanceof SandlotError && err.code === 'execution_interrupted', `the run ${String(err)} after its sandbox was killed`)
     assert.ok(Date.now() - started < 30_000, 'it ended soon after the kill')
+  })
+})
+
+describe('the execution server killed', () => {
+  test('the run in progress ends with an error; a new server, its old state gone, answers within 30 s', async () => {
+    const s = await Sandbox.create(TEMPLATE, { metadata: { suite: 'code-interpreter' } })
+    try {
+      await s.runCode('x = 1')
+      const [before] = await serverPids(s.id)
+      assert.ok(before, 'the execution server runs')
+      const { outcome } = await streamingRun((onStdout) => s.runCode(STREAMING, { onStdout, timeout: 120_000 }))
+      assert.equal((await run_(s.id, `kill -9 ${before}`, { user: 'root' })).exitCode, 0)
+      const killed = Date.now()
+      const err = await outcome
+      assert.ok(err instanceof SandlotError && err.code === 'execution_interrupted', `the run ${String(err)} after its server was killed`)
+      const e = await waitFor(() => s.runCode('x', { timeout: 10_000 }).catch(() => sleep(250).then(() => undefined)), RECOVERY_MS, 'runCode answering after the kill')
+      console.log(`[code interpreter] runCode answered again ${Date.now() - killed} ms after the execution server was killed`)
+      assert.equal(e.error?.name, 'NameError')
+      const [after] = await serverPids(s.id)
+      assert.ok(after && after !== before, `a new server (${before} → ${after})`)
+    } finally {
+      await s.kill()
+    }
   })
 })
 

@@ -4,7 +4,7 @@
 // (python and javascript at startup).
 import { KernelManager, ServerConnection, type Kernel, type KernelMessage } from '@jupyterlab/services'
 import WebSocket from 'ws'
-import { chdirCode, errorLine, iopubLine, KERNEL_OF, restoreEnvCode, setEnvCode, type Language, type OutputLine } from './protocol.js'
+import { chdirCode, iopubLine, KERNEL_OF, replyLine, restoreEnvCode, setEnvCode, type Language, type OutputLine } from './protocol.js'
 
 export interface ContextInfo {
   id: string
@@ -27,6 +27,8 @@ export class Context {
   /** Rejects the running execution's wait (a restart, a dead kernel). */
   private lose?: (err: ExecutionLost) => void
   private restarting = false
+  /** The kernel was restarted by jupyter (it died): a new process, in jupyter's root, not our cwd. */
+  private lostCwd = false
 
   constructor(
     private readonly kernel: Kernel.IKernelConnection,
@@ -34,7 +36,10 @@ export class Context {
     readonly cwd: string,
   ) {
     kernel.statusChanged.connect((_, status) => {
-      if (status === 'autorestarting' || (status === 'restarting' && !this.restarting)) this.lose?.(new ExecutionLost('ContextRestarting', 'The kernel died and is being restarted: its state is gone.'))
+      if (status === 'autorestarting' || (status === 'restarting' && !this.restarting)) {
+        this.lostCwd = true
+        this.lose?.(new ExecutionLost('ContextRestarting', 'The kernel died and is being restarted: its state is gone.'))
+      }
       if (status === 'dead') this.lose?.(new ExecutionLost('UnexpectedEndOfExecution', 'The kernel died during the execution.'))
     })
   }
@@ -58,7 +63,8 @@ export class Context {
   async runSilent(code: string): Promise<void> {
     const future = this.kernel.requestExecute({ code, silent: true, store_history: false, allow_stdin: false, stop_on_error: false })
     const reply = (await future.done) as KernelMessage.IExecuteReplyMsg
-    if (reply.content.status === 'error') throw new Error(`${reply.content.ename}: ${reply.content.evalue}`)
+    const failed = replyLine(reply.content)
+    if (failed) throw new Error(`${failed.name}: ${failed.value}`)
   }
 
   /**
@@ -69,6 +75,11 @@ export class Context {
   execute(code: string, envVars: Record<string, string>, emit: (line: OutputLine) => void, signal: AbortSignal): Promise<void> {
     return this.enqueue(async () => {
       if (signal.aborted) return
+      if (this.lostCwd) {
+        // Before the run, so it runs where the context was made.
+        await this.runSilent(chdirCode(this.language, this.cwd))
+        this.lostCwd = false
+      }
       const withEnv = Object.keys(envVars).length > 0
       if (withEnv) await this.runSilent(setEnvCode(this.language, envVars))
       try {
@@ -88,14 +99,17 @@ export class Context {
       }
       emit(line)
     }
-    const future = this.kernel.requestExecute({ code, silent: false, store_history: true, allow_stdin: false, stop_on_error: true })
+    // stop_on_error off: with it, ipykernel aborts what reaches it just after an error (the next run
+    // in our queue), and one run at a time is the queue's to keep.
+    const future = this.kernel.requestExecute({ code, silent: false, store_history: true, allow_stdin: false, stop_on_error: false })
     future.onIOPub = (msg) => {
       const line = iopubLine(msg as any)
       if (line) once(line)
     }
     future.onReply = (msg) => {
-      // A kernel that reports its error only in the reply.
-      if (msg.content.status === 'error') once(errorLine(msg.content))
+      // A kernel that reports its error only in the reply, or did not run the code (aborted).
+      const failed = replyLine(msg.content)
+      if (failed) once(failed)
     }
     const lost = new Promise<never>((_, reject) => (this.lose = reject))
     lost.catch(() => {})

@@ -13,6 +13,8 @@ const JUPYTER_PORT = Number(process.env.SANDLOT_JUPYTER_PORT ?? 8888)
 const JUPYTER_URL = `http://127.0.0.1:${JUPYTER_PORT}`
 const HOME = process.env.HOME && process.env.HOME !== '/' ? process.env.HOME : '/home/user'
 const LOG_FILE = process.env.SANDLOT_CODE_INTERPRETER_LOG ?? '/tmp/code-interpreter.log'
+/** The template's jupyter-server configuration (kernel WebSockets without Nagle's algorithm), where the template has it. */
+const JUPYTER_CONFIG = '/opt/code-interpreter/jupyter_server_config.py'
 
 /** This script on the agent's node: through /opt/sandlot's loader and libraries when it runs there. */
 function selfCommand(mode: string): string[] {
@@ -52,6 +54,7 @@ if (mode === 'supervise') {
       'jupyter-server', '--no-browser', '--ip=127.0.0.1', `--port=${JUPYTER_PORT}`, '--port-retries=0',
       `--ServerApp.root_dir=${HOME}`, '--ServerApp.token=', '--ServerApp.password=', '--ServerApp.disable_check_xsrf=True',
       '--ServerApp.terminals_enabled=False',
+      ...(fs.existsSync(JUPYTER_CONFIG) ? [`--config=${JUPYTER_CONFIG}`] : []),
     ],
     server: selfCommand('serve'),
     logFile: LOG_FILE,

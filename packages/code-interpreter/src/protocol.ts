@@ -50,7 +50,19 @@ export interface ErrorContent {
 }
 
 /** An error's line (a kernel that reports only a status, such as tslab, gets a generic name). */
-export const errorLine = (e: Partial<ErrorContent>): OutputLine => ({ type: 'error', name: e.ename ?? 'Error', value: e.evalue ?? '', traceback: (e.traceback ?? []).join('\n') })
+export const errorLine = (e: Partial<ErrorContent>): Extract<OutputLine, { type: 'error' }> => ({ type: 'error', name: e.ename ?? 'Error', value: e.evalue ?? '', traceback: (e.traceback ?? []).join('\n') })
+
+/**
+ * The error line an execute_reply calls for, if any: an error a kernel reported only in its reply
+ * (tslab), or a reply of `aborted`, the kernel not running the code at all (ipykernel does so with
+ * stop_on_error, which contexts never ask for, or when told to abort), said as an error so that it
+ * never passes for a run that gave nothing.
+ */
+export function replyLine(reply: { status: string } & Partial<ErrorContent>): Extract<OutputLine, { type: 'error' }> | undefined {
+  if (reply.status === 'error') return errorLine(reply)
+  if (reply.status === 'aborted') return { type: 'error', name: 'ExecutionAborted', value: 'The kernel aborted the execution without running it.', traceback: '' }
+  return undefined
+}
 
 /** A kernel's IOPub message (the parts used) as a line, or undefined for what the protocol does not carry. */
 export function iopubLine(msg: { header: { msg_type: string; date: string }; content: any }): OutputLine | undefined {

@@ -1,6 +1,7 @@
 // The template's start command: runs jupyter-server and the execution server and restarts both
-// (a second later) when either ends, as E2B's systemd units do (the server is PartOf jupyter). The
-// kernels of a jupyter that died are ended first, so none lingers unseen.
+// (a second later) when either ends, as E2B's systemd units do (the server is PartOf jupyter): the
+// other is killed outright. The kernels of a jupyter that died are ended first, so none lingers
+// unseen.
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -82,9 +83,10 @@ export async function supervise(o: SupervisorOptions): Promise<never> {
     note(`started jupyter (pid ${children[0]!.pid}) and the execution server (pid ${children[1]!.pid})`)
     const first = await Promise.race(children.map((c, i) => exited(c).then(() => i)))
     note(`${first === 0 ? 'jupyter' : 'the execution server'} exited (${children[first]!.exitCode ?? children[first]!.signalCode}); restarting both`)
-    for (const c of children) killGroup(c, 'SIGTERM')
-    await Promise.race([Promise.all(children.map(exited)), sleep(5000)])
+    // The surviving half is killed outright: its state goes with the other's anyway, and jupyter's
+    // polite shutdown (each kernel asked, then waited for) took seconds of the recovery.
     for (const c of children) killGroup(c, 'SIGKILL')
+    await Promise.all(children.map(exited))
     if (stopping) await new Promise(() => {})
     await sleep(o.restartDelayMs ?? 1000)
   }

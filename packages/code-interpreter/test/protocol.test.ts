@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { test } from 'node:test'
-import { checkEnvVars, iopubLine, normalizeLanguage, restoreEnvCode, resultLine, setEnvCode } from '../src/protocol.js'
+import { checkEnvVars, iopubLine, normalizeLanguage, replyLine, restoreEnvCode, resultLine, setEnvCode } from '../src/protocol.js'
 
 const msg = (msg_type: string, content: unknown) => ({ header: { msg_type, date: '2026-01-01T00:00:00Z' }, content })
 
@@ -25,6 +25,12 @@ test('IOPub messages: streams, results, errors and the execution count; others a
   assert.deepEqual(iopubLine(msg('error', { ename: 'E', evalue: 'v', traceback: ['a', 'b'] })), { type: 'error', name: 'E', value: 'v', traceback: 'a\nb' })
   assert.deepEqual(iopubLine(msg('execute_input', { execution_count: 3, code: '' })), { type: 'number_of_executions', execution_count: 3 })
   assert.equal(iopubLine(msg('status', { execution_state: 'idle' })), undefined)
+})
+
+test('execute replies: an error only in the reply, and an aborted run, are errors; ok is no line', () => {
+  assert.deepEqual(replyLine({ status: 'error', ename: 'E', evalue: 'v', traceback: [] }), { type: 'error', name: 'E', value: 'v', traceback: '' })
+  assert.equal(replyLine({ status: 'aborted' })?.name, 'ExecutionAborted')
+  assert.equal(replyLine({ status: 'ok' }), undefined)
 })
 
 test('languages: E2B short names', () => {

@@ -112,6 +112,12 @@ export interface RunCodeOptions {
   timeout?: number
 }
 
+/** E2B v0's `sandbox.notebook`: {@link SandboxConnection.runCode} under its old name. */
+export interface Notebook {
+  /** Runs code in the code interpreter: the same as {@link SandboxConnection.runCode}. */
+  execCell(code: string, opts?: RunCodeOptions): Promise<Execution>
+}
+
 /** Options of {@link SandboxConnection.createCodeContext}. */
 export interface CodeContextOptions {
   /** Default `python`. */

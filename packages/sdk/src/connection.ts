@@ -2,7 +2,7 @@
 // previews. Reached without a hold (SandlotClient.connect); a Sandbox is one of these that also
 // holds its sandbox open.
 import { FileType } from '@sandlot/envd-proto'
-import { CodeInterpreter, type CodeContext, type CodeContextOptions, type Execution, type RunCodeOptions } from './code.js'
+import { CodeInterpreter, type CodeContext, type CodeContextOptions, type Execution, type Notebook, type RunCodeOptions } from './code.js'
 import type { Readable } from 'node:stream'
 import { EnvdConnection, SandboxContext, userHeader, type SandboxUser } from './envd.js'
 import { InvalidArgumentError, SandlotError } from './errors.js'
@@ -79,6 +79,11 @@ export class SandboxConnection {
    */
   runCode(code: string, opts?: RunCodeOptions): Promise<Execution> {
     return this.code.runCode(code, opts)
+  }
+
+  /** E2B v0's name for {@link SandboxConnection.runCode}: `sandbox.notebook.execCell(code, opts)`. */
+  get notebook(): Notebook {
+    return { execCell: (code, opts) => this.runCode(code, opts) }
   }
 
   /** A new code context (a kernel of its own) for {@link SandboxConnection.runCode}. */

@@ -7,7 +7,7 @@
  */
 export { Sandbox } from './sandbox.js'
 export type { ForkOptions, LifecycleOptions, ListOptions, SnapshotInfo, NetworkInfo, NetworkOptions, OpenOptions, PausedInfo, PauseOptions, SandboxInfo, SandboxOptions } from './sandbox.js'
-export type { CodeContext, CodeContextOptions, CodeLanguage, Execution, ExecutionError, Result, RunCodeOptions } from './code.js'
+export type { CodeContext, CodeContextOptions, CodeLanguage, Execution, ExecutionError, Notebook, Result, RunCodeOptions } from './code.js'
 export type { ConnectionOptions } from './config.js'
 export type { LogEntry, LogLevel, LogsOptions, LogsPage, MetricsOptions, SandboxMetric } from './history.js'
 export { SandlotClient } from './client.js'
