@@ -87,8 +87,10 @@ export class SandboxManager {
   /** Each sandbox's network updates run one after another (the last one asked for is the one in force and stored). */
   private networkUpdates = new Map<string, Promise<unknown>>()
   private notReadyReason = 'the server is starting'
-  /** Fresh creates in flight (the pool waits for none before refilling). */
+  /** Fresh creates in flight (the pool's refill waits for none, and for a quiet moment after the last: pool.ts). */
   private creating = 0
+  /** When the last create began or ended (a hand-out, or a fresh one), epoch ms. */
+  lastCreateAt = 0
   /** Ready sandboxes to hand out (pool.ts); set once the server is prepared. */
   pool?: { take(t: ResolvedTemplate, limits: Limits): string | undefined }
   /** Called when a sandbox is gone, so the proxy can drop its connections. */
@@ -287,6 +289,7 @@ export class SandboxManager {
   async createFrom(t: ResolvedTemplate, req: CreateRequest, opts: { pool?: boolean } = {}): Promise<{ sandbox: SandboxState; hold?: HoldRow }> {
     const { ready, reason } = this.isReady()
     if (!ready) throw unavailable(`The server cannot create sandboxes yet: ${reason}. Try again shortly.`)
+    this.lastCreateAt = Date.now()
     const envVars = checkedEnvVars(req.envVars ?? {})
     // The template's build may set default resources; the request's win.
     const limits = this.limitsFrom({ ...req, cpuCount: req.cpuCount ?? t.config.cpuCount, memoryMB: req.memoryMB ?? t.config.memoryMB })
@@ -306,6 +309,7 @@ export class SandboxManager {
       return await this.createFresh({ ...req, envVars }, t, limits)
     } finally {
       this.creating--
+      this.lastCreateAt = Date.now()
     }
   }
 
@@ -440,6 +444,7 @@ export class SandboxManager {
     const now = Date.now()
     Object.assign(row, { state: 'running', metadata: req.metadata ?? {}, envVars, network, allowInternetAccess, ingress: req.ingress ?? null, lifecycle: req.lifecycle ?? null, startedAt: now, endAt: req.endAt })
     this.store.handOutSandbox(row)
+    this.lastCreateAt = now
     return this.begin(row, req, now - started, true)
   }
 
