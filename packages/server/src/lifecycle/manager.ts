@@ -416,12 +416,11 @@ export class SandboxManager {
   async startPooled(t: ResolvedTemplate, limits: Limits): Promise<string> {
     const row = this.rowOf(t, limits, 'pooled', {})
     await this.launch(row, t)
-    // The agent's first command costs tens of ms more than its next (its code not yet compiled, the
-    // shell not yet in its page cache): paid here, ahead, by one `true` as the template's user.
-    const warm = await new AgentClient(this.driver.agentSocket(row.id), row.accessToken).run('true', { user: t.config.user, timeoutMs: 10_000 }).catch((err: Error) => err)
-    if (warm instanceof Error || warm.exitCode !== 0) {
+    // The agent's first requests cost tens of ms more than its next: paid here, ahead (AgentClient.warm).
+    const warm = await new AgentClient(this.driver.agentSocket(row.id), row.accessToken).warm(t.config.user).catch((err: Error) => err)
+    if (warm instanceof Error) {
       await this.destroyNow(row.id)
-      throw new Error(`a pooled sandbox's first command failed: ${warm instanceof Error ? warm.message : warm.status}`)
+      throw new Error(`a pooled sandbox's first requests failed: ${warm.message}`)
     }
     return row.id
   }
