@@ -7,7 +7,10 @@
 //                one after another (each killed, untimed, before the next), as ComputeSDK measures
 //   tti_e2b      the same through the pinned e2b SDK
 //   burst        50 creates at once, then one command each, create to output (the pool sized for
-//                it); burst_default_pool: the same with the default pool; *_errors: failures
+//                it); burst_default_pool: the same with the default pool; *_errors: failures;
+//                burst_wall_ms: from the first create to the last output (the sized pool's burst),
+//                burst_cpu_ms: the CPU time the host spent meanwhile, all cores (os.cpus(): user,
+//                nice, system, irq), i.e. what the burst cost the machine on a quiet host
 //   exec         `true` in a running sandbox, 200 runs
 //   file_4k/1m   write then read back, 200 / 50 runs
 //   upload_mbps, download_mbps   one 100 MiB file, streamed (MB/s, 10^6 bytes)
@@ -97,9 +100,14 @@ const ttiE2b = await timedLoop('tti_e2b', RUNS.tti, async () => {
 results.tti_e2b = latency(ttiE2b)
 
 // --- burst ---
-async function burst(n: number): Promise<{ ms: number[]; errors: number }> {
+/** The host's CPU time so far, all cores (ms). */
+const hostCpuMs = () => os.cpus().reduce((sum, c) => sum + c.times.user + c.times.nice + c.times.sys + c.times.irq, 0)
+
+async function burst(n: number): Promise<{ ms: number[]; errors: number; wallMs: number; cpuMs: number }> {
   const made: Sandbox[] = []
   let errors = 0
+  const cpu0 = hostCpuMs()
+  const wall0 = performance.now()
   const ms = (
     await Promise.all(
       Array.from({ length: n }, async () => {
@@ -117,8 +125,10 @@ async function burst(n: number): Promise<{ ms: number[]; errors: number }> {
       }),
     )
   ).filter((x): x is number => x !== undefined)
+  const wallMs = Math.round(performance.now() - wall0)
+  const cpuMs = Math.round(hostCpuMs() - cpu0)
   await Promise.all(made.map((s) => s.kill().catch(() => {})))
-  return { ms, errors }
+  return { ms, errors, wallMs, cpuMs }
 }
 progress(`burst: ${RUNS.burst} creates at once, the pool sized for it`)
 await api('PUT', '/api/v1/pools/base', { size: RUNS.burst })
@@ -127,6 +137,8 @@ const sized = await burst(RUNS.burst)
 results.burst = latency(sized.ms)
 results.burst_errors = sized.errors
 results.burst_pool_size = RUNS.burst
+results.burst_wall_ms = sized.wallMs
+results.burst_cpu_ms = sized.cpuMs
 await api('PUT', '/api/v1/pools/base', { size: defaultPool })
 await poolReady(defaultPool)
 progress(`burst: ${RUNS.burst} creates at once, the default pool (${defaultPool})`)
@@ -406,6 +418,8 @@ const section = [
   row('file_1m', 'write then read back 1 MiB', L('file_1m')),
   row('runc', 'reference: bare `runc run` of `echo ok` on the base rootfs', L('runc')),
   'error' in (results.podman as object) ? `| \`podman\` | reference: could not run: ${(results.podman as { error: string }).error} | | | | | | |` : row('podman', 'reference: `podman run --rm --runtime runc --rootfs` of `echo ok`', L('podman')),
+  '',
+  `The burst of ${RUNS.burst} (pool sized ${RUNS.burst}): ${results.burst_wall_ms} ms from the first create to the last output, and ${results.burst_cpu_ms} ms of the host's CPU time meanwhile (all cores; ${(Number(results.burst_cpu_ms) / Number(results.burst_wall_ms)).toFixed(2)} cores busy on average).`,
   '',
   `Transfers of one ${TRANSFER_MIB} MiB file: upload ${results.upload_mbps} MB/s, download ${results.download_mbps} MB/s.`,
   '',

@@ -4,12 +4,16 @@
 // loop: it watches when each hold was last renewed and renews the ones the main thread left late.
 // It is only a backup: the main thread still renews, and handles lapsed holds and vanished
 // sandboxes when it runs again. One worker serves every handle of the process; it is unref'd (it
-// never keeps a script alive) and ends with the last hold.
+// never keeps a script alive) and ends a while after the last hold (IDLE_MS): a client that makes
+// one sandbox after another starts it once, where starting a thread per sandbox cost each create
+// ~15 ms of CPU beside its first command.
 import { createRequire } from 'node:module'
 import { Worker } from 'node:worker_threads'
 
 /** How much later than its period a renewal must be for the worker to step in. */
 const LATE_MS = 3_000
+/** How long the worker waits, without holds, for the next one before it ends. */
+const IDLE_MS = 60_000
 
 /** What the worker knows of a hold. `lastRenewed` (ms since the epoch) is shared with the main thread. */
 interface Watched {
@@ -71,6 +75,8 @@ setInterval(() => {
 const proxySet = () => ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'].some((k) => process.env[k])
 
 let worker: Worker | undefined
+/** Ends the worker once it has had no hold for IDLE_MS. */
+let idle: NodeJS.Timeout | undefined
 /** The worker failed: the main thread's renewals go on alone. */
 let workerFailed = false
 let nextKey = 0
@@ -88,6 +94,7 @@ export class Lifeline {
     this.renewed()
     if (url === this.url || workerFailed) return
     this.url = url
+    clearTimeout(idle)
     if (!worker) {
       // No execArgv: the client's own flags (--import hooks, --input-type, --inspect) are not the worker's.
       const undici = proxySet() ? createRequire(import.meta.url).resolve('undici') : undefined
@@ -111,13 +118,17 @@ export class Lifeline {
     Atomics.store(this.lastRenewed, 0, BigInt(Date.now()))
   }
 
-  /** Stops watching; the worker ends with the last hold. */
+  /** Stops watching; the worker ends IDLE_MS after the last hold, unless another comes. */
   end(): void {
     if (!live.delete(this.key) || !worker) return
     worker.postMessage({ key: this.key })
-    if (live.size === 0) {
+    if (live.size > 0) return
+    clearTimeout(idle)
+    idle = setTimeout(() => {
+      if (live.size > 0 || !worker) return
       void worker.terminate()
       worker = undefined
-    }
+    }, IDLE_MS)
+    idle.unref()
   }
 }

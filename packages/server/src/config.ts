@@ -1,7 +1,7 @@
 // Server settings: every one comes from the environment and has a working default.
 import fs from 'node:fs'
 import path from 'node:path'
-import { parsePoolSizes } from './lifecycle/pool.js'
+import { parsePoolSizes, QUIET_MS } from './lifecycle/pool.js'
 import { fileURLToPath } from 'node:url'
 import { systemResolvers } from './network/dns.js'
 import type { NetworkSettings } from './network/networks.js'
@@ -79,6 +79,8 @@ export interface Config {
   agentNodeFlags?: string[]
   /** Ready sandboxes kept per template (SANDLOT_POOL, default base=2): lifecycle/pool.ts. */
   poolSizes: Map<string, number>
+  /** How long no create must have been served before the pool refills (SANDLOT_POOL_QUIET_MS, default 150): lifecycle/pool.ts. */
+  poolQuietMs: number
   /**
    * Sandboxes' metrics and logs (lifecycle/metrics.ts, lifecycle/logs.ts): how often CPU, memory and
    * disk are sampled, how long samples and log entries are kept (also after the sandbox ends), and
@@ -167,6 +169,7 @@ export function loadConfig(env = process.env): Config {
     logLevel: env.SANDLOT_LOG_LEVEL ?? 'info',
     accessLog: env.SANDLOT_ACCESS_LOG === '1' || env.SANDLOT_ACCESS_LOG === 'true',
     poolSizes: parsePoolSizes(env.SANDLOT_POOL, 'base=2'),
+    poolQuietMs: intFrom('SANDLOT_POOL_QUIET_MS', QUIET_MS),
     agentNodeFlags: agentNodeFlagsFrom(env.SANDLOT_AGENT_NODE_FLAGS),
     history: {
       metricsIntervalMs: intFrom('SANDLOT_METRICS_INTERVAL_MS', 5000),

@@ -121,9 +121,13 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
       get busy() {
         return manager.busy
       },
+      get lastCreateAt() {
+        return manager.lastCreateAt
+      },
     },
     config.poolSizes,
     log,
+    config.poolQuietMs,
   )
   manager.pool = pool
   // Each sandbox's metrics and log (lifecycle/metrics.ts, lifecycle/logs.ts), kept past its end until pruned.

@@ -87,8 +87,10 @@ export class SandboxManager {
   /** Each sandbox's network updates run one after another (the last one asked for is the one in force and stored). */
   private networkUpdates = new Map<string, Promise<unknown>>()
   private notReadyReason = 'the server is starting'
-  /** Fresh creates in flight (the pool waits for none before refilling). */
+  /** Fresh creates in flight (the pool's refill waits for none, and for a quiet moment after the last: pool.ts). */
   private creating = 0
+  /** When the last create began or ended (a hand-out, or a fresh one), epoch ms. */
+  lastCreateAt = 0
   /** Ready sandboxes to hand out (pool.ts); set once the server is prepared. */
   pool?: { take(t: ResolvedTemplate, limits: Limits): string | undefined }
   /** Called when a sandbox is gone, so the proxy can drop its connections. */
@@ -290,6 +292,7 @@ export class SandboxManager {
   async createFrom(t: ResolvedTemplate, req: CreateRequest, opts: { pool?: boolean } = {}): Promise<{ sandbox: SandboxState; hold?: HoldRow }> {
     const { ready, reason } = this.isReady()
     if (!ready) throw unavailable(`The server cannot create sandboxes yet: ${reason}. Try again shortly.`)
+    this.lastCreateAt = Date.now()
     const envVars = checkedEnvVars(req.envVars ?? {})
     // The template's build may set default resources; the request's win.
     const limits = this.limitsFrom({ ...req, cpuCount: req.cpuCount ?? t.config.cpuCount, memoryMB: req.memoryMB ?? t.config.memoryMB })
@@ -309,6 +312,7 @@ export class SandboxManager {
       return await this.createFresh({ ...req, envVars }, t, limits)
     } finally {
       this.creating--
+      this.lastCreateAt = Date.now()
     }
   }
 
@@ -352,7 +356,7 @@ export class SandboxManager {
    * restart), starts it, and runs its template's start command until its ready command passes
    * (Sandlot keeps no memory snapshot). Anything that fails leaves nothing behind.
    */
-  private async launch(row: SandboxRow, t: ResolvedTemplate): Promise<void> {
+  private async launch(row: SandboxRow, t: ResolvedTemplate, pooled = false): Promise<void> {
     try {
       this.store.insertSandbox(row)
     } catch (err) {
@@ -371,6 +375,7 @@ export class SandboxManager {
         egress: egressPolicyOf(row.network, row.allowInternetAccess),
         defaultUser: t.config.user,
         defaultWorkdir: t.config.workdir ?? undefined,
+        pooled,
       })
       if (t.config.startCmd || t.config.readyCmd) {
         const agent = new AgentClient(this.driver.agentSocket(row.id), row.accessToken)
@@ -414,13 +419,13 @@ export class SandboxManager {
   /** A sandbox for the pool: running, its start command ready, invisible until handed out. */
   async startPooled(t: ResolvedTemplate, limits: Limits): Promise<string> {
     const row = this.rowOf(t, limits, 'pooled', {})
-    await this.launch(row, t)
-    // The agent's first command costs tens of ms more than its next (its code not yet compiled, the
-    // shell not yet in its page cache): paid here, ahead, by one `true` as the template's user.
-    const warm = await new AgentClient(this.driver.agentSocket(row.id), row.accessToken).run('true', { user: t.config.user, timeoutMs: 10_000 }).catch((err: Error) => err)
-    if (warm instanceof Error || warm.exitCode !== 0) {
+    // At a lower CPU weight until its hand-out (SandboxSpec.pooled): its boot and warm-up yield to sandboxes in use.
+    await this.launch(row, t, true)
+    // The agent's first requests cost tens of ms more than its next: paid here, ahead (AgentClient.warm).
+    const warm = await new AgentClient(this.driver.agentSocket(row.id), row.accessToken).warm(t.config.user).catch((err: Error) => err)
+    if (warm instanceof Error) {
       await this.destroyNow(row.id)
-      throw new Error(`a pooled sandbox's first command failed: ${warm instanceof Error ? warm.message : warm.status}`)
+      throw new Error(`a pooled sandbox's first requests failed: ${warm.message}`)
     }
     return row.id
   }
@@ -434,6 +439,7 @@ export class SandboxManager {
     const started = Date.now()
     const row = this.store.getSandbox(id)
     if (!row || row.state !== 'pooled' || !this.driver.alive(id)) throw new Error('the pooled sandbox is gone')
+    await this.driver.prioritize?.(id)
     const envVars = req.envVars ?? {}
     if (Object.keys(envVars).length) await new AgentClient(this.driver.agentSocket(id), row.accessToken).init({ envVars: { ...t.config.env, ...envVars } })
     const network = req.network?.config ?? { allowOut: [], denyOut: [] }
@@ -443,6 +449,7 @@ export class SandboxManager {
     const now = Date.now()
     Object.assign(row, { state: 'running', metadata: req.metadata ?? {}, envVars, network, allowInternetAccess, ingress: req.ingress ?? null, lifecycle: req.lifecycle ?? null, startedAt: now, endAt: req.endAt })
     this.store.handOutSandbox(row)
+    this.lastCreateAt = now
     return this.begin(row, req, now - started, true)
   }
 

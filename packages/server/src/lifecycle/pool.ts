@@ -4,8 +4,10 @@
 // reused); what is the requester's (env vars, egress rules, metadata, lifetime, holds) is applied at
 // hand-out by the manager. Pooled sandboxes are in the store as `pooled`: no list, lookup or kill
 // sees them, and a restart removes them (the pool is made anew). The pool refills in the background,
-// one sandbox at a time per template and only while no create is being served, so it never competes
-// with a live request; one whose template moved to another build is replaced.
+// one sandbox at a time per template, and only once no create has been served for a moment
+// (`quietMs`): a refill is a few hundred ms of both CPUs (mounts, nft, runc, a Node starting), and
+// started at a hand-out it took them from the handed-out sandbox's first commands, which come right
+// after. One whose template moved to another build is replaced.
 import type { Logger } from 'pino'
 import type { Limits } from '../config.js'
 import type { ResolvedTemplate } from '../templates/registry.js'
@@ -22,6 +24,8 @@ export interface PoolHost {
   alive(id: string): boolean
   /** Whether a create is being served now. */
   readonly busy: boolean
+  /** When the last create began or ended (epoch ms). */
+  readonly lastCreateAt: number
 }
 
 interface Entry {
@@ -38,9 +42,13 @@ export interface PoolStatus {
   starting: number
 }
 
-/** How long the refill waits while creates are being served, and between checks of the pool. */
-const YIELD_MS = 25
+/** How often the pool is checked (dead or stale sandboxes replaced, a failed start tried again). */
 const CHECK_EVERY_MS = 30_000
+/**
+ * How long after the last create the refill waits before it starts a sandbox: past the first
+ * commands a client sends to the sandbox it was just handed (tens of ms, even on a busy host).
+ */
+export const QUIET_MS = 150
 /** After a failed start, the next try of that template waits this long (then doubles, up to a minute). */
 const RETRY_MS = 2000
 
@@ -75,6 +83,8 @@ export class SandboxPool {
     private readonly host: PoolHost,
     private readonly sizes: Map<string, number>,
     private readonly log: Logger,
+    /** How long no create must have been served before a refill starts (tests shorten it). */
+    private readonly quietMs = QUIET_MS,
   ) {
     for (const [template, size] of sizes) if (size > MAX_POOL_SIZE) throw new Error(`SANDLOT_POOL: ${template}=${size}: a pool holds at most ${MAX_POOL_SIZE}`)
   }
@@ -145,7 +155,7 @@ export class SandboxPool {
     await this.host.destroyPooled(e.id).catch((err) => this.log.warn({ err, sandboxId: e.id }, 'removing a pooled sandbox failed'))
   }
 
-  /** Brings `template`'s pool to its size, one start at a time, yielding to creates being served. */
+  /** Brings `template`'s pool to its size, one start at a time, each once no create was served for `quietMs`. */
   private fill(template: string): void {
     if (this.closed || this.filling.has(template)) return
     const done = this.fillNow(template).finally(() => this.filling.delete(template))
@@ -171,8 +181,9 @@ export class SandboxPool {
       if (entries.length >= (this.sizes.get(template) ?? 0)) return
       const retry = this.retryAfter.get(template)
       if (retry && Date.now() < retry.at) return
-      if (this.host.busy) {
-        await new Promise((r) => setTimeout(r, YIELD_MS).unref())
+      const wait = this.host.busy ? this.quietMs : this.host.lastCreateAt + this.quietMs - Date.now()
+      if (wait > 0) {
+        await new Promise((r) => setTimeout(r, wait).unref())
         continue
       }
       this.starting.set(template, (this.starting.get(template) ?? 0) + 1)

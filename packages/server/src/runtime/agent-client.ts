@@ -3,7 +3,7 @@
 // untrusted like every other: its answers only ever reach the build's log and status.
 import { createClient } from '@connectrpc/connect'
 import { createConnectTransport } from '@connectrpc/connect-node'
-import { Process } from '@sandlot/envd-proto'
+import { Filesystem, Process } from '@sandlot/envd-proto'
 import fs from 'node:fs'
 import http from 'node:http'
 
@@ -34,8 +34,30 @@ export class AgentClient {
     private readonly socketPath: string,
     private readonly token: string,
   ) {
-    const transport = createConnectTransport({ baseUrl: 'http://sandbox', httpVersion: '1.1', nodeOptions: { socketPath } })
-    this.process = createClient(Process, transport)
+    this.process = createClient(Process, this.transport(true))
+  }
+
+  private transport(binary: boolean) {
+    return createConnectTransport({ baseUrl: 'http://sandbox', httpVersion: '1.1', useBinaryFormat: binary, nodeOptions: { socketPath: this.socketPath } })
+  }
+
+  /**
+   * Sends the agent one request of each kind its clients send first, so that none of theirs is the
+   * agent's first (which costs it tens of ms: its handlers' code compiled, bash and the login
+   * profile paged in): a command in Connect's binary form (the Sandlot SDK's) and in its JSON form
+   * (the e2b SDK's), and a stat in each. For the pool, ahead of a hand-out. Rejects as `run` does,
+   * or when the command fails.
+   */
+  async warm(user: string): Promise<void> {
+    const binary = await this.run('true', { user, timeoutMs: 10_000 })
+    if (binary.exitCode !== 0) throw new Error(binary.status)
+    const json = createClient(Process, this.transport(false))
+    for await (const { event } of json.start({ process: { cmd: '/bin/bash', args: ['-l', '-c', 'true'], envs: {} }, stdin: false }, { headers: this.headers(user), timeoutMs: 10_000 })) {
+      if (event?.event.case === 'end' && event.event.value.exitCode !== 0) throw new Error(event.event.value.status)
+    }
+    for (const fs of [createClient(Filesystem, this.transport(true)), createClient(Filesystem, this.transport(false))]) {
+      await fs.stat({ path: '/' }, { headers: this.headers(user), timeoutMs: 10_000 })
+    }
   }
 
   private headers(user: string, extra: Record<string, string> = {}): Record<string, string> {

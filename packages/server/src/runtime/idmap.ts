@@ -10,6 +10,7 @@ import Database from 'better-sqlite3'
 import fs from 'node:fs'
 import path from 'node:path'
 import { unavailable } from '../errors.js'
+import { preparedOnce, type Prepare } from '../store/statements.js'
 
 export const RANGE_SIZE = 65536
 /** How many ranges root is given when it has fewer: templates, owners and 4094 sandboxes. */
@@ -104,6 +105,7 @@ export function ensureIdLayout(files = { uid: '/etc/subuid', gid: '/etc/subgid' 
 /** The host-wide claims on sandbox ranges, for the sandboxes under one daemon's sandboxes directory. */
 export class IdRanges {
   private readonly db: Database.Database
+  private readonly sql: Prepare
 
   constructor(
     readonly layout: IdLayout,
@@ -113,6 +115,7 @@ export class IdRanges {
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 })
     fs.closeSync(fs.openSync(file, 'a', 0o600))
     this.db = new Database(file)
+    this.sql = preparedOnce(this.db)
     this.db.pragma('journal_mode = WAL')
     this.db.pragma('busy_timeout = 5000')
     this.db.exec(`
@@ -141,20 +144,20 @@ export class IdRanges {
     const n = this.layout.sandboxes.length
     const index = this.db.transaction(() => {
       const pick = (): number | undefined => {
-        const taken = new Set((this.db.prepare('SELECT idx FROM claims').all() as { idx: number }[]).map((r) => r.idx))
-        const from = ((this.db.prepare('SELECT next FROM cursor').get() as { next: number } | undefined)?.next ?? 0) % n
+        const taken = new Set((this.sql('SELECT idx FROM claims').all() as { idx: number }[]).map((r) => r.idx))
+        const from = ((this.sql('SELECT next FROM cursor').get() as { next: number } | undefined)?.next ?? 0) % n
         for (let k = 0; k < n; k++) if (!taken.has((from + k) % n)) return (from + k) % n
         return undefined
       }
       let i = pick()
       if (i === undefined) {
-        const old = this.db.prepare('SELECT idx, sandbox FROM claims WHERE claimed_at < ?').all(Date.now() - STALE_AFTER_MS) as { idx: number; sandbox: string }[]
-        for (const c of old) if (!fs.existsSync(c.sandbox)) this.db.prepare('DELETE FROM claims WHERE idx = ?').run(c.idx)
+        const old = this.sql('SELECT idx, sandbox FROM claims WHERE claimed_at < ?').all(Date.now() - STALE_AFTER_MS) as { idx: number; sandbox: string }[]
+        for (const c of old) if (!fs.existsSync(c.sandbox)) this.sql('DELETE FROM claims WHERE idx = ?').run(c.idx)
         i = pick()
       }
       if (i === undefined) return undefined
-      this.db.prepare('INSERT INTO claims (idx, sandbox, claimed_at) VALUES (?, ?, ?)').run(i, this.dirOf(sandboxId), Date.now())
-      this.db.prepare('INSERT INTO cursor (id, next) VALUES (0, ?) ON CONFLICT(id) DO UPDATE SET next = excluded.next').run((i + 1) % n)
+      this.sql('INSERT INTO claims (idx, sandbox, claimed_at) VALUES (?, ?, ?)').run(i, this.dirOf(sandboxId), Date.now())
+      this.sql('INSERT INTO cursor (id, next) VALUES (0, ?) ON CONFLICT(id) DO UPDATE SET next = excluded.next').run((i + 1) % n)
       return i
     }).immediate()
     if (index === undefined) throw unavailable(`All ${n} id ranges of this host are in use by sandboxes; destroy some, or give root more ids in /etc/subuid and /etc/subgid`)
@@ -163,7 +166,7 @@ export class IdRanges {
 
   /** Frees a sandbox's range (only if the claim is that sandbox's). */
   release(sandboxId: string, ids: SandboxIds): void {
-    this.db.prepare('DELETE FROM claims WHERE idx = ? AND sandbox = ?').run(ids.index, this.dirOf(sandboxId))
+    this.sql('DELETE FROM claims WHERE idx = ? AND sandbox = ?').run(ids.index, this.dirOf(sandboxId))
   }
 
   /**
@@ -172,16 +175,16 @@ export class IdRanges {
    */
   adopt(sandboxId: string, ids: SandboxIds): boolean {
     const dir = this.dirOf(sandboxId)
-    this.db.prepare('INSERT OR IGNORE INTO claims (idx, sandbox, claimed_at) VALUES (?, ?, ?)').run(ids.index, dir, Date.now())
-    return (this.db.prepare('SELECT sandbox FROM claims WHERE idx = ?').get(ids.index) as { sandbox: string } | undefined)?.sandbox === dir
+    this.sql('INSERT OR IGNORE INTO claims (idx, sandbox, claimed_at) VALUES (?, ?, ?)').run(ids.index, dir, Date.now())
+    return (this.sql('SELECT sandbox FROM claims WHERE idx = ?').get(ids.index) as { sandbox: string } | undefined)?.sandbox === dir
   }
 
   /** Drops this daemon's claims for sandboxes it no longer has (run at start, before any create). */
   sweep(live: Set<string>): void {
-    const mine = this.db.prepare('SELECT idx, sandbox FROM claims WHERE sandbox LIKE ?').all(`${this.sandboxesDir}/%`) as { idx: number; sandbox: string }[]
+    const mine = this.sql('SELECT idx, sandbox FROM claims WHERE sandbox LIKE ?').all(`${this.sandboxesDir}/%`) as { idx: number; sandbox: string }[]
     for (const c of mine) {
       if (path.dirname(c.sandbox) === this.sandboxesDir && !live.has(path.basename(c.sandbox))) {
-        this.db.prepare('DELETE FROM claims WHERE idx = ?').run(c.idx)
+        this.sql('DELETE FROM claims WHERE idx = ?').run(c.idx)
       }
     }
   }

@@ -6,6 +6,7 @@ import type { NetworkConfig } from '../network/config.js'
 import type { IngressConfig } from '../lifecycle/ingress.js'
 import type { Lifecycle, PauseInfo } from '../lifecycle/pause.js'
 import type { SandboxIds } from '../runtime/idmap.js'
+import { preparedOnce, type Prepare } from './statements.js'
 
 export interface SandboxRow {
   id: string
@@ -294,6 +295,7 @@ const toHold = (r: RawHold): HoldRow => ({ id: r.id, sandboxId: r.sandbox_id, cr
 
 export class Store {
   readonly db: Database.Database
+  private readonly sql: Prepare
 
   constructor(file: string) {
     fs.mkdirSync(path.dirname(file), { recursive: true })
@@ -302,6 +304,7 @@ export class Store {
     fs.closeSync(fs.openSync(file, 'a', 0o600))
     fs.chmodSync(file, 0o600)
     this.db = new Database(file)
+    this.sql = preparedOnce(this.db)
     this.db.pragma('journal_mode = WAL')
     this.db.pragma('synchronous = NORMAL')
     this.db.pragma('busy_timeout = 5000')
@@ -325,8 +328,7 @@ export class Store {
 
   // --- sandboxes ---
   insertSandbox(s: SandboxRow): void {
-    this.db
-      .prepare(
+    this.sql(
         `INSERT INTO sandboxes (id, template, template_rootfs, template_layers, state, metadata, env_vars, cpu_count, memory_mb, pids, disk_size_mb, started_at, end_at, access_token, id_range, network, allow_internet_access, ingress, pause, lifecycle, template_build)
          VALUES (@id, @template, @templateRootfs, @templateLayers, @state, @metadata, @envVars, @cpuCount, @memoryMB, @pids, @diskSizeMB, @startedAt, @endAt, @accessToken, @ids, @network, @allowInternetAccess, @ingress, @pause, @lifecycle, @templateBuild)`,
       )
@@ -345,18 +347,17 @@ export class Store {
   }
 
   getSandbox(id: string): SandboxRow | undefined {
-    const r = this.db.prepare('SELECT * FROM sandboxes WHERE id = ?').get(id) as RawSandbox | undefined
+    const r = this.sql('SELECT * FROM sandboxes WHERE id = ?').get(id) as RawSandbox | undefined
     return r && toSandbox(r)
   }
 
   listSandboxes(): SandboxRow[] {
-    return (this.db.prepare('SELECT * FROM sandboxes ORDER BY started_at DESC, id ASC').all() as RawSandbox[]).map(toSandbox)
+    return (this.sql('SELECT * FROM sandboxes ORDER BY started_at DESC, id ASC').all() as RawSandbox[]).map(toSandbox)
   }
 
   /** A pooled sandbox becomes a requester's: what the request sets, in one statement. */
   handOutSandbox(s: SandboxRow): void {
-    this.db
-      .prepare(
+    this.sql(
         `UPDATE sandboxes SET state = @state, metadata = @metadata, env_vars = @envVars, network = @network, allow_internet_access = @allowInternetAccess,
            ingress = @ingress, lifecycle = @lifecycle, started_at = @startedAt, end_at = @endAt WHERE id = @id AND state = 'pooled'`,
       )
@@ -375,85 +376,85 @@ export class Store {
   }
 
   setSandboxState(id: string, state: SandboxRow['state']): void {
-    this.db.prepare('UPDATE sandboxes SET state = ? WHERE id = ?').run(state, id)
+    this.sql('UPDATE sandboxes SET state = ? WHERE id = ?').run(state, id)
   }
 
   /** A step of pausing or resuming: its state and how it is paused (null once it runs again), at once. */
   setSandboxPause(id: string, state: SandboxRow['state'], pause: PauseInfo | null): void {
-    this.db.prepare('UPDATE sandboxes SET state = ?, pause = ? WHERE id = ?').run(state, jsonOrNull(pause), id)
+    this.sql('UPDATE sandboxes SET state = ?, pause = ? WHERE id = ?').run(state, jsonOrNull(pause), id)
   }
 
   /** A resumed sandbox runs again: its state, new start time and deadline, in one statement. */
   setSandboxResumed(id: string, startedAt: number, endAt: number | null): void {
-    this.db.prepare(`UPDATE sandboxes SET state = 'running', pause = NULL, started_at = ?, end_at = ? WHERE id = ?`).run(startedAt, endAt, id)
+    this.sql(`UPDATE sandboxes SET state = 'running', pause = NULL, started_at = ?, end_at = ? WHERE id = ?`).run(startedAt, endAt, id)
   }
 
   setSandboxLifecycle(id: string, lifecycle: Lifecycle | null): void {
-    this.db.prepare('UPDATE sandboxes SET lifecycle = ? WHERE id = ?').run(jsonOrNull(lifecycle), id)
+    this.sql('UPDATE sandboxes SET lifecycle = ? WHERE id = ?').run(jsonOrNull(lifecycle), id)
   }
 
   /** Replaces the sandbox's network configuration and internet flag (one statement: both or neither). */
   setSandboxNetwork(id: string, network: NetworkConfig, allowInternetAccess: boolean | null): void {
-    this.db.prepare('UPDATE sandboxes SET network = ?, allow_internet_access = ? WHERE id = ?').run(JSON.stringify(network), flagOf(allowInternetAccess), id)
+    this.sql('UPDATE sandboxes SET network = ?, allow_internet_access = ? WHERE id = ?').run(JSON.stringify(network), flagOf(allowInternetAccess), id)
   }
 
   setSandboxEndAt(id: string, endAt: number | null): void {
-    this.db.prepare('UPDATE sandboxes SET end_at = ? WHERE id = ?').run(endAt, id)
+    this.sql('UPDATE sandboxes SET end_at = ? WHERE id = ?').run(endAt, id)
   }
 
   deleteSandbox(id: string): void {
     this.db.transaction(() => {
-      this.db.prepare('DELETE FROM holds WHERE sandbox_id = ?').run(id)
-      this.db.prepare('DELETE FROM sandboxes WHERE id = ?').run(id)
+      this.sql('DELETE FROM holds WHERE sandbox_id = ?').run(id)
+      this.sql('DELETE FROM sandboxes WHERE id = ?').run(id)
     })()
   }
 
   // --- holds (client leases on sandboxes) ---
   insertHold(h: HoldRow): void {
-    this.db.prepare('INSERT INTO holds (id, sandbox_id, created_at, expires_at) VALUES (@id, @sandboxId, @createdAt, @expiresAt)').run(h)
+    this.sql('INSERT INTO holds (id, sandbox_id, created_at, expires_at) VALUES (@id, @sandboxId, @createdAt, @expiresAt)').run(h)
   }
 
   getHold(id: string): HoldRow | undefined {
-    const r = this.db.prepare('SELECT * FROM holds WHERE id = ?').get(id) as RawHold | undefined
+    const r = this.sql('SELECT * FROM holds WHERE id = ?').get(id) as RawHold | undefined
     return r && toHold(r)
   }
 
   /** Moves a hold's expiry; false if it no longer exists. */
   renewHold(id: string, expiresAt: number): boolean {
-    return this.db.prepare('UPDATE holds SET expires_at = ? WHERE id = ?').run(expiresAt, id).changes === 1
+    return this.sql('UPDATE holds SET expires_at = ? WHERE id = ?').run(expiresAt, id).changes === 1
   }
 
   deleteHoldsOf(sandboxId: string): void {
-    this.db.prepare('DELETE FROM holds WHERE sandbox_id = ?').run(sandboxId)
+    this.sql('DELETE FROM holds WHERE sandbox_id = ?').run(sandboxId)
   }
 
   deleteHold(id: string): void {
-    this.db.prepare('DELETE FROM holds WHERE id = ?').run(id)
+    this.sql('DELETE FROM holds WHERE id = ?').run(id)
   }
 
   /** Removes the holds that expired by `now` and returns them. */
   takeExpiredHolds(now: number): HoldRow[] {
     return this.db.transaction(() => {
-      const rows = (this.db.prepare('SELECT * FROM holds WHERE expires_at <= ?').all(now) as RawHold[]).map(toHold)
-      this.db.prepare('DELETE FROM holds WHERE expires_at <= ?').run(now)
+      const rows = (this.sql('SELECT * FROM holds WHERE expires_at <= ?').all(now) as RawHold[]).map(toHold)
+      this.sql('DELETE FROM holds WHERE expires_at <= ?').run(now)
       return rows
     })()
   }
 
   /** Gives every hold at least until `expiresAt` (after a restart, so live clients can renew). */
   extendAllHolds(expiresAt: number): void {
-    this.db.prepare('UPDATE holds SET expires_at = MAX(expires_at, ?)').run(expiresAt)
+    this.sql('UPDATE holds SET expires_at = MAX(expires_at, ?)').run(expiresAt)
   }
 
   /** One sandbox's open holds, and the latest expiry among them. */
   holdsOf(sandboxId: string): { count: number; latestExpiry: number | null } {
-    const r = this.db.prepare('SELECT COUNT(*) AS n, MAX(expires_at) AS latest FROM holds WHERE sandbox_id = ?').get(sandboxId) as { n: number; latest: number | null }
+    const r = this.sql('SELECT COUNT(*) AS n, MAX(expires_at) AS latest FROM holds WHERE sandbox_id = ?').get(sandboxId) as { n: number; latest: number | null }
     return { count: r.n, latestExpiry: r.latest }
   }
 
   /** Open holds per sandbox, and the latest expiry among them. */
   holdSummary(): Map<string, { count: number; latestExpiry: number }> {
-    const rows = this.db.prepare('SELECT sandbox_id, COUNT(*) AS n, MAX(expires_at) AS latest FROM holds GROUP BY sandbox_id').all() as {
+    const rows = this.sql('SELECT sandbox_id, COUNT(*) AS n, MAX(expires_at) AS latest FROM holds GROUP BY sandbox_id').all() as {
       sandbox_id: string
       n: number
       latest: number
@@ -463,15 +464,14 @@ export class Store {
 
   // --- templates ---
   getTemplate(name: string): TemplateRow | undefined {
-    const r = this.db.prepare('SELECT * FROM templates WHERE name = ?').get(name) as
+    const r = this.sql('SELECT * FROM templates WHERE name = ?').get(name) as
       | { name: string; recipe_hash: string; rootfs: string; built_at: number }
       | undefined
     return r && { name: r.name, recipeHash: r.recipe_hash, rootfs: r.rootfs, builtAt: r.built_at }
   }
 
   putTemplate(t: TemplateRow): void {
-    this.db
-      .prepare(
+    this.sql(
         `INSERT INTO templates (name, recipe_hash, rootfs, built_at) VALUES (?, ?, ?, ?)
          ON CONFLICT(name) DO UPDATE SET recipe_hash = excluded.recipe_hash, rootfs = excluded.rootfs, built_at = excluded.built_at`,
       )
@@ -480,40 +480,40 @@ export class Store {
 
   // --- API keys (only their SHA-256 is stored) ---
   addApiKeyHash(hash: string): void {
-    this.db.prepare('INSERT OR IGNORE INTO api_keys (hash, created_at) VALUES (?, ?)').run(hash, Date.now())
+    this.sql('INSERT OR IGNORE INTO api_keys (hash, created_at) VALUES (?, ?)').run(hash, Date.now())
   }
 
   hasApiKeyHash(hash: string): boolean {
-    return this.db.prepare('SELECT 1 FROM api_keys WHERE hash = ?').get(hash) !== undefined
+    return this.sql('SELECT 1 FROM api_keys WHERE hash = ?').get(hash) !== undefined
   }
 
   countApiKeys(): number {
-    return (this.db.prepare('SELECT COUNT(*) AS n FROM api_keys').get() as { n: number }).n
+    return (this.sql('SELECT COUNT(*) AS n FROM api_keys').get() as { n: number }).n
   }
 
   // --- settings ---
   // --- sandbox networks ---
   listNetworks(): NetworkRow[] {
-    return this.db.prepare('SELECT sandbox_id AS sandboxId, address, veth, policy FROM sandbox_networks').all() as NetworkRow[]
+    return this.sql('SELECT sandbox_id AS sandboxId, address, veth, policy FROM sandbox_networks').all() as NetworkRow[]
   }
 
   insertNetwork(n: NetworkRow): void {
-    this.db.prepare('INSERT INTO sandbox_networks (sandbox_id, address, veth, policy) VALUES (?, ?, ?, ?)').run(n.sandboxId, n.address, n.veth, n.policy)
+    this.sql('INSERT INTO sandbox_networks (sandbox_id, address, veth, policy) VALUES (?, ?, ?, ?)').run(n.sandboxId, n.address, n.veth, n.policy)
   }
 
   setNetworkPolicy(sandboxId: string, policy: string): void {
-    this.db.prepare('UPDATE sandbox_networks SET policy = ? WHERE sandbox_id = ?').run(policy, sandboxId)
+    this.sql('UPDATE sandbox_networks SET policy = ? WHERE sandbox_id = ?').run(policy, sandboxId)
   }
 
   deleteNetwork(sandboxId: string): void {
-    this.db.prepare('DELETE FROM sandbox_networks WHERE sandbox_id = ?').run(sandboxId)
+    this.sql('DELETE FROM sandbox_networks WHERE sandbox_id = ?').run(sandboxId)
   }
 
   getSetting(key: string): string | undefined {
-    return (this.db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined)?.value
+    return (this.sql('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined)?.value
   }
 
   setSetting(key: string, value: string): void {
-    this.db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value)
+    this.sql('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value)
   }
 }

@@ -35,6 +35,11 @@ export const BASE_RECIPE: TemplateRecipe = {
     'touch "$1/opt/sandlot/bin/node"',
     // pip may install for the user without --break-system-packages, as in E2B's images.
     'printf "[global]\\nbreak-system-packages = true\\n" > "$1/etc/pip.conf"',
+    // Every command of E2B's is a login shell (`bash -l -c`), whose /etc/profile forks `id -u` to pick
+    // root's PATH: bash knows it as $EUID (3.75 → 2.4 ms a login shell here); sh still asks `id`.
+    // base-files keeps an edited /etc/profile across upgrades (it is no conffile: its postinst
+    // replaces only an unchanged one). The grep fails the build if Debian's text ever changes.
+    `sed -i 's/"$(id -u)"/"\${EUID:-$(id -u)}"/g' "$1/etc/profile" && grep -q 'EUID:-' "$1/etc/profile"`,
     'rm -rf "$1/var/cache/apt/archives"/*.deb "$1/var/lib/apt/lists"/*',
   ],
 }

@@ -1,0 +1,88 @@
+// The pool's refill yields to creates (lifecycle/pool.ts, pure scheduling): it starts a sandbox only
+// once no create has been served for its quiet time, never while one is in flight, one at a time,
+// and it still fills once the creates stop. The host is a stand-in that records when each start
+// began (the starts themselves are the real pool's business: test/pool.test.ts). Every check is a
+// lower bound on a wait (a timer never fires early), so a busy machine cannot break it.
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { pino } from 'pino'
+import type { Limits } from '../packages/server/src/config.js'
+import { SandboxPool, type PoolHost } from '../packages/server/src/lifecycle/pool.js'
+import type { ResolvedTemplate } from '../packages/server/src/templates/registry.js'
+import { waitFor } from './helpers.js'
+
+const QUIET = 120
+const template = { name: 'base', layers: ['/base'], config: {} } as unknown as ResolvedTemplate
+const limits = { cpuCount: 1, memoryMB: 512, pids: 1024, diskSizeMB: 2048 } as Limits
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** A host whose starts take `startMs` and are recorded, and whose creates the test marks. */
+function fakeHost(startMs = 30) {
+  let next = 0
+  const host = {
+    busy: false as boolean,
+    lastCreateAt: 0,
+    starts: [] as { at: number; sinceCreate: number; busy: boolean; concurrent: number }[],
+    running: 0,
+    resolve: () => template,
+    buildsItself: () => false,
+    defaultLimits: () => limits,
+    alive: () => true,
+    destroyPooled: async () => {},
+    async startPooled() {
+      host.starts.push({ at: Date.now(), sinceCreate: Date.now() - host.lastCreateAt, busy: host.busy, concurrent: ++host.running })
+      await sleep(startMs)
+      host.running--
+      return `sb${++next}`
+    },
+  } satisfies PoolHost & Record<string, unknown>
+  return host
+}
+
+const ready = (pool: SandboxPool) => pool.status().find((p) => p.template === 'base')?.ready ?? 0
+
+describe('the pool refill yields to creates', () => {
+  test('no start while hand-outs keep coming, none within the quiet time after the last, one at a time; then it fills', async () => {
+    const host = fakeHost()
+    const pool = new SandboxPool(host, new Map([['base', 3]]), pino({ level: 'silent' }), QUIET)
+    pool.start()
+    await waitFor(async () => ready(pool) === 3, 10_000, 'the pool filled')
+    const before = host.starts.length
+    // Hand-outs every 40 ms for a while (as a client creating one sandbox after another).
+    const handOuts: number[] = []
+    for (let i = 0; i < 10; i++) {
+      host.lastCreateAt = Date.now()
+      pool.take(template, limits)
+      handOuts.push(host.lastCreateAt)
+      await sleep(40)
+    }
+    const lastHandOut = handOuts.at(-1)!
+    await waitFor(async () => ready(pool) === 3, 10_000, 'the pool refilled')
+    const refills = host.starts.slice(before)
+    assert.equal(refills.length, 3, 'three taken, three made')
+    for (const s of refills) {
+      assert.ok(s.sinceCreate >= QUIET - 1, `a start began ${s.sinceCreate} ms after a create`)
+      assert.ok(s.at >= lastHandOut + QUIET - 1, 'no start before the hand-outs stopped')
+      assert.equal(s.concurrent, 1, 'one start at a time')
+    }
+    await pool.drain()
+  })
+
+  test('never while a create is in flight, and the quiet time counts from its end', async () => {
+    const host = fakeHost()
+    const pool = new SandboxPool(host, new Map([['base', 1]]), pino({ level: 'silent' }), QUIET)
+    host.busy = true
+    host.lastCreateAt = Date.now()
+    pool.start()
+    await sleep(QUIET * 3)
+    assert.equal(host.starts.length, 0, 'nothing started while a create was being served')
+    const ended = Date.now()
+    host.lastCreateAt = ended
+    host.busy = false
+    await waitFor(async () => ready(pool) === 1, 10_000, 'the pool filled')
+    assert.equal(host.starts.length, 1)
+    assert.ok(host.starts[0]!.at >= ended + QUIET - 1, `started ${host.starts[0]!.at - ended} ms after the create ended`)
+    assert.equal(host.starts[0]!.busy, false)
+    await pool.drain()
+  })
+})
