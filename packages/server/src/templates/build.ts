@@ -13,7 +13,7 @@ import type { RuntimeDriver } from '../runtime/driver.js'
 import type { IdRanges } from '../runtime/idmap.js'
 import type { Limits } from '../config.js'
 import type { BuildReason, LogEntry, TemplateConfig, TemplateStore } from '../store/templates.js'
-import { ENSURE_USER, type ImageBase, type PulledBase } from './from-image.js'
+import { ENSURE_USER, shellQuote, type ImageBase, type PulledBase } from './from-image.js'
 
 /** E2B's five step types (the builder compiles everything to them). */
 export type Step =
@@ -42,6 +42,8 @@ export interface BuildSpec {
 export interface BaseOfTemplate {
   layers: string[]
   config: TemplateConfig
+  /** An image's Entrypoint+Cmd: the start command when the build gives none. */
+  startCmd?: string
 }
 
 /** A time limit as people say it: "90 s", "30 min". */
@@ -79,8 +81,7 @@ class StepFailed extends Error {
 }
 
 const sha = (...parts: string[]) => crypto.createHash('sha256').update(parts.join('\0')).digest('hex')
-/** A shell word: single-quoted, so nothing in it is expanded. */
-const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`
+const q = shellQuote
 
 /** E2B's ENV: values are shell-evaluated against what is set so far (`${VAR}` and `$VAR`). */
 export function expandEnv(value: string, env: Record<string, string>): string {
@@ -169,8 +170,8 @@ export class BuildRunner {
         throw new StepFailed(`cannot use the image ${spec.fromImage.ref}: ${(err as Error).message}`, 'base')
       }
       this.logTo(buildId, 'info', `Image ${spec.fromImage.ref} is ${pulled.digest}`, 'base')
-      if (pulled.note) this.logTo(buildId, 'info', `Note: ${pulled.note}`, 'base')
-      base = { layers: [pulled.rootfs], config: pulled.config }
+      for (const note of pulled.notes) this.logTo(buildId, 'info', `Note: ${note}`, 'base')
+      base = { layers: [pulled.rootfs], config: pulled.config, ...(pulled.startCmd && { startCmd: pulled.startCmd }) }
       key = sha('image', pulled.digest)
     } else {
       const from = spec.fromTemplate ?? 'base'
@@ -236,7 +237,9 @@ export class BuildRunner {
       if (step.type === 'WORKDIR') config.workdir = resolveFrom(config.workdir ?? homeOf(config.user), pathVars(step.args[0]!, config))
     }
     at.step = 'finalize'
-    config.startCmd = spec.startCmd || null
+    // An image's Entrypoint+Cmd starts the sandbox when the build names no start command; with no
+    // ready command then, a create answers once it has started (no 20 s wait for a command not chosen).
+    config.startCmd = spec.startCmd || base.startCmd || null
     config.readyCmd = spec.readyCmd || (spec.startCmd ? 'sleep 20' : null)
     if (spec.cpuCount) config.cpuCount = spec.cpuCount
     if (spec.memoryMB) config.memoryMB = spec.memoryMB
