@@ -94,8 +94,9 @@ describe('e2b SDK: templates', { concurrency: false }, () => {
     assert.ok(skipped.some((m) => m.includes('RUN echo one > /tmp/one')), skipped.join('\n'))
     assert.ok(!skipped.some((m) => m.startsWith('CACHED')), skipped.join('\n'))
 
-    // buildInBackground: "building" at once, then ready, as getBuildStatus reads it.
-    const bg = await Template.buildInBackground(Template().fromTemplate('base').runCmd('echo bg > /tmp/bg'), `${name}-bg`, { cpuCount: 1, memoryMB: 1024 })
+    // buildInBackground: "building" at once, then ready, as getBuildStatus reads it (a step of its
+    // own, never cached, that cannot end before the status is read).
+    const bg = await Template.buildInBackground(Template().fromTemplate('base').runCmd(`sleep 2; echo ${Date.now()} > /tmp/bg`), `${name}-bg`, { cpuCount: 1, memoryMB: 1024 })
     assert.equal((await Template.getBuildStatus(bg)).status, 'building')
     let status = 'building'
     for (const deadline = Date.now() + 120_000; status === 'building' && Date.now() < deadline; ) {

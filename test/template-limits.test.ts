@@ -134,8 +134,11 @@ describe('template builds at the server limits', { concurrency: false }, () => {
 
   test('three builds at once: each runs alongside the others and keeps its own files, logs and layers', async () => {
     const names = ['trio-a', 'trio-b', 'trio-c']
-    // Each step runs long enough that the three overlap, whatever the sandboxes' start took.
-    const started = await Promise.all(names.map((name) => startBuild({ name, steps: [{ type: 'RUN', args: [`echo start-${name}; sleep 8; echo ${name} > /tmp/mine; echo done-${name}`] }] })))
+    // Each step runs until one moment of the host's clock (which sandboxes share), 15 s ahead: the
+    // three overlap unless a build sandbox took that long to start.
+    const until = Math.ceil(Date.now() / 1000) + 15
+    const step = (name: string) => `echo start-${name}; while [ "$(date +%s)" -lt ${until} ]; do sleep 0.2; done; echo ${name} > /tmp/mine; echo done-${name}`
+    const started = await Promise.all(names.map((name) => startBuild({ name, steps: [{ type: 'RUN', args: [step(name)] }] })))
     // All three are building at once (the server allows 3): none waits for another.
     for (const b of started) assert.equal((await call('GET', `/api/v1/templates/${b.templateId}/builds/${b.buildId}`)).json.status, 'building')
     const results = await Promise.all(started.map(ended))
