@@ -1,7 +1,7 @@
 // `sandlot template …` against the test server: a Dockerfile read and mapped (unit tests of the
 // parser), then real builds: progress, the result running (its files, env, user and the CMD's server
 // answering), the layer cache, a failing RUN, refusals by name with the line, a source escaping the
-// context, and ls, tag, rm (refused while in use).
+// context, ls, tag, rm (refused while in use), and progress on a real terminal (colours, the clock).
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import crypto from 'node:crypto'
@@ -9,8 +9,25 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
+import { createRequire } from 'node:module'
 import { parseDockerfile } from '../packages/cli/src/dockerfile.js'
-import { api } from './helpers.js'
+import { api, waitFor } from './helpers.js'
+
+const require = createRequire(import.meta.url)
+const pty = require('node-pty') as typeof import('node-pty')
+
+/** Runs the CLI on a real terminal (a PTY): everything it wrote, and its exit code. */
+async function cliOnTerminal(args: string[]): Promise<{ code: number; screen: string }> {
+  const env = { ...process.env } as Record<string, string>
+  delete env.NO_COLOR
+  const term = pty.spawn(process.execPath, [path.resolve('packages/cli/dist/main.js'), ...args], { cols: 200, rows: 40, env })
+  let screen = ''
+  term.onData((d) => (screen += d))
+  const code = await new Promise<number>((resolve) => term.onExit(({ exitCode }) => resolve(exitCode)))
+  // The last output may come just after the exit.
+  await waitFor(async () => screen.includes('Built '), 2000, 'the summary').catch(() => undefined)
+  return { code, screen }
+}
 
 interface CliResult {
   code: number | null
@@ -323,6 +340,26 @@ describe('sandlot template (real server)', { concurrency: false }, () => {
       } finally {
         await api('DELETE', `/api/v1/sandboxes/${id}`)
       }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  test('on a terminal: the steps in bold, a running clock on the step under way, CACHED in green', async () => {
+    made.push('tplterm')
+    // A step of this run's own (never in the cache), silent past the clock's first tick (the clock
+    // runs on a step's line until its first output).
+    const dir = context({ Dockerfile: ['FROM base', `RUN sleep 2.5; echo "terminal ${nonce}"`, ''].join('\n') })
+    try {
+      const first = await cliOnTerminal(['template', 'build', 'tplterm', dir])
+      assert.equal(first.code, 0, first.screen)
+      assert.match(first.screen, /\x1b\[1mStep 3\/5:\x1b\[0m RUN sleep 2\.5; echo "terminal /)
+      // The clock rewrites the step's line in place: "\r", erase the line, the header, the seconds.
+      assert.match(first.screen, /\r\x1b\[K\x1b\[1mStep 3\/5:\x1b\[0m RUN sleep 2\.5; echo "terminal [^\r\n]* \x1b\[2m[1-9]\d*s\x1b\[0m/)
+      assert.match(first.screen, new RegExp(`\\x1b\\[2mterminal ${nonce}\\x1b\\[0m`))
+      const again = await cliOnTerminal(['template', 'build', 'tplterm', dir])
+      assert.equal(again.code, 0, again.screen)
+      assert.match(again.screen, /\x1b\[1mStep 3\/5:\x1b\[0m RUN sleep 2\.5; echo "terminal [^\r\n]* \x1b\[32mCACHED\x1b\[0m/)
     } finally {
       fs.rmSync(dir, { recursive: true, force: true })
     }

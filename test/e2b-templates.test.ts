@@ -1,13 +1,16 @@
 // The official e2b SDK's Template builder against Sandlot, unchanged: Template.build() from the base
 // image with copy (files, a directory, a symlink), runCmd, setEnvs, setWorkdir, setUser and a start
-// command with its ready check; the sandbox from it; exists, tags, the build error of a failing step.
+// command with its ready check; the sandbox from it; exists, tags (the default one kept), skipCache,
+// buildInBackground, the build error of a failing step; and `e2b template create` of the pinned CLI.
 import { BuildError, Sandbox, Template, waitForPort } from 'e2b'
-import { RUN } from './e2b-env.js'
+import { RUN, apiKey, apiUrl } from './e2b-env.js'
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { after, describe, test } from 'node:test'
+import { stripVTControlCharacters } from 'node:util'
 
 const name = `e2b-tpl-${process.pid}`
 const context = fs.mkdtempSync(path.join(os.tmpdir(), 'sandlot-e2b-ctx-'))
@@ -80,6 +83,27 @@ describe('e2b SDK: templates', { concurrency: false }, () => {
     assert.ok((await Template.getTags((await fetchId(`${name}-tags`))!)).some((x) => x.tag === 'stable'))
     await Template.removeTags(`${name}-tags`, ['stable'])
     assert.ok(!(await Template.getTags((await fetchId(`${name}-tags`))!)).some((x) => x.tag === 'stable'))
+    // The default tag stays (E2B refuses to remove it), and so does the template.
+    await Template.build(t(), `${name}-tags`, { cpuCount: 1, memoryMB: 1024 })
+    await assert.rejects(Template.removeTags(`${name}-tags`, ['default']), /The "default" tag cannot be removed/)
+    assert.ok((await Template.getTags((await fetchId(`${name}-tags`))!)).some((x) => x.tag === 'default'))
+
+    // skipCache: every step built again, none reported as cached.
+    const skipped: string[] = []
+    await Template.build(t(), `${name}-tags:v3`, { cpuCount: 1, memoryMB: 1024, skipCache: true, onBuildLogs: (e) => skipped.push(e.message) })
+    assert.ok(skipped.some((m) => m.includes('RUN echo one > /tmp/one')), skipped.join('\n'))
+    assert.ok(!skipped.some((m) => m.startsWith('CACHED')), skipped.join('\n'))
+
+    // buildInBackground: "building" at once, then ready, as getBuildStatus reads it (a step of its
+    // own, never cached, that cannot end before the status is read).
+    const bg = await Template.buildInBackground(Template().fromTemplate('base').runCmd(`sleep 2; echo ${Date.now()} > /tmp/bg`), `${name}-bg`, { cpuCount: 1, memoryMB: 1024 })
+    assert.equal((await Template.getBuildStatus(bg)).status, 'building')
+    let status = 'building'
+    for (const deadline = Date.now() + 120_000; status === 'building' && Date.now() < deadline; ) {
+      await new Promise((r) => setTimeout(r, 250))
+      status = (await Template.getBuildStatus(bg)).status
+    }
+    assert.equal(status, 'ready')
 
     const failing = Template().fromBaseImage().runCmd('echo before').runCmd('exit 7')
     const err = await Template.build(failing, `${name}-fails`, { cpuCount: 1, memoryMB: 1024 }).then(
@@ -102,3 +126,35 @@ async function fetchId(alias: string): Promise<string | undefined> {
   const res = await fetch(`${process.env.E2B_API_URL}/templates/aliases/${alias}`, { headers: { 'x-api-key': process.env.E2B_API_KEY! } })
   return res.ok ? ((await res.json()) as { templateID: string }).templateID : undefined
 }
+
+describe('e2b CLI: templates', () => {
+  test('`e2b template create` (pinned @e2b/cli, no Docker) builds an e2b.Dockerfile with its context, start and ready commands; a sandbox from it has it all', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sandlot-e2b-cli-'))
+    try {
+      fs.writeFileSync(path.join(dir, 'e2b.Dockerfile'), ['FROM e2bdev/base', 'RUN echo "ran as $(whoami)" > /tmp/ran.txt', 'COPY site /home/user/site', 'ENV MODE=cli', ''].join('\n'))
+      fs.mkdirSync(path.join(dir, 'site'))
+      fs.writeFileSync(path.join(dir, 'site/index.html'), 'from the cli\n')
+      const cliName = `${name}-cli`
+      const bin = path.resolve('node_modules/@e2b/cli/dist/index.js')
+      const out = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [bin, 'template', 'create', cliName, '--path', dir, '--cmd', 'cd /home/user/site && python3 -m http.server 8080', '--ready-cmd', 'curl -sf http://127.0.0.1:8080/ >/dev/null', '--cpu-count', '1', '--memory-mb', '1024'],
+          { env: { ...process.env, E2B_API_URL: apiUrl, E2B_API_KEY: apiKey(), NO_COLOR: '1', FORCE_COLOR: '0' }, timeout: 240_000 },
+          (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout: stripVTControlCharacters(stdout), stderr: stripVTControlCharacters(stderr) }),
+        )
+      })
+      assert.equal(out.code, 0, out.stdout + out.stderr)
+      assert.match(out.stdout, new RegExp(`Building sandbox template ${cliName} finished`))
+      const s = await Sandbox.create(cliName, { metadata: { suite: 'e2b', run: RUN } })
+      try {
+        const r = await s.commands.run('cat /tmp/ran.txt; echo "$MODE"; curl -s http://127.0.0.1:8080/index.html')
+        assert.equal(r.stdout, 'ran as root\ncli\nfrom the cli\n')
+      } finally {
+        await s.kill()
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})

@@ -1,7 +1,10 @@
 // Custom templates through Sandlot's REST: a build from base with every step type and a start
 // command, the layer cache (a second identical build reuses every layer; a changed step rebuilds
 // only from there), failures that name the step with its output and leave no template behind,
-// delete while in use, and bad input. On a daemon of its own with a short ready timeout.
+// delete while in use, and bad input; templates from images in a local registry (a Debian one with
+// its User and Entrypoint+Cmd applied, a static busybox one, a private one through the e2b SDK with
+// credentials) and the collection of what nothing uses. On a daemon of its own with a short ready
+// timeout.
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import crypto from 'node:crypto'
@@ -9,15 +12,19 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
+import { Sandbox as E2BSandbox, Template } from 'e2b'
 import { apiAt, run, spawnDaemon, terminal, waitFor, type Daemon } from './helpers.js'
 import { makeImage, push, startRegistry, type Registry } from './oci-registry.js'
 
 const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 7
 const ownHome = path.resolve(`.sandlot-test/templates-${port}`)
 const registryPort = port + 1
+// A registry behind a username and password (and a self-signed certificate).
+const securedPort = port + 9
+const CREDS = { username: 'carol', password: 'pw-Tq52-never-stored' }
 let daemon: Daemon
 // No warm pool: the tests count the daemon's containers (no build sandbox may be left behind).
-const daemonEnv = { SANDLOT_HOME: ownHome, SANDLOT_READY_TIMEOUT_MS: '3000', SANDLOT_INSECURE_REGISTRIES: `127.0.0.1:${registryPort}`, SANDLOT_POOL: '0' }
+const daemonEnv = { SANDLOT_HOME: ownHome, SANDLOT_READY_TIMEOUT_MS: '3000', SANDLOT_INSECURE_REGISTRIES: `127.0.0.1:${registryPort},127.0.0.1:${securedPort}`, SANDLOT_POOL: '0' }
 let registry: Registry | undefined
 let key = ''
 
@@ -215,7 +222,7 @@ describe('templates (Sandlot REST)', { concurrency: false }, () => {
     assert.equal((await fetch(`${daemon.url}/health`)).status, 200)
   })
 
-  test('from an OCI image in a registry: pulled, the user account made, steps on top; cached the second time; a registry that is down fails the base step', async () => {
+  test('from an OCI image in a registry: pulled, the user account made, the image\'s User and Entrypoint+Cmd applied, steps on top; files, commands and a terminal; cached the second time; a registry that is down fails the base step', async () => {
     // An image made from the base template's files (Debian), pushed to a registry on loopback.
     const baseDir = path.resolve('.sandlot-test/templates/base')
     const built = fs.readdirSync(baseDir).map((h) => path.join(baseDir, h, 'rootfs')).find((r) => fs.existsSync(path.join(r, 'etc/os-release')))
@@ -228,7 +235,8 @@ describe('templates (Sandlot REST)', { concurrency: false }, () => {
     const tarFile = path.join(work, 'rootfs.tar')
     execFileSync('tar', ['--numeric-owner', `--owner-map=${map}`, `--group-map=${map}`, '-C', built, '-cf', tarFile, '--exclude=./home/user', '.'])
     const layout = path.join(work, 'layout')
-    makeImage(layout, 'debian', { layers: [{ file: tarFile }], env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'FROM_IMAGE=yes'], workdir: '/opt', cmd: ['bash'] })
+    // User by uid (33 is Debian's www-data); Entrypoint+Cmd a server, which becomes the start command.
+    makeImage(layout, 'debian', { layers: [{ file: tarFile }], env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'FROM_IMAGE=yes'], workdir: '/opt', user: '33', entrypoint: ['python3', '-m', 'http.server'], cmd: ['8123', '--bind', '127.0.0.1'] })
     registry = await startRegistry({ port: registryPort, dir: path.join(work, 'registry') })
     push(layout, 'debian', registry, 'tests/debian:12')
     fs.rmSync(tarFile)
@@ -237,12 +245,36 @@ describe('templates (Sandlot REST)', { concurrency: false }, () => {
     const b = await build({ name: 'from-image', fromImage: { ref }, steps: [{ type: 'RUN', args: ['echo "from image as $(whoami) in $(pwd), FROM_IMAGE=$FROM_IMAGE" > /tmp/made.txt'] }] })
     assert.equal(b.status, 'ready', JSON.stringify(b.reason))
     assert.ok(b.logEntries.some((e) => /is sha256:[0-9a-f]{64}/.test(e.message)))
-    assert.ok(b.logEntries.some((e) => /the image's own command \(\["bash"\]\) is not run/.test(e.message)))
+    assert.ok(b.logEntries.some((e) => e.message === 'Note: the image\'s user "33" (www-data) runs the steps and is the template\'s user'))
+    const config = (await call('GET', '/api/v1/templates/from-image')).json.builds[0].config
+    assert.deepEqual([config.user, config.startCmd, config.readyCmd], ['www-data', 'python3 -m http.server 8123 --bind 127.0.0.1', null])
     const s = await createFrom('from-image')
     assert.equal(s.status, 201, JSON.stringify(s.json))
-    const out = await sh(s.json.id, 'cat /tmp/made.txt; grep -q bookworm /etc/os-release && echo bookworm; id -un')
-    assert.equal(out.stdout, 'from image as user in /opt, FROM_IMAGE=yes\nbookworm\nuser\n')
-    await call('DELETE', `/api/v1/sandboxes/${s.json.id}`)
+    const id = s.json.id as string
+    const out = await sh(id, 'cat /tmp/made.txt; grep -q bookworm /etc/os-release && echo bookworm; id -un', 'root')
+    assert.equal(out.stdout, 'from image as www-data in /opt, FROM_IMAGE=yes\nbookworm\nroot\n')
+    // The image's command runs as its user (no ready command: the create does not wait for it).
+    const served = await waitFor(async () => {
+      const r = await sh(id, 'curl -sf http://127.0.0.1:8123/ >/dev/null && for p in /proc/[0-9]*; do grep -qa http.server $p/cmdline 2>/dev/null && stat -c %U $p; done | head -1')
+      return r.exitCode === 0 && r.stdout
+    }, 30_000, "the image's command to serve")
+    assert.equal(served.trim(), 'www-data')
+    // The e2b SDK, with no user named, is the template's user; files and a terminal as well.
+    const e2b = await E2BSandbox.connect(id, { apiKey: key, apiUrl: daemon.url, sandboxUrl: daemon.url } as Parameters<typeof E2BSandbox.connect>[1])
+    assert.equal((await e2b.commands.run('id -un; pwd')).stdout, 'www-data\n/opt\n')
+    await e2b.files.write('/tmp/hello.txt', 'hello\n', { user: 'user' })
+    assert.equal(await e2b.files.read('/tmp/hello.txt', { user: 'root' }), 'hello\n')
+    assert.equal((await sh(id, 'stat -c %U /tmp/hello.txt')).stdout, 'user\n')
+    const t = await terminal(id, 'echo "sum=$((6*7)) as $(id -un)"; exit 3\n', { url: daemon.url, key })
+    assert.match(t.output, /sum=42 as user\n/)
+    assert.equal(t.exitCode, 3)
+    await call('DELETE', `/api/v1/sandboxes/${id}`)
+
+    // A start command of the build's own and a USER step win over the image's.
+    const own = await build({ name: 'from-image-own', fromImage: { ref }, steps: [{ type: 'USER', args: ['user'] }], startCmd: 'sleep 1000', readyCmd: 'true' })
+    assert.equal(own.status, 'ready', JSON.stringify(own.reason))
+    const ownConfig = (await call('GET', '/api/v1/templates/from-image-own')).json.builds[0].config
+    assert.deepEqual([ownConfig.user, ownConfig.startCmd, ownConfig.readyCmd], ['user', 'sleep 1000', 'true'])
 
     const again = await build({ name: 'from-image', fromImage: { ref }, steps: [{ type: 'RUN', args: ['echo "from image as $(whoami) in $(pwd), FROM_IMAGE=$FROM_IMAGE" > /tmp/made.txt'] }] })
     assert.ok(again.logEntries.some((e) => e.message === 'CACHED the user account'))
@@ -252,6 +284,11 @@ describe('templates (Sandlot REST)', { concurrency: false }, () => {
     assert.equal(down.status, 'error')
     assert.equal(down.reason?.step, 'base')
     assert.match(down.reason!.message, /cannot use the image 127\.0\.0\.1:\d+\/tests\/debian:12/)
+    // An image the registry does not have: the same, and no template to create from.
+    const unknown = await build({ name: 'no-such-image', fromImage: { ref: `${registry.host}/tests/nothing:1` }, steps: [] })
+    assert.deepEqual([unknown.status, unknown.reason?.step], ['error', 'base'])
+    assert.match(unknown.reason!.message, /cannot use the image .*tests\/nothing:1: .*has no image/)
+    assert.equal((await createFrom('no-such-image')).status, 400)
     fs.rmSync(work, { recursive: true, force: true })
   })
 
@@ -267,7 +304,8 @@ describe('templates (Sandlot REST)', { concurrency: false }, () => {
     fs.writeFileSync(path.join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\n')
     fs.writeFileSync(path.join(root, 'etc/group'), 'root:x:0:\n')
     const layout = path.join(work, 'layout')
-    makeImage(layout, 'busybox', { layers: [{ dir: root }], env: ['PATH=/bin'], cmd: ['sh'] })
+    // A User the image has no account for: the steps run as `user`, and the log says so.
+    makeImage(layout, 'busybox', { layers: [{ dir: root }], env: ['PATH=/bin'], user: 'ghost', cmd: ['sh'] })
     // A registry of this test's own (the one before had its storage removed with its files).
     await registry?.stop()
     registry = await startRegistry({ port: registryPort, dir: path.join(work, 'registry') })
@@ -275,6 +313,7 @@ describe('templates (Sandlot REST)', { concurrency: false }, () => {
 
     const b = await build({ name: 'from-busybox', fromImage: { ref: `${registry.host}/tests/busybox:static` }, steps: [{ type: 'RUN', args: ['echo "as $(whoami)" > /tmp/made.txt'] }] })
     assert.equal(b.status, 'ready', JSON.stringify(b.reason) + b.logEntries.map((e) => e.message).join('\n'))
+    assert.ok(b.logEntries.some((e) => e.message === 'Note: the image\'s user "ghost" is not an account in the image; the steps run as "user"'))
     const s = await createFrom('from-busybox')
     assert.equal(s.status, 201, JSON.stringify(s.json))
     const id = s.json.id
@@ -290,6 +329,49 @@ describe('templates (Sandlot REST)', { concurrency: false }, () => {
     fs.rmSync(work, { recursive: true, force: true })
   })
 
+  test('the e2b SDK\'s fromImage with registry credentials: built and run; the password in neither the store nor the log; a wrong one fails the base step', async () => {
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sandlot-img-'))
+    const root = path.join(work, 'root')
+    for (const d of ['bin', 'etc', 'tmp']) fs.mkdirSync(path.join(root, d), { recursive: true })
+    fs.chmodSync(path.join(root, 'tmp'), 0o1777)
+    fs.copyFileSync('/bin/busybox', path.join(root, 'bin/busybox'))
+    for (const applet of ['sh', 'echo', 'cat', 'id', 'adduser', 'addgroup', 'mkdir', 'chmod']) fs.symlinkSync('busybox', path.join(root, 'bin', applet))
+    fs.writeFileSync(path.join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\n')
+    fs.writeFileSync(path.join(root, 'etc/group'), 'root:x:0:\n')
+    const layout = path.join(work, 'layout')
+    makeImage(layout, 'private', { layers: [{ dir: root }], env: ['PATH=/bin'] })
+    const secured = await startRegistry({ port: securedPort, dir: path.join(work, 'registry'), auth: CREDS })
+    try {
+      push(layout, 'private', secured, 'private/tool:1', CREDS)
+      Object.assign(process.env, { E2B_API_URL: daemon.url, E2B_SANDBOX_URL: daemon.url, E2B_API_KEY: key })
+      const ref = `${secured.host}/private/tool:1`
+      const info = await Template.build(Template().fromImage(ref, CREDS).runCmd('echo "private as $(id -un)" > /tmp/private.txt'), 'private-tool', { cpuCount: 1, memoryMB: 512 })
+      const s = await E2BSandbox.create('private-tool')
+      try {
+        assert.equal((await s.commands.run('cat /tmp/private.txt')).stdout, 'private as user\n')
+      } finally {
+        await s.kill()
+      }
+      const refused = await Template.build(Template().fromImage(ref, { username: CREDS.username, password: 'wrong-pw-Tq52' }).runCmd('true'), 'private-tool-2').then(
+        () => assert.fail('a wrong password should fail the build'),
+        (err: Error) => err,
+      )
+      assert.match(refused.message, /cannot use the image 127\.0\.0\.1:\d+\/private\/tool:1: .*username and password/)
+      // The store keeps who, never the password; nor does the daemon's log.
+      const stored = fs.readdirSync(ownHome).filter((f) => f.startsWith('sandlot.db')).map((f) => fs.readFileSync(path.join(ownHome, f)).toString('latin1')).join('')
+      assert.ok(stored.includes(info.buildId) && stored.includes(CREDS.username))
+      for (const secret of [CREDS.password, 'wrong-pw-Tq52']) {
+        assert.ok(!stored.includes(secret), 'a password in the store')
+        assert.ok(!fs.readFileSync(`${ownHome}.log`, 'latin1').includes(secret), 'a password in the log')
+      }
+    } finally {
+      // Its image goes with them (the collection test below counts what is left).
+      for (const name of ['private-tool', 'private-tool-2']) await call('DELETE', `/api/v1/templates/${name}`)
+      await secured.stop()
+      fs.rmSync(work, { recursive: true, force: true })
+    }
+  })
+
   test('E2B-style detail of a template: its builds, tags and use', async () => {
     const d = await call('GET', '/api/v1/templates/from-busybox')
     assert.equal(d.status, 200)
@@ -303,16 +385,17 @@ describe('templates (Sandlot REST)', { concurrency: false }, () => {
     const images = path.join(ownHome, 'images')
     const layers = path.join(ownHome, 'layers')
     const keptLayers = (await call('GET', '/api/v1/templates/from-busybox')).json.builds[0]
-    assert.equal((await call('DELETE', '/api/v1/templates/from-image')).status, 204)
+    for (const name of ['from-image', 'from-image-own']) assert.equal((await call('DELETE', `/api/v1/templates/${name}`)).status, 204)
     const before = { images: fs.readdirSync(images), layers: fs.readdirSync(layers) }
-    assert.equal(before.images.length, 2, 'the Debian and the busybox image')
+    assert.ok(before.images.length >= 2, 'the Debian and the busybox image (and the private one)')
     // Past the hour of grace.
     const old = new Date(Date.now() - 2 * 60 * 60_000)
     for (const d of [...before.images.map((n) => path.join(images, n)), ...before.layers.map((n) => path.join(layers, n))]) fs.utimesSync(d, old, old)
     await daemon.stop()
     daemon = spawnDaemon(port, daemonEnv, fs.openSync(`${ownHome}.log`, 'a'))
     await waitFor(async () => (await fetch(`${daemon.url}/health`).catch(() => undefined))?.ok, 120_000, 'the templates daemon')
-    await waitFor(async () => fs.readdirSync(images).length === 1, 30_000, 'the unused image collected')
+    // Removing an unpacked Debian image is a child process over its many files: slow on a busy host.
+    await waitFor(async () => fs.readdirSync(images).length === 1, 180_000, 'the unused images collected')
     const s = await createFrom('from-busybox')
     assert.equal(s.status, 201, 'the template still stands: ' + JSON.stringify(s.json) + JSON.stringify(keptLayers))
     assert.equal((await sh(s.json.id, 'cat /tmp/made.txt')).stdout, 'as user\n')

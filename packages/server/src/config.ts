@@ -54,8 +54,8 @@ export interface Config {
   maxConnections: number
   /** Sandboxes' network: the bridge, its IPv4 subnet and the resolvers the sandboxes' resolver asks. */
   network: NetworkSettings
-  /** Template builds: how many at once, how long one may take, how big an upload of files may be. */
-  builds: { maxConcurrent: number; timeoutMs: number; maxUploadBytes: number }
+  /** Template builds: how many at once, how long one may take, how big an upload of files may be, how often unused layers are collected. */
+  builds: { maxConcurrent: number; timeoutMs: number; maxUploadBytes: number; collectIntervalMs: number }
   /** How long a template's ready command may take to pass at create (ms). */
   readyTimeoutMs: number
   /** Templates Sandlot builds itself (templates/builtin.ts): how long a create waits for one being built, and which to build at start. */
@@ -156,6 +156,7 @@ export function loadConfig(env = process.env): Config {
       maxConcurrent: intFrom('SANDLOT_MAX_CONCURRENT_BUILDS', 2),
       timeoutMs: intFrom('SANDLOT_BUILD_TIMEOUT_MS', 30 * 60_000),
       maxUploadBytes: intFrom('SANDLOT_MAX_TEMPLATE_UPLOAD_MB', 1024) * 1024 * 1024,
+      collectIntervalMs: intFrom('SANDLOT_LAYER_COLLECT_INTERVAL_MS', 60 * 60_000),
     },
     readyTimeoutMs: intFrom('SANDLOT_READY_TIMEOUT_MS', 10 * 60_000),
     builtinTemplates: {

@@ -176,10 +176,10 @@ export async function startServer(config: Config = loadConfig(), log: Logger = d
       else builtins.ensure(name).catch((err: Error) => log.error({ err }, `cannot build template "${name}": ${err.message}`))
     }
   }
-  // Layers nothing stands on go at start and every hour.
+  // Layers nothing stands on (no sandbox, no running build) go at start and every hour.
   const removeTree = (dir: string) => promisify(execFile)('rm', ['-rf', '--one-file-system', '--', dir]).then(() => {})
-  const collect = () => void builds.collectLayers({ layers: layersDir, images: imagesDir }, () => store.listSandboxes().flatMap((s) => s.templateLayers), removeTree).catch((err) => log.warn({ err }, 'layer collection failed'))
-  const collector = setInterval(collect, 60 * 60_000)
+  const collect = () => void builds.collectLayers({ layers: layersDir, images: imagesDir }, () => [...store.listSandboxes().flatMap((s) => s.templateLayers), ...runner.layersInUse()], removeTree).catch((err) => log.warn({ err }, 'layer collection failed'))
+  const collector = setInterval(collect, config.builds.collectIntervalMs)
   collector.unref()
   const proxy = new EnvdProxy((id) => driver.agentSocket(id), config.agentReplyTimeoutMs)
   // Port previews reach a sandbox's ports through its agent (proxy/dialer.ts, proxy/tunnel.ts).

@@ -13,7 +13,7 @@ import type { RuntimeDriver } from '../runtime/driver.js'
 import type { IdRanges } from '../runtime/idmap.js'
 import type { Limits } from '../config.js'
 import type { BuildReason, LogEntry, TemplateConfig, TemplateStore } from '../store/templates.js'
-import { ENSURE_USER, type ImageBase, type PulledBase } from './from-image.js'
+import { ENSURE_USER, shellQuote, type ImageBase, type PulledBase } from './from-image.js'
 
 /** E2B's five step types (the builder compiles everything to them). */
 export type Step =
@@ -42,7 +42,12 @@ export interface BuildSpec {
 export interface BaseOfTemplate {
   layers: string[]
   config: TemplateConfig
+  /** An image's Entrypoint+Cmd: the start command when the build gives none. */
+  startCmd?: string
 }
+
+/** A time limit as people say it: "90 s", "30 min". */
+const duration = (ms: number) => (ms < 120_000 ? `${+(ms / 1000).toFixed(1)} s` : `${+(ms / 60_000).toFixed(1)} min`)
 
 export interface BuildDeps {
   store: TemplateStore
@@ -76,8 +81,7 @@ class StepFailed extends Error {
 }
 
 const sha = (...parts: string[]) => crypto.createHash('sha256').update(parts.join('\0')).digest('hex')
-/** A shell word: single-quoted, so nothing in it is expanded. */
-const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`
+const q = shellQuote
 
 /** E2B's ENV: values are shell-evaluated against what is set so far (`${VAR}` and `$VAR`). */
 export function expandEnv(value: string, env: Record<string, string>): string {
@@ -105,11 +109,18 @@ export function copySource(src: string): string {
 
 export class BuildRunner {
   private running = new Map<string, AbortController>()
+  /** The layers each running build stands on so far (the collection leaves them alone). */
+  private standing = new Map<string, string[]>()
 
   constructor(private readonly d: BuildDeps) {}
 
   cancelAll(): void {
     for (const c of this.running.values()) c.abort()
+  }
+
+  /** Layers (and image rootfs directories) that running builds stand on now. */
+  layersInUse(): string[] {
+    return [...this.standing.values()].flat()
   }
 
   private logTo(buildId: string, level: LogEntry['level'], message: string, step?: string): void {
@@ -123,15 +134,17 @@ export class BuildRunner {
   async run(buildId: string, spec: BuildSpec, onReady: () => void = () => {}): Promise<void> {
     const controller = new AbortController()
     this.running.set(buildId, controller)
-    const timer = setTimeout(() => controller.abort(new Error(`the build took longer than ${Math.round(this.d.timeoutMs / 1000)} s (SANDLOT_BUILD_TIMEOUT_MS)`)), this.d.timeoutMs)
+    const timer = setTimeout(() => controller.abort(new Error(`the build took longer than its time limit, ${duration(this.d.timeoutMs)} (SANDLOT_BUILD_TIMEOUT_MS)`)), this.d.timeoutMs)
     this.d.store.setBuildStatus(buildId, 'building')
     const started = Date.now()
+    // The step under way: a time limit or a stop is that step's failure, whatever it was doing.
+    const at = { step: 'base' }
     try {
-      const { layers, config } = await this.steps(buildId, spec, controller.signal)
+      const { layers, config } = await this.steps(buildId, spec, controller.signal, at)
       this.d.store.finishBuild(buildId, { status: 'ready', layers, config }, Date.now(), onReady)
       this.logTo(buildId, 'info', `Build finished in ${((Date.now() - started) / 1000).toFixed(1)} s`)
     } catch (err) {
-      const e = controller.signal.aborted && !(err instanceof StepFailed) ? new StepFailed((controller.signal.reason as Error)?.message ?? 'the build was stopped', 'finalize') : err
+      const e = controller.signal.aborted ? new StepFailed((controller.signal.reason as Error | undefined)?.message ?? 'the build was stopped', at.step) : err
       const reason: BuildReason = e instanceof StepFailed ? { message: e.message, step: e.step } : { message: (e as Error).message }
       this.logTo(buildId, 'error', reason.message, reason.step)
       this.d.store.finishBuild(buildId, { status: 'error', reason }, Date.now())
@@ -139,10 +152,11 @@ export class BuildRunner {
     } finally {
       clearTimeout(timer)
       this.running.delete(buildId)
+      this.standing.delete(buildId)
     }
   }
 
-  private async steps(buildId: string, spec: BuildSpec, signal: AbortSignal): Promise<{ layers: string[]; config: TemplateConfig }> {
+  private async steps(buildId: string, spec: BuildSpec, signal: AbortSignal, at: { step: string }): Promise<{ layers: string[]; config: TemplateConfig }> {
     let base: BaseOfTemplate
     // The cache key chain starts at the base: a template's top layer, or an image's digest.
     let key: string
@@ -156,8 +170,8 @@ export class BuildRunner {
         throw new StepFailed(`cannot use the image ${spec.fromImage.ref}: ${(err as Error).message}`, 'base')
       }
       this.logTo(buildId, 'info', `Image ${spec.fromImage.ref} is ${pulled.digest}`, 'base')
-      if (pulled.note) this.logTo(buildId, 'info', `Note: ${pulled.note}`, 'base')
-      base = { layers: [pulled.rootfs], config: pulled.config }
+      for (const note of pulled.notes) this.logTo(buildId, 'info', `Note: ${note}`, 'base')
+      base = { layers: [pulled.rootfs], config: pulled.config, ...(pulled.startCmd && { startCmd: pulled.startCmd }) }
       key = sha('image', pulled.digest)
     } else {
       const from = spec.fromTemplate ?? 'base'
@@ -170,6 +184,7 @@ export class BuildRunner {
       this.logTo(buildId, 'info', `Building from template "${from}" (${count})`, 'base')
     }
     let layers = [...base.layers]
+    this.standing.set(buildId, layers)
     const config: TemplateConfig = { ...base.config, env: { ...base.config.env }, startCmd: null, readyCmd: null }
     let force = !!spec.force
     /**
@@ -179,14 +194,20 @@ export class BuildRunner {
      */
     const layer = async (label: string, cachedLabel: string, step: string, fn: (agent: AgentClient) => Promise<void>) => {
       const cachedPath = force ? undefined : this.d.store.layerPath(key)
-      if (cachedPath && fs.existsSync(cachedPath)) this.logTo(buildId, 'info', cachedLabel, step)
-      else {
+      if (cachedPath && fs.existsSync(cachedPath)) {
+        // In use again: stood on (below) and touched, so the collection's hour starts anew.
+        this.standing.set(buildId, [cachedPath, ...layers])
+        const now = new Date()
+        fs.utimesSync(cachedPath, now, now)
+        this.logTo(buildId, 'info', cachedLabel, step)
+      } else {
         this.logTo(buildId, 'info', label, step)
         const dest = path.join(this.d.layersDir, `${key.slice(0, 32)}-${buildId.slice(0, 8)}`)
         await this.inSandbox(buildId, layers, config, spec, signal, step, fn, dest)
         this.d.store.putLayer(key, dest, Date.now())
       }
       layers = [this.d.store.layerPath(key)!, ...layers]
+      this.standing.set(buildId, layers)
     }
     if (spec.fromImage) {
       // E2B's user phase: steps run as `user`, which the image may lack.
@@ -201,6 +222,7 @@ export class BuildRunner {
     for (const [i, step] of spec.steps.entries()) {
       if (signal.aborted) throw signal.reason
       const n = String(i + 1)
+      at.step = n
       force ||= !!step.force
       const label = `[${n}/${spec.steps.length}] ${step.type} ${step.args.join(' ')}`
       key = sha(key, step.type, JSON.stringify(step.args), step.type === 'COPY' ? step.filesHash : '', config.user, config.workdir ?? '', JSON.stringify(config.env))
@@ -214,7 +236,10 @@ export class BuildRunner {
       if (step.type === 'USER') config.user = step.args[0]!
       if (step.type === 'WORKDIR') config.workdir = resolveFrom(config.workdir ?? homeOf(config.user), pathVars(step.args[0]!, config))
     }
-    config.startCmd = spec.startCmd || null
+    at.step = 'finalize'
+    // An image's Entrypoint+Cmd starts the sandbox when the build names no start command; with no
+    // ready command then, a create answers once it has started (no 20 s wait for a command not chosen).
+    config.startCmd = spec.startCmd || base.startCmd || null
     config.readyCmd = spec.readyCmd || (spec.startCmd ? 'sleep 20' : null)
     if (spec.cpuCount) config.cpuCount = spec.cpuCount
     if (spec.memoryMB) config.memoryMB = spec.memoryMB

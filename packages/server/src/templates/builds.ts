@@ -23,6 +23,18 @@ const MAX_ARG = 64 * 1024
 /** A layer nothing uses is kept this long (a failed build's, for the retry's cache). */
 const LAYER_GRACE_MS = 60 * 60_000
 
+/**
+ * Reads the rest of a refused upload and drops it. Answered before its body is read, a request
+ * leaves its connection unusable: the client's next request on it waits out the keep-alive and is
+ * reset, and a request destroyed mid-body is reset at once.
+ */
+const readAndDrop = (body: Readable) =>
+  new Promise<void>((resolve) => {
+    if (body.readableEnded || body.destroyed) return resolve()
+    body.once('end', resolve).once('close', resolve).once('error', () => resolve())
+    body.resume()
+  })
+
 export const newTemplateId = () => Array.from(crypto.randomBytes(20), (b) => 'abcdefghijklmnopqrstuvwxyz0123456789'[b % 36]).join('')
 
 export interface NewBuild {
@@ -93,29 +105,32 @@ export class TemplateBuilds {
   /** Stores an uploaded gzip tar under its hash (streamed; nothing is kept if it fails or is too big). */
   async putArchive(hash: string, body: Readable, declaredLength?: number): Promise<void> {
     if (!HASH.test(hash)) throw badRequest('the files hash must be 64 lowercase hex characters')
-    if (declaredLength !== undefined && declaredLength > this.maxUploadBytes) throw new SandlotError(413, 'payload_too_large', `the upload is ${declaredLength} bytes: at most ${this.maxUploadBytes} (SANDLOT_MAX_TEMPLATE_UPLOAD_MB)`)
+    if (declaredLength !== undefined && declaredLength > this.maxUploadBytes) {
+      await readAndDrop(body)
+      throw new SandlotError(413, 'payload_too_large', `the upload is ${declaredLength} bytes: at most ${this.maxUploadBytes} (SANDLOT_MAX_TEMPLATE_UPLOAD_MB)`)
+    }
     const file = path.join(this.filesDir, `${hash}.tar.gz`)
     const scratch = `${file}.${process.pid}-${crypto.randomBytes(4).toString('hex')}`
     let size = 0
     let head: Buffer | undefined
     const limit = this.maxUploadBytes
+    // Read without destroying the request when the limit is passed: its rest is read and dropped
+    // before the 413, so the client gets the answer, not a reset.
+    const source = body.iterator({ destroyOnReturn: false })
     try {
-      await pipeline(
-        body,
-        async function* (source: AsyncIterable<Buffer>) {
-          for await (const chunk of source) {
-            head ??= chunk.subarray(0, 2)
-            size += chunk.length
-            if (size > limit) throw new SandlotError(413, 'payload_too_large', `the upload is over ${limit} bytes (SANDLOT_MAX_TEMPLATE_UPLOAD_MB)`)
-            yield chunk
-          }
-        },
-        fs.createWriteStream(scratch, { mode: 0o600 }),
-      )
+      await pipeline(async function* () {
+        for await (const chunk of source as AsyncIterable<Buffer>) {
+          head ??= chunk.subarray(0, 2)
+          size += chunk.length
+          if (size > limit) throw new SandlotError(413, 'payload_too_large', `the upload is over ${limit} bytes (SANDLOT_MAX_TEMPLATE_UPLOAD_MB)`)
+          yield chunk
+        }
+      }, fs.createWriteStream(scratch, { mode: 0o600 }))
       if (!head || head[0] !== 0x1f || head[1] !== 0x8b) throw badRequest('the upload must be a gzip-compressed tar archive')
       fs.renameSync(scratch, file)
     } catch (err) {
       fs.rmSync(scratch, { force: true })
+      if (size > limit) await readAndDrop(body)
       throw err
     }
   }
