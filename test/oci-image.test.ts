@@ -20,7 +20,7 @@ import {
 import { choosePlatform, hostPlatform, parseImageConfig } from '../packages/server/src/templates/image/manifest.js'
 import { makeImage, makeIndex, push, rawTar, startRegistry, type Registry } from './oci-registry.js'
 
-const basePort = Number(process.env.SANDLOT_TEST_PORT ?? 3590)
+const basePort = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 400
 const work = path.resolve('.sandlot-test/oci-image')
 const CREDS = { username: 'alice', password: 'pw-Zq81-never-in-ps' }
 

@@ -217,7 +217,7 @@ describe('the data plane without credentials', () => {
 })
 
 describe('a server of its own', () => {
-  const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 4
+  const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 17
   const ownHome = path.resolve('.sandlot-test/security-home')
   let daemon: Daemon
   const key = () => fs.readFileSync(path.join(ownHome, 'api-key'), 'utf8').trim()

@@ -12,8 +12,9 @@ import { createSandbox, killSandbox, run, startBackground, waitFor } from '../he
 import { addressOf, root, World } from './escape-env.js'
 
 const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190)
-const tcpPort = port + 1
-const udpPort = port + 2
+// Offsets of their own (test/helpers.ts lists every file's), not another file's daemon's.
+const tcpPort = port + 25
+const udpPort = port + 26
 const world = new World()
 let id = ''
 let neighbourAddress = ''

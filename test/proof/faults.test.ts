@@ -19,7 +19,7 @@ import { api, createSandbox, killSandbox, leftovers, run, startBackground, waitF
 const LONG = !!process.env.SANDLOT_LONG_TESTS
 const ROUNDS = Number(process.env.SANDLOT_FAULT_ROUNDS ?? (LONG ? 200 : 50))
 const SEED = Number(process.env.SANDLOT_FAULT_SEED ?? 17)
-const proof = new ProofDaemon('faults', 7)
+const proof = new ProofDaemon('faults', 13)
 const { home, bridge, call } = proof
 const opts = () => proof.opts()
 

@@ -16,7 +16,7 @@ import { leftovers, run, startBackground, waitFor } from '../helpers.js'
 const LONG = !!process.env.SANDLOT_LONG_TESTS
 const CLIENTS = Number(process.env.SANDLOT_SOAK_CLIENTS ?? (LONG ? 50 : 12))
 const SECONDS = Number(process.env.SANDLOT_SOAK_SECONDS ?? (LONG ? 600 : 60))
-const proof = new ProofDaemon('soak', 8)
+const proof = new ProofDaemon('soak', 14)
 const { home, port, call } = proof
 const opts = () => proof.opts()
 
