@@ -51,7 +51,9 @@ describe('sandlot CLI', () => {
       assert.notEqual(missing.code, 0)
       assert.match(missing.stderr, /failed to start process 'no-such-command': not found/)
     } finally {
-      assert.equal(cli(['kill', id]).code, 0)
+      const killed = cli(['kill', id, '--json'])
+      assert.equal(killed.code, 0, killed.stderr)
+      assert.deepEqual(JSON.parse(killed.stdout), { id, killed: true })
     }
     const again = cli(['kill', id])
     assert.equal(again.code, 1)
@@ -214,7 +216,19 @@ describe('sandlot CLI, everyday use', () => {
       // A file in, to a new name.
       r = cli(['cp', path.join(src, 'a.txt'), `${id}:/tmp/renamed.txt`])
       assert.equal(r.code, 0, r.stderr)
+      assert.equal(r.stderr, `Copied ${path.join(src, 'a.txt')} to ${id}:/tmp/renamed.txt (6 bytes).\n`)
       assert.equal(cli(['exec', id, '--', 'cat', '/tmp/renamed.txt']).stdout, 'alpha\n')
+
+      // --json: what was copied, both ways, files and directories.
+      const size = 6 + 2 * 2 ** 20
+      r = cli(['cp', '--json', src, `${id}:/tmp/json-dir`])
+      assert.equal(r.code, 0, r.stderr)
+      assert.deepEqual(JSON.parse(r.stdout), { from: src, to: `${id}:/tmp/json-dir`, type: 'directory', files: 2, bytes: size })
+      r = cli(['cp', '--json', `${id}:/tmp/json-dir`, path.join(tmp, 'json-back')])
+      assert.deepEqual(JSON.parse(r.stdout), { from: `${id}:/tmp/json-dir`, to: path.join(tmp, 'json-back'), type: 'directory', files: 2, bytes: size })
+      r = cli(['cp', '--json', `${id}:/tmp/renamed.txt`, path.join(tmp, 'r.txt')])
+      assert.deepEqual(JSON.parse(r.stdout), { from: `${id}:/tmp/renamed.txt`, to: path.join(tmp, 'r.txt'), type: 'file', files: 1, bytes: 6 })
+      assert.match(cli(['cp', `${id}:/tmp/json-dir`, path.join(tmp, 'plain')]).stderr, /^Copied \S+:\/tmp\/json-dir\/ to \S+\/plain\/ \(2 files, 2097158 bytes\)\.\n$/)
 
       const missing = cli(['cp', `${id}:/no/such/path`, tmp])
       assert.equal(missing.code, 1)
