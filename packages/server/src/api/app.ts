@@ -150,7 +150,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     bodyLimit: 1024 * 1024,
     // A path parameter of any length a request head can carry reaches its route, which judges it (a
     // 400 naming it): find-my-way's default of 100 sent longer ones past the route, to E2B's 501 catch-alls.
-    maxParamLength: 16 * 1024,
+    // (In routerOptions: the top-level option is deprecated, and its warning broke the log's first lines.)
+    routerOptions: { maxParamLength: 16 * 1024 },
     // On shutdown, long-lived streams (process output, watches) must not keep the daemon up: the
     // sandboxes keep running and clients reconnect to the next daemon.
     forceCloseConnections: true,

@@ -1,0 +1,195 @@
+// sandlotd's own log as people and machines read it: on a terminal (a real pty) one line per event
+// with its fields inline and nothing else between the lines; piped, one JSON object per line. The
+// access log (SANDLOT_ACCESS_LOG=1) in both, for a REST call, a 401, an envd call and a preview.
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { after, describe, test } from 'node:test'
+import pty from 'node-pty'
+import { formatEvent } from '../packages/server/src/log.js'
+import { apiAt, run } from './helpers.js'
+import { root } from './sdk-env.js'
+
+const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 22
+const url = `http://127.0.0.1:${port}`
+const home = path.join(root, '.sandlot-test', `server-log-${port}`)
+const PREVIEW_PORT = 8000
+
+describe('the log line of an event (pure)', () => {
+  test('fields inline as key=value, quoted when they are not one word; nothing the message already says', () => {
+    const line = formatEvent({ level: 30, time: 1, pid: 9, hostname: 'h', msg: 'created i123 in 12 ms', sandboxId: 'i123', ms: 12, template: 'base', note: 'two words', n: 3, ok: true, meta: { a: 1 } }, false)
+    assert.equal(line, 'created i123 in 12 ms template=base note="two words" n=3 ok=true meta={"a":1}')
+  })
+
+  test('a message or value with line breaks stays on one line', () => {
+    assert.equal(formatEvent({ msg: 'step output:\nline 1\r\nline 2', out: 'a\nb' }, false), 'step output:\\nline 1\\nline 2 out="a\\nb"')
+  })
+
+  test("an error is its message, unless the log level is debug: then its stack follows", () => {
+    const err = { type: 'Error', message: 'disk full', stack: 'Error: disk full\n    at write (file.js:1:1)' }
+    assert.equal(formatEvent({ msg: 'cannot write the layer', err }, false), 'cannot write the layer err="disk full"')
+    assert.equal(formatEvent({ msg: 'cannot write the layer: disk full', err }, false), 'cannot write the layer: disk full')
+    assert.equal(formatEvent({ msg: 'cannot write the layer: disk full', err }, true), 'cannot write the layer: disk full\n    Error: disk full\n        at write (file.js:1:1)')
+  })
+})
+
+interface Server {
+  /** What it wrote so far. */
+  output(): string
+  stop(): Promise<void>
+}
+
+const serverEnv = (extra: Record<string, string>) => ({
+  ...(process.env as Record<string, string>),
+  SANDLOT_HOME: home,
+  SANDLOT_TEMPLATES_DIR: path.join(root, '.sandlot-test/templates'),
+  SANDLOT_LISTEN: `127.0.0.1:${port}`,
+  SANDLOT_BRIDGE: `sandlot${port}`,
+  SANDLOT_SUBNET: `10.${(port >> 8) & 255}.${port & 255}.0/24`,
+  SANDLOT_POOL: 'base=0',
+  SANDLOT_ACCESS_LOG: '1',
+  ...extra,
+})
+
+/** sandlotd on a pty of its own, as when a person starts it in a terminal. */
+function onTerminal(): Server {
+  const env = serverEnv({})
+  delete env.SANDLOT_LOG_JSON
+  const p = pty.spawn(process.execPath, ['packages/server/dist/main.js'], { cwd: root, env, cols: 120, rows: 40 })
+  let out = ''
+  p.onData((d) => (out += d))
+  let running = true
+  const exited = new Promise<void>((resolve) => p.onExit(() => resolve())).then(() => void (running = false))
+  return { output: () => out, stop: () => stopping(exited, () => running, (signal) => p.kill(signal)) }
+}
+
+/** sandlotd with its output piped, as under systemd. */
+function piped(): Server {
+  const child = spawn(process.execPath, ['packages/server/dist/main.js'], { cwd: root, env: serverEnv({}), stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout.on('data', (d) => (out += d))
+  child.stderr.on('data', (d) => (out += d))
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()))
+  return { output: () => out, stop: () => stopping(exited, () => child.exitCode === null && child.signalCode === null, (signal) => child.kill(signal)) }
+}
+
+/** SIGTERM, and SIGKILL if it has not stopped 30 s later; done at once if it had stopped. */
+async function stopping(exited: Promise<void>, running: () => boolean, kill: (signal: string) => void): Promise<void> {
+  if (!running()) return exited
+  kill('SIGTERM')
+  const timer = setTimeout(() => running() && kill('SIGKILL'), 30_000)
+  await exited
+  clearTimeout(timer)
+}
+
+/**
+ * Runs a server through exercise(), then `check` with its sandbox's id while it runs; kills the
+ * sandbox (sandboxes outlive their server) and stops the server whatever happens.
+ */
+async function session(server: Server, check: (id: string) => Promise<void>): Promise<void> {
+  let id = ''
+  try {
+    id = await exercise(server)
+    await check(id)
+  } finally {
+    if (id) {
+      const key = fs.readFileSync(path.join(home, 'api-key'), 'utf8').trim()
+      await fetch(`${url}/api/v1/sandboxes/${id}`, { method: 'DELETE', headers: { 'x-api-key': key } })
+    }
+    await server.stop()
+  }
+}
+
+const until = async <T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await probe()
+    if (value !== undefined && value !== false) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 250))
+  }
+}
+
+/**
+ * Waits until the server can create sandboxes, then makes one of each request the access log must
+ * show; returns the sandbox's id.
+ */
+async function exercise(server: Server): Promise<string> {
+  await until('the server to be ready', async () => (await fetch(`${url}/health`).catch(() => undefined))?.ok || (server.output().includes('sandlotd: ') && fail(server)), 120_000)
+  const key = fs.readFileSync(path.join(home, 'api-key'), 'utf8').trim()
+  const api = apiAt(() => url, () => key)
+  assert.equal((await fetch(`${url}/api/v1/sandboxes`)).status, 401)
+  const created = await api('POST', '/api/v1/sandboxes', { keepAliveMs: 120_000 })
+  assert.equal(created.status, 201, JSON.stringify(created.json))
+  const id: string = created.json.id
+  // An envd call (Connect's process start), which also starts the preview's server.
+  await run(id, `nohup python3 -m http.server ${PREVIEW_PORT} >/dev/null 2>&1 &`, { url, key })
+  await until('the preview to answer', async () => {
+    const r = await fetch(`${url}/`, { headers: { 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(PREVIEW_PORT) } })
+    await r.arrayBuffer()
+    return r.status === 200
+  })
+  assert.equal((await api('GET', '/api/v1/sandboxes')).status, 200)
+  return id
+}
+
+function fail(server: Server): never {
+  throw new Error(`the server stopped:\n${server.output().slice(-3000)}`)
+}
+
+const ANSI = /\x1b\[[0-9;]*m/g
+
+describe('sandlotd log', () => {
+  after(() => fs.rmSync(home, { recursive: true, force: true }))
+
+  test('on a terminal: one readable line per event, fields inline, no warnings between them; the access log too', async () => {
+    const server = onTerminal()
+    const messages = () => server.output().replace(ANSI, '').split(/\r?\n/).filter(Boolean).map((l) => /^\[\d\d:\d\d:\d\d\] (?:DEBUG|INFO|WARN|ERROR|FATAL): (.*)$/.exec(l)?.[1] ?? l)
+    await session(server, async (id) => {
+      const expected = [
+        /^GET \/api\/v1\/sandboxes 401 [\d.]+ ms access=true$/,
+        /^GET \/api\/v1\/sandboxes 200 [\d.]+ ms access=true$/,
+        new RegExp(`^POST /process\\.Process/Start 200 [\\d.]+ ms \\(${id}\\) access=true$`),
+        new RegExp(`^GET / 200 [\\d.]+ ms \\(${id}:${PREVIEW_PORT}\\) access=true$`),
+      ]
+      // Each line is written once its reply has ended: wait for them.
+      await until('the access lines', () => expected.every((re) => messages().some((m) => re.test(m))), 10_000).catch(() => assert.fail(`access lines missing in:\n${messages().join('\n')}`))
+    })
+    const lines = server.output().replace(ANSI, '').split(/\r?\n/).filter(Boolean)
+    for (const line of lines) assert.match(line, /^\[\d\d:\d\d:\d\d\] (DEBUG|INFO|WARN|ERROR|FATAL): \S/, `not a log line: ${JSON.stringify(line)}`)
+    assert.doesNotMatch(server.output(), /Warning|FSTDEP/)
+    assert.ok(messages().some((m) => /^sandlotd listening on http:\/\/127\.0\.0\.1:\d+; API key in \S+ runtime=runc domain=sandlot\.localhost:\d+/.test(m)), lines.join('\n'))
+  })
+
+  test('piped: one JSON object per line; access lines carry method, path, status, time, sandbox and port', async () => {
+    const server = piped()
+    const entries = () =>
+      server
+        .output()
+        .split('\n')
+        // (The last piece may be a line still being written.)
+        .slice(0, -1)
+        .filter(Boolean)
+        .map((l) => {
+          try {
+            return JSON.parse(l) as Record<string, unknown>
+          } catch {
+            return assert.fail(`not a JSON line: ${JSON.stringify(l)}`)
+          }
+        })
+    const access = () => entries().filter((e) => e.access === true)
+    await session(server, async (id) => {
+      const has = (want: Record<string, unknown>) => access().some((e) => Object.entries(want).every(([k, v]) => e[k] === v) && typeof e.ms === 'number')
+      const wanted = [
+        { method: 'GET', path: '/api/v1/sandboxes', status: 401 },
+        { method: 'GET', path: '/api/v1/sandboxes', status: 200 },
+        { method: 'POST', path: '/process.Process/Start', status: 200, sandboxId: id },
+        { method: 'GET', path: '/', status: 200, sandboxId: id, port: PREVIEW_PORT },
+      ]
+      await until('the access lines', () => wanted.every(has), 10_000).catch(() => assert.fail(`access lines missing in:\n${JSON.stringify(access(), null, 1)}`))
+    })
+    assert.ok(entries().some((e) => e.msg === 'ready: sandboxes can be created'))
+    assert.doesNotMatch(server.output(), /Warning|FSTDEP/)
+  })
+})
