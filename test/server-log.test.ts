@@ -2,13 +2,12 @@
 // with its fields inline and nothing else between the lines; piped, one JSON object per line. The
 // access log (SANDLOT_ACCESS_LOG=1) in both, for a REST call, a 401, an envd call and a preview.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { after, describe, test } from 'node:test'
+import { after, before, describe, test } from 'node:test'
 import pty from 'node-pty'
 import { formatEvent } from '../packages/server/src/log.js'
-import { apiAt, run } from './helpers.js'
+import { apiAt, removeHome, run, spawnDaemon } from './helpers.js'
 import { root } from './sdk-env.js'
 
 const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 22
@@ -20,6 +19,8 @@ describe('the log line of an event (pure)', () => {
   test('fields inline as key=value, quoted when they are not one word; nothing the message already says', () => {
     const line = formatEvent({ level: 30, time: 1, pid: 9, hostname: 'h', msg: 'created i123 in 12 ms', sandboxId: 'i123', ms: 12, template: 'base', note: 'two words', n: 3, ok: true, meta: { a: 1 } }, false)
     assert.equal(line, 'created i123 in 12 ms template=base note="two words" n=3 ok=true meta={"a":1}')
+    assert.equal(formatEvent({ msg: 'GET / 200 8.0 ms', status: 200, ms: 8, port: 20 }, false), 'GET / 200 8.0 ms port=20')
+    assert.equal(formatEvent({ msg: 'took 1.25 s', s: 1.2, t: 1.25 }, false), 'took 1.25 s s=1.2')
   })
 
   test('a message or value with line breaks stays on one line', () => {
@@ -40,23 +41,25 @@ interface Server {
   stop(): Promise<void>
 }
 
-const serverEnv = (extra: Record<string, string>) => ({
-  ...(process.env as Record<string, string>),
-  SANDLOT_HOME: home,
-  SANDLOT_TEMPLATES_DIR: path.join(root, '.sandlot-test/templates'),
-  SANDLOT_LISTEN: `127.0.0.1:${port}`,
-  SANDLOT_BRIDGE: `sandlot${port}`,
-  SANDLOT_SUBNET: `10.${(port >> 8) & 255}.${port & 255}.0/24`,
-  SANDLOT_POOL: 'base=0',
-  SANDLOT_ACCESS_LOG: '1',
-  ...extra,
-})
+/** Its own home, port, bridge and subnet (the template cache shared), no pool, the access log on, the log's format left to it. */
+function serverEnv(): Record<string, string> {
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    SANDLOT_HOME: home,
+    SANDLOT_TEMPLATES_DIR: path.join(root, '.sandlot-test/templates'),
+    SANDLOT_LISTEN: `127.0.0.1:${port}`,
+    SANDLOT_BRIDGE: `sandlot${port}`,
+    SANDLOT_SUBNET: `10.${(port >> 8) & 255}.${port & 255}.0/24`,
+    SANDLOT_POOL: 'base=0',
+    SANDLOT_ACCESS_LOG: '1',
+  }
+  delete env.SANDLOT_LOG_JSON
+  return env
+}
 
 /** sandlotd on a pty of its own, as when a person starts it in a terminal. */
 function onTerminal(): Server {
-  const env = serverEnv({})
-  delete env.SANDLOT_LOG_JSON
-  const p = pty.spawn(process.execPath, ['packages/server/dist/main.js'], { cwd: root, env, cols: 120, rows: 40 })
+  const p = pty.spawn(process.execPath, ['packages/server/dist/main.js'], { cwd: root, env: serverEnv(), cols: 120, rows: 40 })
   let out = ''
   p.onData((d) => (out += d))
   let running = true
@@ -64,14 +67,16 @@ function onTerminal(): Server {
   return { output: () => out, stop: () => stopping(exited, () => running, (signal) => p.kill(signal)) }
 }
 
-/** sandlotd with its output piped, as under systemd. */
+/** sandlotd with its output to a file, as under systemd. */
 function piped(): Server {
-  const child = spawn(process.execPath, ['packages/server/dist/main.js'], { cwd: root, env: serverEnv({}), stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout.on('data', (d) => (out += d))
-  child.stderr.on('data', (d) => (out += d))
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()))
-  return { output: () => out, stop: () => stopping(exited, () => child.exitCode === null && child.signalCode === null, (signal) => child.kill(signal)) }
+  const logFile = `${home}.log`
+  const fd = fs.openSync(logFile, 'w')
+  const daemon = spawnDaemon(port, serverEnv(), fd)
+  fs.closeSync(fd)
+  return {
+    output: () => fs.readFileSync(logFile, 'utf8'),
+    stop: () => daemon.stop(),
+  }
 }
 
 /** SIGTERM, and SIGKILL if it has not stopped 30 s later; done at once if it had stopped. */
@@ -141,7 +146,11 @@ function fail(server: Server): never {
 const ANSI = /\x1b\[[0-9;]*m/g
 
 describe('sandlotd log', () => {
-  after(() => fs.rmSync(home, { recursive: true, force: true }))
+  before(() => removeHome(home))
+  after(() => {
+    removeHome(home)
+    fs.rmSync(`${home}.log`, { force: true })
+  })
 
   test('on a terminal: one readable line per event, fields inline, no warnings between them; the access log too', async () => {
     const server = onTerminal()

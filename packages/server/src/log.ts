@@ -19,7 +19,8 @@ export function fieldValue(value: unknown): string {
 function says(message: string, value: unknown): boolean {
   if (typeof value === 'string') return value.length > 0 && message.includes(value)
   if (typeof value !== 'number') return false
-  const text = String(value).replace(/\./g, '\\.')
+  // (A whole number may be written with decimals: 23 as "23.0".)
+  const text = String(value).replace(/\./g, '\\.') + (Number.isInteger(value) ? '(\\.0+)?' : '')
   return new RegExp(`(^|[^\\w.])${text}([^\\w.]|$)`).test(message)
 }
 
