@@ -1,8 +1,10 @@
 // sandlotd's own log as people and machines read it: on a terminal (a real pty) one line per event
 // with its fields inline and nothing else between the lines; piped, one JSON object per line. The
-// access log (SANDLOT_ACCESS_LOG=1) in both, for a REST call, a 401, an envd call and a preview.
+// access log (SANDLOT_ACCESS_LOG=1) in both, for a REST call (with its route), a 401, an envd call,
+// a preview, and upgrades (a preview's 101, a refused one).
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
+import net from 'node:net'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import pty from 'node-pty'
@@ -128,15 +130,46 @@ async function exercise(server: Server): Promise<string> {
   const created = await api('POST', '/api/v1/sandboxes', { keepAliveMs: 120_000 })
   assert.equal(created.status, 201, JSON.stringify(created.json))
   const id: string = created.json.id
-  // An envd call (Connect's process start), which also starts the preview's server.
+  // An envd call (Connect's process start), which also starts the previews' servers: a plain one,
+  // and one that takes upgrades (101, as a WebSocket server answers).
   await run(id, `nohup python3 -m http.server ${PREVIEW_PORT} >/dev/null 2>&1 &`, { url, key })
-  await until('the preview to answer', async () => {
-    const r = await fetch(`${url}/`, { headers: { 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(PREVIEW_PORT) } })
-    await r.arrayBuffer()
-    return r.status === 200
-  })
+  await run(id, `nohup node -e "${UPGRADING_SERVER}" >/dev/null 2>&1 &`, { url, key })
+  for (const port of [PREVIEW_PORT, UPGRADE_PORT]) {
+    await until(`the preview of port ${port} to answer`, async () => {
+      const r = await fetch(`${url}/`, { headers: { 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(port) } })
+      await r.arrayBuffer()
+      return r.status === 200
+    })
+  }
   assert.equal((await api('GET', '/api/v1/sandboxes')).status, 200)
+  assert.equal((await api('GET', `/api/v1/sandboxes/${id}`)).status, 200)
+  assert.equal(await upgrade({ 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(UPGRADE_PORT) }, '/ws'), 'HTTP/1.1 101 Switching Protocols')
+  // Sandlot's own routes take no upgrade.
+  assert.match(await upgrade({}, '/api/v1/sandboxes'), /^HTTP\/1\.1 400 /)
   return id
+}
+
+const UPGRADE_PORT = 8001
+/** Answers every upgrade with a 101, and closes when its client does (node's http, no module needed). */
+const UPGRADING_SERVER = `require('http').createServer((q, r) => r.end('ok')).on('upgrade', (q, s) => s.on('end', () => s.end()).write('HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n\\r\\n')).listen(${UPGRADE_PORT})`
+
+/** A WebSocket upgrade request to the server with these headers: the status line of its answer; then it hangs up. */
+function upgrade(headers: Record<string, string>, target: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1')
+    let got = ''
+    socket.on('error', reject)
+    socket.on('data', (d) => {
+      got += d.toString('latin1')
+      if (!got.includes('\r\n')) return
+      // Hung up as a client closing does; the proxy closes its side once the sandbox's server has.
+      socket.end()
+      setTimeout(() => socket.destroy(), 10_000).unref()
+      resolve(got.split('\r\n')[0]!)
+    })
+    const head = { host: `127.0.0.1:${port}`, connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13', ...headers }
+    socket.write(`GET ${target} HTTP/1.1\r\n${Object.entries(head).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`)
+  })
 }
 
 function fail(server: Server): never {
@@ -161,6 +194,11 @@ describe('sandlotd log', () => {
         /^GET \/api\/v1\/sandboxes 200 [\d.]+ ms access=true$/,
         new RegExp(`^POST /process\\.Process/Start 200 [\\d.]+ ms \\(${id}\\) access=true$`),
         new RegExp(`^GET / 200 [\\d.]+ ms \\(${id}:${PREVIEW_PORT}\\) access=true$`),
+        // The route's template, with the path it took.
+        new RegExp(`^GET /api/v1/sandboxes/:id 200 [\\d.]+ ms \\(${id}\\) access=true path=/api/v1/sandboxes/${id}$`),
+        // Upgrades, once their connection closes.
+        new RegExp(`^GET /ws 101 [\\d.]+ ms \\(${id}:${UPGRADE_PORT}\\) access=true upgrade=websocket$`),
+        /^GET \/api\/v1\/sandboxes 400 [\d.]+ ms access=true upgrade=websocket$/,
       ]
       // Each line is written once its reply has ended: wait for them.
       await until('the access lines', () => expected.every((re) => messages().some((m) => re.test(m))), 10_000).catch(() => assert.fail(`access lines missing in:\n${messages().join('\n')}`))
@@ -195,6 +233,9 @@ describe('sandlotd log', () => {
         { method: 'GET', path: '/api/v1/sandboxes', status: 200 },
         { method: 'POST', path: '/process.Process/Start', status: 200, sandboxId: id },
         { method: 'GET', path: '/', status: 200, sandboxId: id, port: PREVIEW_PORT },
+        { method: 'GET', path: `/api/v1/sandboxes/${id}`, route: '/api/v1/sandboxes/:id', status: 200, sandboxId: id },
+        { method: 'GET', path: '/ws', status: 101, sandboxId: id, port: UPGRADE_PORT, upgrade: 'websocket' },
+        { method: 'GET', path: '/api/v1/sandboxes', status: 400, upgrade: 'websocket' },
       ]
       await until('the access lines', () => wanted.every(has), 10_000).catch(() => assert.fail(`access lines missing in:\n${JSON.stringify(access(), null, 1)}`))
     })

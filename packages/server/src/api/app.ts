@@ -22,7 +22,7 @@ import { copyRoutes } from './copies.js'
 import { nativeRoutes } from './native.js'
 import { templateRoutes } from './templates.js'
 import { UPLOAD_PREFIX, e2bTemplateRoutes } from './e2b-templates.js'
-import { logAccess } from './access-log.js'
+import { logAccess, logUpgradeAccess, noteRoute } from './access-log.js'
 import type { SandboxCopies } from '../lifecycle/copies.js'
 import { errorSchema, openApiRoute, registerOpenApi } from './openapi.js'
 import { poolRoutes } from './pools.js'
@@ -196,6 +196,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         }
       }
       const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+        if (deps.config.accessLog) logUpgradeAccess(req, socket, deps.log)
         try {
           handleUpgrade(req, socket, head, deps)
         } catch (err) {
@@ -251,6 +252,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.setNotFoundHandler((req, reply) =>
     reply.code(404).send({ code: 404, message: `Route ${req.method} ${req.url.split('?')[0]} does not exist on this Sandlot server` }),
   )
+
+  // First of all (a 401 too): the access log names the route that took the request.
+  if (deps.config.accessLog) app.addHook('onRequest', async (req) => noteRoute(req.raw, req.routeOptions.url))
 
   // Every control-plane request but /health carries a valid API key.
   app.addHook('onRequest', async (req, reply) => {
