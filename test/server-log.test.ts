@@ -143,6 +143,7 @@ async function exercise(server: Server): Promise<string> {
   }
   assert.equal((await api('GET', '/api/v1/sandboxes')).status, 200)
   assert.equal((await api('GET', `/api/v1/sandboxes/${id}`)).status, 200)
+  assert.equal((await api('GET', '/api/v1/no-such-route')).status, 404)
   assert.equal(await upgrade({ 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(UPGRADE_PORT) }, '/ws'), 'HTTP/1.1 101 Switching Protocols')
   // Sandlot's own routes take no upgrade.
   assert.match(await upgrade({}, '/api/v1/sandboxes'), /^HTTP\/1\.1 400 /)
@@ -199,6 +200,8 @@ describe('sandlotd log', () => {
         // Upgrades, once their connection closes.
         new RegExp(`^GET /ws 101 [\\d.]+ ms \\(${id}:${UPGRADE_PORT}\\) access=true upgrade=websocket$`),
         /^GET \/api\/v1\/sandboxes 400 [\d.]+ ms access=true upgrade=websocket$/,
+        // No route took it: its path.
+        /^GET \/api\/v1\/no-such-route 404 [\d.]+ ms access=true$/,
       ]
       // Each line is written once its reply has ended: wait for them.
       await until('the access lines', () => expected.every((re) => messages().some((m) => re.test(m))), 10_000).catch(() => assert.fail(`access lines missing in:\n${messages().join('\n')}`))
@@ -236,6 +239,7 @@ describe('sandlotd log', () => {
         { method: 'GET', path: `/api/v1/sandboxes/${id}`, route: '/api/v1/sandboxes/:id', status: 200, sandboxId: id },
         { method: 'GET', path: '/ws', status: 101, sandboxId: id, port: UPGRADE_PORT, upgrade: 'websocket' },
         { method: 'GET', path: '/api/v1/sandboxes', status: 400, upgrade: 'websocket' },
+        { method: 'GET', path: '/api/v1/no-such-route', route: undefined, status: 404 },
       ]
       await until('the access lines', () => wanted.every(has), 10_000).catch(() => assert.fail(`access lines missing in:\n${JSON.stringify(access(), null, 1)}`))
     })

@@ -254,7 +254,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   )
 
   // First of all (a 401 too): the access log names the route that took the request.
-  if (deps.config.accessLog) app.addHook('onRequest', async (req) => noteRoute(req.raw, req.routeOptions.url))
+  if (deps.config.accessLog) app.addHook('onRequest', async (req) => noteRoute(req.raw, req.is404 ? undefined : req.routeOptions.url))
 
   // Every control-plane request but /health carries a valid API key.
   app.addHook('onRequest', async (req, reply) => {
