@@ -160,6 +160,10 @@ function upgrade(headers: Record<string, string>, target: string): Promise<strin
     const socket = net.connect(port, '127.0.0.1')
     let got = ''
     socket.on('error', reject)
+    socket.setTimeout(60_000, () => {
+      socket.destroy()
+      reject(new Error(`no answer to the upgrade of ${target}: ${JSON.stringify(got)}`))
+    })
     socket.on('data', (d) => {
       got += d.toString('latin1')
       if (!got.includes('\r\n')) return
