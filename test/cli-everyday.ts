@@ -53,7 +53,7 @@ export function cliRunner(how: () => CliCommand): CliRunner {
         let stderr = ''
         child.stdout.on('data', (d) => (stdout += d))
         child.stderr.on('data', (d) => (stderr += d))
-        child.on('exit', (code) => resolve({ code, stdout, stderr }))
+        child.on('close', (code) => resolve({ code, stdout, stderr }))
       })
     },
   }

@@ -157,7 +157,7 @@ console.log(JSON.stringify({ count: list.length, waitedMs: Date.now() - started 
     let stderr = ''
     child.stdout.on('data', (d) => (stdout += d))
     child.stderr.on('data', (d) => (stderr += d))
-    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve))
     let forward: net.Server | undefined
     const sockets = new Set<net.Socket>()
     try {

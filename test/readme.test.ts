@@ -120,7 +120,7 @@ describe("the README's quick start, as written", () => {
         let out = ''
         child.stdout.on('data', (d) => (out += d))
         child.stderr.on('data', (d) => (out += d))
-        follower = new Promise((resolve) => child.on('exit', (code) => resolve({ code, out })))
+        follower = new Promise((resolve) => child.on('close', (code) => resolve({ code, out })))
       } else {
         const out = sh(line)
         checks.find(([re]) => re.test(line))?.[1](out)
