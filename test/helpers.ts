@@ -51,6 +51,13 @@ export async function killSandbox(id: string): Promise<void> {
   await api('DELETE', `/api/v1/sandboxes/${id}`)
 }
 
+/** Kills every sandbox a server of a test's own has: they would outlive it. */
+export async function killAllOn(url: string, key: string): Promise<void> {
+  const headers = { 'x-api-key': key }
+  const list = (await (await fetch(`${url}/api/v1/sandboxes`, { headers })).json()) as { id: string }[]
+  for (const s of list) await fetch(`${url}/api/v1/sandboxes/${s.id}`, { method: 'DELETE', headers })
+}
+
 function processClient(id: string, url = apiUrl, key = apiKey()) {
   const headers: Interceptor = (next) => (req) => {
     req.header.set('e2b-sandbox-id', id)

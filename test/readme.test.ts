@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import pty from 'node-pty'
-import { removeHome } from './helpers.js'
+import { killAllOn, removeHome } from './helpers.js'
 import { root } from './sdk-env.js'
 
 const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 23
@@ -37,10 +37,6 @@ let server: ChildProcess | undefined
 let serverOut = ''
 const key = () => fs.readFileSync(path.join(home, 'api-key'), 'utf8').trim()
 
-async function killAll(): Promise<void> {
-  const list = (await fetch(`${url}/api/v1/sandboxes`, { headers: { 'x-api-key': key() } }).then((r) => r.json(), () => [])) as { id: string }[]
-  for (const s of Array.isArray(list) ? list : []) await fetch(`${url}/api/v1/sandboxes/${s.id}`, { method: 'DELETE', headers: { 'x-api-key': key() } }).catch(() => {})
-}
 
 describe("the README's quick start, as written", () => {
   before(async () => {
@@ -76,7 +72,9 @@ describe("the README's quick start, as written", () => {
 
   after(async () => {
     if (server?.exitCode === null) {
-      await killAll()
+      await Promise.resolve()
+        .then(() => killAllOn(url, key()))
+        .catch(() => {})
       const exited = new Promise((r) => server!.once('exit', r))
       process.kill(-server.pid!, 'SIGTERM')
       await exited

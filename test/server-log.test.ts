@@ -9,7 +9,7 @@ import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import pty from 'node-pty'
 import { formatEvent } from '../packages/server/src/log.js'
-import { apiAt, removeHome, run, spawnDaemon } from './helpers.js'
+import { apiAt, killAllOn, removeHome, run, spawnDaemon, waitFor } from './helpers.js'
 import { root } from './sdk-env.js'
 
 const port = Number(process.env.SANDLOT_TEST_PORT ?? 3190) + 22
@@ -91,30 +91,18 @@ async function stopping(exited: Promise<void>, running: () => boolean, kill: (si
 }
 
 /**
- * Runs a server through exercise(), then `check` with its sandbox's id while it runs; kills the
- * sandbox (sandboxes outlive their server) and stops the server whatever happens.
+ * Runs a server through exercise(), then `check` with its sandbox's id while it runs; kills its
+ * sandboxes and stops it whatever happens.
  */
 async function session(server: Server, check: (id: string) => Promise<void>): Promise<void> {
-  let id = ''
   try {
-    id = await exercise(server)
-    await check(id)
+    await check(await exercise(server))
   } finally {
-    if (id) {
-      const key = fs.readFileSync(path.join(home, 'api-key'), 'utf8').trim()
-      await fetch(`${url}/api/v1/sandboxes/${id}`, { method: 'DELETE', headers: { 'x-api-key': key } })
-    }
+    // Also one a failed exercise() made.
+    await Promise.resolve()
+      .then(() => killAllOn(url, fs.readFileSync(path.join(home, 'api-key'), 'utf8').trim()))
+      .catch(() => {})
     await server.stop()
-  }
-}
-
-const until = async <T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> => {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined && value !== false) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 250))
   }
 }
 
@@ -123,7 +111,7 @@ const until = async <T>(what: string, probe: () => Promise<T | undefined> | T | 
  * show; returns the sandbox's id.
  */
 async function exercise(server: Server): Promise<string> {
-  await until('the server to be ready', async () => (await fetch(`${url}/health`).catch(() => undefined))?.ok || (server.output().includes('sandlotd: ') && fail(server)), 120_000)
+  await waitFor(async () => (await fetch(`${url}/health`).catch(() => undefined))?.ok || (server.output().includes('sandlotd: ') && fail(server)), 120_000, 'the server to be ready')
   const key = fs.readFileSync(path.join(home, 'api-key'), 'utf8').trim()
   const api = apiAt(() => url, () => key)
   assert.equal((await fetch(`${url}/api/v1/sandboxes`)).status, 401)
@@ -135,11 +123,11 @@ async function exercise(server: Server): Promise<string> {
   await run(id, `nohup python3 -m http.server ${PREVIEW_PORT} >/dev/null 2>&1 &`, { url, key })
   await run(id, `nohup node -e "${UPGRADING_SERVER}" >/dev/null 2>&1 &`, { url, key })
   for (const port of [PREVIEW_PORT, UPGRADE_PORT]) {
-    await until(`the preview of port ${port} to answer`, async () => {
+    await waitFor(async () => {
       const r = await fetch(`${url}/`, { headers: { 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(port) } })
       await r.arrayBuffer()
       return r.status === 200
-    })
+    }, 60_000, `the preview of port ${port} to answer`)
   }
   assert.equal((await api('GET', '/api/v1/sandboxes')).status, 200)
   assert.equal((await api('GET', `/api/v1/sandboxes/${id}`)).status, 200)
@@ -208,7 +196,7 @@ describe('sandlotd log', () => {
         /^GET \/api\/v1\/no-such-route 404 [\d.]+ ms access=true$/,
       ]
       // Each line is written once its reply has ended: wait for them.
-      await until('the access lines', () => expected.every((re) => messages().some((m) => re.test(m))), 10_000).catch(() => assert.fail(`access lines missing in:\n${messages().join('\n')}`))
+      await waitFor(async () => expected.every((re) => messages().some((m) => re.test(m))), 10_000, 'the access lines').catch(() => assert.fail(`access lines missing in:\n${messages().join('\n')}`))
     })
     const lines = server.output().replace(ANSI, '').split(/\r?\n/).filter(Boolean)
     for (const line of lines) assert.match(line, /^\[\d\d:\d\d:\d\d\] (DEBUG|INFO|WARN|ERROR|FATAL): \S/, `not a log line: ${JSON.stringify(line)}`)
@@ -245,7 +233,7 @@ describe('sandlotd log', () => {
         { method: 'GET', path: '/api/v1/sandboxes', status: 400, upgrade: 'websocket' },
         { method: 'GET', path: '/api/v1/no-such-route', route: undefined, status: 404 },
       ]
-      await until('the access lines', () => wanted.every(has), 10_000).catch(() => assert.fail(`access lines missing in:\n${JSON.stringify(access(), null, 1)}`))
+      await waitFor(async () => wanted.every(has), 10_000, 'the access lines').catch(() => assert.fail(`access lines missing in:\n${JSON.stringify(access(), null, 1)}`))
     })
     assert.ok(entries().some((e) => e.msg === 'ready: sandboxes can be created'))
     assert.doesNotMatch(server.output(), /Warning|FSTDEP/)
