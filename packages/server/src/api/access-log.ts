@@ -66,7 +66,7 @@ export function logUpgradeAccess(req: http.IncomingMessage, socket: Duplex, log:
     sniff(chunk)
     return (end as (...args: unknown[]) => Duplex).call(this, chunk, ...rest)
   } as typeof socket.end
-  // The tunnel's pipes listen to the socket's close already (ten of them): one more, counted.
+  // The HTTP server and a preview tunnel's pipes fill the default limit of close listeners: one more, counted.
   socket.setMaxListeners(socket.getMaxListeners() + 1)
   socket.once('close', () => line(status))
 }
