@@ -1,10 +1,11 @@
 // What `npm start` and `npm test` do before anything else on a bare machine: install the system
-// packages the runtime needs, install npm dependencies, build every workspace.
+// packages the runtime needs, install npm dependencies, build the workspaces that changed.
 import { execFileSync, spawnSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { WORKSPACES, buildWorkspaces } from './build.mjs'
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
@@ -108,37 +109,66 @@ export function ensureNpmDependencies() {
   run('npm', ['ci', '--no-audit', '--no-fund'])
 }
 
-/**
- * What the build is made from: every file of the workspaces but their outputs and tests, the build
- * script, the lock file and Node's version. Equal to the last build's: nothing to do.
- */
-function sourcesHash() {
+/** What every workspace's build depends on besides its own files: a change rebuilds them all. */
+const SHARED_INPUTS = ['scripts/build.mjs', 'package-lock.json', 'tsconfig.base.json']
+
+/** A hash of a workspace's files but its outputs and tests, with the shared inputs and Node's version. */
+function workspaceHash(dir) {
   const hash = crypto.createHash('sha256').update(process.version)
+  for (const f of SHARED_INPUTS) hash.update(f).update(fs.readFileSync(path.join(root, f)))
   const skip = new Set(['dist', 'node_modules', 'test', 'gen'])
-  const walk = (dir) => {
-    for (const e of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const file = path.join(dir, e.name)
+  const walk = (d) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const file = path.join(d, e.name)
       if (e.isDirectory()) {
         if (!skip.has(e.name)) walk(file)
       } else if (e.isFile()) hash.update(`${path.relative(root, file)}\0`).update(fs.readFileSync(file))
     }
   }
-  walk(path.join(root, 'packages'))
-  for (const f of ['scripts/build.mjs', 'package-lock.json', 'tsconfig.base.json']) hash.update(f).update(fs.readFileSync(path.join(root, f)))
+  walk(path.join(root, dir))
   return hash.digest('hex')
 }
 
-const BUILD_STAMP = path.join(root, 'node_modules/.sandlot-build')
+/** Each workspace's hash at its last successful build. */
+const BUILD_STAMPS = path.join(root, 'node_modules/.sandlot-build.json')
 
-/** Builds every workspace, unless nothing it is made from changed since the last build (SANDLOT_REBUILD=1 forces it). */
+/**
+ * The workspaces to build, with the hash each will have been built from: those whose files (or the
+ * shared inputs) changed since their last build, whose outputs are missing, and those that use one
+ * of them; all with SANDLOT_REBUILD=1.
+ */
+export function staleWorkspaces(stamps = readStamps()) {
+  const stale = new Map()
+  for (const w of WORKSPACES) {
+    const hash = workspaceHash(w.dir)
+    const changed = stamps[w.name] !== hash || w.outputs.some((o) => !fs.existsSync(path.join(root, w.dir, o)))
+    if (changed || process.env.SANDLOT_REBUILD === '1' || w.uses.some((u) => stale.has(u))) stale.set(w.name, hash)
+  }
+  return stale
+}
+
+function readStamps() {
+  try {
+    return JSON.parse(fs.readFileSync(BUILD_STAMPS, 'utf8'))
+  } catch {
+    return {}
+  }
+}
+
+/** Builds the workspaces that changed since their last build, and those built from them. */
 export function build() {
-  const hash = sourcesHash()
-  const stamp = fs.existsSync(BUILD_STAMP) ? fs.readFileSync(BUILD_STAMP, 'utf8') : ''
-  if (stamp === hash && process.env.SANDLOT_REBUILD !== '1' && fs.existsSync(path.join(root, 'packages/server/dist/main.js'))) return
-  console.log('[setup] building')
-  fs.rmSync(BUILD_STAMP, { force: true })
-  run('node', ['scripts/build.mjs'])
-  fs.writeFileSync(BUILD_STAMP, hash)
+  const stamps = readStamps()
+  const stale = staleWorkspaces(stamps)
+  if (stale.size === 0) return
+  console.log(`[setup] building ${[...stale.keys()].join(', ')}`)
+  // A build that fails half-way leaves the ones after it to build next time.
+  for (const name of stale.keys()) delete stamps[name]
+  fs.writeFileSync(BUILD_STAMPS, JSON.stringify(stamps))
+  for (const [name, hash] of stale) {
+    buildWorkspaces([name])
+    stamps[name] = hash
+    fs.writeFileSync(BUILD_STAMPS, JSON.stringify(stamps))
+  }
 }
 
 /** Sandboxes need root (mounts, namespaces, cgroups, nftables): say so before doing anything. */

@@ -259,8 +259,9 @@ describe('sandlot template (real server)', { concurrency: false }, () => {
     assert.match(refused.stderr, /Template "tplweb" is in use by running sandboxes: kill them first/)
     assert.equal((await cli(['kill', sandbox])).code, 0)
     sandbox = ''
-    const removed = await cli(['template', 'rm', 'tplweb'])
+    const removed = await cli(['template', 'rm', 'tplweb', '--json'])
     assert.equal(removed.code, 0, removed.stderr)
+    assert.deepEqual(JSON.parse(removed.stdout), { name: 'tplweb', removed: true })
     assert.doesNotMatch((await cli(['template', 'ls'])).stdout, /tplweb/)
     assert.equal((await cli(['template', 'rm', 'tplweb'])).code, 1)
   })

@@ -3,7 +3,7 @@
 import { createClient, type Interceptor } from '@connectrpc/connect'
 import { createConnectTransport } from '@connectrpc/connect-node'
 import { Process } from '@sandlot/envd-proto'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import type http from 'node:http'
 import net from 'node:net'
@@ -49,6 +49,13 @@ export async function createSandbox(body: Record<string, unknown> = {}): Promise
 
 export async function killSandbox(id: string): Promise<void> {
   await api('DELETE', `/api/v1/sandboxes/${id}`)
+}
+
+/** Kills every sandbox a server of a test's own has: they would outlive it. */
+export async function killAllOn(url: string, key: string): Promise<void> {
+  const headers = { 'x-api-key': key }
+  const list = (await (await fetch(`${url}/api/v1/sandboxes`, { headers })).json()) as { id: string }[]
+  for (const s of list) await fetch(`${url}/api/v1/sandboxes/${s.id}`, { method: 'DELETE', headers })
 }
 
 function processClient(id: string, url = apiUrl, key = apiKey()) {
@@ -192,6 +199,17 @@ export function spawnDaemon(port: number, env: Record<string, string>, stdio: 'i
       await exited
     },
   }
+}
+
+/**
+ * Removes a daemon's home once it has stopped: the mounts left under it first (its agent files
+ * image stays mounted; a sandbox's mount namespace may hold one a little while after), then its files.
+ */
+export function removeHome(dir: string): void {
+  const mounts = fs.readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '')
+  // (One may have gone meanwhile: its sandbox's end, or its parent's lazy unmount.)
+  for (const m of mounts.filter((m) => m.startsWith(`${dir}/`)).sort().reverse()) spawnSync('umount', ['-l', m], { stdio: 'ignore' })
+  fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 250 })
 }
 
 /** The daemon's end of a sandbox's agent socket, on the host. */

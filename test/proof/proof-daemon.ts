@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import Database from 'better-sqlite3'
-import { apiAt, spawnDaemon, waitFor, type Daemon } from '../helpers.js'
+import { apiAt, removeHome, spawnDaemon, waitFor, type Daemon } from '../helpers.js'
 
 export class ProofDaemon {
   readonly port: number
@@ -40,9 +40,7 @@ export class ProofDaemon {
 
   /** Removes what an earlier run left: its mounts, then its home and log. */
   clean(): void {
-    const mounts = fs.readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '')
-    for (const m of mounts.filter((m) => m.startsWith(`${this.home}/`)).sort().reverse()) execFileSync('umount', ['-l', m])
-    fs.rmSync(this.home, { recursive: true, force: true })
+    removeHome(this.home)
     fs.rmSync(`${this.home}-server.log`, { force: true })
   }
 

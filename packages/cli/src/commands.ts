@@ -118,7 +118,8 @@ export async function fork(id: string, count: number, keepAliveMs: number | unde
   return results.some((r) => r instanceof Error) ? 1 : 0
 }
 
-export async function kill(id: string): Promise<void> {
+export async function kill(id: string, json: boolean): Promise<void> {
   await client().killSandbox(id)
+  if (json) return printJson({ id, killed: true })
   console.error(`Killed sandbox ${id}.`)
 }

@@ -166,7 +166,8 @@ function program(): Command {
     .argument('<src>', 'LOCAL or ID:PATH')
     .argument('<dest>', 'ID:PATH or LOCAL')
     .addOption(userOption())
-    .action(async (src: string, dest: string, o: { user: string }) => cp(src, dest, o))
+    .option('--json', 'print { from, to, type, files, bytes } as JSON')
+    .action(async (src: string, dest: string, o: { user: string; json?: boolean }) => cp(src, dest, { user: o.user, json: !!o.json }))
 
   p.command('run')
     .description('run code in a code interpreter sandbox (template code-interpreter-v1): Python unless --language; its output, then the value of the last expression; exits 1 if the code raised an error')
@@ -219,7 +220,8 @@ function program(): Command {
   p.command('kill')
     .description('destroy a sandbox')
     .argument('<id>', 'the sandbox')
-    .action(async (id: string) => cmd.kill(id))
+    .option('--json', 'print { id, killed } as JSON')
+    .action(async (id: string, o: { json?: boolean }) => cmd.kill(id, !!o.json))
 
   templateCommands(p)
 
@@ -271,7 +273,8 @@ function templateCommands(p: Command): void {
     .alias('delete')
     .description('delete a template (refused while a sandbox uses it)')
     .argument('<name>', 'the template')
-    .action(async (name: string) => template.remove(name))
+    .option('--json', 'print { name, removed } as JSON')
+    .action(async (name: string, o: { json?: boolean }) => template.remove(name, !!o.json))
   t.command('tag')
     .description('give the build NAME:TAG (default: NAME\'s "default") more tags')
     .argument('<ref>', 'NAME or NAME:TAG')

@@ -46,8 +46,9 @@ export function positiveInt(what: string) {
   }
 }
 
-export async function remove(name: string): Promise<void> {
+export async function remove(name: string, json: boolean): Promise<void> {
   await client().request('DELETE', `/api/v1/templates/${encodeURIComponent(name)}`)
+  if (json) return printJson({ name, removed: true })
   console.error(`Removed template ${name}.`)
 }
 

@@ -5,11 +5,12 @@ import { promisify } from 'node:util'
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
-import { pino, type Logger } from 'pino'
+import type { Logger } from 'pino'
 import { buildApp } from './api/app.js'
 import { ensureApiKey, isValidApiKey } from './api/auth.js'
 import { defaultDomain, loadConfig, type Config } from './config.js'
 import { lockHome } from './lifecycle/home-lock.js'
+import { createLogger } from './log.js'
 import { SandboxLogs } from './lifecycle/logs.js'
 import { SandboxManager } from './lifecycle/manager.js'
 import { MetricsSampler } from './lifecycle/metrics.js'
@@ -53,15 +54,6 @@ export interface RunningServer {
   close(): Promise<void>
 }
 
-/** JSON lines for machines; readable lines when a person watches the terminal (unless SANDLOT_LOG_JSON=1). */
-function defaultLogger(config: Config): Logger {
-  const pretty = process.stdout.isTTY && process.env.SANDLOT_LOG_JSON !== '1'
-  return pino({
-    level: config.logLevel,
-    ...(pretty ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname' } } } : {}),
-  })
-}
-
 /** Fails with what to do when the port is taken (a probe: the real listen comes once the server is built). */
 async function checkPortFree(host: string, port: number): Promise<void> {
   if (port === 0) return
@@ -77,7 +69,7 @@ async function checkPortFree(host: string, port: number): Promise<void> {
   })
 }
 
-export async function startServer(config: Config = loadConfig(), log: Logger = defaultLogger(config)): Promise<RunningServer> {
+export async function startServer(config: Config = loadConfig(), log: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
   if (process.getuid?.() !== 0) throw new Error('sandlotd runs as root: it creates mounts, cgroups and namespaces for sandboxes')
   // Before anything is written: a start that cannot listen leaves no new home or key behind.
   await checkPortFree(config.listenHost, config.listenPort)

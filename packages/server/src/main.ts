@@ -1,8 +1,16 @@
 #!/usr/bin/env node
 // sandlotd entry point: runs the server in the foreground until SIGINT/SIGTERM.
-import { startServer } from './index.js'
+import { loadConfig, startServer } from './index.js'
+import { createLogger } from './log.js'
 
-const server = await startServer().catch((err: Error) => {
+const server = await (async () => {
+  const config = loadConfig()
+  const log = createLogger(config.logLevel)
+  // Node's own warnings (deprecations and the like) become log lines, not free text between them.
+  process.removeAllListeners('warning')
+  process.on('warning', (w: Error & { code?: string }) => log.warn({ code: w.code }, `${w.name}: ${w.message}`))
+  return startServer(config, log)
+})().catch((err: Error) => {
   console.error(`sandlotd: ${err.message}`)
   process.exit(1)
 })

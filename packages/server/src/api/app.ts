@@ -22,7 +22,7 @@ import { copyRoutes } from './copies.js'
 import { nativeRoutes } from './native.js'
 import { templateRoutes } from './templates.js'
 import { UPLOAD_PREFIX, e2bTemplateRoutes } from './e2b-templates.js'
-import { logAccess } from './access-log.js'
+import { logAccess, logUpgradeAccess, noteRoute } from './access-log.js'
 import type { SandboxCopies } from '../lifecycle/copies.js'
 import { errorSchema, openApiRoute, registerOpenApi } from './openapi.js'
 import { poolRoutes } from './pools.js'
@@ -150,7 +150,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     bodyLimit: 1024 * 1024,
     // A path parameter of any length a request head can carry reaches its route, which judges it (a
     // 400 naming it): find-my-way's default of 100 sent longer ones past the route, to E2B's 501 catch-alls.
-    maxParamLength: 16 * 1024,
+    // (In routerOptions: the top-level option is deprecated, and its warning broke the log's first lines.)
+    routerOptions: { maxParamLength: 16 * 1024 },
     // On shutdown, long-lived streams (process output, watches) must not keep the daemon up: the
     // sandboxes keep running and clients reconnect to the next daemon.
     forceCloseConnections: true,
@@ -195,6 +196,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         }
       }
       const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+        if (deps.config.accessLog) logUpgradeAccess(req, socket, deps.log)
         try {
           handleUpgrade(req, socket, head, deps)
         } catch (err) {
@@ -250,6 +252,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.setNotFoundHandler((req, reply) =>
     reply.code(404).send({ code: 404, message: `Route ${req.method} ${req.url.split('?')[0]} does not exist on this Sandlot server` }),
   )
+
+  // First of all (a 401 too): the access log names the route that took the request.
+  if (deps.config.accessLog) app.addHook('onRequest', async (req) => noteRoute(req.raw, req.is404 ? undefined : req.routeOptions.url))
 
   // Every control-plane request but /health carries a valid API key.
   app.addHook('onRequest', async (req, reply) => {

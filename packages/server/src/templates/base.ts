@@ -127,7 +127,7 @@ export async function buildTemplate(o: BuildOptions): Promise<void> {
   fs.chmodSync(path.dirname(o.rootfs), 0o711)
   try {
     const started = Date.now()
-    o.log.info({ template: o.recipe.name }, `building template "${o.recipe.name}" from Debian packages (${o.recipe.packages.length} packages and their dependencies; one to three minutes, once)`)
+    o.log.info({ template: o.recipe.name }, `building template "${o.recipe.name}" from Debian packages (${o.recipe.packages.length} packages and their dependencies; once: one to three minutes on an idle machine, longer on a busy one)`)
     await run(
       'mmdebstrap',
       [
