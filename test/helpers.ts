@@ -9,6 +9,12 @@ import type http from 'node:http'
 import net from 'node:net'
 import path from 'node:path'
 
+// Ports: the suite's server is on SANDLOT_TEST_PORT (P, 3190 by default); files that need a server or
+// listener of their own take an offset no other file takes, since any two files may run side by side:
+// +1 restart, +2 runtime, +3 template, +4 idmap, +5 disk, +6 network, +7 templates (+8 its registry,
+// +16 its password-protected one, +58 one that is down), +9 home-lock, +10 hostile-agent, +11
+// sdk-network, +12 pool, +13 faults, +14 soak, +15 template-limits, +17 security, +22 server-log, +23
+// cli-install, +24 readme, +25/+26 escape-network's listeners, +400 oci-image (+401, +402, +409).
 export const apiUrl = process.env.SANDLOT_API_URL ?? 'http://127.0.0.1:3190'
 export const home = process.env.SANDLOT_HOME ?? path.resolve('.sandlot-test/home')
 export const apiKey = () => fs.readFileSync(path.join(home, 'api-key'), 'utf8').trim()
