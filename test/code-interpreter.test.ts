@@ -125,7 +125,14 @@ describe('runCode', () => {
   test('a kernel that dies mid-run: the run ends with an error; the context comes back, in its cwd, its state gone', async () => {
     const ctx = await sandbox.createCodeContext({ cwd: '/tmp' })
     await sandbox.runCode('x = 1', { context: ctx })
-    const died = await sandbox.runCode('import os, signal\nprint("going", flush=True)\nos.kill(os.getpid(), signal.SIGKILL)', { context: ctx })
+    // The kernel dies only once its line has reached the client (a file the test writes on it, at
+    // most 30 s): a kill right after the print could take the line with it, still queued in the
+    // kernel's IOPub socket.
+    const go = `/tmp/die-${Date.now()}`
+    const died = await sandbox.runCode(
+      `import os, signal, time\nprint("going", flush=True)\nfor _ in range(600):\n    if os.path.exists("${go}"): break\n    time.sleep(0.05)\nos.kill(os.getpid(), signal.SIGKILL)`,
+      { context: ctx, onStdout: () => void sandbox.filesystem.write(go, '').catch(() => {}) },
+    )
     assert.deepEqual(died.logs.stdout, ['going\n'])
     assert.equal(died.error?.name, 'ContextRestarting')
     assert.equal((await sandbox.runCode('import os; os.getcwd()', { context: ctx })).text, '/tmp')
