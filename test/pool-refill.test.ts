@@ -1,6 +1,7 @@
-// The pool's refill yields to creates (lifecycle/pool.ts, pure scheduling): it starts a sandbox only
-// once no create has been served for its quiet time, never while one is in flight, one at a time,
-// and it still fills once the creates stop. The host is a stand-in that records when each start
+// The pool's refill yields to creates (lifecycle/pool.ts, pure scheduling): while it still has a
+// sandbox ready, it starts one only once no create has been served for its quiet time; an empty pool
+// starts one at once; never while a create is in flight; one at a time; and it fills once the
+// creates stop. The host is a stand-in that records when each start
 // began (the starts themselves are the real pool's business: test/pool.test.ts). Every check is a
 // lower bound on a wait (a timer never fires early), so a busy machine cannot break it.
 import assert from 'node:assert/strict'
@@ -48,9 +49,10 @@ describe('the pool refill yields to creates', () => {
     pool.start()
     await waitFor(async () => ready(pool) === 3, 10_000, 'the pool filled')
     const before = host.starts.length
-    // Hand-outs every 40 ms for a while (as a client creating one sandbox after another).
+    // Hand-outs every 40 ms while the pool still has one ready (as a client creating one sandbox
+    // after another): two of its three.
     const handOuts: number[] = []
-    for (let i = 0; i < 10; i++) {
+    for (let i = 0; i < 2; i++) {
       host.lastCreateAt = Date.now()
       pool.take(template, limits)
       handOuts.push(host.lastCreateAt)
@@ -59,7 +61,7 @@ describe('the pool refill yields to creates', () => {
     const lastHandOut = handOuts.at(-1)!
     await waitFor(async () => ready(pool) === 3, 10_000, 'the pool refilled')
     const refills = host.starts.slice(before)
-    assert.equal(refills.length, 3, 'three taken, three made')
+    assert.equal(refills.length, 2, 'two taken, two made')
     for (const s of refills) {
       assert.ok(s.sinceCreate >= QUIET - 1, `a start began ${s.sinceCreate} ms after a create`)
       assert.ok(s.at >= lastHandOut + QUIET - 1, 'no start before the hand-outs stopped')
@@ -68,21 +70,53 @@ describe('the pool refill yields to creates', () => {
     await pool.drain()
   })
 
-  test('never while a create is in flight, and the quiet time counts from its end', async () => {
+  test('an empty pool refills at once, without waiting for quiet, but one at a time', async () => {
     const host = fakeHost()
-    const pool = new SandboxPool(host, new Map([['base', 1]]), pino({ level: 'silent' }), QUIET)
+    const pool = new SandboxPool(host, new Map([['base', 2]]), pino({ level: 'silent' }), QUIET)
+    pool.start()
+    await waitFor(async () => ready(pool) === 2, 10_000, 'the pool filled')
+    const before = host.starts.length
+    host.lastCreateAt = Date.now()
+    pool.take(template, limits)
+    host.lastCreateAt = Date.now()
+    pool.take(template, limits)
+    const emptied = Date.now()
+    await waitFor(async () => ready(pool) === 2, 10_000, 'the pool refilled')
+    const [first, second] = host.starts.slice(before)
+    assert.ok(first && second, 'two made')
+    assert.ok(first.at - emptied < QUIET, `the first start of the empty pool came ${first.at - emptied} ms after, not a quiet time`)
+    assert.equal(first.concurrent, 1)
+    assert.equal(second.concurrent, 1, 'one start at a time')
+    // With one ready again, the second waits for the quiet time.
+    assert.ok(second.sinceCreate >= QUIET - 1, `the second started ${second.sinceCreate} ms after the last create`)
+    await pool.drain()
+  })
+
+  test('never while a create is in flight, empty or not; with one ready, the quiet time counts from its end', async () => {
+    // Empty, a create in flight: nothing starts until it ends.
+    const host = fakeHost()
+    const pool = new SandboxPool(host, new Map([['base', 2]]), pino({ level: 'silent' }), QUIET)
     host.busy = true
     host.lastCreateAt = Date.now()
     pool.start()
     await sleep(QUIET * 3)
     assert.equal(host.starts.length, 0, 'nothing started while a create was being served')
+    host.busy = false
+    await waitFor(async () => ready(pool) === 2, 10_000, 'the pool filled')
+    assert.equal(host.starts[0]!.busy, false)
+    // One of two taken by a create still in flight: nothing starts meanwhile, nor within the quiet time after it.
+    host.lastCreateAt = Date.now()
+    pool.take(template, limits)
+    host.busy = true
+    await sleep(QUIET * 3)
+    assert.equal(host.starts.length, 2, 'nothing started while a create was being served')
     const ended = Date.now()
     host.lastCreateAt = ended
     host.busy = false
-    await waitFor(async () => ready(pool) === 1, 10_000, 'the pool filled')
-    assert.equal(host.starts.length, 1)
-    assert.ok(host.starts[0]!.at >= ended + QUIET - 1, `started ${host.starts[0]!.at - ended} ms after the create ended`)
-    assert.equal(host.starts[0]!.busy, false)
+    await waitFor(async () => ready(pool) === 2, 10_000, 'the pool refilled')
+    assert.equal(host.starts.length, 3)
+    assert.ok(host.starts[2]!.at >= ended + QUIET - 1, `started ${host.starts[2]!.at - ended} ms after the create ended`)
+    assert.equal(host.starts[2]!.busy, false)
     await pool.drain()
   })
 })

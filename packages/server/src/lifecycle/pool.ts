@@ -7,7 +7,8 @@
 // one sandbox at a time per template, and only once no create has been served for a moment
 // (`quietMs`): a refill is a few hundred ms of both CPUs (mounts, nft, runc, a Node starting), and
 // started at a hand-out it took them from the handed-out sandbox's first commands, which come right
-// after. One whose template moved to another build is replaced.
+// after. An empty pool refills at once (but never while a create is in flight): the next create
+// would otherwise be a cold one. One whose template moved to another build is replaced.
 import type { Logger } from 'pino'
 import type { Limits } from '../config.js'
 import type { ResolvedTemplate } from '../templates/registry.js'
@@ -181,7 +182,9 @@ export class SandboxPool {
       if (entries.length >= (this.sizes.get(template) ?? 0)) return
       const retry = this.retryAfter.get(template)
       if (retry && Date.now() < retry.at) return
-      const wait = this.host.busy ? this.quietMs : this.host.lastCreateAt + this.quietMs - Date.now()
+      // An empty pool does not wait for quiet: the next create would be a cold one, which costs more
+      // than a refill beside the last one's first commands. Never while a create is in flight.
+      const wait = this.host.busy ? this.quietMs : entries.length === 0 ? 0 : this.host.lastCreateAt + this.quietMs - Date.now()
       if (wait > 0) {
         await new Promise((r) => setTimeout(r, wait).unref())
         continue
