@@ -1,8 +1,9 @@
 // The warm pool (lifecycle/pool.ts), on a daemon of its own: it fills, stays out of every list,
 // hands out sandboxes that are fresh in every way (id and hostname, env, metadata, limits, network
-// rules, hold), never shares anything between two, refills after a burst, shrinks and grows when
-// told, is drained at shutdown and made anew after a restart (a clean one or a SIGKILL) without
-// leaking a container, and never hands out a sandbox of a template's old build.
+// rules, hold, and the CPU weight of any sandbox, lower while pooled), never shares anything between
+// two, refills after a burst, shrinks and grows when told, is drained at shutdown and made anew after
+// a restart (a clean one or a SIGKILL) without leaking a container, and never hands out a sandbox of
+// a template's old build.
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -34,6 +35,12 @@ const madeAt = (id: string) => Date.parse((JSON.parse(execFileSync('runc', ['--r
 /** Whether sandbox `id` came from the pool: its container was made before the create asking for it was sent. */
 const wasPooled = (id: string, asked: number) => madeAt(id) < asked
 const sh = (id: string, cmd: string) => run(id, cmd, { url: daemon.url, key })
+/** Sandbox `id`'s CPU weight (its cgroup's v1 cpu.shares or v2 cpu.weight), and the kernel's default for it. */
+function cpuWeight(id: string): { value: number; normal: number } {
+  const v1 = `/sys/fs/cgroup/cpu/sandlot/${id}/cpu.shares`
+  if (fs.existsSync(v1)) return { value: Number(fs.readFileSync(v1, 'utf8')), normal: 1024 }
+  return { value: Number(fs.readFileSync(`/sys/fs/cgroup/sandlot/${id}/cpu.weight`, 'utf8')), normal: 100 }
+}
 const kill = (id: string) => call('DELETE', `/api/v1/sandboxes/${id}`)
 
 describe('the warm pool', { concurrency: false }, () => {
@@ -55,6 +62,8 @@ describe('the warm pool', { concurrency: false }, () => {
     const pooled = containers()
     assert.equal(pooled.length, 2)
     for (const id of pooled) {
+      const w = cpuWeight(id)
+      assert.ok(w.value < w.normal, `a pooled sandbox yields the CPUs to sandboxes in use: weight ${w.value}`)
       assert.equal((await call('GET', `/api/v1/sandboxes/${id}`)).status, 404)
       assert.equal((await call('DELETE', `/sandboxes/${id}`)).status, 404)
       assert.equal((await fetch(`${daemon.url}/health`, { headers: { 'e2b-sandbox-id': id, 'x-api-key': key } })).status, 502)
@@ -73,6 +82,7 @@ describe('the warm pool', { concurrency: false }, () => {
     assert.equal(made.status, 201, JSON.stringify(made.json))
     const a = made.json
     assert.ok(wasPooled(a.id, t0), 'it came from the pool')
+    assert.equal(cpuWeight(a.id).value, cpuWeight(a.id).normal, 'handed out, it weighs as any sandbox')
     assert.ok(Date.parse(a.startedAt) >= t0, 'its life starts at the hand-out')
     assert.ok(a.hold?.id, 'the hold asked for')
     assert.deepEqual(a.metadata, { who: 'first' })

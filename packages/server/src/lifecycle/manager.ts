@@ -356,7 +356,7 @@ export class SandboxManager {
    * restart), starts it, and runs its template's start command until its ready command passes
    * (Sandlot keeps no memory snapshot). Anything that fails leaves nothing behind.
    */
-  private async launch(row: SandboxRow, t: ResolvedTemplate): Promise<void> {
+  private async launch(row: SandboxRow, t: ResolvedTemplate, pooled = false): Promise<void> {
     try {
       this.store.insertSandbox(row)
     } catch (err) {
@@ -375,6 +375,7 @@ export class SandboxManager {
         egress: egressPolicyOf(row.network, row.allowInternetAccess),
         defaultUser: t.config.user,
         defaultWorkdir: t.config.workdir ?? undefined,
+        pooled,
       })
       if (t.config.startCmd || t.config.readyCmd) {
         const agent = new AgentClient(this.driver.agentSocket(row.id), row.accessToken)
@@ -418,7 +419,8 @@ export class SandboxManager {
   /** A sandbox for the pool: running, its start command ready, invisible until handed out. */
   async startPooled(t: ResolvedTemplate, limits: Limits): Promise<string> {
     const row = this.rowOf(t, limits, 'pooled', {})
-    await this.launch(row, t)
+    // At a lower CPU weight until its hand-out (SandboxSpec.pooled): its boot and warm-up yield to sandboxes in use.
+    await this.launch(row, t, true)
     // The agent's first requests cost tens of ms more than its next: paid here, ahead (AgentClient.warm).
     const warm = await new AgentClient(this.driver.agentSocket(row.id), row.accessToken).warm(t.config.user).catch((err: Error) => err)
     if (warm instanceof Error) {
@@ -437,6 +439,7 @@ export class SandboxManager {
     const started = Date.now()
     const row = this.store.getSandbox(id)
     if (!row || row.state !== 'pooled' || !this.driver.alive(id)) throw new Error('the pooled sandbox is gone')
+    await this.driver.prioritize?.(id)
     const envVars = req.envVars ?? {}
     if (Object.keys(envVars).length) await new AgentClient(this.driver.agentSocket(id), row.accessToken).init({ envVars: { ...t.config.env, ...envVars } })
     const network = req.network?.config ?? { allowOut: [], denyOut: [] }

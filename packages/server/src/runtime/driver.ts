@@ -22,6 +22,11 @@ export interface SandboxSpec {
   defaultWorkdir?: string
   /** Its egress rules (none: the internet, as on E2B). */
   egress?: EgressPolicy
+  /**
+   * Made for the pool: its cgroup's CPU weight is an eighth of a live sandbox's (POOLED_CPU_SHARES)
+   * until `prioritize`, so its boot and warm-up yield the CPUs to sandboxes in use. Not kept for a restart.
+   */
+  pooled?: boolean
 }
 
 /** What a runtime needs of the network (network/networks.ts): a sandbox's network, made and removed. */
@@ -74,6 +79,8 @@ export interface RuntimeDriver {
   check(probeRootfs: string, probeIds: SandboxIds): Promise<void>
   /** Starts the sandbox and resolves once its agent answers on its socket. */
   create(spec: SandboxSpec): Promise<void>
+  /** Gives a pooled sandbox the CPU weight of every other (at its hand-out). */
+  prioritize?(id: string): Promise<void>
   /** Stops every process of the sandbox where it is (the cgroup freezer): CPU freed, memory kept. */
   freeze(id: string): Promise<void>
   /** Lets a frozen sandbox's processes run on, as they were. */

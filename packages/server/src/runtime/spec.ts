@@ -31,6 +31,8 @@ export interface SpecInput {
   cpus?: string
   /** Node's flags for the agent (AGENT_NODE_FLAGS unless the server is told otherwise). */
   agentNodeFlags?: readonly string[]
+  /** Its cgroup's CPU weight (cgroup v1 cpu.shares; runc maps it to v2's cpu.weight); the kernel's default when absent. */
+  cpuShares?: number
 }
 
 /** The fd of the agent's listening socket (made by the daemon, passed by the runtime's --preserve-fds). */
@@ -129,7 +131,7 @@ export function ociSpec(i: SpecInput): object {
       resources: {
         devices: [{ allow: false, access: 'rwm' }],
         memory: { limit: memory, swap: memory },
-        cpu: { period: 100000, quota: i.limits.cpuCount * 100000, ...(i.cpus && { cpus: i.cpus }) },
+        cpu: { period: 100000, quota: i.limits.cpuCount * 100000, ...(i.cpus && { cpus: i.cpus }), ...(i.cpuShares && { shares: i.cpuShares }) },
         pids: { limit: i.limits.pids },
       },
       seccomp: defaultSeccompProfile(),
