@@ -42,20 +42,30 @@ function fakeHost(startMs = 30) {
 
 const ready = (pool: SandboxPool) => pool.status().find((p) => p.template === 'base')?.ready ?? 0
 
+/** A pool of `size` on a stand-in host, started and filled; `before`: the starts that filled it. */
+async function filledPool(size: number) {
+  const host = fakeHost()
+  const pool = new SandboxPool(host, new Map([['base', size]]), pino({ level: 'silent' }), QUIET)
+  pool.start()
+  await waitFor(async () => ready(pool) === size, 10_000, 'the pool filled')
+  return { host, pool, before: host.starts.length }
+}
+
+/** A create served from the pool, as the manager does it: its time noted, a sandbox taken. */
+function handOut(host: ReturnType<typeof fakeHost>, pool: SandboxPool): number {
+  host.lastCreateAt = Date.now()
+  pool.take(template, limits)
+  return host.lastCreateAt
+}
+
 describe('the pool refill yields to creates', () => {
   test('no start while hand-outs keep coming, none within the quiet time after the last, one at a time; then it fills', async () => {
-    const host = fakeHost()
-    const pool = new SandboxPool(host, new Map([['base', 3]]), pino({ level: 'silent' }), QUIET)
-    pool.start()
-    await waitFor(async () => ready(pool) === 3, 10_000, 'the pool filled')
-    const before = host.starts.length
+    const { host, pool, before } = await filledPool(3)
     // Hand-outs every 40 ms while the pool still has one ready (as a client creating one sandbox
     // after another): two of its three.
     const handOuts: number[] = []
     for (let i = 0; i < 2; i++) {
-      host.lastCreateAt = Date.now()
-      pool.take(template, limits)
-      handOuts.push(host.lastCreateAt)
+      handOuts.push(handOut(host, pool))
       await sleep(40)
     }
     const lastHandOut = handOuts.at(-1)!
@@ -71,15 +81,9 @@ describe('the pool refill yields to creates', () => {
   })
 
   test('an empty pool refills at once, without waiting for quiet, but one at a time', async () => {
-    const host = fakeHost()
-    const pool = new SandboxPool(host, new Map([['base', 2]]), pino({ level: 'silent' }), QUIET)
-    pool.start()
-    await waitFor(async () => ready(pool) === 2, 10_000, 'the pool filled')
-    const before = host.starts.length
-    host.lastCreateAt = Date.now()
-    pool.take(template, limits)
-    host.lastCreateAt = Date.now()
-    pool.take(template, limits)
+    const { host, pool, before } = await filledPool(2)
+    handOut(host, pool)
+    handOut(host, pool)
     const emptied = Date.now()
     await waitFor(async () => ready(pool) === 2, 10_000, 'the pool refilled')
     const [first, second] = host.starts.slice(before)
@@ -105,8 +109,7 @@ describe('the pool refill yields to creates', () => {
     await waitFor(async () => ready(pool) === 2, 10_000, 'the pool filled')
     assert.equal(host.starts[0]!.busy, false)
     // One of two taken by a create still in flight: nothing starts meanwhile, nor within the quiet time after it.
-    host.lastCreateAt = Date.now()
-    pool.take(template, limits)
+    handOut(host, pool)
     host.busy = true
     await sleep(QUIET * 3)
     assert.equal(host.starts.length, 2, 'nothing started while a create was being served')
